@@ -1,0 +1,52 @@
+"""`create_app(settings)`: wiring only. Each surface registers its own routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from server.appkeys import ENGINE, HTTP, SERVICES, SETTINGS
+from server.http import health
+from server.http.middlewares import MAX_BODY_BYTES, error_envelope, request_context, security_headers
+from server.settings import Settings
+from server.storage.db import create_engine
+from server.storage.migrate import upgrade
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.migrate_on_start:
+        await upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    app[ENGINE] = engine
+    yield
+    await engine.dispose()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    # One pooled client for every call to monday; its timeout is per request (monday/client).
+    session = aiohttp.ClientSession(raise_for_status=False)
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole server for `settings`; start it with `web.run_app` or a test client."""
+    app = web.Application(
+        middlewares=[request_context, error_envelope, security_headers],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    app[SERVICES] = {}
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_http_client)
+    health.setup(app)
+    _setup_surfaces(app)
+    return app
+
+
+def _setup_surfaces(app: web.Application) -> None:
+    """Each surface module adds its routes here (one line each)."""

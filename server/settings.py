@@ -1,0 +1,176 @@
+"""Settings, read from the environment (and `.env`), validated at start-up.
+
+Production refuses to start when a required secret is missing, with one line per
+problem. Development mode (`--dev` or `APP_ENV=development`) needs nothing: it
+generates secrets once and keeps them under `var/` so tokens minted yesterday
+still verify today.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+DEV_SECRETS_FILE = "dev-secrets.json"
+DEV_CLIENT_ID = "dev-client-id"
+DEV_APP_ID = 10000
+
+
+class SettingsError(Exception):
+    """Raised when the configuration cannot run the server; `problems` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def split_secrets(raw: SecretStr | None) -> list[str]:
+    """A comma-separated secret list, newest first, blanks dropped."""
+    if raw is None:
+        return []
+    return [part.strip() for part in raw.get_secret_value().split(",") if part.strip()]
+
+
+class Settings(BaseSettings):
+    """Every setting of contract §2 (and the delivery knobs of the scaling issue)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "production"] = "production"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str = ""
+    database_url: str = "sqlite+aiosqlite:///var/monday-notify.db"
+    monday_client_id: str = ""
+    monday_client_secret: SecretStr | None = None
+    monday_signing_secret: SecretStr | None = None
+    monday_app_id: int | None = None
+    monday_api_url: str = "https://api.monday.com/v2"
+    monday_api_version: str = "2026-07"
+    monday_oauth_authorize_url: str = "https://auth.monday.com/oauth2/authorize"
+    monday_oauth_token_url: str = "https://auth.monday.com/oauth2/token"
+    encryption_keys: SecretStr | None = None
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
+    frame_ancestors: str = "https://*.monday.com https://*.monday.app"
+    monday_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_token_bytes: int = Field(default=8192, ge=256)
+    log_format: Literal["json", "text", "auto"] = "auto"
+    migrate_on_start: bool = True
+    # Delivery (contract §6 retries; hardened by the delivery-at-scale work).
+    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    delivery_max_attempts: int = Field(default=8, ge=1)
+    delivery_batch_size: int = Field(default=25, ge=1, le=100)
+    delivery_lease_seconds: int = Field(default=60, ge=5)
+    delivery_concurrency: int = Field(default=10, ge=1)
+    send_rate_per_minute: int = Field(default=600, ge=0)
+    dev_mode: bool = False
+
+    @field_validator("monday_app_id", mode="before")
+    @classmethod
+    def _blank_app_id(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def is_dev(self) -> bool:
+        return self.dev_mode or self.app_env == "development"
+
+    @property
+    def base_url(self) -> str:
+        """The URL monday reaches us at, without a trailing slash."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def client_secrets(self) -> list[str]:
+        return split_secrets(self.monday_client_secret)
+
+    @property
+    def signing_secrets(self) -> list[str]:
+        return split_secrets(self.monday_signing_secret)
+
+    @property
+    def fernet_keys(self) -> list[str]:
+        return split_secrets(self.encryption_keys)
+
+    def problems(self) -> list[str]:
+        """What stops this configuration from running in production, one line each."""
+        found: list[str] = []
+        if not self.monday_client_id:
+            found.append(
+                "MONDAY_CLIENT_ID is required: the app's client id from the Developer Center."
+            )
+        if not self.client_secrets:
+            found.append(
+                "MONDAY_CLIENT_SECRET is required: the app's client secret (comma-separated, newest first)."
+            )
+        if not self.fernet_keys:
+            found.append(
+                "ENCRYPTION_KEYS is required: run `monday-notify keys generate` and set the result."
+            )
+        for key in self.fernet_keys:
+            try:
+                Fernet(key.encode())
+            except (ValueError, TypeError):
+                found.append("ENCRYPTION_KEYS holds a value that is not a Fernet key.")
+                break
+        return found
+
+
+def _load_dev_secrets(var_dir: Path) -> dict[str, str]:
+    """Generate development secrets once and keep them, so minted tokens survive restarts."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / DEV_SECRETS_FILE
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    generated = {
+        "client_secret": secrets.token_urlsafe(32),
+        "signing_secret": secrets.token_urlsafe(32),
+        "encryption_key": Fernet.generate_key().decode(),
+    }
+    path.write_text(json.dumps(generated, indent=2))
+    path.chmod(0o600)
+    return generated
+
+
+def load_settings(*, dev: bool = False, var_dir: Path = VAR_DIR, **overrides: object) -> Settings:
+    """Read and validate the settings; fill development defaults; raise `SettingsError`."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if dev:
+        settings.dev_mode = True
+    if settings.is_dev:
+        settings = _with_dev_defaults(settings, var_dir)
+    problems = settings.problems()
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _with_dev_defaults(settings: Settings, var_dir: Path) -> Settings:
+    dev = _load_dev_secrets(var_dir)
+    updates: dict[str, object] = {"dev_mode": True}
+    if not settings.monday_client_id:
+        updates["monday_client_id"] = DEV_CLIENT_ID
+    if not settings.client_secrets:
+        updates["monday_client_secret"] = SecretStr(dev["client_secret"])
+    if not settings.signing_secrets:
+        updates["monday_signing_secret"] = SecretStr(dev["signing_secret"])
+    if not settings.fernet_keys:
+        updates["encryption_keys"] = SecretStr(dev["encryption_key"])
+    if "monday_api_url" not in settings.model_fields_set:
+        updates["monday_api_url"] = f"{settings.base_url}/dev/monday/v2"
+    if "monday_oauth_token_url" not in settings.model_fields_set:
+        updates["monday_oauth_token_url"] = f"{settings.base_url}/dev/monday/oauth2/token"
+    if "monday_oauth_authorize_url" not in settings.model_fields_set:
+        updates["monday_oauth_authorize_url"] = f"{settings.base_url}/dev/monday/oauth2/authorize"
+    if "log_format" not in settings.model_fields_set:
+        updates["log_format"] = "text"
+    return settings.model_copy(update=updates)

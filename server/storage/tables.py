@@ -1,0 +1,179 @@
+"""Every table the product stores, as SQLAlchemy Core tables.
+
+Ids from monday (accounts, users, items) are kept as strings: monday types them `ID`,
+and a string never overflows or loses leading context. Secrets are only ever stored
+encrypted (`*_encrypted` columns hold Fernet tokens).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger ids autoincrement on PostgreSQL; SQLite only autoincrements INTEGER.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+installations = Table(
+    "installations",
+    metadata,
+    Column("account_id", String(32), primary_key=True),
+    Column("app_id", String(32)),
+    Column("installer_user_id", String(32)),
+    Column("installer_name", String(255)),
+    Column("installer_email", String(320)),
+    Column("account_name", String(255)),
+    Column("account_slug", String(255)),
+    Column("account_tier", String(64)),
+    Column("account_max_users", Integer),
+    Column("version", JSON),
+    Column("subscription", JSON),
+    Column("last_event_type", String(64)),
+    Column("sender_policy", String(32), nullable=False, server_default="app_then_installer"),
+    Column("installed", Boolean, nullable=False, server_default="1"),
+    Column("installed_at", DateTime(timezone=True)),
+    Column("uninstalled_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+lifecycle_events = Table(
+    "lifecycle_events",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    # sha256 of the canonical JSON body: a replayed delivery has the same digest.
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("account_id", String(32), nullable=False, index=True),
+    Column("type", String(64), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    # "api_key" (personal token of the installer) or "oauth" (the app's token for that user).
+    Column("kind", String(16), nullable=False),
+    Column("secret_encrypted", Text, nullable=False),
+    Column("refresh_encrypted", Text),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("scope", String(512)),
+    Column("last4", String(4), nullable=False),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("needs_reconnect", Boolean, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("account_id", "user_id", "kind", name="uq_credentials_owner_kind"),
+)
+
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    # Only a digest of the state is stored: a database reader cannot complete someone's flow.
+    Column("state_digest", String(64), primary_key=True),
+    Column("account_id", String(32), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, server_default="inbox"),
+    Column("recipient", String(32), nullable=False),
+    Column("sender", String(32), nullable=False),
+    Column("subject", String(255)),
+    Column("message", Text, nullable=False),
+    Column("collection", String(16), nullable=False),
+    Column("item", String(32), nullable=False),
+    Column("account_id", String(32), nullable=False),
+    Column("sent_as", String(16)),
+    Column("transport", String(16)),
+    Column("credential_owner", String(32)),
+    Column("delivery_status", String(24), nullable=False, server_default="queued"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("last_error", JSON),
+    Column("idempotency_key", String(255)),
+    # Outbox lease: which worker holds the row and until when (delivery/).
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    # The monday `create_notification` id, when monday returned one.
+    Column("monday_id", String(64)),
+    Index(
+        "ix_notifications_account_recipient_status_ts",
+        "account_id",
+        "recipient",
+        "status",
+        "timestamp",
+    ),
+    Index("ix_notifications_account_sender_ts", "account_id", "sender", "timestamp"),
+    Index("ix_notifications_account_item_ts", "account_id", "item", "timestamp"),
+    Index("ix_notifications_due", "delivery_status", "next_attempt_at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(32), primary_key=True),
+    Column("user_id", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("body_digest", String(64), nullable=False),
+    # Null while the first request is still running; then its answer, replayed verbatim.
+    Column("response_status", Integer),
+    Column("response_body", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+sender_audit = Table(
+    "sender_audit",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("account_id", String(32), nullable=False, index=True),
+    Column("user_id", String(32), nullable=False),
+    Column("surface", String(16), nullable=False),
+    Column("send_as_hint", String(16)),
+    Column("policy", String(32)),
+    Column("outcome", String(32), nullable=False),
+    Column("sent_as", String(16)),
+    Column("transport", String(16)),
+    Column("credential_owner", String(32)),
+    Column("reason", Text, nullable=False),
+    Column(
+        "notification_id",
+        IdType,
+        ForeignKey("notifications.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+)

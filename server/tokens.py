@@ -1,0 +1,369 @@
+"""The three monday token families (contract §3) and their verification.
+
+Only HS256 is accepted. Each family's secrets are tried newest first and the index of
+the one that matched is reported, so an old secret can be retired once nothing uses it.
+Verification is pure (an injectable clock), and the aiohttp helpers at the bottom only
+read the header and map failures to the 401 envelope.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from server.errors import ApiError
+
+Clock = Callable[[], float]
+ALGORITHM = "HS256"
+
+# Which secret index matched, per family; read by /metrics.
+secret_matches: Counter[tuple[str, int]] = Counter()
+auth_failures: Counter[tuple[str, str]] = Counter()
+
+
+class TokenError(ApiError):
+    """A refused token: always 401 with one of contract §3's codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(401, code, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A verified seamless-auth session: who is calling from a view or widget."""
+
+    account_id: str
+    user_id: str
+    is_admin: bool
+    is_view_only: bool
+    is_guest: bool
+    client_id: str | None
+    app_id: str | None
+    expires_at: int
+    secret_index: int
+
+    @property
+    def role(self) -> str:
+        if self.is_view_only:
+            return "view_only"
+        if self.is_guest:
+            return "guest"
+        return "admin" if self.is_admin else "member"
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleCaller:
+    """A verified lifecycle webhook signature (the event itself is in the body)."""
+
+    claims: dict[str, Any]
+    secret_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationCall:
+    """A verified integration (automation) request with its short-lived API token."""
+
+    account_id: str
+    user_id: str
+    short_lived_token: str | None
+    audience: str
+    expires_at: int
+    secret_index: int
+
+    def __repr__(self) -> str:  # never print the short-lived token
+        return (
+            f"IntegrationCall(account_id={self.account_id!r}, user_id={self.user_id!r}, "
+            f"audience={self.audience!r})"
+        )
+
+
+def extract_token(authorization: str | None) -> str:
+    """The JWT from `Authorization: <jwt>` or `Authorization: Bearer <jwt>`."""
+    if not authorization or not authorization.strip():
+        raise TokenError(
+            "TOKEN_MISSING", "No token: send the session token in the Authorization header."
+        )
+    value = authorization.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    if not value:
+        raise TokenError(
+            "TOKEN_MISSING", "No token: send the session token in the Authorization header."
+        )
+    return value
+
+
+def _decode(
+    token: str,
+    secrets: Sequence[str],
+    *,
+    family: str,
+    require_exp: bool,
+    leeway: int,
+    max_bytes: int,
+    clock: Clock,
+    audience: str | None = None,
+) -> tuple[dict[str, Any], int]:
+    """Check header, signature (each secret, newest first) and time claims; return claims."""
+    if len(token) > max_bytes:
+        raise _fail(family, "TOKEN_MALFORMED", "The token is too large.")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise _fail(family, "TOKEN_MALFORMED", "The token is not a well-formed JWT.") from None
+    if header.get("alg") != ALGORITHM:
+        raise _fail(family, "TOKEN_MALFORMED", "The token must be signed with HS256.")
+    if not secrets:
+        raise _fail(family, "TOKEN_INVALID_SIGNATURE", "No secret is configured for this token.")
+
+    for index, secret in enumerate(secrets):
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                # Time claims are checked below against our clock, so tests can move time.
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidTokenError:
+            raise _fail(family, "TOKEN_MALFORMED", "The token is not a well-formed JWT.") from None
+        _check_times(claims, family=family, require_exp=require_exp, leeway=leeway, now=clock())
+        if audience is not None and claims.get("aud") != audience:
+            raise _fail(family, "TOKEN_WRONG_APP", "The token was issued for another endpoint.")
+        secret_matches[(family, index)] += 1
+        return claims, index
+    raise _fail(family, "TOKEN_INVALID_SIGNATURE", "The token's signature does not match.")
+
+
+def _number(claims: dict[str, Any], name: str, family: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(family, "TOKEN_MALFORMED", f"The token's '{name}' claim must be a number.")
+    return float(value)
+
+
+def _check_times(
+    claims: dict[str, Any], *, family: str, require_exp: bool, leeway: int, now: float
+) -> None:
+    exp = _number(claims, "exp", family)
+    if exp is None and require_exp:
+        raise _fail(family, "TOKEN_MALFORMED", "The token has no expiry ('exp').")
+    if exp is not None and now > exp + leeway:
+        raise _fail(family, "TOKEN_EXPIRED", "The token has expired: fetch a new one.")
+    nbf = _number(claims, "nbf", family)
+    if nbf is not None and now + leeway < nbf:
+        raise _fail(family, "TOKEN_NOT_YET_VALID", "The token is not valid yet.")
+    iat = _number(claims, "iat", family)
+    if iat is not None and now + leeway < iat:
+        raise _fail(family, "TOKEN_NOT_YET_VALID", "The token was issued in the future.")
+
+
+def _fail(family: str, code: str, message: str) -> TokenError:
+    auth_failures[(family, code)] += 1
+    return TokenError(code, message)
+
+
+def _monday_id(value: Any) -> str | None:
+    """monday ids arrive as numbers or numeric strings; anything else is absent."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.isdigit() and value.isascii():
+        return value.lstrip("0") or None
+    return None
+
+
+def verify_session(
+    token: str,
+    *,
+    secrets: Sequence[str],
+    client_id: str | None,
+    app_id: int | str | None,
+    leeway: int = 10,
+    max_bytes: int = 8192,
+    clock: Clock = time.time,
+) -> Session:
+    """A session token from `monday.get("sessionToken")`, signed with the client secret."""
+    claims, index = _decode(
+        token,
+        secrets,
+        family="session",
+        require_exp=True,
+        leeway=leeway,
+        max_bytes=max_bytes,
+        clock=clock,
+    )
+    dat = claims.get("dat")
+    if not isinstance(dat, dict):
+        raise _fail("session", "TOKEN_MALFORMED", "The token has no 'dat' claim.")
+    if client_id and dat.get("client_id") != client_id:
+        raise _fail("session", "TOKEN_WRONG_APP", "The token was issued for another app.")
+    if app_id is not None and str(dat.get("app_id")) != str(app_id):
+        raise _fail("session", "TOKEN_WRONG_APP", "The token was issued for another app.")
+    account_id = _monday_id(dat.get("account_id"))
+    user_id = _monday_id(dat.get("user_id"))
+    if account_id is None or user_id is None:
+        raise _fail("session", "TOKEN_MALFORMED", "The token has no valid account or user id.")
+    raw_app = dat.get("app_id")
+    return Session(
+        account_id=account_id,
+        user_id=user_id,
+        is_admin=dat.get("is_admin") is True,
+        is_view_only=dat.get("is_view_only") is True,
+        is_guest=dat.get("is_guest") is True,
+        client_id=dat.get("client_id") if isinstance(dat.get("client_id"), str) else None,
+        app_id=None if raw_app is None else str(raw_app),
+        expires_at=int(claims["exp"]),
+        secret_index=index,
+    )
+
+
+def verify_lifecycle(
+    token: str,
+    *,
+    secrets: Sequence[str],
+    leeway: int = 10,
+    max_bytes: int = 8192,
+    clock: Clock = time.time,
+) -> LifecycleCaller:
+    """A lifecycle webhook's Authorization JWT, signed with the client secret; `exp` if present."""
+    claims, index = _decode(
+        token,
+        secrets,
+        family="lifecycle",
+        require_exp=False,
+        leeway=leeway,
+        max_bytes=max_bytes,
+        clock=clock,
+    )
+    return LifecycleCaller(claims=claims, secret_index=index)
+
+
+def verify_integration(
+    token: str,
+    *,
+    secrets: Sequence[str],
+    audience: str,
+    leeway: int = 10,
+    max_bytes: int = 8192,
+    clock: Clock = time.time,
+) -> IntegrationCall:
+    """An integration request's JWT, signed with the signing secret, `aud` = our route URL."""
+    claims, index = _decode(
+        token,
+        secrets,
+        family="integration",
+        require_exp=True,
+        leeway=leeway,
+        max_bytes=max_bytes,
+        clock=clock,
+        audience=audience,
+    )
+    account_id = _monday_id(claims.get("accountId"))
+    user_id = _monday_id(claims.get("userId"))
+    if account_id is None or user_id is None:
+        raise _fail("integration", "TOKEN_MALFORMED", "The token has no valid accountId or userId.")
+    short_lived = claims.get("shortLivedToken")
+    return IntegrationCall(
+        account_id=account_id,
+        user_id=user_id,
+        short_lived_token=short_lived if isinstance(short_lived, str) and short_lived else None,
+        audience=audience,
+        expires_at=int(claims["exp"]),
+        secret_index=index,
+    )
+
+
+# ---- minting (development, tests and `monday-notify mint-token`) ----
+
+
+def mint_session(
+    secret: str,
+    *,
+    account_id: int | str,
+    user_id: int | str,
+    client_id: str,
+    app_id: int | str | None = None,
+    is_admin: bool = False,
+    is_view_only: bool = False,
+    is_guest: bool = False,
+    lifetime: int = 300,
+    now: float | None = None,
+    extra_dat: dict[str, Any] | None = None,
+) -> str:
+    """A session token shaped like monday's (numeric `exp`, claims under `dat`)."""
+    issued = int(now if now is not None else time.time())
+    dat: dict[str, Any] = {
+        "client_id": client_id,
+        "user_id": int(user_id),
+        "account_id": int(account_id),
+        "slug": f"dev-{account_id}",
+        "app_id": int(app_id) if app_id is not None else None,
+        "app_version_id": 1,
+        "install_id": -2,
+        "is_admin": is_admin,
+        "is_view_only": is_view_only,
+        "is_guest": is_guest,
+        "user_kind": "guest"
+        if is_guest
+        else "view_only"
+        if is_view_only
+        else "admin"
+        if is_admin
+        else "member",
+    }
+    if dat["app_id"] is None:
+        del dat["app_id"]
+    dat.update(extra_dat or {})
+    return jwt.encode({"dat": dat, "exp": issued + lifetime}, secret, algorithm=ALGORITHM)
+
+
+def mint_lifecycle(
+    secret: str, *, account_id: int | str, user_id: int | str, lifetime: int = 300
+) -> str:
+    """A lifecycle webhook Authorization JWT (claims under `dat`, as handlers observe)."""
+    now = int(time.time())
+    claims = {
+        "dat": {"account_id": int(account_id), "user_id": int(user_id)},
+        "iat": now,
+        "exp": now + lifetime,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def mint_integration(
+    secret: str,
+    *,
+    account_id: int | str,
+    user_id: int | str,
+    audience: str,
+    short_lived_token: str | None,
+    lifetime: int = 300,
+) -> str:
+    """An integration request JWT as monday's docs show it (exp - iat = 300 s)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "accountId": int(account_id),
+        "userId": int(user_id),
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+    }
+    if short_lived_token:
+        claims["shortLivedToken"] = short_lived_token
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
