@@ -50,3 +50,15 @@ def create_app(settings: Settings) -> web.Application:
 
 def _setup_surfaces(app: web.Application) -> None:
     """Each surface module adds its routes here (one line each)."""
+    from server import monday
+    from server.delivery import setup as delivery
+    from server.http import send
+
+    monday.setup(app)  # the monday client, before anything that sends
+    delivery.setup(app)  # the send service and the delivery worker
+    send.setup(app)
+    from server.http import installations as installation_routes
+    from server.http import oauth as oauth_routes
+
+    installation_routes.setup(app)
+    oauth_routes.setup(app)

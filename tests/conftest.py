@@ -15,6 +15,9 @@ from server.app import create_app
 from server.settings import Settings
 from server.tokens import mint_session
 
+# pg_url, empty_database_url, database_url: one database per test on SQLite and PostgreSQL.
+pytest_plugins = ("tests.pg",)
+
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-client-secret-newest"
 OLD_CLIENT_SECRET = "test-client-secret-older"

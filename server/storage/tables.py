@@ -7,6 +7,9 @@ encrypted (`*_encrypted` columns hold Fernet tokens).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,6 +25,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
 metadata = MetaData(
@@ -33,6 +38,34 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always UTC and always comes back timezone-aware.
+
+    PostgreSQL stores `timestamptz`; SQLite has no timezone type and SQLAlchemy would drop the
+    offset (storing 10:00+02:00 as 10:00), so values are converted to UTC before they are bound,
+    which also keeps SQLite's text comparisons (`next_attempt_at <= now`) correct. A naive value
+    is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 # BigInteger ids autoincrement on PostgreSQL; SQLite only autoincrements INTEGER.
 IdType = BigInteger().with_variant(Integer(), "sqlite")
@@ -54,9 +87,9 @@ installations = Table(
     Column("last_event_type", String(64)),
     Column("sender_policy", String(32), nullable=False, server_default="app_then_installer"),
     Column("installed", Boolean, nullable=False, server_default="1"),
-    Column("installed_at", DateTime(timezone=True)),
-    Column("uninstalled_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("installed_at", UtcDateTime()),
+    Column("uninstalled_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 lifecycle_events = Table(
@@ -68,7 +101,7 @@ lifecycle_events = Table(
     Column("account_id", String(32), nullable=False, index=True),
     Column("type", String(64), nullable=False),
     Column("data", JSON, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
 )
 
 credentials = Table(
@@ -81,13 +114,13 @@ credentials = Table(
     Column("kind", String(16), nullable=False),
     Column("secret_encrypted", Text, nullable=False),
     Column("refresh_encrypted", Text),
-    Column("expires_at", DateTime(timezone=True)),
+    Column("expires_at", UtcDateTime()),
     Column("scope", String(512)),
     Column("last4", String(4), nullable=False),
-    Column("verified_at", DateTime(timezone=True)),
+    Column("verified_at", UtcDateTime()),
     Column("needs_reconnect", Boolean, nullable=False, server_default="0"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     UniqueConstraint("account_id", "user_id", "kind", name="uq_credentials_owner_kind"),
 )
 
@@ -98,16 +131,16 @@ oauth_states = Table(
     Column("state_digest", String(64), primary_key=True),
     Column("account_id", String(32), nullable=False),
     Column("user_id", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("used_at", DateTime(timezone=True)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime()),
 )
 
 notifications = Table(
     "notifications",
     metadata,
     Column("id", IdType, primary_key=True, autoincrement=True),
-    Column("timestamp", DateTime(timezone=True), nullable=False),
+    Column("timestamp", UtcDateTime(), nullable=False),
     Column("status", String(16), nullable=False, server_default="inbox"),
     Column("recipient", String(32), nullable=False),
     Column("sender", String(32), nullable=False),
@@ -121,13 +154,13 @@ notifications = Table(
     Column("credential_owner", String(32)),
     Column("delivery_status", String(24), nullable=False, server_default="queued"),
     Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("next_attempt_at", DateTime(timezone=True)),
-    Column("sent_at", DateTime(timezone=True)),
+    Column("next_attempt_at", UtcDateTime()),
+    Column("sent_at", UtcDateTime()),
     Column("last_error", JSON),
     Column("idempotency_key", String(255)),
     # Outbox lease: which worker holds the row and until when (delivery/).
     Column("lease_owner", String(64)),
-    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("lease_expires_at", UtcDateTime()),
     # The monday `create_notification` id, when monday returned one.
     Column("monday_id", String(64)),
     Index(
@@ -152,14 +185,14 @@ idempotency_keys = Table(
     # Null while the first request is still running; then its answer, replayed verbatim.
     Column("response_status", Integer),
     Column("response_body", JSON),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 sender_audit = Table(
     "sender_audit",
     metadata,
     Column("id", IdType, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
     Column("account_id", String(32), nullable=False, index=True),
     Column("user_id", String(32), nullable=False),
     Column("surface", String(16), nullable=False),

@@ -1,0 +1,1 @@
+"""Delivery: the outbox (claim due rows under a lease), sending to monday, retries."""

@@ -1,0 +1,143 @@
+"""The outbox over the ledger table: claim due rows under a lease, record outcomes.
+
+A row is claimed (lease taken, status unchanged) before it is sent, and moved to
+`sending` just before the HTTP call. So a process that dies after claiming leaves a row
+that another worker re-claims when the lease expires (it was never sent), while a row
+left in `sending` may have reached monday and becomes `unknown` (never sent twice).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.notifications.store import utcnow
+from server.storage.tables import notifications
+
+t = notifications.c
+CLAIMABLE = ("queued", "retry_scheduled")
+
+
+def _lease_free(now: datetime) -> Any:
+    return or_(t.lease_expires_at.is_(None), t.lease_expires_at < now)
+
+
+async def claim(
+    engine: AsyncEngine,
+    owner: str,
+    *,
+    lease_seconds: int,
+    limit: int,
+    ids: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Take a lease on up to `limit` due rows (or on exactly `ids` if due); return them."""
+    now = utcnow()
+    due = and_(
+        t.delivery_status.in_(CLAIMABLE),
+        or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
+        _lease_free(now),
+    )
+    if ids is not None:
+        due = and_(due, t.id.in_(list(ids)))
+    async with engine.begin() as connection:
+        candidates = select(t.id).where(due).order_by(t.next_attempt_at, t.id).limit(limit)
+        if connection.dialect.name == "postgresql":
+            # Several instances share one queue: skip rows another transaction is claiming.
+            candidates = candidates.with_for_update(skip_locked=True)
+        chosen = [row[0] for row in (await connection.execute(candidates)).all()]
+        if not chosen:
+            return []
+        await connection.execute(
+            update(notifications)
+            .where(t.id.in_(chosen), due)
+            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        )
+        result = await connection.execute(
+            select(notifications).where(t.id.in_(chosen), t.lease_owner == owner)
+        )
+        return [dict(row) for row in result.mappings()]
+
+
+async def mark_sending(engine: AsyncEngine, owner: str, ids: Sequence[int]) -> list[int]:
+    """Just before the HTTP call: from here on a crash means `unknown`, not a retry."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(notifications)
+            .where(t.id.in_(list(ids)), t.lease_owner == owner, t.delivery_status.in_(CLAIMABLE))
+            .values(delivery_status="sending", attempts=t.attempts + 1)
+        )
+        result = await connection.execute(
+            select(t.id).where(
+                t.id.in_(list(ids)), t.lease_owner == owner, t.delivery_status == "sending"
+            )
+        )
+        return [row[0] for row in result.all()]
+
+
+async def finish(
+    engine: AsyncEngine,
+    owner: str,
+    row_id: int,
+    *,
+    delivery_status: str,
+    error: dict[str, Any] | None = None,
+    monday_id: str | None = None,
+    retry_after: float | None = None,
+) -> None:
+    """Record one row's outcome and release its lease."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "delivery_status": delivery_status,
+        "last_error": error,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+    }
+    if delivery_status == "sent":
+        values.update(sent_at=now, monday_id=monday_id)
+    if delivery_status == "retry_scheduled":
+        delay = max(retry_after or 1.0, 0.05)
+        # Jitter spreads retries of many rows that were told the same wait.
+        values["next_attempt_at"] = now + timedelta(seconds=delay * random.uniform(1.0, 1.2))  # noqa: S311
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(notifications).where(t.id == row_id, t.lease_owner == owner).values(**values)
+        )
+
+
+async def release(engine: AsyncEngine, owner: str, ids: Sequence[int]) -> None:
+    """Give back rows claimed but not sent (e.g. on shutdown)."""
+    if not ids:
+        return
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(notifications)
+            .where(t.id.in_(list(ids)), t.lease_owner == owner, t.delivery_status.in_(CLAIMABLE))
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+
+
+async def expire_stale_sending(engine: AsyncEngine) -> int:
+    """Rows left `sending` by a dead process: they may have reached monday, so `unknown`."""
+    now = utcnow()
+    async with engine.begin() as connection:
+        result = await connection.execute(
+            update(notifications)
+            .where(t.delivery_status == "sending", t.lease_expires_at < now)
+            .values(
+                delivery_status="unknown",
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error={
+                    "code": "DELIVERY_INTERRUPTED",
+                    "message": "The server stopped while sending; monday may or may not have it.",
+                    "monday_request_id": None,
+                },
+            )
+        )
+    return int(result.rowcount or 0)

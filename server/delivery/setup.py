@@ -1,0 +1,66 @@
+"""Wiring for the send path: cipher, credential resolver, deliverer, worker, send service."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from server.appkeys import ENGINE, SETTINGS
+from server.delivery.deliver import Deliverer
+from server.delivery.worker import DeliveryWorker
+from server.installations.crypto import CredentialCipher
+from server.installations.store import get_credential, mark_needs_reconnect
+from server.monday.client import MONDAY
+from server.notifications.send import SendService
+
+SEND = web.AppKey("send", SendService)
+WORKER = web.AppKey("delivery_worker", DeliveryWorker)
+
+
+def _kind(sent_as: str) -> str:
+    return "api_key" if sent_as == "installer" else "oauth"
+
+
+async def _send_path(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = app[ENGINE]
+    cipher = CredentialCipher(settings.fernet_keys)
+
+    async def resolve(account_id: str, sent_as: str, owner: str) -> str | None:
+        credential = await get_credential(engine, cipher, account_id, owner, _kind(sent_as))  # type: ignore[arg-type]
+        if credential is None or credential.needs_reconnect:
+            return None
+        return credential.secret
+
+    async def reconnect(account_id: str, sent_as: str, owner: str) -> None:
+        await mark_needs_reconnect(engine, account_id, owner, _kind(sent_as))  # type: ignore[arg-type]
+
+    owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    deliverer = Deliverer(
+        engine=engine,
+        monday=app[MONDAY],
+        resolve=resolve,
+        mark_reconnect=reconnect,
+        owner=owner,
+        batch_size=settings.delivery_batch_size,
+        max_attempts=settings.delivery_max_attempts,
+    )
+    app[SEND] = SendService(engine, cipher, deliverer, settings.delivery_lease_seconds)
+    worker = DeliveryWorker(
+        deliverer,
+        poll_seconds=settings.delivery_poll_seconds,
+        lease_seconds=settings.delivery_lease_seconds,
+    )
+    app[WORKER] = worker
+    worker.start()
+    yield
+    await worker.stop()
+
+
+def setup(app: web.Application) -> None:
+    """Must come after the database, HTTP client and monday client contexts."""
+    app.cleanup_ctx.append(_send_path)

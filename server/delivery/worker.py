@@ -1,0 +1,69 @@
+"""The delivery worker: a background task in every server process.
+
+It claims due rows (retries whose time has come, rows a crashed instance left behind),
+sends them, and turns rows stuck in `sending` past their lease into `unknown`. On
+shutdown it finishes the batch in flight before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from server.delivery import outbox
+from server.delivery.deliver import Deliverer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeliveryWorker:
+    deliverer: Deliverer
+    poll_seconds: float = 1.0
+    lease_seconds: int = 60
+    claim_limit: int = 100
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    def wake(self) -> None:
+        """Look for due rows now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Graceful: let the batch in flight finish, then return."""
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run_once(self) -> int:
+        """One pass: expire stale `sending` rows, claim due rows, deliver. Returns rows sent."""
+        engine = self.deliverer.engine
+        await outbox.expire_stale_sending(engine)
+        rows = await outbox.claim(
+            engine, self.deliverer.owner, lease_seconds=self.lease_seconds, limit=self.claim_limit
+        )
+        if rows:
+            await self.deliverer.deliver(rows)
+        return len(rows)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                handled = await self.run_once()
+            except Exception:
+                # A database hiccup must not kill delivery for the life of the process.
+                log.exception("delivery pass failed; trying again")
+                handled = 0
+            if handled:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)

@@ -1,0 +1,1 @@
+"""Development mode: the local monday (fake monday API, developer harness)."""

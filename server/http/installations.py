@@ -1,0 +1,102 @@
+"""Routes of contract §4: lifecycle webhook, installation settings, the installer's API key."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from server.appkeys import ENGINE
+from server.errors import forbidden, invalid_payload
+from server.http.auth import require_lifecycle, require_session
+from server.http.body import parse_model, read_json
+from server.installations.credentials import (
+    MAX_API_KEY_CHARS,
+    connect_api_key,
+    disconnect_api_key,
+    installation_view,
+    summary_json,
+)
+from server.installations.crypto import CIPHER, setup_cipher
+from server.installations.lifecycle import LifecycleEvent, handle_lifecycle_event
+from server.installations.store import set_sender_policy
+from server.monday.client import MONDAY
+
+
+class SenderPolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sender_policy: Literal["app", "installer", "app_then_installer"]
+
+
+class ApiKeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    api_key: str = Field(min_length=1, max_length=MAX_API_KEY_CHARS)
+
+    @field_validator("api_key")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty: paste your monday personal API token")
+        return value
+
+
+async def lifecycle(request: web.Request) -> web.Response:
+    """`POST /monday/lifecycle`: record and apply one event; replays answer 200 too."""
+    require_lifecycle(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise invalid_payload('The body must be an object {"type", "data"}')
+    event = parse_model(LifecycleEvent, body)
+    outcome = await handle_lifecycle_event(request.app[ENGINE], body, event)
+    return web.json_response(
+        {
+            "data": {
+                "type": outcome.type,
+                "account_id": outcome.account_id,
+                "replayed": outcome.replayed,
+            }
+        }
+    )
+
+
+async def get_installation_route(request: web.Request) -> web.Response:
+    session = require_session(request)
+    return web.json_response({"data": await installation_view(request.app[ENGINE], session)})
+
+
+async def patch_installation(request: web.Request) -> web.Response:
+    session = require_session(request)
+    if not session.is_admin or session.is_view_only:
+        raise forbidden("Only an account admin can change who notifications are sent as.")
+    body = parse_model(SenderPolicyBody, await read_json(request))
+    engine = request.app[ENGINE]
+    await set_sender_policy(engine, session.account_id, body.sender_policy)
+    return web.json_response({"data": await installation_view(engine, session)})
+
+
+async def put_api_key(request: web.Request) -> web.Response:
+    session = require_session(request)
+    body = parse_model(ApiKeyBody, await read_json(request))
+    summary = await connect_api_key(
+        request.app[ENGINE], request.app[CIPHER], request.app[MONDAY], session, body.api_key
+    )
+    return web.json_response({"data": summary_json(summary)})
+
+
+async def delete_api_key(request: web.Request) -> web.Response:
+    session = require_session(request)
+    await disconnect_api_key(request.app[ENGINE], session)
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    setup_cipher(app)
+    app.router.add_post("/monday/lifecycle", lifecycle)
+    app.router.add_get("/installation", get_installation_route)
+    app.router.add_patch("/installation", patch_installation)
+    app.router.add_put("/installation/api-key", put_api_key)
+    app.router.add_delete("/installation/api-key", delete_api_key)

@@ -1,0 +1,138 @@
+"""`POST /notifications` (create = send) and `POST /notifications/{id}/relay`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from server.delivery.setup import SEND
+from server.errors import ApiError, forbidden, invalid_payload
+from server.http.auth import require_session
+from server.http.body import parse_model, read_json
+from server.notifications import idempotency
+from server.notifications.inputs import MAX_BATCH, NotificationInput, RelayOutcome
+from server.notifications.send import SendRequest, relay_payload
+from server.notifications.serialize import notification_to_api
+from server.notifications.store import fetch_row, record_relay
+from server.tokens import Session
+
+
+def parse_items(body: Any) -> tuple[list[NotificationInput], bool]:
+    """One object or an array of at most MAX_BATCH; 400 naming the field otherwise."""
+    if isinstance(body, dict):
+        return [parse_model(NotificationInput, body)], False
+    if isinstance(body, list):
+        if not body:
+            raise invalid_payload("The array of notifications is empty", field="[]")
+        if len(body) > MAX_BATCH:
+            raise invalid_payload(
+                f"At most {MAX_BATCH} notifications can be sent in one request, got {len(body)}",
+                field="[]",
+            )
+        return [
+            parse_model(NotificationInput, item, prefix=f"[{i}]") for i, item in enumerate(body)
+        ], True
+    raise invalid_payload("Send a notification object or an array of them", field="body")
+
+
+def api_object(row: dict[str, Any]) -> dict[str, Any]:
+    obj = notification_to_api(row)
+    if row["delivery_status"] == "awaiting_client":
+        obj["relay"] = relay_payload(row)
+    return obj
+
+
+def send_request_for(request: web.Request, session: Session, surface: str) -> SendRequest:
+    return SendRequest(
+        account_id=session.account_id,
+        user_id=session.user_id,
+        is_view_only=session.is_view_only,
+        is_guest=session.is_guest,
+        surface=surface,
+        relay_capable=request.headers.get("X-Relay-Capable") == "1",
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+
+
+async def send_from_request(
+    request: web.Request, session: Session, items: list[dict[str, Any]], *, surface: str
+) -> list[dict[str, Any]]:
+    """For other surfaces (Directus GraphQL): validate and send raw item dicts."""
+    parsed = [parse_model(NotificationInput, item, prefix=f"[{i}]") for i, item in enumerate(items)]
+    rows = await request.app[SEND].send(send_request_for(request, session, surface), parsed)
+    return [api_object(row) for row in rows]
+
+
+async def create_notifications(request: web.Request) -> web.Response:
+    session = require_session(request)
+    body = await read_json(request)
+    items, many = parse_items(body)
+    send_request = send_request_for(request, session, "rest")
+    key = send_request.idempotency_key
+    if key is None:
+        rows = await request.app[SEND].send(send_request, items)
+        data = [api_object(row) for row in rows]
+        return web.json_response({"data": data if many else data[0]})
+
+    engine = request.app[SEND].engine
+    idempotency.check_key(key)
+    digest = idempotency.body_digest(body)
+    replay = await idempotency.begin(engine, session.account_id, session.user_id, key, digest)
+    if replay is not None:
+        return web.json_response(
+            replay.body, status=replay.status, headers={"Idempotent-Replayed": "true"}
+        )
+    status, answer = 500, None
+    try:
+        rows = await request.app[SEND].send(send_request, items)
+        data = [api_object(row) for row in rows]
+        status, answer = 200, {"data": data if many else data[0]}
+    except ApiError as error:
+        status, answer = error.status, error.body()
+        raise
+    finally:
+        await idempotency.complete(engine, session.account_id, session.user_id, key, status, answer)
+    return web.json_response(answer, status=status)
+
+
+async def relay(request: web.Request) -> web.Response:
+    session = require_session(request)
+    try:
+        row_id = int(request.match_info["id"])
+    except ValueError:
+        raise forbidden() from None
+    outcome = parse_model(RelayOutcome, await read_json(request))
+    engine = request.app[SEND].engine
+    row = await fetch_row(engine, row_id)
+    # Only the user whose view was asked to relay may report; anything else looks missing.
+    if row is None or row["account_id"] != session.account_id or row["sender"] != session.user_id:
+        raise forbidden()
+    if row["delivery_status"] != "awaiting_client":
+        raise ApiError(
+            409,
+            "NOT_AWAITING_CLIENT",
+            f"This notification is {row['delivery_status']}, not awaiting a relay.",
+        )
+    error = None
+    if not outcome.ok:
+        raw = outcome.error or {}
+        error = {
+            "code": str(raw.get("code") or "SEAMLESS_ERROR")[:64],
+            "message": str(raw.get("message") or "monday refused the seamless call.")[:500],
+            "monday_request_id": raw.get("request_id") or raw.get("monday_request_id"),
+        }
+    if not await record_relay(
+        engine, row_id, ok=outcome.ok, monday_id=outcome.monday_id, error=error
+    ):
+        raise ApiError(
+            409, "NOT_AWAITING_CLIENT", "This notification is no longer awaiting a relay."
+        )
+    updated = await fetch_row(engine, row_id)
+    assert updated is not None
+    return web.json_response({"data": notification_to_api(updated)})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/notifications", create_notifications)
+    app.router.add_post(r"/notifications/{id}/relay", relay)

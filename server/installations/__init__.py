@@ -1,0 +1,1 @@
+"""Installations and credentials (contract §4): lifecycle events, API keys, OAuth, encryption."""

@@ -1,0 +1,419 @@
+"""How we read monday's answers: the send classification of contract §6.
+
+A send ends in one of four states:
+
+- ``sent``: monday answered with the notification (it has an id).
+- ``retry``: proven *not* executed (rate limits, complexity budget, concurrency, the daily
+  limit, or the connection never opened), so sending again cannot notify twice.
+- ``failed``: monday answered and said no (an error in ``errors[]``, a 4xx, a 500 with an
+  error body). A 401 also sets ``unauthorized`` so the caller marks the credential
+  ``needs_reconnect``.
+- ``unknown``: the request may have reached monday but no readable answer came (timeout after
+  sending, 502/503/504, a body that is not JSON). Never retried automatically.
+
+All three pre-2025 error shapes are read as well as the current one (monday-platform.md §5.4).
+Messages are scrubbed of the credential before they leave this module.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+SendStatus = Literal["sent", "retry", "failed", "unknown"]
+
+DEFAULT_RETRY_SECONDS = 30.0  # monday's own Python SDK sleeps 30 s on a bare 429
+CONNECT_RETRY_SECONDS = 10.0  # monday unreachable: try again soon, nothing was sent
+
+# Codes (or legacy messages) that monday uses when it refused *before* executing.
+RETRY_CODES = frozenset(
+    {
+        "RATE_LIMIT_EXCEEDED",
+        "Rate Limit Exceeded",
+        "COMPLEXITY_BUDGET_EXHAUSTED",
+        "ComplexityException",
+        "maxConcurrencyExceeded",
+        "FIELD_LIMIT_EXCEEDED",
+        "IP_RATE_LIMIT_EXCEEDED",
+        "DAILY_LIMIT_EXCEEDED",
+    }
+)
+RETRY_MESSAGES = (
+    "rate limit exceeded",
+    "minute limit rate exceeded",
+    "concurrency limit exceeded",
+    "complexity budget exhausted",
+    "daily limit exceeded",
+)
+UNAUTHORIZED_CODES = frozenset({"UNAUTHORIZED", "Unauthorized", "USER_UNAUTHORIZED"})
+UNAUTHORIZED_MESSAGES = ("not authenticated", "unauthorized")
+NO_ANSWER_STATUSES = frozenset({502, 503, 504})
+_RESET_IN = re.compile(r"reset in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
+
+
+class MondayError(Exception):
+    """monday could not do what we asked; `message` is safe to show (no credential in it)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "MONDAY_ERROR",
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class MondayAuthError(MondayError):
+    """monday rejected the credential (401 / unauthenticated): it needs reconnecting."""
+
+
+class MondayUnreachable(MondayError):
+    """The request never reached monday (connection refused, DNS, connect timeout)."""
+
+
+class MondayNoAnswer(MondayError):
+    """The request was sent but no answer came (timeout, dropped connection)."""
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    """One error of any of monday's shapes, normalised."""
+
+    code: str | None
+    message: str
+    path: tuple[str | int, ...] = ()
+    status_code: int | None = None
+    retry_in_seconds: float | None = None
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_retry(self) -> bool:
+        if self.code in RETRY_CODES or self.status_code == 429:
+            return True
+        lowered = self.message.lower()
+        return any(text in lowered for text in RETRY_MESSAGES)
+
+    @property
+    def is_daily_limit(self) -> bool:
+        return self.code == "DAILY_LIMIT_EXCEEDED" or "daily limit" in self.message.lower()
+
+    @property
+    def is_unauthorized(self) -> bool:
+        if self.code in UNAUTHORIZED_CODES or self.status_code == 401:
+            return True
+        return self.code is None and self.message.strip().lower() in UNAUTHORIZED_MESSAGES
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """The result of forwarding one `create_notification` (contract §6)."""
+
+    status: SendStatus
+    monday_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    retry_after_seconds: float | None = None
+    unauthorized: bool = False
+    daily_limit: bool = False
+    http_status: int | None = None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _entry_from_graphql(raw: Any) -> ErrorEntry:
+    if isinstance(raw, str):
+        return ErrorEntry(code=None, message=raw)
+    if not isinstance(raw, Mapping):
+        return ErrorEntry(code=None, message=str(raw))
+    extensions = raw.get("extensions")
+    extensions = extensions if isinstance(extensions, Mapping) else {}
+    error_data = extensions.get("error_data")
+    error_data = error_data if isinstance(error_data, Mapping) else {}
+    path = raw.get("path")
+    code = extensions.get("code") or raw.get("error_code") or raw.get("code")
+    message = str(raw.get("message") or raw.get("error_message") or code or "monday error")
+    retry = _number(extensions.get("retry_in_seconds"))
+    if retry is None:
+        retry = _number(error_data.get("retry_in_seconds"))
+    return ErrorEntry(
+        code=str(code) if code else None,
+        message=message,
+        path=tuple(p for p in path if isinstance(p, str | int)) if isinstance(path, list) else (),
+        status_code=int(extensions["status_code"])
+        if _number(extensions.get("status_code")) is not None
+        else None,
+        retry_in_seconds=retry,
+        extensions=extensions,
+    )
+
+
+def error_entries(body: Any) -> list[ErrorEntry]:
+    """Every error in a monday body, whichever of its shapes it uses."""
+    if not isinstance(body, Mapping):
+        return []
+    entries: list[ErrorEntry] = []
+    raw_errors = body.get("errors")
+    if isinstance(raw_errors, list):
+        entries.extend(_entry_from_graphql(raw) for raw in raw_errors)
+    elif isinstance(raw_errors, Mapping | str):
+        entries.append(_entry_from_graphql(raw_errors))
+    top_code = body.get("error_code")
+    top_message = body.get("error_message")
+    if top_code or top_message:
+        status = _number(body.get("status_code"))
+        message = str(top_message or top_code)
+        match = _RESET_IN.search(message)
+        entries.insert(
+            0,
+            ErrorEntry(
+                code=str(top_code) if top_code else None,
+                message=message,
+                status_code=int(status) if status is not None else None,
+                retry_in_seconds=float(match.group(1)) if match else None,
+            ),
+        )
+    return entries
+
+
+def seconds_until_midnight_utc(now: datetime | None = None) -> float:
+    """When monday's daily call limit resets (midnight UTC)."""
+    now = now or datetime.now(UTC)
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return float(math.ceil((tomorrow - now).total_seconds()))
+
+
+def retry_after_header(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    seconds = _number(value.strip())
+    if seconds is not None:
+        return max(seconds, 0.0)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def scrub(text: str | None, secrets: Sequence[str]) -> str | None:
+    """`text` with every credential replaced; short strings are not treated as secrets."""
+    if text is None:
+        return None
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _retry_outcome(
+    entry: ErrorEntry | None,
+    *,
+    header_retry: float | None,
+    request_id: str | None,
+    http_status: int | None,
+    now: datetime | None,
+) -> SendOutcome:
+    code = entry.code if entry else "RATE_LIMIT_EXCEEDED"
+    message = entry.message if entry else "monday is rate limiting this account."
+    if entry is not None and entry.is_daily_limit:
+        return SendOutcome(
+            status="retry",
+            code=code or "DAILY_LIMIT_EXCEEDED",
+            message=message,
+            request_id=request_id,
+            retry_after_seconds=seconds_until_midnight_utc(now),
+            daily_limit=True,
+            http_status=http_status,
+        )
+    retry = entry.retry_in_seconds if entry else None
+    if retry is None:
+        retry = header_retry
+    return SendOutcome(
+        status="retry",
+        code=code,
+        message=message,
+        request_id=request_id,
+        retry_after_seconds=retry if retry is not None else DEFAULT_RETRY_SECONDS,
+        http_status=http_status,
+    )
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """What the classifier needs from an HTTP answer (see `client.MondayResponse`)."""
+
+    http_status: int
+    body: Any  # parsed JSON, or None when the body was not JSON
+    retry_after: str | None = None
+    request_id: str | None = None
+    rate_limit_retry: float | None = None
+
+
+def classify_answer(
+    answer: AnswerView, aliases: Sequence[str], *, now: datetime | None = None
+) -> list[SendOutcome]:
+    """One outcome per aliased `create_notification` field of the document, in order."""
+    status = answer.http_status
+    body = answer.body
+    request_id = answer.request_id
+    header_retry = retry_after_header(answer.retry_after, now)
+    if header_retry is None:
+        header_retry = answer.rate_limit_retry
+
+    def every(outcome: SendOutcome) -> list[SendOutcome]:
+        return [outcome for _ in aliases]
+
+    if status == 401:
+        entries = error_entries(body)
+        first = entries[0] if entries else None
+        return every(
+            SendOutcome(
+                status="failed",
+                code=(first.code if first and first.code else "UNAUTHORIZED"),
+                message="monday rejected the credential (401); reconnect it.",
+                request_id=request_id,
+                unauthorized=True,
+                http_status=status,
+            )
+        )
+    if body is None or not isinstance(body, Mapping) or status in NO_ANSWER_STATUSES:
+        if status == 429:
+            return every(
+                _retry_outcome(
+                    None,
+                    header_retry=header_retry,
+                    request_id=request_id,
+                    http_status=status,
+                    now=now,
+                )
+            )
+        return every(
+            SendOutcome(
+                status="unknown",
+                code=f"HTTP_{status}",
+                message=f"monday answered HTTP {status} without a readable result; "
+                "the notification may or may not have been sent.",
+                request_id=request_id,
+                http_status=status,
+            )
+        )
+
+    entries = error_entries(body)
+    global_entries = [e for e in entries if not e.path or e.path[0] not in aliases]
+    data = body.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    outcomes: list[SendOutcome] = []
+    for alias in aliases:
+        own = [e for e in entries if e.path and e.path[0] == alias]
+        value = data.get(alias)
+        relevant = own or ([] if isinstance(value, Mapping) else global_entries)
+        outcomes.append(
+            _classify_one(
+                value,
+                relevant,
+                status=status,
+                header_retry=header_retry,
+                request_id=request_id,
+                now=now,
+            )
+        )
+    return outcomes
+
+
+def _classify_one(
+    value: Any,
+    entries: list[ErrorEntry],
+    *,
+    status: int,
+    header_retry: float | None,
+    request_id: str | None,
+    now: datetime | None,
+) -> SendOutcome:
+    retry_entry = next((e for e in entries if e.is_retry), None)
+    if retry_entry is not None or status == 429:
+        return _retry_outcome(
+            retry_entry,
+            header_retry=header_retry,
+            request_id=request_id,
+            http_status=status,
+            now=now,
+        )
+    if entries:
+        first = entries[0]
+        unauthorized = any(e.is_unauthorized for e in entries)
+        return SendOutcome(
+            status="failed",
+            code=first.code or (f"HTTP_{status}" if status != 200 else "MONDAY_ERROR"),
+            message=first.message,
+            request_id=request_id,
+            unauthorized=unauthorized,
+            http_status=status,
+        )
+    if status >= 400:
+        return SendOutcome(
+            status="failed",
+            code=f"HTTP_{status}",
+            message=f"monday refused the request (HTTP {status}).",
+            request_id=request_id,
+            http_status=status,
+        )
+    if isinstance(value, Mapping) and value.get("id") is not None:
+        return SendOutcome(
+            status="sent", monday_id=str(value["id"]), request_id=request_id, http_status=status
+        )
+    # HTTP 200, no error, but no notification either: we cannot tell what happened.
+    return SendOutcome(
+        status="unknown",
+        code="EMPTY_RESULT",
+        message="monday answered without the notification and without an error.",
+        request_id=request_id,
+        http_status=status,
+    )
+
+
+def scrubbed(outcome: SendOutcome, secrets: Sequence[str]) -> SendOutcome:
+    """`outcome` with the credential removed from its message."""
+    return replace(outcome, message=scrub(outcome.message, secrets))
+
+
+def unreachable_outcome() -> SendOutcome:
+    return SendOutcome(
+        status="retry",
+        code="MONDAY_UNREACHABLE",
+        message="Could not connect to monday; nothing was sent.",
+        retry_after_seconds=CONNECT_RETRY_SECONDS,
+    )
+
+
+def no_answer_outcome(reason: str) -> SendOutcome:
+    return SendOutcome(
+        status="unknown",
+        code="NO_ANSWER",
+        message=f"monday did not answer ({reason}); the notification may or may not be sent.",
+    )

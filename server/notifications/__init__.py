@@ -1,0 +1,1 @@
+"""Notifications: the send path, the ledger queries (Directus query language), the relay."""

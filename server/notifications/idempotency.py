@@ -1,0 +1,127 @@
+"""`Idempotency-Key` (contract §6): one send per key and body, replayed for 24 hours.
+
+The key row is inserted before the send starts (the primary key makes that atomic), so a
+concurrent duplicate finds it and waits for the first answer instead of sending again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.errors import ApiError
+from server.notifications.store import utcnow
+from server.storage.tables import idempotency_keys
+
+REPLAY_WINDOW = timedelta(hours=24)
+MAX_KEY_LENGTH = 255
+WAIT_FOR_FIRST_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    status: int
+    body: Any
+
+
+def body_digest(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ApiError(
+            400,
+            "INVALID_PAYLOAD",
+            f"Invalid payload. The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} printable characters.",
+        )
+    return key
+
+
+def _where(account_id: str, user_id: str, key: str) -> Any:
+    c = idempotency_keys.c
+    return and_(c.account_id == account_id, c.user_id == user_id, c.key == key)
+
+
+async def begin(
+    engine: AsyncEngine, account_id: str, user_id: str, key: str, digest: str
+) -> Replay | None:
+    """Reserve `key`; return the first answer to replay if it was already used with this body."""
+    deadline = asyncio.get_running_loop().time() + WAIT_FOR_FIRST_SECONDS
+    while True:
+        now = utcnow()
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert(idempotency_keys).values(
+                        account_id=account_id,
+                        user_id=user_id,
+                        key=key,
+                        body_digest=digest,
+                        created_at=now,
+                    )
+                )
+            return None
+        except IntegrityError:
+            pass
+        async with engine.begin() as connection:
+            row = (
+                (
+                    await connection.execute(
+                        select(idempotency_keys).where(_where(account_id, user_id, key))
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                continue  # the other request gave its key back; try again
+            created = row["created_at"]
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=now.tzinfo)
+            if created < now - REPLAY_WINDOW:
+                await connection.execute(
+                    delete(idempotency_keys).where(_where(account_id, user_id, key))
+                )
+                continue
+        if row["body_digest"] != digest:
+            raise ApiError(
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                "This Idempotency-Key was already used with a different request body: use a new key.",
+            )
+        if row["response_status"] is not None:
+            return Replay(status=int(row["response_status"]), body=row["response_body"])
+        if asyncio.get_running_loop().time() > deadline:
+            raise ApiError(
+                409,
+                "IDEMPOTENCY_IN_FLIGHT",
+                "A request with this Idempotency-Key is still being processed: try again shortly.",
+            )
+        await asyncio.sleep(0.05)
+
+
+async def complete(
+    engine: AsyncEngine, account_id: str, user_id: str, key: str, status: int, body: Any
+) -> None:
+    """Keep the answer for replays; a server error gives the key back so a retry can send."""
+    async with engine.begin() as connection:
+        if status >= 500:
+            await connection.execute(
+                delete(idempotency_keys).where(_where(account_id, user_id, key))
+            )
+            return
+        await connection.execute(
+            update(idempotency_keys)
+            .where(_where(account_id, user_id, key))
+            .values(response_status=status, response_body=body)
+        )

@@ -1,0 +1,74 @@
+"""A ledger row as the API shows it: exactly the fields of contract §6, in that order.
+
+Shared by every surface (Directus REST and GraphQL, the send path), so a notification looks
+the same wherever it is read. Outbox bookkeeping (`lease_owner`, `lease_expires_at`) and
+monday's own id stay internal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+# The public fields, in the order the API lists them.
+API_FIELDS: tuple[str, ...] = (
+    "id",
+    "timestamp",
+    "status",
+    "recipient",
+    "sender",
+    "subject",
+    "message",
+    "collection",
+    "item",
+    "account_id",
+    "sent_as",
+    "transport",
+    "credential_owner",
+    "delivery_status",
+    "attempts",
+    "next_attempt_at",
+    "sent_at",
+    "last_error",
+    "idempotency_key",
+)
+
+DATETIME_FIELDS = frozenset({"timestamp", "next_attempt_at", "sent_at"})
+
+
+def iso_datetime(value: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, microseconds kept so a value can be filtered on exactly.
+
+    SQLite hands back naive datetimes; everything the product stores is UTC, so naive means UTC.
+    """
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def api_value(value: Any) -> Any:
+    """A stored value in its JSON form (datetimes as ISO strings, the rest unchanged)."""
+    if isinstance(value, datetime):
+        return iso_datetime(value)
+    return value
+
+
+def notification_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The API object for a `notifications` row (a mapping of column name to value).
+
+    Missing columns come out as null, so a partial row never breaks the shape.
+    """
+    out: dict[str, Any] = {}
+    for name in API_FIELDS:
+        value = row.get(name)
+        if name == "id" and value is not None:
+            value = int(value)
+        out[name] = api_value(value)
+    return out
+
+
+def project(item: Mapping[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:
+    """Only `fields` of an API object (all of them when `fields` is None), in the asked order."""
+    if fields is None:
+        return dict(item)
+    return {name: item.get(name) for name in fields}

@@ -1,0 +1,55 @@
+"""Setting up a monday account for send tests: installation, credentials, fake tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from server.appkeys import ENGINE
+from server.installations.crypto import CredentialCipher
+from server.installations.store import store_credential, upsert_installation, utcnow
+from tests.conftest import ACCOUNT, ENCRYPTION_KEY, INSTALLER
+
+MEMBER = "12"
+OTHER_ACCOUNT = "2002"
+
+
+async def install(client: TestClient[Any, Any], *, policy: str = "app_then_installer", installed: bool = True) -> None:
+    """What monday's `install` lifecycle event leaves behind."""
+    async with client.app[ENGINE].begin() as conn:
+        await upsert_installation(
+            conn,
+            ACCOUNT,
+            {
+                "installer_user_id": INSTALLER,
+                "sender_policy": policy,
+                "installed": installed,
+                "last_event_type": "install" if installed else "uninstall",
+            },
+            now=utcnow(),
+        )
+
+
+async def connect(
+    client: TestClient[Any, Any], fake: Any, *, user: str, kind: str, token: str | None = None
+) -> str:
+    """A credential connected for `user`, known to the fake monday too; returns the token."""
+    token = token or f"{kind}-token-of-{user}"
+    fake.add_user(user, ACCOUNT, f"User {user}", f"user{user}@example.com")
+    fake.add_token(token, user, ACCOUNT, "personal" if kind == "api_key" else "oauth")
+    await store_credential(
+        client.app[ENGINE],
+        CredentialCipher([ENCRYPTION_KEY]),
+        account_id=ACCOUNT,
+        user_id=user,
+        kind=kind,  # type: ignore[arg-type]
+        secret=token,
+    )
+    return token
+
+
+def notification(**overrides: Any) -> dict[str, Any]:
+    body = {"recipient": MEMBER, "message": "Build finished", "collection": "Project", "item": "5550001"}
+    body.update(overrides)
+    return body

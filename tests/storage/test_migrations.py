@@ -1,0 +1,123 @@
+"""Migrations apply on SQLite and PostgreSQL, match the tables, and are idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.storage.db import create_engine
+from server.storage.migrate import alembic_config, upgrade
+from server.storage.tables import metadata
+
+
+@pytest.fixture
+async def engine(empty_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(empty_database_url)
+    yield engine
+    await engine.dispose()
+
+
+def _schema(connection: Connection) -> dict[str, Any]:
+    """Tables with their columns, indexes and unique constraints, comparable between runs."""
+    inspector = inspect(connection)
+    schema: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        schema[table] = {
+            "columns": sorted(
+                (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)
+            ),
+            "indexes": sorted(i["name"] or "" for i in inspector.get_indexes(table)),
+            "unique": sorted(u["name"] or "" for u in inspector.get_unique_constraints(table)),
+        }
+    return schema
+
+
+def _head() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head
+    return head
+
+
+async def _revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def test_upgrade_creates_every_table(empty_database_url: str, engine: AsyncEngine) -> None:
+    await upgrade(empty_database_url)
+
+    async with engine.connect() as conn:
+        schema = await conn.run_sync(_schema)
+    for name, table in metadata.tables.items():
+        assert name in schema, f"migration does not create {name}"
+        assert {c[0] for c in schema[name]["columns"]} == set(table.columns.keys()), name
+        for index in table.indexes:
+            assert index.name in schema[name]["indexes"], f"{name}: index {index.name} missing"
+    assert await _revision(engine) == _head()
+
+
+async def test_migrations_match_the_tables(empty_database_url: str, engine: AsyncEngine) -> None:
+    """Autogenerate finds nothing to do: tables.py and the migrations describe one schema."""
+    await upgrade(empty_database_url)
+
+    def diff(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(diff)
+    assert differences == [], "change tables.py and add a migration together"
+
+
+async def test_second_upgrade_is_a_no_op(empty_database_url: str, engine: AsyncEngine) -> None:
+    await upgrade(empty_database_url)
+    async with engine.begin() as conn:
+        before = await conn.run_sync(_schema)
+        await conn.execute(
+            text(
+                "INSERT INTO oauth_states (state_digest, account_id, user_id, created_at,"
+                " expires_at) VALUES ('d', '1', '2', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+
+    await upgrade(empty_database_url)
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(_schema) == before
+        kept = await conn.execute(text("SELECT count(*) FROM oauth_states"))
+        assert kept.scalar_one() == 1
+    assert await _revision(engine) == _head()
+
+
+async def test_boolean_server_defaults(database_url: str) -> None:
+    """`installed` defaults to true and `needs_reconnect` to false on both engines."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO installations (account_id, updated_at)"
+                    " VALUES ('1', CURRENT_TIMESTAMP)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO credentials (account_id, user_id, kind, secret_encrypted, last4,"
+                    " created_at, updated_at) VALUES ('1', '2', 'api_key', 'x', 'abcd',"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+        async with engine.connect() as conn:
+            installed = (await conn.execute(text("SELECT installed FROM installations"))).one()
+            reconnect = (await conn.execute(text("SELECT needs_reconnect FROM credentials"))).one()
+        assert bool(installed[0]) is True
+        assert bool(reconnect[0]) is False
+    finally:
+        await engine.dispose()

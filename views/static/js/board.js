@@ -1,0 +1,226 @@
+// The board view: compose a notification, see who it will be sent as, watch this board's ledger.
+import {
+  ApiError,
+  api,
+  banner,
+  friendlyMessage,
+  ledgerQuery,
+  monday,
+  newIdempotencyKey,
+  notice,
+  poll,
+  renderList,
+  sendNotification,
+  showError,
+  watchContext,
+  withTimeout,
+} from "./common.js";
+
+const HISTORY_EVERY_MS = 3000;
+const BOARD_QUERY = `query ($ids: [ID!]) {
+  boards(ids: $ids) { id name subscribers { id name } items_page(limit: 100) { items { id name } } }
+}`;
+
+const form = document.getElementById("compose");
+const recipient = document.getElementById("recipient");
+const target = document.getElementById("target");
+const sendAs = document.getElementById("send-as");
+const message = document.getElementById("message");
+const sendButton = document.getElementById("send");
+const status = document.getElementById("compose-status");
+const senderName = document.getElementById("sender-name");
+const history = document.getElementById("history");
+const historyEmpty = document.getElementById("history-empty");
+const historyUpdated = document.getElementById("history-updated");
+
+const state = {
+  context: null,
+  boardId: null,
+  people: new Map(),
+  itemIds: [],
+  installation: null,
+  viewOnly: false,
+  guest: false,
+  sending: false,
+};
+
+function nameOf(userId) {
+  if (userId === null || userId === undefined || userId === "") return "someone";
+  return state.people.get(String(userId)) || `user ${userId}`;
+}
+
+function option(value, label) {
+  const node = document.createElement("option");
+  node.value = value;
+  node.textContent = label;
+  return node;
+}
+
+async function loadBoard() {
+  const me = state.context.user || {};
+  try {
+    const result = await withTimeout(
+      monday.api(BOARD_QUERY, { variables: { ids: [String(state.boardId)] } }),
+      10000,
+      "board",
+    );
+    const board = result && result.data && result.data.boards && result.data.boards[0];
+    if (!board) throw new Error("no board");
+    for (const person of board.subscribers || []) state.people.set(String(person.id), String(person.name));
+    const items = (board.items_page && board.items_page.items) || [];
+    state.itemIds = items.map((item) => String(item.id));
+    target.replaceChildren(option("", `This board (${board.name})`), ...items.map((item) => option(String(item.id), `Item: ${item.name}`)));
+  } catch (_) {
+    // Without the board's people we can still notify ourselves; say so instead of failing.
+    if (me.id) state.people.set(String(me.id), "Me");
+    banner("We couldn't load this board's people from monday; you can only notify yourself for now.");
+  }
+  const people = [...state.people.entries()].sort((a, b) => a[1].localeCompare(b[1]));
+  recipient.replaceChildren(option("", "Choose someone…"), ...people.map(([id, name]) => option(id, name)));
+}
+
+function policyOf(installation) {
+  return (installation && installation.sender_policy) || "app_then_installer";
+}
+
+function installerOf(installation) {
+  if (!installation) return null;
+  const direct = installation.installer_user_id ?? installation.installer_id;
+  if (direct !== undefined && direct !== null) return String(direct);
+  const installer = installation.installer;
+  if (installer && typeof installer === "object" && installer.id !== undefined) return String(installer.id);
+  if (typeof installer === "string" || typeof installer === "number") return String(installer);
+  return null;
+}
+
+function allowedSenders() {
+  const policy = policyOf(state.installation);
+  const allowed = policy === "app" ? ["app"] : policy === "installer" ? ["installer"] : ["app", "installer"];
+  return state.guest ? allowed.filter((s) => s !== "installer") : allowed;
+}
+
+/** What the server will decide (contract §5), shown before sending. A live view can always relay. */
+function describeSender() {
+  const allowed = allowedSenders();
+  for (const node of sendAs.options) node.disabled = node.value !== "" && !allowed.includes(node.value);
+  if (sendAs.value && !allowed.includes(sendAs.value)) sendAs.value = "";
+  const policy = policyOf(state.installation);
+  const chosen = sendAs.value || (policy === "installer" ? "installer" : "app");
+  if (!allowed.includes(chosen)) {
+    senderName.textContent = "nobody: your role can't send with this account's policy";
+    return;
+  }
+  if (chosen === "app") {
+    senderName.textContent = "the app";
+  } else {
+    const installer = installerOf(state.installation);
+    senderName.textContent = installer ? `${nameOf(installer)} (the installer)` : "the installer";
+  }
+}
+
+async function loadInstallation() {
+  try {
+    const answer = await api("/installation");
+    state.installation = (answer && answer.data) || null;
+  } catch (error) {
+    state.installation = null;
+    if (error instanceof ApiError && error.status !== 404) showError(error);
+  }
+  describeSender();
+}
+
+async function refreshHistory() {
+  if (!state.boardId) return;
+  const items = [String(state.boardId), ...state.itemIds];
+  try {
+    const answer = await api(
+      ledgerQuery({ filter: { item: { _in: items } }, sort: "-timestamp", limit: 20 }),
+    );
+    renderList(history, historyEmpty, (answer && answer.data) || [], nameOf);
+    historyUpdated.textContent = `· updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    historyUpdated.textContent = "· couldn't refresh";
+  }
+}
+
+let refreshNow = () => undefined;
+
+async function onSubmit(event) {
+  event.preventDefault();
+  if (state.sending) return;
+  if (state.viewOnly) {
+    notice(friendlyMessage(new ApiError(403, "FORBIDDEN", ""), { viewOnly: true }), "error");
+    return;
+  }
+  const text = message.value.trim();
+  if (!recipient.value) {
+    notice("Choose who to notify.", "error");
+    return;
+  }
+  if (!text) {
+    notice("Write a message first.", "error");
+    return;
+  }
+  const payload = {
+    recipient: recipient.value,
+    message: text,
+    collection: "Project",
+    item: target.value || String(state.boardId),
+  };
+  if (sendAs.value) payload.send_as = sendAs.value;
+  state.sending = true;
+  sendButton.disabled = true;
+  status.textContent = "Sending…";
+  try {
+    const row = await sendNotification(payload, newIdempotencyKey());
+    const failed = row && row.delivery_status === "failed";
+    if (failed) {
+      const reason = (row.last_error && row.last_error.message) || "monday refused it";
+      notice(`The notification wasn't delivered: ${reason}`, "error");
+      status.textContent = "Not delivered.";
+    } else {
+      notice(`Notification sent to ${nameOf(payload.recipient)}.`, "success");
+      status.textContent = "Sent.";
+      message.value = "";
+    }
+  } catch (error) {
+    status.textContent = "Not sent.";
+    showError(error, { viewOnly: state.viewOnly });
+  } finally {
+    state.sending = false;
+    sendButton.disabled = state.viewOnly;
+    refreshNow();
+  }
+}
+
+async function main() {
+  const context = await watchContext((next) => {
+    state.context = next;
+  });
+  state.context = context;
+  const user = (context && context.user) || {};
+  state.boardId = context.boardId ?? (context.boardIds && context.boardIds[0]);
+  state.viewOnly = Boolean(user.isViewOnly);
+  state.guest = Boolean(user.isGuest);
+  if (state.viewOnly) {
+    banner("You have view-only access to this board, so you can't send notifications. Ask a board owner for edit access.");
+    sendButton.disabled = true;
+    for (const field of [recipient, target, sendAs, message]) field.disabled = true;
+  }
+  if (!state.boardId) {
+    banner("Open this view on a board to send notifications from it.");
+    sendButton.disabled = true;
+    return;
+  }
+  await loadBoard();
+  await loadInstallation();
+  sendAs.addEventListener("change", describeSender);
+  form.addEventListener("submit", onSubmit);
+  refreshNow = poll(refreshHistory, HISTORY_EVERY_MS);
+  document.body.dataset.ready = "1";
+}
+
+main().catch((error) => {
+  showError(error);
+  document.body.dataset.ready = "error";
+});

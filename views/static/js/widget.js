@@ -1,0 +1,152 @@
+// The dashboard widget: one configurable "Notify the owner of …" button, the latest
+// notifications and the caller's unread count. A double click notifies once: the button is
+// disabled while a send is in flight, and each click intent carries its own Idempotency-Key.
+import {
+  ApiError,
+  api,
+  banner,
+  getSettings,
+  ledgerQuery,
+  monday,
+  newIdempotencyKey,
+  notice,
+  poll,
+  renderList,
+  sendNotification,
+  showError,
+  watchContext,
+} from "./common.js";
+
+const REFRESH_EVERY_MS = 4000;
+
+const button = document.getElementById("notify-owner");
+const status = document.getElementById("notify-status");
+const unread = document.getElementById("unread");
+const latest = document.getElementById("latest");
+const latestEmpty = document.getElementById("latest-empty");
+
+const state = { context: null, settings: {}, installation: null, inFlight: false, viewOnly: false };
+
+function nameOf(userId) {
+  if (userId === null || userId === undefined || userId === "") return "someone";
+  const me = state.context && state.context.user;
+  if (me && String(me.id) === String(userId)) return "you";
+  return `user ${userId}`;
+}
+
+/** Settings (monday's widget settings): owner, subject, message; sensible defaults. */
+function config() {
+  const s = state.settings || {};
+  const inst = state.installation || {};
+  const owner = s.owner_id ?? s.owner ?? inst.installer_user_id ?? (inst.installer && inst.installer.id);
+  const boards = (state.context && state.context.boardIds) || [];
+  return {
+    owner: owner === undefined || owner === null ? "" : String(owner),
+    subject: String(s.subject || "this dashboard"),
+    item: String(s.item_id || s.item || boards[0] || ""),
+    message: String(s.message || "Your attention is needed on this dashboard."),
+  };
+}
+
+function renderButton() {
+  const c = config();
+  button.textContent = `Notify the owner of ${c.subject}`;
+  button.disabled = state.inFlight || state.viewOnly || !c.owner || !c.item;
+}
+
+async function refresh() {
+  try {
+    const [rows, count] = await Promise.all([
+      api(
+        ledgerQuery({
+          filter: { _or: [{ recipient: { _eq: "$CURRENT_USER" } }, { sender: { _eq: "$CURRENT_USER" } }] },
+          sort: "-timestamp",
+          limit: 5,
+        }),
+      ),
+      api(
+        ledgerQuery({
+          filter: { _and: [{ recipient: { _eq: "$CURRENT_USER" } }, { status: { _eq: "inbox" } }] },
+          aggregate: { count: "*" },
+        }),
+      ),
+    ]);
+    renderList(latest, latestEmpty, (rows && rows.data) || [], nameOf);
+    unread.textContent = String(countOf(count));
+  } catch (_) {
+    // The next poll tries again; a transient failure is not worth a notice every few seconds.
+  }
+}
+
+function countOf(answer) {
+  const data = answer && answer.data;
+  const first = Array.isArray(data) ? data[0] : data;
+  if (!first) return 0;
+  let value = first.count;
+  if (value && typeof value === "object") value = value["*"] ?? Object.values(value)[0];
+  const number = Number(value);
+  return Number.isFinite(number) ? number : 0;
+}
+
+let refreshNow = () => undefined;
+
+async function onClick() {
+  // The button is disabled synchronously, so the second click of a double click never sends.
+  if (state.inFlight) return;
+  const c = config();
+  if (!c.owner || !c.item) return;
+  state.inFlight = true;
+  renderButton();
+  status.textContent = "Sending…";
+  const key = newIdempotencyKey();
+  try {
+    const row = await sendNotification(
+      { recipient: c.owner, message: c.message, collection: "Project", item: c.item },
+      key,
+    );
+    if (row && row.delivery_status === "failed") {
+      notice(`The owner wasn't notified: ${(row.last_error && row.last_error.message) || "monday refused it"}`, "error");
+      status.textContent = "Not delivered.";
+    } else {
+      notice("The owner has been notified.", "success");
+      status.textContent = "Notified.";
+    }
+  } catch (error) {
+    status.textContent = "Not sent.";
+    showError(error, { viewOnly: state.viewOnly });
+  } finally {
+    state.inFlight = false;
+    renderButton();
+    refreshNow();
+  }
+}
+
+async function main() {
+  const context = await watchContext((next) => {
+    state.context = next;
+    renderButton();
+  });
+  state.context = context;
+  state.viewOnly = Boolean(context && context.user && context.user.isViewOnly);
+  state.settings = await getSettings();
+  monday.listen("settings", (message) => {
+    state.settings = (message && message.data) || {};
+    renderButton();
+  });
+  try {
+    const answer = await api("/installation");
+    state.installation = (answer && answer.data) || null;
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) showError(error);
+  }
+  if (state.viewOnly) banner("You have view-only access, so you can't send notifications.");
+  renderButton();
+  button.addEventListener("click", onClick);
+  refreshNow = poll(refresh, REFRESH_EVERY_MS);
+  document.body.dataset.ready = "1";
+}
+
+main().catch((error) => {
+  showError(error);
+  document.body.dataset.ready = "error";
+});
