@@ -98,6 +98,22 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _manifest(args: argparse.Namespace) -> int:
+    import json
+
+    from server.manifest import ManifestError, render
+
+    # Only the public URL is needed: no secrets, so this works on a machine without them.
+    base_url = args.base_url or Settings().base_url
+    try:
+        document = render(base_url)
+    except ManifestError as error:
+        print(f"monday-notify: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(document, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monday-notify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["generate", "rotate"])
     dev_flag(keys)
     keys.set_defaults(run=_keys)
+
+    manifest = commands.add_parser("manifest", help="the monday app manifest")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
+    render = manifest_commands.add_parser(
+        "render", help="print manifest/manifest.json with {{PUBLIC_BASE_URL}} filled"
+    )
+    render.add_argument("--base-url", help="default: PUBLIC_BASE_URL, else http://HOST:PORT")
+    render.set_defaults(run=_manifest)
     return parser
 
 

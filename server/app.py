@@ -55,10 +55,29 @@ def _setup_surfaces(app: web.Application) -> None:
     from server.http import send
 
     monday.setup(app)  # the monday client, before anything that sends
+    if app[SETTINGS].is_dev:
+        from server.dev import fake_monday
+
+        fake_monday.setup(app)  # the local monday at /dev/monday (contract §9)
     delivery.setup(app)  # the send service and the delivery worker
     send.setup(app)
+    from server.http import actions, monday_v2
+
+    monday_v2.setup(app)  # POST /v2, monday-compatible create_notification
+    actions.setup(app)  # POST /monday/actions/notify, the automation action
+    from server.http import graphql_system, ledger_rest
+
+    ledger_rest.setup(app)  # GET/SEARCH/PATCH/DELETE /notifications (Directus ledger API)
+    graphql_system.setup(app)  # POST /graphql/system
     from server.http import installations as installation_routes
     from server.http import oauth as oauth_routes
 
     installation_routes.setup(app)
     oauth_routes.setup(app)
+    from server.http import views
+
+    views.setup(app)  # the board view, widget and settings pages, their assets and CSP
+    if app[SETTINGS].is_dev:
+        from server.dev import harness
+
+        harness.setup(app)  # GET /dev: the local monday that frames the views

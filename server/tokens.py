@@ -91,7 +91,7 @@ def extract_token(authorization: str | None) -> str:
     value = authorization.strip()
     if value[:7].lower() == "bearer ":
         value = value[7:].strip()
-    if not value:
+    if not value or value.lower() == "bearer":
         raise TokenError(
             "TOKEN_MISSING", "No token: send the session token in the Authorization header."
         )

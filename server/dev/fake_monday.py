@@ -225,10 +225,13 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         invalid_users: set[str] | None = None
         failure = fake.take_failure()
         if failure is not None and failure.kind == "timeout":
-            await asyncio.sleep(float(failure.params.get("seconds", 30)))
-            if not failure.params.get("executes", False):
-                return web.Response(status=504, text="Gateway Timeout")
-        elif failure is not None and failure.kind == "invalid_user":
+            # Like a real server, monday keeps working after our client gives up: the hang
+            # runs in its own task so a disconnect (and handler cancellation) cannot stop it.
+            task = asyncio.ensure_future(_hang(fake, record, token, failure))
+            fake.background.add(task)
+            task.add_done_callback(fake.background.discard)
+            return await asyncio.shield(task)
+        if failure is not None and failure.kind == "invalid_user":
             ids = failure.params.get("user_ids") or (
                 [failure.params["user_id"]] if "user_id" in failure.params else []
             )
@@ -238,6 +241,15 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         return _execute(fake, record, token, invalid_users)
     finally:
         fake.in_flight -= 1
+
+
+async def _hang(
+    fake: FakeMonday, record: ReceivedRequest, token: FakeToken | None, failure: Failure
+) -> web.Response:
+    await asyncio.sleep(float(failure.params.get("seconds", 30)))
+    if not failure.params.get("executes", False):
+        return web.Response(status=504, text="Gateway Timeout")
+    return _execute(fake, record, token, None)
 
 
 def _execute(
@@ -453,10 +465,18 @@ async def control_budget(request: web.Request) -> web.Response:
     return web.json_response({"data": {"minute_budget": fake.minute_budget}})
 
 
+async def _stop_hung_requests(app: web.Application) -> None:
+    tasks = list(app[FAKE_MONDAY].background)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def create_fake_monday_app(fake: FakeMonday) -> web.Application:
     """The fake monday as its own application (serve it alone, or mount it as a sub-app)."""
     app = web.Application()
     app[FAKE_MONDAY] = fake
+    app.on_cleanup.append(_stop_hung_requests)
     app.router.add_post("/v2", graphql_endpoint)
     app.router.add_get("/oauth2/authorize", oauth_authorize)
     app.router.add_post("/oauth2/token", oauth_token)

@@ -6,6 +6,7 @@ in-process (`FakeMonday`) or over HTTP (the `/_control/` routes in `fake_monday.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import deque
@@ -161,6 +162,7 @@ class FakeMonday:
         self.access_token_lifetime_seconds: int = 3600
         self.default_oauth_user: tuple[str, str] | None = None
         self.in_flight: int = 0
+        self.background: set[asyncio.Task[Any]] = set()  # hung requests still being served
         self._codes: dict[str, OAuthCode] = {}
         self._refresh_tokens: dict[str, tuple[str, str, str]] = {}
         self._windows: dict[str, _Window] = {}

@@ -31,7 +31,8 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> tuple
     first = error.errors()[0]
     parts: list[str] = []
     for loc in first["loc"]:
-        parts.append(f"[{loc}]" if isinstance(loc, int) else f".{loc}" if parts else str(loc))
+        dotted = bool(parts) or bool(prefix)
+        parts.append(f"[{loc}]" if isinstance(loc, int) else f".{loc}" if dotted else str(loc))
     field = prefix + "".join(parts)
     message = first["msg"]
     if message.startswith("Value error, "):

@@ -93,7 +93,7 @@ async def _view(request: web.Request) -> web.Response:
         try:
             require_view_session(request)
         except TokenError as error:
-            # The frame asks the SDK for a fresh token and reloads once (views/static/js/refresh.js).
+            # The frame asks the SDK for a fresh token and reloads once (static/js/refresh.js).
             response = aiohttp_jinja2.render_template(
                 "refresh.html",
                 request,

@@ -82,9 +82,6 @@ SEARCH_TEXT_FIELDS = tuple(
 )
 SEARCH_NUMBER_FIELDS = ("id", "attempts")
 
-QUERY_KEYS = frozenset(
-    {"fields", "filter", "search", "sort", "limit", "offset", "page", "meta", "aggregate", "groupBy"}
-)
 UNSUPPORTED_KEYS = frozenset({"deep", "alias", "export", "version", "backlink"})
 META_KEYS = ("total_count", "filter_count")
 AGGREGATE_FUNCTIONS = ("count", "countDistinct", "countAll", "min", "max")
@@ -151,13 +148,11 @@ class Query:
         return bool(self.aggregates or self.group_by)
 
     def read_window(self) -> tuple[int, int]:
-        """(limit, offset) for a read: default 100, `-1` = the maximum, `page` wins over offset."""
-        if self.limit is None:
-            limit = DEFAULT_LIMIT
-        elif self.limit == -1:
-            return MAX_LIMIT, self._offset_without_page()
-        else:
-            limit = self.limit
+        """(limit, offset) for a read: default 100, `-1` = the maximum, `page` wins over offset
+        (`page` 0 reads like page 1; with `limit=-1` there are no pages)."""
+        if self.limit == -1:
+            return MAX_LIMIT, self.offset
+        limit = DEFAULT_LIMIT if self.limit is None else self.limit
         if self.page is not None:
             return limit, limit * (max(self.page, 1) - 1)
         return limit, self.offset
@@ -170,13 +165,10 @@ class Query:
         caller asked for a limit.
         """
         if self.limit is None or self.limit == -1:
-            return None, self._offset_without_page()
+            return None, self.offset
         if self.page is not None:
             return self.limit, self.limit * (max(self.page, 1) - 1)
         return self.limit, self.offset
-
-    def _offset_without_page(self) -> int:
-        return self.offset
 
     def conditions(self) -> list[ColumnElement[bool]]:
         """The request's own conditions (filter and search), to be ANDed with the scope."""
@@ -266,7 +258,7 @@ def parse_query(params: Mapping[str, Any], ctx: Context) -> Query:
     if group_by:
         for name, _desc in sort:
             if name not in group_by:
-                raise invalid_query(f'Can\'t sort grouped results on "{name}": sort on a groupBy field')
+                raise invalid_query(f'Sort grouped results on a groupBy field, not "{name}"')
     return Query(
         fields=fields,
         where=where,
@@ -467,7 +459,7 @@ def _operator(name: str, op: str, operand: Any, ctx: Context) -> ColumnElement[b
     if op not in OPERATORS:
         raise invalid_query(f'Unknown filter operator "{op}" on "{name}"')
     kind = FIELD_KINDS[name]
-    col: Any = notifications.c[name]
+    col: ColumnElement[Any] = notifications.c[name]
     if op in _NULLISH:
         return _nullish(col, kind, op, _flag(operand, name, op))
     if kind == "json":
@@ -632,7 +624,7 @@ def _shift(now: datetime, amount: int, unit: str) -> datetime:
 # ---------------------------------------------------------------- text matching
 
 
-class strpos(FunctionElement[int]):  # noqa: N801 - named like the SQL function it renders
+class strpos(FunctionElement[int]):
     """Case-sensitive position of a substring (1-based, 0 when absent) on both databases."""
 
     type = Integer()
@@ -718,7 +710,5 @@ def order_by(query: Query) -> list[UnaryExpression[Any]]:
 def group_order_by(query: Query) -> list[UnaryExpression[Any]]:
     """Grouped results: the asked sort (on group fields), else the first group field."""
     if query.sort:
-        return [
-            notifications.c[n].desc() if d else notifications.c[n].asc() for n, d in query.sort
-        ]
+        return [notifications.c[n].desc() if d else notifications.c[n].asc() for n, d in query.sort]
     return [notifications.c[name].asc() for name in query.group_by]

@@ -23,9 +23,7 @@ from tests.installations.helpers import (
 def installation_row(settings: Settings, account: str = ACCOUNT) -> dict[str, Any]:
     rows = query(settings, "SELECT * FROM installations WHERE account_id = ?", account)
     assert len(rows) == 1
-    columns = [
-        r[1] for r in query(settings, "PRAGMA table_info(installations)")
-    ]
+    columns = [r[1] for r in query(settings, "PRAGMA table_info(installations)")]
     return dict(zip(columns, rows[0], strict=True))
 
 

@@ -15,7 +15,9 @@ MEMBER = "12"
 OTHER_ACCOUNT = "2002"
 
 
-async def install(client: TestClient[Any, Any], *, policy: str = "app_then_installer", installed: bool = True) -> None:
+async def install(
+    client: TestClient[Any, Any], *, policy: str = "app_then_installer", installed: bool = True
+) -> None:
     """What monday's `install` lifecycle event leaves behind."""
     async with client.app[ENGINE].begin() as conn:
         await upsert_installation(
@@ -50,6 +52,11 @@ async def connect(
 
 
 def notification(**overrides: Any) -> dict[str, Any]:
-    body = {"recipient": MEMBER, "message": "Build finished", "collection": "Project", "item": "5550001"}
+    body = {
+        "recipient": MEMBER,
+        "message": "Build finished",
+        "collection": "Project",
+        "item": "5550001",
+    }
     body.update(overrides)
     return body

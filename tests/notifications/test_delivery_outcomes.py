@@ -13,7 +13,9 @@ from tests.notifications.helpers import MEMBER, connect, install, notification
 
 
 async def send(client: Any, mint: Any) -> dict[str, Any]:
-    response = await client.post("/notifications", json=notification(), headers={"Authorization": mint(user=MEMBER)})
+    response = await client.post(
+        "/notifications", json=notification(), headers={"Authorization": mint(user=MEMBER)}
+    )
     assert response.status == 200, await response.text()
     data: dict[str, Any] = (await response.json())["data"]
     return data
@@ -27,7 +29,9 @@ async def read(client: Any, mint: Any, row_id: int) -> dict[str, Any]:
     return row
 
 
-async def wait_for_status(client: Any, mint: Any, row_id: int, status: str, timeout: float = 10) -> dict[str, Any]:
+async def wait_for_status(
+    client: Any, mint: Any, row_id: int, status: str, timeout: float = 10
+) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         row = await read(client, mint, row_id)
@@ -36,7 +40,9 @@ async def wait_for_status(client: Any, mint: Any, row_id: int, status: str, time
         await asyncio.sleep(0.05)
 
 
-async def test_rate_limited_row_is_retried_by_the_worker(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_rate_limited_row_is_retried_by_the_worker(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     fake_monday.fake.fail_next("rate_limit", retry_in_seconds=0.2)
@@ -50,16 +56,22 @@ async def test_rate_limited_row_is_retried_by_the_worker(monday_client: Any, fak
     assert len(fake_monday.fake.bell(MEMBER)) == 1
 
 
-async def test_complexity_budget_is_retried(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_complexity_budget_is_retried(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     fake_monday.fake.fail_next("complexity", retry_in_seconds=0.2)
     row = await send(monday_client, mint)
     assert row["delivery_status"] == "retry_scheduled"
-    assert (await wait_for_status(monday_client, mint, row["id"], "sent"))["delivery_status"] == "sent"
+    assert (await wait_for_status(monday_client, mint, row["id"], "sent"))[
+        "delivery_status"
+    ] == "sent"
 
 
-async def test_server_error_fails_without_retry(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_server_error_fails_without_retry(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     fake_monday.fake.fail_next("server_error")
@@ -69,7 +81,9 @@ async def test_server_error_fails_without_retry(monday_client: Any, fake_monday:
     assert (await read(monday_client, mint, row["id"]))["delivery_status"] == "failed"
 
 
-async def test_bad_gateway_is_unknown_and_not_retried(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_bad_gateway_is_unknown_and_not_retried(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     fake_monday.fake.fail_next("bad_gateway")
@@ -79,7 +93,9 @@ async def test_bad_gateway_is_unknown_and_not_retried(monday_client: Any, fake_m
     assert (await read(monday_client, mint, row["id"]))["attempts"] == 1
 
 
-async def test_rejected_credential_needs_reconnect(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_rejected_credential_needs_reconnect(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     fake_monday.fake.fail_next("unauthorized")
@@ -90,11 +106,15 @@ async def test_rejected_credential_needs_reconnect(monday_client: Any, fake_mond
     )
     assert credential is not None and credential.needs_reconnect
     # The next send does not use the rejected token any more.
-    again = await monday_client.post("/notifications", json=notification(), headers={"Authorization": mint(user=MEMBER)})
+    again = await monday_client.post(
+        "/notifications", json=notification(), headers={"Authorization": mint(user=MEMBER)}
+    )
     assert again.status == 409
 
 
-async def test_invalid_user_fails_with_mondays_code(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_invalid_user_fails_with_mondays_code(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     fake_monday.fake.fail_next("invalid_user")

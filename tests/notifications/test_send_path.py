@@ -21,10 +21,14 @@ def api_calls(fake: Any) -> list[Any]:
 
 async def row_count(client: Any) -> int:
     async with client.app[ENGINE].connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(notifications))).scalar_one())
+        return int(
+            (await conn.execute(select(func.count()).select_from(notifications))).scalar_one()
+        )
 
 
-async def test_sends_with_the_callers_own_app_token(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_sends_with_the_callers_own_app_token(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     token = await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="oauth")
@@ -50,7 +54,9 @@ async def test_sends_with_the_callers_own_app_token(monday_client: Any, fake_mon
     assert bell.from_app
 
 
-async def test_falls_back_to_the_installers_app_token(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_falls_back_to_the_installers_app_token(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     token = await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="oauth")
     response = await monday_client.post(
@@ -61,7 +67,9 @@ async def test_falls_back_to_the_installers_app_token(monday_client: Any, fake_m
     assert api_calls(fake_monday.fake)[0].authorization == token
 
 
-async def test_installer_api_key_shows_as_the_installer(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_installer_api_key_shows_as_the_installer(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client, policy="installer")
     key = await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="api_key")
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
@@ -69,13 +77,19 @@ async def test_installer_api_key_shows_as_the_installer(monday_client: Any, fake
         "/notifications", json=notification(), headers={"Authorization": mint(user=MEMBER)}
     )
     row = (await response.json())["data"]
-    assert (row["sent_as"], row["credential_owner"], row["delivery_status"]) == ("installer", INSTALLER, "sent")
+    assert (row["sent_as"], row["credential_owner"], row["delivery_status"]) == (
+        "installer",
+        INSTALLER,
+        "sent",
+    )
     assert api_calls(fake_monday.fake)[0].authorization == key
     [bell] = fake_monday.fake.bell(MEMBER)
     assert not bell.from_app and bell.token_owner_user_id == INSTALLER
 
 
-async def test_seamless_relay_when_no_app_token(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_seamless_relay_when_no_app_token(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client, policy="app")
     response = await monday_client.post(
         "/notifications",
@@ -90,16 +104,22 @@ async def test_seamless_relay_when_no_app_token(monday_client: Any, fake_monday:
 
     # Another user cannot report the outcome; the caller can, once.
     other = await monday_client.post(
-        f"/notifications/{row['id']}/relay", json={"ok": True}, headers={"Authorization": mint(user=INSTALLER)}
+        f"/notifications/{row['id']}/relay",
+        json={"ok": True},
+        headers={"Authorization": mint(user=INSTALLER)},
     )
     assert other.status == 403
     done = await monday_client.post(
-        f"/notifications/{row['id']}/relay", json={"ok": True}, headers={"Authorization": mint(user=MEMBER)}
+        f"/notifications/{row['id']}/relay",
+        json={"ok": True},
+        headers={"Authorization": mint(user=MEMBER)},
     )
     assert done.status == 200
     assert (await done.json())["data"]["delivery_status"] == "sent"
     again = await monday_client.post(
-        f"/notifications/{row['id']}/relay", json={"ok": False}, headers={"Authorization": mint(user=MEMBER)}
+        f"/notifications/{row['id']}/relay",
+        json={"ok": False},
+        headers={"Authorization": mint(user=MEMBER)},
     )
     assert again.status == 409
 
@@ -107,7 +127,9 @@ async def test_seamless_relay_when_no_app_token(monday_client: Any, fake_monday:
 async def test_relay_failure_is_recorded(monday_client: Any, mint: Any) -> None:
     await install(monday_client, policy="app")
     response = await monday_client.post(
-        "/notifications", json=notification(), headers={"Authorization": mint(user=MEMBER), "X-Relay-Capable": "1"}
+        "/notifications",
+        json=notification(),
+        headers={"Authorization": mint(user=MEMBER), "X-Relay-Capable": "1"},
     )
     row_id = (await response.json())["data"]["id"]
     failed = await monday_client.post(
@@ -120,12 +142,16 @@ async def test_relay_failure_is_recorded(monday_client: Any, mint: Any) -> None:
     assert data["last_error"]["code"] == "USER_ACCESS_DENIED"
 
 
-async def test_text_reaches_monday_byte_for_byte(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_text_reaches_monday_byte_for_byte(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     text = 'quote " back \\ newline \n emoji 🚀 braces {} graphql ) { me { id } } # $x'
     response = await monday_client.post(
-        "/notifications", json=notification(message=text), headers={"Authorization": mint(user=MEMBER)}
+        "/notifications",
+        json=notification(message=text),
+        headers={"Authorization": mint(user=MEMBER)},
     )
     assert (await response.json())["data"]["delivery_status"] == "sent"
     call = api_calls(fake_monday.fake)[0]
@@ -134,12 +160,16 @@ async def test_text_reaches_monday_byte_for_byte(monday_client: Any, fake_monday
     assert fake_monday.fake.bell(MEMBER)[0].text == text
 
 
-async def test_batch_array_returns_one_row_each(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_batch_array_returns_one_row_each(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     fake_monday.fake.add_user("13", ACCOUNT, "User 13", "u13@example.com")
     body = [notification(recipient="13", message=f"n{i}") for i in range(3)]
-    response = await monday_client.post("/notifications", json=body, headers={"Authorization": mint(user=MEMBER)})
+    response = await monday_client.post(
+        "/notifications", json=body, headers={"Authorization": mint(user=MEMBER)}
+    )
     data = (await response.json())["data"]
     assert [row["message"] for row in data] == ["n0", "n1", "n2"]
     assert {row["delivery_status"] for row in data} == {"sent"}
@@ -149,7 +179,9 @@ async def test_batch_array_returns_one_row_each(monday_client: Any, fake_monday:
 async def test_refusals_write_no_rows_but_are_audited(monday_client: Any, mint: Any) -> None:
     await install(monday_client)
     viewer = await monday_client.post(
-        "/notifications", json=notification(), headers={"Authorization": mint(user=MEMBER, view_only=True)}
+        "/notifications",
+        json=notification(),
+        headers={"Authorization": mint(user=MEMBER, view_only=True)},
     )
     assert viewer.status == 403
     assert (await viewer.json())["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -166,7 +198,9 @@ async def test_refusals_write_no_rows_but_are_audited(monday_client: Any, mint: 
     assert sorted(outcomes) == ["FORBIDDEN", "NO_CREDENTIAL"]
 
 
-async def test_uninstalled_account_cannot_send(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_uninstalled_account_cannot_send(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client, installed=False)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     response = await monday_client.post(
@@ -180,7 +214,9 @@ async def test_send_as_hint_outside_policy(monday_client: Any, fake_monday: Any,
     await install(monday_client, policy="app")
     await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="api_key")
     response = await monday_client.post(
-        "/notifications", json=notification(send_as="installer"), headers={"Authorization": mint(user=MEMBER)}
+        "/notifications",
+        json=notification(send_as="installer"),
+        headers={"Authorization": mint(user=MEMBER)},
     )
     assert response.status == 403
     assert (await response.json())["errors"][0]["extensions"]["code"] == "SENDER_NOT_ALLOWED"
@@ -204,7 +240,9 @@ async def test_bad_input_is_refused_naming_the_field(monday_client: Any, mint: A
     await install(monday_client)
     for overrides, field in BAD_INPUTS:
         response = await monday_client.post(
-            "/notifications", json=notification(**overrides), headers={"Authorization": mint(user=MEMBER)}
+            "/notifications",
+            json=notification(**overrides),
+            headers={"Authorization": mint(user=MEMBER)},
         )
         assert response.status == 400, overrides
         error = (await response.json())["errors"][0]
@@ -228,7 +266,9 @@ async def test_bad_input_is_refused_naming_the_field(monday_client: Any, mint: A
     assert await row_count(monday_client) == 0
 
 
-async def test_idempotency_key_replays_and_detects_reuse(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_idempotency_key_replays_and_detects_reuse(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     headers = {"Authorization": mint(user=MEMBER), "Idempotency-Key": "click-1"}
@@ -237,17 +277,24 @@ async def test_idempotency_key_replays_and_detects_reuse(monday_client: Any, fak
     assert (await first.json()) == (await second.json())
     assert second.headers.get("Idempotent-Replayed") == "true"
     assert len(api_calls(fake_monday.fake)) == 1
-    reused = await monday_client.post("/notifications", json=notification(message="other"), headers=headers)
+    reused = await monday_client.post(
+        "/notifications", json=notification(message="other"), headers=headers
+    )
     assert reused.status == 422
     assert (await reused.json())["errors"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
 
 
-async def test_concurrent_duplicates_send_once(monday_client: Any, fake_monday: Any, mint: Any) -> None:
+async def test_concurrent_duplicates_send_once(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
     headers = {"Authorization": mint(user=MEMBER), "Idempotency-Key": "double-click"}
     responses = await asyncio.gather(
-        *(monday_client.post("/notifications", json=notification(), headers=headers) for _ in range(5))
+        *(
+            monday_client.post("/notifications", json=notification(), headers=headers)
+            for _ in range(5)
+        )
     )
     bodies = [await r.json() for r in responses]
     assert all(r.status == 200 for r in responses)

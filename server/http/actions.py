@@ -1,0 +1,198 @@
+"""`POST /monday/actions/notify`: a custom automation action (contract §6).
+
+monday calls the action's run URL with an integration JWT (`aud` = this URL) and
+`{"payload": {"inboundFieldValues": {...}, "inputFields": {...}, "recipeId", "integrationId"},
+"runtimeMetadata": {"actionUuid", "triggerUuid"}}`. The notification goes through the one send
+path with the request's `shortLivedToken` (surface "automation"). Success is 200 `{}`;
+failures use monday's action-error body (severityCode 4000/6000 with the notification and
+activity-log texts) on a 4xx status, plus our own `errors` envelope (contract §8).
+
+Failures answer 4xx, never 5xx: monday retries an action for 30 minutes on statuses outside
+its documented set, and a retry after an `unknown` outcome could notify twice. A retry of
+the same run (same `actionUuid`) replays the first answer instead of sending again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from server.delivery.setup import SEND
+from server.errors import ApiError
+from server.http.auth import require_integration
+from server.notifications import idempotency
+from server.notifications.inputs import NotificationInput
+from server.notifications.send import SendRequest
+from server.tokens import IntegrationCall, TokenError
+
+MEDIUM = 4000  # this run failed; the next one can succeed
+HIGH = 6000  # the recipe will keep failing: monday disables it
+TITLE = "The notification was not sent"
+# Our field names back to the action's input field names.
+_INPUT_OF = {"recipient": "userId", "item": "itemId", "message": "text"}
+
+
+def action_error(
+    status: int,
+    code: str,
+    description: str,
+    *,
+    runtime: str | None = None,
+    severity: int = MEDIUM,
+    disable: str | None = None,
+) -> web.Response:
+    """monday's documented action-error body, with our error envelope alongside."""
+    body: dict[str, Any] = {
+        "severityCode": severity,
+        "notificationErrorTitle": TITLE,
+        "notificationErrorDescription": description,
+        "runtimeErrorDescription": f"{code}: {runtime or description}",
+    }
+    if severity == HIGH:
+        body["disableErrorDescription"] = disable or description
+    body["errors"] = [{"message": description, "extensions": {"code": code}}]
+    return web.json_response(body, status=status)
+
+
+def _inputs(body: Any) -> dict[str, Any] | None:
+    if not isinstance(body, dict) or not isinstance(body.get("payload"), dict):
+        return None
+    payload = body["payload"]
+    for name in ("inboundFieldValues", "inputFields"):
+        if isinstance(payload.get(name), dict):
+            return dict(payload[name])
+    return None
+
+
+def _notification(inputs: dict[str, Any]) -> NotificationInput | str:
+    """The notification the action asks for, or what is wrong with its input fields."""
+    target = inputs.get("itemId")
+    if target is None:
+        target = inputs.get("boardId")
+    missing = [
+        name
+        for name, value in (("userId", inputs.get("userId")), ("itemId", target))
+        if value is None or value == ""
+    ]
+    if inputs.get("text") is None:
+        missing.append("text")
+    if missing:
+        return f"The action is missing its input field(s): {', '.join(missing)}."
+    try:
+        return NotificationInput(
+            recipient=inputs["userId"],
+            item=target,
+            message=inputs["text"],
+            collection="Project",  # an item or a board (monday's target_type Project)
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        ours = str(first["loc"][0]) if first["loc"] else "input"
+        name = _INPUT_OF.get(ours, ours)
+        if name == "itemId" and inputs.get("itemId") is None:
+            name = "boardId"
+        problem = str(first["msg"]).removeprefix("Value error, ")
+        return f'The action\'s input field "{name}" is invalid: {problem}.'
+
+
+async def _run(
+    request: web.Request, call: IntegrationCall, notification: NotificationInput
+) -> web.Response:
+    send_request = SendRequest(
+        account_id=call.account_id,
+        user_id=call.user_id,
+        surface="automation",
+        short_lived_token=call.short_lived_token,
+    )
+    try:
+        [row] = await request.app[SEND].send(send_request, [notification])
+    except ApiError as refused:
+        if refused.code == "APP_NOT_INSTALLED":
+            return action_error(
+                refused.status,
+                refused.code,
+                refused.message,
+                severity=HIGH,
+                disable="The app is not installed on this account: reinstall it to use "
+                "this recipe.",
+            )
+        return action_error(refused.status, refused.code, refused.message)
+    status = row["delivery_status"]
+    if status == "failed":
+        last = row.get("last_error") or {}
+        code = str(last.get("code") or "MONDAY_ERROR")
+        return action_error(
+            422,
+            code,
+            "monday refused the notification; check the recipient and the item, then run it again.",
+            runtime=f"notification {row['id']}: {last.get('message') or 'refused by monday'}",
+        )
+    if status == "unknown":
+        return action_error(
+            422,
+            "DELIVERY_UNKNOWN",
+            "monday did not answer; the notification may or may not have been delivered, "
+            "and it is not retried to avoid a duplicate.",
+            runtime=f"notification {row['id']}: no answer from monday",
+        )
+    # sent, or retry_scheduled: the delivery worker sends it when monday allows.
+    return web.json_response({})
+
+
+async def notify(request: web.Request) -> web.Response:
+    try:
+        call = require_integration(request)
+    except TokenError as error:
+        return action_error(
+            401,
+            error.code,
+            "monday-notify could not verify this automation request.",
+            runtime=error.message,
+        )
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return action_error(400, "INVALID_PAYLOAD", "The action request is not valid JSON.")
+    inputs = _inputs(body)
+    if inputs is None:
+        return action_error(
+            400,
+            "INVALID_PAYLOAD",
+            'The action request has no "payload" with "inboundFieldValues".',
+        )
+    notification = _notification(inputs)
+    if isinstance(notification, str):
+        return action_error(422, "INVALID_PAYLOAD", notification)
+
+    metadata = body.get("runtimeMetadata") if isinstance(body, dict) else None
+    run_id = metadata.get("actionUuid") if isinstance(metadata, dict) else None
+    if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
+        return await _run(request, call, notification)
+    # actionUuid identifies one execution: a retry by monday replays, it never resends.
+    engine = request.app[SEND].engine
+    key = f"monday-action:{run_id}"
+    try:
+        replay = await idempotency.begin(
+            engine, call.account_id, call.user_id, key, idempotency.body_digest(body)
+        )
+    except ApiError as error:
+        return action_error(error.status, error.code, error.message)
+    if replay is not None:
+        return web.json_response(
+            replay.body, status=replay.status, headers={"Idempotent-Replayed": "true"}
+        )
+    status, answer = 500, None
+    try:
+        response = await _run(request, call, notification)
+        status, answer = response.status, json.loads(response.text or "{}")
+        return response
+    finally:
+        await idempotency.complete(engine, call.account_id, call.user_id, key, status, answer)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/monday/actions/notify", notify)

@@ -1,0 +1,161 @@
+"""Directus' notifications REST routes over the ledger (contract §7).
+
+Routes only parse the request, call one ledger service function and render the envelope.
+`POST /notifications` (the send) is registered by the send surface on the same path.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from server.appkeys import ENGINE
+from server.errors import invalid_payload, invalid_query
+from server.http.auth import require_session
+from server.http.body import read_json
+from server.notifications import ledger
+from server.notifications.query import Context, Query, parse_query, parse_url_query
+from server.notifications.serialize import project
+from server.tokens import Session
+
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def setup(app: web.Application) -> None:
+    """Register the ledger routes (GET, SEARCH, PATCH, DELETE; POST belongs to the send)."""
+    app.router.add_route("GET", "/notifications", list_notifications)
+    app.router.add_route("SEARCH", "/notifications", search_notifications)
+    app.router.add_route("PATCH", "/notifications", patch_notifications)
+    app.router.add_route("DELETE", "/notifications", delete_notifications)
+    app.router.add_route("GET", "/notifications/{id}", get_notification)
+    app.router.add_route("PATCH", "/notifications/{id}", patch_notification)
+    app.router.add_route("DELETE", "/notifications/{id}", delete_notification)
+
+
+def _context(session: Session) -> Context:
+    return Context(user_id=session.user_id, now=datetime.now(UTC))
+
+
+def _url_params(request: web.Request) -> dict[str, Any]:
+    return parse_url_query(request.query.items())
+
+
+def _url_query(request: web.Request, session: Session) -> Query:
+    return parse_query(_url_params(request), _context(session))
+
+
+def _body_object(body: Any, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid_payload("The body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise invalid_payload(f'"{unknown[0]}" is not allowed here', field=unknown[0])
+    if ("keys" in body) == ("query" in body):
+        raise invalid_payload('Send exactly one of "keys" or "query"')
+    return body
+
+
+def _write_query(raw: Any, session: Session) -> Query:
+    if not isinstance(raw, dict):
+        raise invalid_payload('"query" must be an object', field="query")
+    query = parse_query(raw, _context(session))
+    if query.is_aggregate:
+        raise invalid_query("aggregate and groupBy can't be used to choose rows to change")
+    return query
+
+
+def _render_page(page: ledger.Page, *, headers: dict[str, str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"data": page.data}
+    if page.meta is not None:
+        body["meta"] = page.meta
+    return web.json_response(body, headers=headers)
+
+
+async def list_notifications(request: web.Request) -> web.Response:
+    """`GET /notifications` with Directus' global query parameters."""
+    session = require_session(request)
+    query = _url_query(request, session)
+    return _render_page(await ledger.read_by_query(request.app[ENGINE], session, query))
+
+
+async def search_notifications(request: web.Request) -> web.Response:
+    """`SEARCH /notifications`: `{"query": {...}}` (overrides URL parameters) or `{"keys"}`."""
+    session = require_session(request)
+    body = _body_object(await read_json(request), frozenset({"query", "keys"}))
+    params = _url_params(request)
+    if "query" in body:
+        if not isinstance(body["query"], dict):
+            raise invalid_payload('"query" must be an object', field="query")
+        params.update(body["query"])
+        query = parse_query(params, _context(session))
+        page = await ledger.read_by_query(request.app[ENGINE], session, query)
+        return _render_page(page, headers=NO_CACHE)
+    keys = ledger.parse_keys(body["keys"])
+    query = parse_query(params, _context(session))
+    data = await ledger.read_many(request.app[ENGINE], session, keys, query)
+    return web.json_response({"data": data}, headers=NO_CACHE)
+
+
+async def get_notification(request: web.Request) -> web.Response:
+    """`GET /notifications/{id}`; 403 when missing or not visible."""
+    session = require_session(request)
+    query = _url_query(request, session)
+    key = ledger.path_key(request.match_info["id"])
+    item = await ledger.read_one(request.app[ENGINE], session, key, query.fields)
+    return web.json_response({"data": item})
+
+
+async def patch_notification(request: web.Request) -> web.Response:
+    """`PATCH /notifications/{id}` with `{"status": "inbox" | "archived"}`."""
+    session = require_session(request)
+    query = _url_query(request, session)
+    data = await read_json(request)
+    key = ledger.path_key(request.match_info["id"])
+    item = await ledger.update_one(request.app[ENGINE], session, key, data)
+    return web.json_response({"data": project(item, query.fields)}, headers=NO_CACHE)
+
+
+async def patch_notifications(request: web.Request) -> web.Response:
+    """`PATCH /notifications`: `[{id, ...}]`, `{"keys", "data"}` or `{"query", "data"}`."""
+    session = require_session(request)
+    fields = _url_query(request, session).fields
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    if isinstance(body, list):
+        items = await ledger.update_batch(engine, session, body)
+    else:
+        body = _body_object(body, frozenset({"keys", "query", "data"}))
+        if "data" not in body:
+            raise invalid_payload('"data" is required', field="data")
+        if "keys" in body:
+            keys = ledger.parse_keys(body["keys"])
+            items = await ledger.update_many(engine, session, keys, body["data"])
+        else:
+            query = _write_query(body["query"], session)
+            items = await ledger.update_by_query(engine, session, query, body["data"])
+    return web.json_response({"data": [project(i, fields) for i in items]}, headers=NO_CACHE)
+
+
+async def delete_notification(request: web.Request) -> web.Response:
+    """`DELETE /notifications/{id}`: 204; the sender or an admin only."""
+    session = require_session(request)
+    await ledger.delete_one(request.app[ENGINE], session, ledger.path_key(request.match_info["id"]))
+    return web.Response(status=204)
+
+
+async def delete_notifications(request: web.Request) -> web.Response:
+    """`DELETE /notifications`: `[ids]`, `{"keys"}` or `{"query"}`; 204, all or nothing."""
+    session = require_session(request)
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    if isinstance(body, list):
+        await ledger.delete_many(engine, session, ledger.parse_keys(body, field="body"))
+    else:
+        body = _body_object(body, frozenset({"keys", "query"}))
+        if "keys" in body:
+            await ledger.delete_many(engine, session, ledger.parse_keys(body["keys"]))
+        else:
+            await ledger.delete_by_query(engine, session, _write_query(body["query"], session))
+    return web.Response(status=204)

@@ -1,0 +1,169 @@
+"""`POST /v2`: monday's own API shape for `create_notification` (contract §6).
+
+Code written for `monday.api()` or the official `@mondaydotcomorg/api` client works by
+pointing it here with a session token. The document is parsed and refused as a whole
+before anything is written (server/notifications/v2_parse.py); accepted fields go through
+the one send path in a single call, and the answer is shaped like monday's: `data` keyed
+by alias with only the selected fields, `extensions.request_id`, top-level `account_id`,
+and monday-shaped `errors` (monday-platform.md §5.4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from server.delivery.setup import SEND
+from server.errors import ApiError
+from server.http.auth import require_session
+from server.http.send import send_request_for
+from server.logs import request_id_var
+from server.notifications import idempotency
+from server.notifications.send import relay_payload
+from server.notifications.v2_parse import (
+    MondayError,
+    NotificationField,
+    V2Refused,
+    parse_notifications,
+    read_request,
+)
+from server.tokens import Session, TokenError
+
+# Rows in these states will not reach monday (or nobody knows whether they did).
+NOT_SENT = frozenset({"failed", "unknown"})
+# `unknown`: monday may or may not have executed it; like a gateway timeout.
+_STATUS_CODE = {"failed": 200, "unknown": 504}
+
+
+def _envelope(
+    errors: Sequence[MondayError] | None,
+    *,
+    account_id: str | None,
+    data: dict[str, Any] | None = None,
+    include_data: bool = False,
+    extra_extensions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if include_data:
+        body["data"] = data
+    if errors:
+        body["errors"] = [error.to_json() for error in errors]
+    body["extensions"] = {"request_id": request_id_var.get(), **(extra_extensions or {})}
+    if account_id is not None:
+        body["account_id"] = int(account_id)
+    return body
+
+
+def _from_api_error(error: ApiError) -> MondayError:
+    return MondayError(error.message, error.code, error.status)
+
+
+def _field_value(name: str, row: dict[str, Any]) -> Any:
+    if name == "id":
+        return str(row["id"])
+    if name == "text":
+        return row["message"]
+    return "Notification"  # __typename, the only other field the schema allows
+
+
+def render(
+    fields: Sequence[NotificationField], rows: Sequence[dict[str, Any]]
+) -> tuple[dict[str, Any], list[MondayError], dict[str, Any]]:
+    """`data` by alias, per-alias errors for rows that will not be sent, relay payloads."""
+    data: dict[str, Any] = {}
+    errors: list[MondayError] = []
+    relay: dict[str, Any] = {}
+    for item, row in zip(fields, rows, strict=True):
+        status = row["delivery_status"]
+        if status in NOT_SENT:
+            last = row.get("last_error") or {}
+            data[item.key] = None
+            errors.append(
+                MondayError(
+                    str(last.get("message") or "monday did not accept the notification."),
+                    str(last.get("code") or "MONDAY_ERROR"),
+                    _STATUS_CODE[status],
+                    locations=(item.location,) if item.location else (),
+                    path=(item.key,),
+                    error_data={
+                        "notification_id": row["id"],
+                        "delivery_status": status,
+                        "monday_request_id": last.get("monday_request_id"),
+                    },
+                )
+            )
+            continue
+        data[item.key] = {key: _field_value(name, row) for key, name in item.selections}
+        if status == "awaiting_client":
+            relay[item.key] = {"id": str(row["id"]), **relay_payload(row)}
+    return data, errors, relay
+
+
+async def _send(
+    request: web.Request, session: Session, fields: Sequence[NotificationField]
+) -> tuple[int, dict[str, Any]]:
+    send_request = send_request_for(request, session, "v2")
+    try:
+        rows = await request.app[SEND].send(send_request, [f.notification for f in fields])
+    except ApiError as refused:  # the sender decision said no: nothing was written
+        return refused.status, _envelope([_from_api_error(refused)], account_id=session.account_id)
+    data, errors, relay = render(fields, rows)
+    extra = {"relay": relay} if relay else None
+    return 200, _envelope(
+        errors, account_id=session.account_id, data=data, include_data=True, extra_extensions=extra
+    )
+
+
+async def monday_v2(request: web.Request) -> web.Response:
+    try:
+        session = require_session(request)
+    except TokenError as error:
+        # monday answers a bad token with HTTP 401; the code says which rule failed.
+        refusal = _envelope([MondayError(error.message, error.code, 401)], account_id=None)
+        return web.json_response(refusal, status=401)
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        bad_json = MondayError("Syntax error in JSON input", "JsonParseException", 400)
+        return web.json_response(_envelope([bad_json], account_id=session.account_id), status=400)
+    try:
+        fields = parse_notifications(read_request(body))
+    except V2Refused as refused:
+        return web.json_response(
+            _envelope(refused.errors, account_id=session.account_id),
+            status=refused.http_status,
+        )
+
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        status, sent = await _send(request, session, fields)
+        return web.json_response(sent, status=status)
+    engine = request.app[SEND].engine
+    try:
+        idempotency.check_key(key)
+        replay = await idempotency.begin(
+            engine, session.account_id, session.user_id, key, idempotency.body_digest(body)
+        )
+    except ApiError as error:
+        return web.json_response(
+            _envelope([_from_api_error(error)], account_id=session.account_id),
+            status=error.status,
+        )
+    if replay is not None:
+        return web.json_response(
+            replay.body, status=replay.status, headers={"Idempotent-Replayed": "true"}
+        )
+    status, answer = 500, None
+    try:
+        status, answer = await _send(request, session, fields)
+    finally:
+        await idempotency.complete(engine, session.account_id, session.user_id, key, status, answer)
+    return web.json_response(answer, status=status)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v2", monday_v2)

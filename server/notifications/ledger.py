@@ -1,0 +1,378 @@
+"""The ledger's read, update and delete service: one query path for REST and GraphQL.
+
+Access rules (contract §7, Directus' app-access permissions adapted to monday):
+
+* every statement is scoped to the caller's account, ANDed in after the request's filter,
+  so no filter can widen it;
+* a non-admin sees only rows they received or sent;
+* only `status` can change, and only to `inbox` or `archived`;
+* only the sender or an admin can delete;
+* a row that is missing or not visible is 403 FORBIDDEN, never 404;
+* batch writes run in one transaction and are all-or-nothing: the write itself is scoped,
+  and when it reached fewer rows than were asked for, the transaction is rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from server.errors import forbidden, invalid_payload
+from server.notifications.query import (
+    MAX_LIMIT,
+    MAX_SAFE_INTEGER,
+    Aggregate,
+    Query,
+    group_order_by,
+    order_by,
+)
+from server.notifications.serialize import (
+    API_FIELDS,
+    api_value,
+    notification_to_api,
+    project,
+)
+from server.storage.tables import notifications
+from server.tokens import Session
+
+STATUSES = ("inbox", "archived")
+WRITABLE_FIELDS = frozenset({"status"})
+MAX_KEYS = MAX_LIMIT
+
+_API_COLUMNS = [notifications.c[name] for name in API_FIELDS]
+_T = notifications.c
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A list read: API objects (or aggregate rows) and the `meta` asked for, if any."""
+
+    data: list[dict[str, Any]]
+    meta: dict[str, int] | None
+
+
+# ---------------------------------------------------------------- scope
+
+
+def visible_scope(session: Session) -> ColumnElement[bool]:
+    """Rows the caller may read: their account; for non-admins, rows they received or sent."""
+    account = _T.account_id == session.account_id
+    if session.is_admin:
+        return account
+    return and_(account, or_(_T.recipient == session.user_id, _T.sender == session.user_id))
+
+
+def deletable_scope(session: Session) -> ColumnElement[bool]:
+    """Rows the caller may delete: their account; for non-admins, rows they sent."""
+    account = _T.account_id == session.account_id
+    if session.is_admin:
+        return account
+    return and_(account, _T.sender == session.user_id)
+
+
+def _where(session: Session, query: Query | None) -> ColumnElement[bool]:
+    conditions = [visible_scope(session), *(query.conditions() if query else [])]
+    return and_(*conditions)
+
+
+# ---------------------------------------------------------------- keys and data
+
+
+def parse_key(value: Any, *, field: str = "id") -> int:
+    """A primary key from JSON or GraphQL (an integer or a numeric string); 400 otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        key = value
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 16:
+        key = int(value.strip())
+    else:
+        raise invalid_payload(f'"{field}" must be a notification id (an integer)', field=field)
+    if key < 1 or key > MAX_SAFE_INTEGER:
+        raise invalid_payload(f'"{field}" must be a notification id (an integer)', field=field)
+    return key
+
+
+def parse_keys(values: Any, *, field: str = "keys") -> list[int]:
+    """A list of primary keys, duplicates dropped, order kept."""
+    if not isinstance(values, list):
+        raise invalid_payload(f'"{field}" must be an array of notification ids', field=field)
+    if len(values) > MAX_KEYS:
+        raise invalid_payload(f'"{field}" can hold at most {MAX_KEYS} ids', field=field)
+    keys = [parse_key(v, field=f"{field}[{i}]") for i, v in enumerate(values)]
+    return list(dict.fromkeys(keys))
+
+
+def path_key(raw: str) -> int | None:
+    """The id in `/notifications/{id}`; None when it can't be a row (answered as 403)."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 16:
+        key = int(raw)
+        if 1 <= key <= MAX_SAFE_INTEGER:
+            return key
+    return None
+
+
+def validate_changes(data: Any, *, field: str = "data") -> dict[str, Any]:
+    """The column values of an update: only `status`, only `inbox`/`archived`.
+
+    Any other field is 403 (a sent notification can't be edited or unsent); a bad status is
+    400 INVALID_PAYLOAD.
+    """
+    if not isinstance(data, Mapping):
+        raise invalid_payload(f'"{field}" must be an object', field=field)
+    others = sorted(str(k) for k in data if k not in WRITABLE_FIELDS)
+    if others:
+        raise forbidden(
+            f"You don't have permission to change {', '.join(others)}: only status can change."
+        )
+    changes: dict[str, Any] = {}
+    if "status" in data:
+        status = data["status"]
+        if status not in STATUSES:
+            raise invalid_payload(
+                f'"{field}.status" must be "inbox" or "archived"', field=f"{field}.status"
+            )
+        changes["status"] = status
+    return changes
+
+
+# ---------------------------------------------------------------- reads
+
+
+def _row_select(session: Session, query: Query | None) -> Select[Any]:
+    return select(*_API_COLUMNS).where(_where(session, query))
+
+
+async def read_by_query(engine: AsyncEngine, session: Session, query: Query) -> Page:
+    """`GET /notifications`: rows (or aggregates) the caller can see, with `meta` if asked."""
+    async with engine.connect() as conn:
+        if query.is_aggregate:
+            data = await _aggregate(conn, session, query)
+        else:
+            limit, offset = query.read_window()
+            stmt = _row_select(session, query).order_by(*order_by(query)).limit(limit)
+            rows = (await conn.execute(stmt.offset(offset))).mappings().all()
+            data = [project(notification_to_api(dict(r)), query.fields) for r in rows]
+        meta = await _meta(conn, session, query) if query.meta else None
+    return Page(data=data, meta=meta)
+
+
+async def read_many(
+    engine: AsyncEngine, session: Session, keys: Sequence[int], query: Query
+) -> list[dict[str, Any]]:
+    """`SEARCH /notifications {"keys"}`: the visible ones among `keys` (others are left out)."""
+    if not keys:
+        return []
+    stmt = _row_select(session, query).where(_T.id.in_(list(keys))).order_by(*order_by(query))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).mappings().all()
+    return [project(notification_to_api(dict(r)), query.fields) for r in rows]
+
+
+async def read_one(
+    engine: AsyncEngine, session: Session, key: int | None, fields: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """One visible row; 403 when it is missing or not the caller's to see."""
+    if key is None:
+        raise forbidden()
+    async with engine.connect() as conn:
+        row = (
+            (await conn.execute(_row_select(session, None).where(_T.id == key))).mappings().first()
+        )
+    if row is None:
+        raise forbidden()
+    return project(notification_to_api(dict(row)), fields)
+
+
+async def _meta(conn: AsyncConnection, session: Session, query: Query) -> dict[str, int]:
+    meta: dict[str, int] = {}
+    if "total_count" in query.meta:
+        # total_count ignores the request's filter but never the caller's scope.
+        stmt = select(func.count()).select_from(notifications).where(visible_scope(session))
+        meta["total_count"] = int((await conn.execute(stmt)).scalar_one())
+    if "filter_count" in query.meta:
+        stmt = select(func.count()).select_from(notifications).where(_where(session, query))
+        meta["filter_count"] = int((await conn.execute(stmt)).scalar_one())
+    return meta
+
+
+def _aggregate_column(agg: Aggregate) -> Any:
+    if agg.field == "*":
+        return func.count().label(agg.label)
+    col = notifications.c[agg.field]
+    if agg.function == "count":
+        return func.count(col).label(agg.label)
+    if agg.function == "countDistinct":
+        return func.count(col.distinct()).label(agg.label)
+    if agg.function == "min":
+        return func.min(col).label(agg.label)
+    return func.max(col).label(agg.label)
+
+
+async def _aggregate(conn: AsyncConnection, session: Session, query: Query) -> list[dict[str, Any]]:
+    """Aggregate rows in Directus' REST shape: group fields, then `{"count": N}` for `*`
+    or `{"count": {"field": N}}` per field."""
+    group_cols = [notifications.c[name] for name in query.group_by]
+    agg_cols = [_aggregate_column(a) for a in query.aggregates]
+    stmt = select(*group_cols, *agg_cols).select_from(notifications).where(_where(session, query))
+    if group_cols:
+        limit, offset = query.read_window()
+        stmt = stmt.group_by(*group_cols).order_by(*group_order_by(query))
+        stmt = stmt.limit(limit).offset(offset)
+    rows = (await conn.execute(stmt)).mappings().all()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        item: dict[str, Any] = {name: api_value(row[name]) for name in query.group_by}
+        for agg in query.aggregates:
+            value = api_value(row[agg.label])
+            if agg.function in ("count", "countDistinct", "countAll") and value is not None:
+                value = int(value)
+            if agg.field == "*":
+                item[agg.function] = value
+            else:
+                item.setdefault(agg.function, {})[agg.field] = value
+        out.append(item)
+    return out
+
+
+# ---------------------------------------------------------------- updates
+
+
+def _set_values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    # An empty change still runs the scoped UPDATE, so visibility is checked the same way.
+    return dict(changes) if changes else {"status": _T.status}
+
+
+async def _update_keys(
+    conn: AsyncConnection, session: Session, keys: Sequence[int], changes: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    stmt = (
+        update(notifications)
+        .where(_T.id.in_(list(keys)), visible_scope(session))
+        .values(_set_values(changes))
+        .returning(*_API_COLUMNS)
+    )
+    rows = (await conn.execute(stmt)).mappings().all()
+    if len(rows) != len(set(keys)):
+        # Some key is missing or not the caller's: nothing may change.
+        raise forbidden()
+    return [notification_to_api(dict(r)) for r in rows]
+
+
+def _sorted(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda item: int(item["id"]))
+
+
+async def update_one(
+    engine: AsyncEngine, session: Session, key: int | None, data: Any
+) -> dict[str, Any]:
+    """`PATCH /notifications/{id}`: the updated object; 403 when not visible."""
+    changes = validate_changes(data)
+    if key is None:
+        raise forbidden()
+    async with engine.begin() as conn:
+        return (await _update_keys(conn, session, [key], changes))[0]
+
+
+async def update_many(
+    engine: AsyncEngine, session: Session, keys: Sequence[int], data: Any
+) -> list[dict[str, Any]]:
+    """`PATCH /notifications {"keys", "data"}`: all of them or (403) none."""
+    changes = validate_changes(data)
+    if not keys:
+        return []
+    async with engine.begin() as conn:
+        return _sorted(await _update_keys(conn, session, keys, changes))
+
+
+async def update_batch(engine: AsyncEngine, session: Session, items: Any) -> list[dict[str, Any]]:
+    """`PATCH /notifications [{"id", ...changes}]`: per-item changes in one transaction."""
+    if not isinstance(items, list):
+        raise invalid_payload("The body must be an array of objects with an id")
+    if len(items) > MAX_KEYS:
+        raise invalid_payload(f"A batch can hold at most {MAX_KEYS} items")
+    planned: list[tuple[int, dict[str, Any]]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, Mapping) or "id" not in item:
+            raise invalid_payload(f'"[{index}]" must be an object with an "id"', field=f"[{index}]")
+        key = parse_key(item["id"], field=f"[{index}].id")
+        changes = validate_changes({k: v for k, v in item.items() if k != "id"}, field=f"[{index}]")
+        planned.append((key, changes))
+    results: dict[int, dict[str, Any]] = {}
+    async with engine.begin() as conn:
+        for key, changes in planned:
+            for row in await _update_keys(conn, session, [key], changes):
+                results[int(row["id"])] = row
+    return _sorted(results.values())
+
+
+def _matching_ids(session: Session, query: Query) -> Select[Any]:
+    """The ids a `{query}` write reaches: visible rows matching filter and search, in the
+    query's order and window (all of them unless the caller set a limit)."""
+    limit, offset = query.write_window()
+    stmt = select(_T.id).where(_where(session, query)).order_by(*order_by(query))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return stmt
+
+
+async def update_by_query(
+    engine: AsyncEngine, session: Session, query: Query, data: Any
+) -> list[dict[str, Any]]:
+    """`PATCH /notifications {"query", "data"}`: only ever the caller's visible rows."""
+    changes = validate_changes(data)
+    ids = _matching_ids(session, query).scalar_subquery()
+    stmt = (
+        update(notifications)
+        .where(_T.id.in_(ids), visible_scope(session))
+        .values(_set_values(changes))
+        .returning(*_API_COLUMNS)
+    )
+    async with engine.begin() as conn:
+        rows = (await conn.execute(stmt)).mappings().all()
+    return _sorted(notification_to_api(dict(r)) for r in rows)
+
+
+# ---------------------------------------------------------------- deletes
+
+
+async def delete_many(engine: AsyncEngine, session: Session, keys: Sequence[int]) -> list[int]:
+    """Delete `keys`: all of them, or (403) none when one is missing or not deletable."""
+    unique = list(dict.fromkeys(keys))
+    if not unique:
+        return []
+    stmt = delete(notifications).where(_T.id.in_(unique), deletable_scope(session)).returning(_T.id)
+    async with engine.begin() as conn:
+        deleted = [int(k) for k in (await conn.execute(stmt)).scalars().all()]
+        if len(deleted) != len(unique):
+            raise forbidden()
+    return sorted(deleted)
+
+
+async def delete_one(engine: AsyncEngine, session: Session, key: int | None) -> int:
+    """`DELETE /notifications/{id}`: the sender or an admin; 403 otherwise."""
+    if key is None:
+        raise forbidden()
+    await delete_many(engine, session, [key])
+    return key
+
+
+async def delete_by_query(engine: AsyncEngine, session: Session, query: Query) -> list[int]:
+    """Delete the visible rows matching `query`; 403 (and nothing deleted) when one of them
+    is only the caller's to read, not to delete."""
+    ids = _matching_ids(session, query).scalar_subquery()
+    stmt = (
+        delete(notifications)
+        .where(_T.id.in_(ids), visible_scope(session))
+        .returning(_T.id, _T.sender)
+    )
+    async with engine.begin() as conn:
+        rows = (await conn.execute(stmt)).all()
+        if not session.is_admin and any(sender != session.user_id for _id, sender in rows):
+            raise forbidden()
+    return sorted(int(row_id) for row_id, _sender in rows)

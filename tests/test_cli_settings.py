@@ -1,0 +1,152 @@
+"""Contract §2: settings validated at start-up, dev mode needs nothing, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+from server.settings import SettingsError, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_KEYS = (
+    "MONDAY_CLIENT_ID",
+    "MONDAY_CLIENT_SECRET",
+    "ENCRYPTION_KEYS",
+    "APP_ENV",
+    "MONDAY_SIGNING_SECRET",
+)
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env.update(extra)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=tmp_path,
+        env=clean_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_lists_every_missing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    text = "\n".join(error.value.problems)
+    assert (
+        "MONDAY_CLIENT_ID" in text and "MONDAY_CLIENT_SECRET" in text and "ENCRYPTION_KEYS" in text
+    )
+    assert len(error.value.problems) == 3
+
+
+def test_serve_refuses_to_start_without_secrets(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "serve", "--port", "0")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("monday-notify:")]
+    assert len(lines) == 3
+
+
+def test_a_bad_encryption_key_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONDAY_CLIENT_ID", "x")
+    monkeypatch.setenv("MONDAY_CLIENT_SECRET", "y")
+    monkeypatch.setenv("ENCRYPTION_KEYS", "not-a-fernet-key")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert error.value.problems == ["ENCRYPTION_KEYS holds a value that is not a Fernet key."]
+
+
+def test_dev_mode_needs_nothing_and_keeps_its_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    first = load_settings(dev=True, var_dir=tmp_path / "var")
+    second = load_settings(dev=True, var_dir=tmp_path / "var")
+    assert first.client_secrets == second.client_secrets and first.client_secrets
+    assert first.fernet_keys == second.fernet_keys
+    assert first.monday_api_url.endswith("/dev/monday/v2")
+    stored = json.loads((tmp_path / "var" / "dev-secrets.json").read_text())
+    assert stored["client_secret"] == first.client_secrets[0]
+    assert oct((tmp_path / "var" / "dev-secrets.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_mint_token_prints_a_verifiable_session_token(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "mint-token",
+        "--dev",
+        "--account",
+        "77",
+        "--user",
+        "5",
+        "--admin",
+        "--lifetime",
+        "60",
+    )
+    assert result.returncode == 0, result.stderr
+    secret = json.loads((tmp_path / "var" / "dev-secrets.json").read_text())["client_secret"]
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+    assert claims["dat"]["account_id"] == 77 and claims["dat"]["user_id"] == 5
+    assert claims["dat"]["is_admin"] is True
+
+
+@pytest.mark.parametrize(
+    ("flag", "claim"), [("--view-only", "is_view_only"), ("--guest", "is_guest")]
+)
+def test_mint_token_role_flags(tmp_path: Path, flag: str, claim: str) -> None:
+    result = run_cli(tmp_path, "mint-token", "--dev", flag)
+    claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    assert claims["dat"][claim] is True
+
+
+def test_mint_integration_and_lifecycle(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path, "mint-token", "--dev", "--kind", "integration", "--short-lived-token", "slt"
+    )
+    claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    assert claims["aud"].endswith("/monday/actions/notify") and claims["shortLivedToken"] == "slt"
+    result = run_cli(tmp_path, "mint-token", "--dev", "--kind", "lifecycle")
+    assert (
+        jwt.decode(result.stdout.strip(), options={"verify_signature": False})["dat"]["account_id"]
+        == 1001
+    )
+
+
+def test_keys_generate_prints_a_fernet_key(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    result = run_cli(tmp_path, "keys", "generate")
+    Fernet(result.stdout.strip().encode())
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    import sqlite3
+
+    result = run_cli(tmp_path, "db", "upgrade", "--dev")
+    assert result.returncode == 0, result.stderr
+    tables = {
+        r[0]
+        for r in sqlite3.connect(tmp_path / "var" / "monday-notify.db").execute(
+            "select name from sqlite_master"
+        )
+    }
+    assert {"notifications", "installations", "credentials", "alembic_version"} <= tables
