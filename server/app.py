@@ -60,6 +60,9 @@ def _setup_surfaces(app: web.Application) -> None:
 
         fake_monday.setup(app)  # the local monday at /dev/monday (contract §9)
     delivery.setup(app)  # the send service and the delivery worker
+    from server.http import metrics
+
+    metrics.setup(app)  # GET /metrics (Prometheus)
     send.setup(app)
     from server.http import actions, monday_v2
 

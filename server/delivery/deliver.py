@@ -8,18 +8,25 @@ never retried; what monday proved it did not execute is retried later.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.delivery import outbox
+from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
+from server.logs import account_id_var
+from server.metrics import Histogram
 from server.monday.client import MondayClient, NotificationRequest
 from server.monday.outcome import SendOutcome
+from server.notifications.store import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,10 @@ ReconnectMarker = Callable[[str, str, str], Awaitable[None]]
 delivery_counts: Counter[tuple[str, str, str]] = Counter()  # (sent_as, transport, status)
 monday_errors: Counter[str] = Counter()
 retries_scheduled: Counter[str] = Counter()
+monday_latency = Histogram()  # seconds per call to monday, by outcome of the call
+# A lease on rows being sent must outlast the HTTP call, or another worker would call the
+# row stale (`unknown`) while its answer is still on the way.
+LEASE_MARGIN_SECONDS = 5.0
 
 
 @dataclass
@@ -66,17 +77,33 @@ class Deliverer:
     batch_size: int = 25
     max_attempts: int = 8
     short_lived: ShortLivedTokens = field(default_factory=ShortLivedTokens)
+    governor: Governor = field(default_factory=Governor)
+    lease_seconds: int = 60
 
-    async def deliver(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Send rows this process has claimed; every row ends with a recorded status."""
+    async def deliver(
+        self, rows: Sequence[dict[str, Any]], *, max_wait: float | None = None
+    ) -> None:
+        """Send rows this process has claimed; every row ends with a recorded status.
+
+        Batches go out concurrently, as far as the governor lets them; a batch whose account
+        is held back longer than `max_wait` seconds is rescheduled, not sent.
+        """
         groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             groups[(row["account_id"], row["sent_as"], row["credential_owner"])].append(row)
-        for (account_id, sent_as, owner), group in groups.items():
-            for start in range(0, len(group), self.batch_size):
-                await self._deliver_group(
-                    account_id, sent_as, owner, group[start : start + self.batch_size]
-                )
+        batches = [
+            (account_id, sent_as, owner, group[start : start + self.batch_size])
+            for (account_id, sent_as, owner), group in groups.items()
+            for start in range(0, len(group), self.batch_size)
+        ]
+        results = await asyncio.gather(
+            *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                # The rows keep their lease and are taken over when it expires.
+                log.error("delivering a batch failed", exc_info=result)
 
     async def _token_for(
         self, account_id: str, sent_as: str, owner: str, row_id: int
@@ -86,18 +113,72 @@ class Deliverer:
         return await self.resolve(account_id, sent_as, owner)
 
     async def _deliver_group(
-        self, account_id: str, sent_as: str, owner: str, rows: list[dict[str, Any]]
+        self,
+        account_id: str,
+        sent_as: str,
+        owner: str,
+        rows: list[dict[str, Any]],
+        *,
+        max_wait: float | None = None,
     ) -> None:
+        account_id_var.set(account_id)  # this task's log lines carry the account
         token = await self._token_for(account_id, sent_as, owner, rows[0]["id"])
         if token is None:
             # The credential went away (uninstall, disconnect, expired short-lived token).
             for row in rows:
                 await self._record(row, "failed", _error("NO_CREDENTIAL", _no_credential(owner)))
             return
-        sending = await outbox.mark_sending(self.engine, self.owner, [row["id"] for row in rows])
-        rows = [row for row in rows if row["id"] in set(sending)]
-        if not rows:
+        permit = await self.governor.acquire(
+            account_id, f"{account_id}:{sent_as}:{owner}", cost=len(rows), max_wait=max_wait
+        )
+        if isinstance(permit, Deferral):
+            await self._defer(rows, permit)
             return
+        outcomes: list[SendOutcome] = []
+        try:
+            sending = await outbox.mark_sending(
+                self.engine,
+                rows[0]["lease_owner"],
+                [row["id"] for row in rows],
+                lease_seconds=max(
+                    float(self.lease_seconds), self.monday.timeout_seconds + LEASE_MARGIN_SECONDS
+                ),
+            )
+            rows = [row for row in rows if row["id"] in set(sending)]
+            if not rows:
+                return
+            started = time.perf_counter()
+            outcomes = await self._call_monday(token, rows)
+            monday_latency.observe(
+                time.perf_counter() - started, {"outcome": _call_outcome(outcomes)}
+            )
+        finally:
+            rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
+            self.governor.report(permit, outcomes, rate_limit)
+        if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
+            await self.mark_reconnect(account_id, sent_as, owner)
+        for row, outcome in zip(rows, outcomes, strict=True):
+            await self._apply(row, outcome)
+        _log_batch(sent_as, owner, outcomes)
+
+    async def _defer(self, rows: list[dict[str, Any]], deferral: Deferral) -> None:
+        error = _error(deferral.code, deferral.message)
+        await outbox.defer(
+            self.engine,
+            rows[0]["lease_owner"],
+            [row["id"] for row in rows],
+            until=deferral.until,
+            error=error,
+        )
+        log.info(
+            "monday's limits hold back %d notification(s) until %s (%s)",
+            len(rows),
+            deferral.until.isoformat(),
+            deferral.code,
+            extra={"fields": {"rows": len(rows), "until": deferral.until.isoformat()}},
+        )
+
+    async def _call_monday(self, token: str, rows: list[dict[str, Any]]) -> list[SendOutcome]:
         requests = [
             NotificationRequest(
                 user_id=row["recipient"],
@@ -109,7 +190,7 @@ class Deliverer:
         ]
         if len(requests) == 1:
             request = requests[0]
-            outcomes = [
+            return [
                 await self.monday.create_notification(
                     token,
                     user_id=request.user_id,
@@ -118,12 +199,7 @@ class Deliverer:
                     target_type=request.target_type,
                 )
             ]
-        else:
-            outcomes = await self.monday.create_notifications(token, requests)
-        if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
-            await self.mark_reconnect(account_id, sent_as, owner)
-        for row, outcome in zip(rows, outcomes, strict=True):
-            await self._apply(row, outcome)
+        return await self.monday.create_notifications(token, requests)
 
     async def _apply(self, row: dict[str, Any], outcome: SendOutcome) -> None:
         error = None
@@ -147,9 +223,14 @@ class Deliverer:
                 await self._record(row, "failed", error)
             else:
                 retries_scheduled[outcome.code or "unknown"] += 1
-                await self._record(
-                    row, "retry_scheduled", error, retry_after=outcome.retry_after_seconds
-                )
+                if outcome.daily_limit:
+                    # Not before monday's reset; spread over the first minute after it.
+                    due = next_midnight_utc() + timedelta(seconds=random.uniform(0, 60))  # noqa: S311
+                else:
+                    due = utcnow() + timedelta(
+                        seconds=backoff_seconds(attempts, outcome.retry_after_seconds)
+                    )
+                await self._record(row, "retry_scheduled", error, next_attempt_at=due)
         else:
             await self._record(row, outcome.status, error)
 
@@ -160,16 +241,16 @@ class Deliverer:
         error: dict[str, Any] | None,
         *,
         monday_id: str | None = None,
-        retry_after: float | None = None,
+        next_attempt_at: datetime | None = None,
     ) -> None:
         await outbox.finish(
             self.engine,
-            self.owner,
+            row["lease_owner"],
             row["id"],
             delivery_status=status,
             error=error,
             monday_id=monday_id,
-            retry_after=retry_after,
+            next_attempt_at=next_attempt_at,
         )
         if status != "retry_scheduled":
             self.short_lived.drop(row["id"])
@@ -183,4 +264,35 @@ def _error(code: str, message: str) -> dict[str, Any]:
 def _no_credential(owner: str) -> str:
     if owner == "short_lived":
         return "The automation's short-lived token expired before the notification could be sent."
-    return "The credential chosen for this notification is no longer connected: reconnect it in Settings."
+    return (
+        "The credential chosen for this notification is no longer connected: "
+        "reconnect it in Settings."
+    )
+
+
+def _call_outcome(outcomes: Sequence[SendOutcome]) -> str:
+    """One word for a call: `sent` if anything went through, else the first status."""
+    statuses = {outcome.status for outcome in outcomes}
+    if "sent" in statuses:
+        return "sent"
+    return next(iter(sorted(statuses)), "none")
+
+
+def _log_batch(sent_as: str, owner: str, outcomes: Sequence[SendOutcome]) -> None:
+    counts: Counter[str] = Counter(outcome.status for outcome in outcomes)
+    codes = sorted({outcome.code for outcome in outcomes if outcome.code})
+    level = logging.INFO if set(counts) <= {"sent"} else logging.WARNING
+    log.log(
+        level,
+        "monday answered %d notification(s): %s",
+        len(outcomes),
+        ", ".join(f"{status}={count}" for status, count in sorted(counts.items())),
+        extra={
+            "fields": {
+                "sent_as": sent_as,
+                "credential_owner": owner,
+                "statuses": dict(counts),
+                "codes": codes,
+            }
+        },
+    )

@@ -9,11 +9,12 @@ left in `sending` may have reached monday and becomes `unknown` (never sent twic
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.notifications.store import utcnow
@@ -35,8 +36,13 @@ async def claim(
     limit: int,
     ids: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Take a lease on up to `limit` due rows (or on exactly `ids` if due); return them."""
+    """Take a lease on up to `limit` due rows (or on exactly `ids` if due); return them.
+
+    Each claim gets its own lease token (`owner/<random>`), stored as `lease_owner`: two
+    claims in one process (the inline send and the worker) can never both take a row.
+    """
     now = utcnow()
+    token = f"{owner}/{secrets.token_hex(4)}"
     due = and_(
         t.delivery_status.in_(CLAIMABLE),
         or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
@@ -55,21 +61,36 @@ async def claim(
         await connection.execute(
             update(notifications)
             .where(t.id.in_(chosen), due)
-            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .values(lease_owner=token, lease_expires_at=now + timedelta(seconds=lease_seconds))
         )
         result = await connection.execute(
-            select(notifications).where(t.id.in_(chosen), t.lease_owner == owner)
+            select(notifications).where(t.id.in_(chosen), t.lease_owner == token)
         )
         return [dict(row) for row in result.mappings()]
 
 
-async def mark_sending(engine: AsyncEngine, owner: str, ids: Sequence[int]) -> list[int]:
-    """Just before the HTTP call: from here on a crash means `unknown`, not a retry."""
+async def mark_sending(
+    engine: AsyncEngine, owner: str, ids: Sequence[int], *, lease_seconds: float | None = None
+) -> list[int]:
+    """Just before the HTTP call: from here on a crash means `unknown`, not a retry.
+
+    Only rows whose lease is still ours move; `lease_seconds` renews the lease so a live
+    sender's row is not declared stale while its request is in flight.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {"delivery_status": "sending", "attempts": t.attempts + 1}
+    if lease_seconds is not None:
+        values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
     async with engine.begin() as connection:
         await connection.execute(
             update(notifications)
-            .where(t.id.in_(list(ids)), t.lease_owner == owner, t.delivery_status.in_(CLAIMABLE))
-            .values(delivery_status="sending", attempts=t.attempts + 1)
+            .where(
+                t.id.in_(list(ids)),
+                t.lease_owner == owner,
+                t.delivery_status.in_(CLAIMABLE),
+                t.lease_expires_at >= now,
+            )
+            .values(**values)
         )
         result = await connection.execute(
             select(t.id).where(
@@ -88,8 +109,13 @@ async def finish(
     error: dict[str, Any] | None = None,
     monday_id: str | None = None,
     retry_after: float | None = None,
+    next_attempt_at: datetime | None = None,
 ) -> None:
-    """Record one row's outcome and release its lease."""
+    """Record one row's outcome and release its lease.
+
+    A `retry_scheduled` row is due at `next_attempt_at` when given, else after `retry_after`
+    seconds with a little jitter.
+    """
     now = utcnow()
     values: dict[str, Any] = {
         "delivery_status": delivery_status,
@@ -100,7 +126,9 @@ async def finish(
     }
     if delivery_status == "sent":
         values.update(sent_at=now, monday_id=monday_id)
-    if delivery_status == "retry_scheduled":
+    if delivery_status == "retry_scheduled" and next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    elif delivery_status == "retry_scheduled":
         delay = max(retry_after or 1.0, 0.05)
         # Jitter spreads retries of many rows that were told the same wait.
         values["next_attempt_at"] = now + timedelta(seconds=delay * random.uniform(1.0, 1.2))  # noqa: S311
@@ -108,6 +136,32 @@ async def finish(
         await connection.execute(
             update(notifications).where(t.id == row_id, t.lease_owner == owner).values(**values)
         )
+
+
+async def defer(
+    engine: AsyncEngine,
+    owner: str,
+    ids: Sequence[int],
+    *,
+    until: datetime,
+    error: dict[str, Any],
+) -> int:
+    """Rows claimed but held back by the governor: due again at `until`, not attempted."""
+    if not ids:
+        return 0
+    async with engine.begin() as connection:
+        result = await connection.execute(
+            update(notifications)
+            .where(t.id.in_(list(ids)), t.lease_owner == owner, t.delivery_status.in_(CLAIMABLE))
+            .values(
+                delivery_status="retry_scheduled",
+                next_attempt_at=until,
+                last_error=error,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+    return int(result.rowcount or 0)
 
 
 async def release(engine: AsyncEngine, owner: str, ids: Sequence[int]) -> None:
@@ -141,3 +195,33 @@ async def expire_stale_sending(engine: AsyncEngine) -> int:
             )
         )
     return int(result.rowcount or 0)
+
+
+async def queue_depth(engine: AsyncEngine) -> tuple[dict[str, int], float]:
+    """Rows waiting per status (`queued`, `retry_scheduled`, `sending`) and the age in
+    seconds of the oldest row that is due now (0 when none is): read by /metrics."""
+    now = utcnow()
+    waiting = ("queued", "retry_scheduled", "sending")
+    async with engine.connect() as connection:
+        counts = {status: 0 for status in waiting}
+        result = await connection.execute(
+            select(t.delivery_status, func.count())
+            .where(t.delivery_status.in_(waiting))
+            .group_by(t.delivery_status)
+        )
+        for status, count in result.all():
+            counts[str(status)] = int(count)
+        oldest = (
+            await connection.execute(
+                select(func.min(func.coalesce(t.next_attempt_at, t.timestamp))).where(
+                    t.delivery_status.in_(CLAIMABLE),
+                    or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
+                )
+            )
+        ).scalar()
+    age = 0.0
+    if isinstance(oldest, datetime):
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        age = max((now - oldest).total_seconds(), 0.0)
+    return counts, age

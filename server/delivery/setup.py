@@ -11,11 +11,13 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, SETTINGS
 from server.delivery.deliver import Deliverer
+from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
 from server.installations.crypto import CredentialCipher
 from server.installations.store import get_credential, mark_needs_reconnect
 from server.monday.client import MONDAY
 from server.notifications.send import SendService
+from server.notifications.send_limit import SendRateLimiter
 
 SEND = web.AppKey("send", SendService)
 WORKER = web.AppKey("delivery_worker", DeliveryWorker)
@@ -48,8 +50,16 @@ async def _send_path(app: web.Application) -> AsyncIterator[None]:
         owner=owner,
         batch_size=settings.delivery_batch_size,
         max_attempts=settings.delivery_max_attempts,
+        governor=Governor(concurrency=settings.delivery_concurrency),
+        lease_seconds=settings.delivery_lease_seconds,
     )
-    app[SEND] = SendService(engine, cipher, deliverer, settings.delivery_lease_seconds)
+    app[SEND] = SendService(
+        engine,
+        cipher,
+        deliverer,
+        settings.delivery_lease_seconds,
+        limiter=SendRateLimiter(settings.send_rate_per_minute),
+    )
     worker = DeliveryWorker(
         deliverer,
         poll_seconds=settings.delivery_poll_seconds,

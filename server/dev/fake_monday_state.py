@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from aiohttp import web
+
 TokenKind = Literal["personal", "oauth", "short_lived", "seamless"]
 TOKEN_KINDS: tuple[str, ...] = ("personal", "oauth", "short_lived", "seamless")
 # Which tokens monday shows as "from the app". monday documents this for seamless auth and
@@ -374,6 +376,9 @@ class FakeMonday:
 
     def requests_to(self, path_suffix: str) -> list[ReceivedRequest]:
         return [r for r in self.requests if r.path.endswith(path_suffix)]
+
+
+FAKE_MONDAY = web.AppKey("fake_monday", FakeMonday)
 
 
 def seed_dev_users(fake: FakeMonday, account_id: str = DEV_ACCOUNT_ID) -> None:

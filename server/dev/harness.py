@@ -7,7 +7,7 @@ cannot do in the browser lives here, under `/dev/api/`, and only in development 
   client secret (optionally already expired, to exercise the views' retry);
 - `POST /dev/api/seamless` executes an SDK `api()` call against the fake monday as a seamless
   call (so the fake shows it "from the app"); the board's people and items, which the fake
-  monday does not model, are answered from the harness' dev board;
+  monday does not model, and `users(ids:)` lookups are answered from the harness' dev data;
 - `GET /dev/api/bell` is each dev user's bell from the fake monday's record;
 - `POST /dev/api/fail` and `POST /dev/api/reset` steer the fake monday.
 """
@@ -41,6 +41,7 @@ DEV_BOARD: dict[str, Any] = {
     ],
 }
 _BOARDS_QUERY = re.compile(r"^\s*query\b[^{]*\{\s*boards\b", re.DOTALL)
+_USERS_QUERY = re.compile(r"^\s*query\b[^{]*\{\s*users\b", re.DOTALL)
 
 
 def _fake(app: web.Application) -> Any:
@@ -171,6 +172,14 @@ def _board_answer(variables: dict[str, Any], users: list[dict[str, Any]]) -> dic
     return {"data": {"boards": boards}, "account_id": 1001}
 
 
+def _users_answer(variables: dict[str, Any], users: list[dict[str, Any]]) -> dict[str, Any]:
+    """monday's answer to a `users(ids:)` query for the dev account's users."""
+    wanted = variables.get("ids")
+    ids = {str(i) for i in wanted} if isinstance(wanted, list) else None
+    found = [{"id": u["id"], "name": u["name"]} for u in users if ids is None or u["id"] in ids]
+    return {"data": {"users": found}, "account_id": 1001}
+
+
 async def _seamless(request: web.Request) -> web.Response:
     """Run an SDK `api()` call as monday would for the framed app: a seamless app token."""
     body = await _json_body(request)
@@ -181,9 +190,13 @@ async def _seamless(request: web.Request) -> web.Response:
         raise invalid_payload("query must be a GraphQL document", field="query")
     if not isinstance(variables, dict):
         raise invalid_payload("variables must be an object", field="variables")
+    if _USERS_QUERY.match(query):
+        return web.json_response(
+            {"data": {"status": 200, "body": _users_answer(variables, _users(request.app))}}
+        )
     if _BOARDS_QUERY.match(query):
         return web.json_response(
-            {"status": 200, "body": _board_answer(variables, _users(request.app))}
+            {"data": {"status": 200, "body": _board_answer(variables, _users(request.app))}}
         )
     fake = _fake(request.app)
     # One seamless token per dev user, registered so the fake marks its sends "from the app".
@@ -214,7 +227,7 @@ async def _seamless(request: web.Request) -> web.Response:
             ]
         }
         status = 504
-    return web.json_response({"status": status, "body": payload})
+    return web.json_response({"data": {"status": status, "body": payload}})
 
 
 async def _bell(request: web.Request) -> web.Response:

@@ -306,8 +306,12 @@ async def resolve_create_items(_root: Any, info: GraphQLResolveInfo, data: Any) 
 async def _send(info: GraphQLResolveInfo, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The send service of contract §6, shared with `POST /notifications`."""
     ctx = _ctx(info)
-    module = importlib.import_module("server.notifications.send")
-    send: Callable[..., Any] | None = getattr(module, "send_from_request", None)
+    send: Callable[..., Any] | None = None
+    # Imported when used: the send path wires delivery and monday, which queries don't need.
+    for module_name in ("server.notifications.send", "server.http.send"):
+        send = getattr(importlib.import_module(module_name), "send_from_request", None)
+        if send is not None:
+            break
     if send is None:
         raise ApiError(501, "NOT_IMPLEMENTED", "Creating notifications over GraphQL is not ready.")
     result: list[dict[str, Any]] = await send(ctx.request, ctx.session, items, surface="graphql")
@@ -464,7 +468,7 @@ def _format_error(error: GraphQLError) -> dict[str, Any]:
     if isinstance(original, ApiError):
         message = original.message
         extensions = {"code": original.code, **original.extensions}
-    elif original is None:
+    elif original is None or isinstance(original, GraphQLError):
         message = error.message
         extensions = {"code": "GRAPHQL_VALIDATION"}
     else:

@@ -105,6 +105,8 @@ def render(
 async def _send(
     request: web.Request, session: Session, fields: Sequence[NotificationField]
 ) -> tuple[int, dict[str, Any]]:
+    if not fields:  # every field was skipped (@skip/@include): nothing to send
+        return 200, _envelope(None, account_id=session.account_id, data={}, include_data=True)
     send_request = send_request_for(request, session, "v2")
     try:
         rows = await request.app[SEND].send(send_request, [f.notification for f in fields])

@@ -81,4 +81,5 @@ def setup(app: web.Application) -> None:
     setup_cipher(app)
     setup_templates(app)
     app.router.add_post("/oauth/start", oauth_start)
-    app.router.add_get(CALLBACK_PATH, oauth_callback)
+    # GET only: a HEAD (link preview, scanner) must not spend the single-use state.
+    app.router.add_get(CALLBACK_PATH, oauth_callback, allow_head=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -242,7 +242,10 @@ class MondayClient:
             return [unreachable_outcome() for _ in aliases]
         except MondayNoAnswer as exc:
             return [no_answer_outcome(exc.message) for _ in aliases]
-        return [scrubbed(o, [token]) for o in classify_answer(response.answer(), aliases)]
+        return [
+            replace(scrubbed(o, [token]), rate_limit=response.rate_limit)
+            for o in classify_answer(response.answer(), aliases)
+        ]
 
     async def me(self, token: str) -> MondayUser:
         """Who `token` belongs to; `MondayAuthError` if monday rejects it, else `MondayError`."""

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from server.monday.ratelimit import RateLimitInfo
+
 SendStatus = Literal["sent", "retry", "failed", "unknown"]
 
 DEFAULT_RETRY_SECONDS = 30.0  # monday's own Python SDK sleeps 30 s on a bare 429
@@ -128,6 +130,8 @@ class SendOutcome:
     unauthorized: bool = False
     daily_limit: bool = False
     http_status: int | None = None
+    # monday's `RateLimit` / `RateLimit-Policy` headers of the answer, for the governor.
+    rate_limit: RateLimitInfo | None = None
 
 
 def _number(value: Any) -> float | None:

@@ -113,9 +113,13 @@ async def begin(
 async def complete(
     engine: AsyncEngine, account_id: str, user_id: str, key: str, status: int, body: Any
 ) -> None:
-    """Keep the answer for replays; a server error gives the key back so a retry can send."""
+    """Keep the answer for replays; a server error gives the key back so a retry can send.
+
+    So does a 429: a request refused for its rate was not processed, and the same key must
+    work once the caller has waited.
+    """
     async with engine.begin() as connection:
-        if status >= 500:
+        if status >= 500 or status == 429:
             await connection.execute(
                 delete(idempotency_keys).where(_where(account_id, user_id, key))
             )

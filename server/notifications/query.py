@@ -73,6 +73,13 @@ FIELD_KINDS: dict[str, Kind] = {
 }
 assert tuple(FIELD_KINDS) == API_FIELDS  # one list of public fields
 
+# What the integer columns hold on every database (attempts is a 32-bit INTEGER on PostgreSQL,
+# so a larger bound parameter would fail there instead of simply not matching).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "id": (-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+    "attempts": (-(2**31), 2**31 - 1),
+}
+
 # Fields that can be sorted, grouped and aggregated on (JSON has no ordering or equality).
 ORDERABLE = frozenset(name for name, kind in FIELD_KINDS.items() if kind != "json")
 # `search` looks at text fields; account_id is the caller's own on every row, so it is left
@@ -154,7 +161,7 @@ class Query:
             return MAX_LIMIT, self.offset
         limit = DEFAULT_LIMIT if self.limit is None else self.limit
         if self.page is not None:
-            return limit, limit * (max(self.page, 1) - 1)
+            return limit, min(limit * (max(self.page, 1) - 1), MAX_SAFE_INTEGER)
         return limit, self.offset
 
     def write_window(self) -> tuple[int | None, int]:
@@ -167,7 +174,7 @@ class Query:
         if self.limit is None or self.limit == -1:
             return None, self.offset
         if self.page is not None:
-            return self.limit, self.limit * (max(self.page, 1) - 1)
+            return self.limit, min(self.limit * (max(self.page, 1) - 1), MAX_SAFE_INTEGER)
         return self.limit, self.offset
 
     def conditions(self) -> list[ColumnElement[bool]]:
@@ -196,9 +203,7 @@ def parse_url_query(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             raise invalid_query(f'Malformed query parameter "{key}"')
         path = [match.group(1), *_BRACKET.findall(match.group(2))]
         _insert(root, path, value, key)
-    listified = _listify(root)
-    assert isinstance(listified, dict)
-    return listified
+    return {name: _listify(value) for name, value in root.items()}
 
 
 def _insert(root: dict[str, Any], path: list[str], value: str, key: str) -> None:
@@ -521,8 +526,21 @@ def _list_operand(operand: Any, name: str, op: str) -> list[Any]:
     return items
 
 
+def storable_text(text: str, what: str) -> str:
+    """`text` if a database can hold it: no NUL character, no lone surrogate."""
+    if "\x00" in text:
+        raise invalid_query(f"{what} can't contain a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid_query(f"{what} is not valid Unicode text") from None
+    return text
+
+
 def _value(kind: Kind, raw: Any, name: str, op: str, ctx: Context) -> Any:
     """`raw` as a value of the field's kind, dynamic variables resolved."""
+    if isinstance(raw, str):
+        storable_text(raw, f'The value of "{op}" on "{name}"')
     value = _resolve_dynamic(raw, ctx)
     if value is None:
         raise invalid_query(f'"{op}" on "{name}" needs a value; use _null to match empty values')
@@ -550,8 +568,11 @@ def _value(kind: Kind, raw: Any, name: str, op: str, ctx: Context) -> Any:
             number = int(value)
         elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,17}\s*", value):
             number = int(value)
-        if number is None or abs(number) > MAX_SAFE_INTEGER:
+        low, high = INT_RANGES[name]
+        if number is None:
             raise invalid_query(f'"{op}" on "{name}" needs an integer value')
+        if not low <= number <= high:
+            raise invalid_query(f'"{op}" on "{name}" needs an integer between {low} and {high}')
         return number
     # datetime
     if isinstance(value, datetime):
@@ -680,14 +701,19 @@ def _text(col: Any, op: str, value: str) -> ColumnElement[bool]:
 
 def compile_search(text: str) -> ColumnElement[bool]:
     """Directus' `search`: case-insensitive substring over text fields, exact on numbers."""
+    storable_text(text, "search")
     needle = text.lower()
     clauses: list[ColumnElement[bool]] = [
         func.lower(notifications.c[name]).contains(needle, autoescape=True)
         for name in SEARCH_TEXT_FIELDS
     ]
     stripped = text.strip()
-    if re.fullmatch(r"[+-]?\d{1,16}", stripped) and abs(int(stripped)) <= MAX_SAFE_INTEGER:
-        clauses += [notifications.c[name] == int(stripped) for name in SEARCH_NUMBER_FIELDS]
+    if re.fullmatch(r"[+-]?\d{1,16}", stripped):
+        number = int(stripped)
+        for name in SEARCH_NUMBER_FIELDS:
+            low, high = INT_RANGES[name]
+            if low <= number <= high:
+                clauses.append(notifications.c[name] == number)
     return or_(*clauses) if clauses else false()
 
 

@@ -1,4 +1,4 @@
-"""Create = send (contract §5–§6): decide the sender, write the rows, forward, record.
+"""Create = send (contract §5-§6): decide the sender, write the rows, forward, record.
 
 Every surface (Directus REST and GraphQL, the monday-compatible `/v2`, automations)
 calls `SendService.send`, so there is one send path.
@@ -6,6 +6,7 @@ calls `SendService.send`, so there is one send path.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from server.installations.crypto import CredentialCipher
 from server.installations.store import Installation, get_credential, get_installation
 from server.monday.client import CREATE_NOTIFICATION
 from server.notifications.inputs import NotificationInput
+from server.notifications.send_limit import SendRateLimiter
 from server.notifications.store import AuditEntry, fetch_rows, insert_rows, write_audit
 from server.sender import (
     DEFAULT_POLICY,
@@ -31,6 +33,9 @@ from server.sender import (
     SenderRequest,
     decide_sender,
 )
+
+# Rows accepted into the ledger, by (sent_as, transport); read by /metrics.
+accepted_counts: Counter[tuple[str, str]] = Counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,11 @@ class SendService:
     cipher: CredentialCipher
     deliverer: Deliverer
     lease_seconds: int = 60
+    # Per-user rows-per-minute limit (settings.send_rate_per_minute); None or 0 = off.
+    limiter: SendRateLimiter | None = None
+    # How long a caller's request may wait for monday's limits before its rows are left
+    # to the background worker (they answer `retry_scheduled` then).
+    inline_max_wait: float = 2.0
 
     async def _usable(self, account_id: str, user_id: str | None, kind: str) -> bool:
         if user_id is None:
@@ -138,7 +148,12 @@ class SendService:
     async def send(
         self, request: SendRequest, items: Sequence[NotificationInput]
     ) -> list[dict[str, Any]]:
-        """Decide, write the rows, forward those the server sends; return the rows as stored."""
+        """Decide, write the rows, forward those the server sends; return the rows as stored.
+
+        Raises 429 `REQUESTS_EXCEEDED` (nothing written) when the user is over the send rate.
+        """
+        if self.limiter is not None:
+            self.limiter.take(request.account_id, request.user_id, len(items))
         decisions, policy = await self.decide(request, items)
         async with self.engine.begin() as connection:
             ids = await insert_rows(
@@ -164,6 +179,8 @@ class SendService:
                     ),
                     notification_id=row_id,
                 )
+        for decision in decisions:
+            accepted_counts[(decision.sent_as, decision.transport)] += 1
         server_ids = [
             row_id
             for row_id, decision in zip(ids, decisions, strict=True)
@@ -180,5 +197,5 @@ class SendService:
                 limit=len(server_ids),
                 ids=server_ids,
             )
-            await self.deliverer.deliver(claimed)
+            await self.deliverer.deliver(claimed, max_wait=self.inline_max_wait)
         return await fetch_rows(self.engine, ids)

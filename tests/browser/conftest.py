@@ -76,9 +76,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
     env["DELIVERY_POLL_SECONDS"] = "0.1"
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
+        command = [sys.executable, "-m", "server", "serve", "--dev"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--dev", "--host", "127.0.0.1"]
-            + ["--port", str(port)],
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
             cwd=tmp_path,
             env=env,
             stdout=sink,
@@ -177,7 +177,8 @@ class Harness:
             for entry in self.server.bell(user_id):
                 if entry["text"] == text:
                     return entry
-            time.sleep(0.1)
+            # Playwright's sync API dispatches events (responses, dialogs) only while it runs.
+            self.page.wait_for_timeout(100)
         raise AssertionError(f"{text!r} never reached user {user_id}'s bell: {self.notices()}")
 
     def screenshot(self, name: str) -> None:

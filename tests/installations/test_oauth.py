@@ -52,7 +52,7 @@ async def callback(client: Any, params: dict[str, str]) -> tuple[int, str]:
 
 
 def token_requests(fake_monday: Any) -> list[Any]:
-    return fake_monday.fake.requests_to("/oauth2/token")
+    return list(fake_monday.fake.requests_to("/oauth2/token"))
 
 
 async def stored_oauth(client: Any, user: str) -> Credential | None:
@@ -336,3 +336,14 @@ async def test_concurrent_refreshes_use_the_rotating_refresh_token_once(
     assert all(not r.needs_reconnect for r in results)
     refreshes = [r for r in token_requests(fake_monday) if r.body["grant_type"] == "refresh_token"]
     assert len(refreshes) == 1
+
+
+async def test_a_head_request_does_not_spend_the_state(
+    monday_client: Any, monday_settings: Settings, fake_monday: Any, mint: Any
+) -> None:
+    await post_event(monday_client, event("install"))
+    params = await consent(await start(monday_client, mint(user=MEMBER)), as_user=MEMBER)
+    head = await monday_client.head("/oauth/callback", params=params)
+    assert head.status == 405
+    assert query(monday_settings, "SELECT used_at FROM oauth_states") == [(None,)]
+    assert (await callback(monday_client, params))[0] == 200

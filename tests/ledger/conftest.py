@@ -159,6 +159,13 @@ async def client(tmp_path: Path, database_url: str) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
+async def sqlite_client(tmp_path: Path) -> AsyncIterator[Client]:
+    """SQLite only: for refusals that are decided before the database is reached."""
+    async for c in start_app(create_app(make_settings(tmp_path))):
+        yield c
+
+
+@pytest.fixture
 async def ids(client: Client) -> dict[str, int]:
     """The SEED rows, inserted; name -> id."""
     inserted = await insert_rows(client, *SEED.values())

@@ -58,7 +58,9 @@ async def test_non_admin_sees_only_rows_they_received_or_sent(
 async def test_other_account_sees_only_its_own_rows(
     client: Client, mint: Mint, ids: dict[str, int]
 ) -> None:
-    _, body = await get(client, mint(account=OTHER_ACCOUNT, user=ADMIN, admin=True), "/notifications")
+    _, body = await get(
+        client, mint(account=OTHER_ACCOUNT, user=ADMIN, admin=True), "/notifications"
+    )
     assert id_list(body) == [ids["foreign"]]
 
 
@@ -94,11 +96,15 @@ async def test_fields_csv_and_array(client: Client, mint: Mint, ids: dict[str, i
 
 
 async def test_fields_on_get_by_id(client: Client, mint: Mint, ids: dict[str, int]) -> None:
-    _, body = await get(client, mint(user=ALICE), f"/notifications/{ids['reply']}", fields="message")
+    _, body = await get(
+        client, mint(user=ALICE), f"/notifications/{ids['reply']}", fields="message"
+    )
     assert body == {"data": {"message": "PONG"}}
 
 
-async def test_internal_columns_are_not_fields(client: Client, mint: Mint, ids: dict[str, int]) -> None:
+async def test_internal_columns_are_not_fields(
+    client: Client, mint: Mint, ids: dict[str, int]
+) -> None:
     for name in ("lease_owner", "lease_expires_at", "monday_id"):
         status, body = await get(client, mint(user=ALICE), "/notifications", fields=name)
         assert status == 400
@@ -111,7 +117,10 @@ async def test_internal_columns_are_not_fields(client: Client, mint: Mint, ids: 
 async def test_unknown_and_relational_fields_are_invalid(client: Client, mint: Mint) -> None:
     status, body = await get(client, mint(), "/notifications", fields="id,nope")
     assert status == 400
-    assert body["errors"][0]["message"] == 'Invalid query. Field "nope" doesn\'t exist on notifications.'
+    assert (
+        body["errors"][0]["message"]
+        == 'Invalid query. Field "nope" doesn\'t exist on notifications.'
+    )
     status, body = await get(client, mint(), "/notifications", fields="recipient.email")
     assert status == 400 and "relational" in body["errors"][0]["message"]
 
@@ -154,7 +163,13 @@ async def test_default_limit_is_100(client: Client, mint: Mint) -> None:
 
 
 async def test_bad_limits_are_invalid_query(client: Client, mint: Mint) -> None:
-    for params in ({"limit": "-2"}, {"limit": "abc"}, {"limit": "10001"}, {"offset": "-1"}, {"page": "x"}):
+    for params in (
+        {"limit": "-2"},
+        {"limit": "abc"},
+        {"limit": "10001"},
+        {"offset": "-1"},
+        {"page": "x"},
+    ):
         status, body = await get(client, mint(), "/notifications", **params)
         assert status == 400, params
         assert body["errors"][0]["extensions"]["code"] == "INVALID_QUERY"
@@ -163,14 +178,21 @@ async def test_bad_limits_are_invalid_query(client: Client, mint: Mint) -> None:
 async def test_meta_counts_keep_the_scope(client: Client, mint: Mint, ids: dict[str, int]) -> None:
     token = mint(user=ALICE)
     _, body = await get(
-        client, token, "/notifications", meta="*", **{"filter[status][_eq]": "inbox"},
+        client,
+        token,
+        "/notifications",
+        meta="*",
+        **{"filter[status][_eq]": "inbox"},
         limit="1",
     )
     # Alice sees welcome, ping, reply; total ignores the filter, never the scope.
     assert body["meta"] == {"total_count": 3, "filter_count": 3}
     assert len(body["data"]) == 1
     _, body = await get(
-        client, token, "/notifications", meta="total_count,filter_count",
+        client,
+        token,
+        "/notifications",
+        meta="total_count,filter_count",
         **{"filter[recipient][_eq]": "$CURRENT_USER"},
     )
     assert body["meta"] == {"total_count": 3, "filter_count": 2}
@@ -194,7 +216,9 @@ async def test_search_is_case_insensitive_over_text(
     assert ids["carol"] in id_list(body)
 
 
-async def test_search_never_leaves_the_scope(client: Client, mint: Mint, ids: dict[str, int]) -> None:
+async def test_search_never_leaves_the_scope(
+    client: Client, mint: Mint, ids: dict[str, int]
+) -> None:
     _, body = await get(client, mint(user=ALICE), "/notifications", search="carol")
     assert body["data"] == []
     _, body = await get(client, mint(user=ALICE), "/notifications", search="another account")
@@ -225,7 +249,10 @@ async def test_admin_reads_any_row_of_the_account(
 
 async def test_last_error_is_an_object(client: Client, mint: Mint, ids: dict[str, int]) -> None:
     _, body = await get(client, mint(user=BOB), f"/notifications/{ids['failed']}")
-    assert body["data"]["last_error"] == {"code": "InvalidUserIdException", "message": "no such user"}
+    assert body["data"]["last_error"] == {
+        "code": "InvalidUserIdException",
+        "message": "no such user",
+    }
     assert body["data"]["status"] == "archived"
 
 
@@ -256,19 +283,32 @@ async def test_malformed_bracket_parameter(client: Client, mint: Mint) -> None:
 # ---------------------------------------------------------------- SEARCH
 
 
-async def search(client: Client, token: str, body: Any, path: str = "/notifications") -> tuple[int, Any]:
+async def search(
+    client: Client, token: str, body: Any, path: str = "/notifications"
+) -> tuple[int, Any]:
     response = await client.request("SEARCH", path, json=body, headers=bearer(token))
     return response.status, await response.json()
 
 
-async def test_search_method_with_query_body(client: Client, mint: Mint, ids: dict[str, int]) -> None:
+async def test_search_method_with_query_body(
+    client: Client, mint: Mint, ids: dict[str, int]
+) -> None:
     status, body = await search(
         client,
         mint(user=ALICE),
-        {"query": {"filter": {"status": {"_eq": "inbox"}}, "fields": ["id"], "sort": ["-id"], "meta": "*"}},
+        {
+            "query": {
+                "filter": {"status": {"_eq": "inbox"}},
+                "fields": ["id"],
+                "sort": ["-id"],
+                "meta": "*",
+            }
+        },
     )
     assert status == 200
-    assert body["data"] == [{"id": i} for i in sorted([ids["welcome"], ids["ping"], ids["reply"]], reverse=True)]
+    assert body["data"] == [
+        {"id": i} for i in sorted([ids["welcome"], ids["ping"], ids["reply"]], reverse=True)
+    ]
     assert body["meta"] == {"total_count": 3, "filter_count": 3}
 
 
@@ -294,7 +334,14 @@ async def test_search_method_with_keys(client: Client, mint: Mint, ids: dict[str
 
 
 async def test_search_body_validation(client: Client, mint: Mint) -> None:
-    for payload in ({}, {"keys": [1], "query": {}}, {"query": "x"}, {"keys": "1"}, {"nope": 1}, [1]):
+    for payload in (
+        {},
+        {"keys": [1], "query": {}},
+        {"query": "x"},
+        {"keys": "1"},
+        {"nope": 1},
+        [1],
+    ):
         status, body = await search(client, mint(), payload)
         assert status == 400, payload
         assert body["errors"][0]["extensions"]["code"] == "INVALID_PAYLOAD"

@@ -101,7 +101,7 @@ async def test_seamless_api_call_reaches_the_fake_monday_as_the_app(
         "/dev/api/seamless", json={"user": "11", "query": MUTATION, "variables": variables}
     )
     assert response.status == 200
-    answer = await response.json()
+    answer = (await response.json())["data"]
     assert answer["status"] == 200
     assert answer["body"]["data"]["create_notification"]["id"]
     fake = dev_client.app[FAKE_MONDAY]
@@ -120,7 +120,7 @@ async def test_the_board_query_is_answered_from_the_dev_board(
     response = await dev_client.post(
         "/dev/api/seamless", json={"user": "11", "query": query, "variables": {"ids": ["5001"]}}
     )
-    board = (await response.json())["body"]["data"]["boards"][0]
+    board = (await response.json())["data"]["body"]["data"]["boards"][0]
     assert board["id"] == "5001"
     assert {p["name"] for p in board["subscribers"]} >= {"Ada Admin", "Max Member"}
 
@@ -135,6 +135,17 @@ async def test_injected_failure_reaches_the_next_monday_call(
     response = await dev_client.post(
         "/dev/api/seamless", json={"user": "11", "query": MUTATION, "variables": variables}
     )
-    answer = await response.json()
+    answer = (await response.json())["data"]
     assert answer["status"] >= 500 or answer["body"].get("errors")
     assert dev_client.app[FAKE_MONDAY].bell("12") == []
+
+
+async def test_the_users_query_is_answered_with_dev_names(
+    dev_client: TestClient[Any, Any],
+) -> None:
+    query = "query ($ids: [ID!]) { users(ids: $ids) { id name } }"
+    response = await dev_client.post(
+        "/dev/api/seamless", json={"user": "12", "query": query, "variables": {"ids": ["11"]}}
+    )
+    users = (await response.json())["data"]["body"]["data"]["users"]
+    assert users == [{"id": "11", "name": "Ada Admin"}]

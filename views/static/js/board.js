@@ -4,7 +4,9 @@ import {
   api,
   banner,
   friendlyMessage,
+  knownName,
   ledgerQuery,
+  loadUserNames,
   monday,
   newIdempotencyKey,
   notice,
@@ -46,7 +48,7 @@ const state = {
 
 function nameOf(userId) {
   if (userId === null || userId === undefined || userId === "") return "someone";
-  return state.people.get(String(userId)) || `user ${userId}`;
+  return state.people.get(String(userId)) || knownName(userId) || `user ${userId}`;
 }
 
 function option(value, label) {
@@ -122,6 +124,8 @@ async function loadInstallation() {
   try {
     const answer = await api("/installation");
     state.installation = (answer && answer.data) || null;
+    const installer = installerOf(state.installation);
+    if (installer && !state.people.has(installer)) await loadUserNames([installer]);
   } catch (error) {
     state.installation = null;
     if (error instanceof ApiError && error.status !== 404) showError(error);

@@ -311,3 +311,30 @@ export function banner(text) {
   node.textContent = text || "";
   node.hidden = !text;
 }
+
+const USERS_QUERY = "query ($ids: [ID!]) { users(ids: $ids) { id name } }";
+const names = new Map();
+
+/**
+ * Names of monday users (seamless api(), scope users:read), cached for the page's life.
+ * Unknown or unreachable names stay absent; callers fall back to "user <id>".
+ */
+export async function loadUserNames(ids) {
+  const missing = [...new Set(ids.filter((id) => id !== null && id !== undefined && id !== "").map(String))].filter(
+    (id) => !names.has(id),
+  );
+  if (missing.length) {
+    try {
+      const result = await withTimeout(monday.api(USERS_QUERY, { variables: { ids: missing } }), SDK_TIMEOUT_MS, "users");
+      const users = (result && result.data && result.data.users) || [];
+      for (const user of users) names.set(String(user.id), String(user.name));
+    } catch (_) {
+      // Names are a nicety; ids still identify people.
+    }
+  }
+  return names;
+}
+
+export function knownName(id) {
+  return names.get(String(id));
+}

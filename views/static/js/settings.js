@@ -1,7 +1,16 @@
 // The settings view (admins): sender policy, connect the app (OAuth in a new window), the
 // installer's API key, and what is connected. Secrets are never displayed: the server only
 // ever returns whether a credential is connected, its owner, when it was verified and last 4.
-import { ApiError, api, banner, notice, showError, watchContext } from "./common.js";
+import {
+  ApiError,
+  api,
+  banner,
+  knownName,
+  loadUserNames,
+  notice,
+  showError,
+  watchContext,
+} from "./common.js";
 
 const policyForm = document.getElementById("policy-form");
 const keyForm = document.getElementById("api-key-form");
@@ -14,9 +23,13 @@ const keyCell = document.getElementById("api-key-state");
 
 const state = { context: null, installation: null, isAdmin: false, userId: null };
 
+function person(id) {
+  return knownName(id) || `user ${id}`;
+}
+
 function describe(credential) {
   if (!credential) return "Not connected";
-  const parts = [`Connected (user ${credential.owner_user_id}`];
+  const parts = [`Connected (${person(credential.owner_user_id)}`];
   if (credential.last4) parts.push(`, ends in …${credential.last4}`);
   parts.push(")");
   if (credential.verified_at) parts.push(`, verified ${new Date(credential.verified_at).toLocaleString()}`);
@@ -29,7 +42,7 @@ function render() {
   const credentials = Array.isArray(inst.credentials) ? inst.credentials : [];
   const installer = inst.installer_user_id;
   installerCell.textContent = installer
-    ? `user ${installer}${inst.installed ? "" : " (not yet confirmed by monday's install event)"}`
+    ? `${person(installer)}${inst.installed ? "" : " (not yet confirmed by monday's install event)"}`
     : "Nobody yet: the first admin to connect a credential becomes the installer";
   const oauth = credentials.filter((c) => c.kind === "oauth");
   oauthCell.textContent = oauth.length ? oauth.map(describe).join("; ") : "Not connected";
@@ -47,6 +60,11 @@ function render() {
 async function load() {
   const answer = await api("/installation");
   state.installation = (answer && answer.data) || null;
+  const credentials = (state.installation && state.installation.credentials) || [];
+  await loadUserNames([
+    state.installation && state.installation.installer_user_id,
+    ...credentials.map((c) => c.owner_user_id),
+  ]);
   render();
 }
 

@@ -6,7 +6,9 @@ import {
   api,
   banner,
   getSettings,
+  knownName,
   ledgerQuery,
+  loadUserNames,
   monday,
   newIdempotencyKey,
   notice,
@@ -31,7 +33,7 @@ function nameOf(userId) {
   if (userId === null || userId === undefined || userId === "") return "someone";
   const me = state.context && state.context.user;
   if (me && String(me.id) === String(userId)) return "you";
-  return `user ${userId}`;
+  return knownName(userId) || `user ${userId}`;
 }
 
 /** Settings (monday's widget settings): owner, subject, message; sensible defaults. */
@@ -71,8 +73,12 @@ async function refresh() {
         }),
       ),
     ]);
-    renderList(latest, latestEmpty, (rows && rows.data) || [], nameOf);
-    unread.textContent = String(countOf(count));
+    const list = (rows && rows.data) || [];
+    await loadUserNames(list.flatMap((row) => [row.recipient, row.sender, row.credential_owner]));
+    renderList(latest, latestEmpty, list, nameOf);
+    const unreadCount = countOf(count);
+    unread.textContent = String(unreadCount);
+    unread.classList.toggle("badge-zero", unreadCount === 0);
   } catch (_) {
     // The next poll tries again; a transient failure is not worth a notice every few seconds.
   }

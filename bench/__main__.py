@@ -1,0 +1,58 @@
+"""`python -m bench [send|ledger|fanout|ratelimited|accept ...] [--quick]`.
+
+Runs the named benchmarks (all of them by default), prints figures and ratios measured in the
+same run, and writes bench/results/<name>.json and docs/bench/<name>.png. `--quick` runs a few
+seconds each (a smoke check for `make test`) and writes under var/bench/ instead, so the
+published figures are never overwritten by a smoke run. Exits non-zero if any benchmark crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+import time
+import traceback
+
+from bench.common import Options, say
+
+BENCHMARKS = ("send", "ledger", "fanout", "ratelimited", "accept")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"default all: {', '.join(BENCHMARKS)}"
+    )
+    parser.add_argument("--quick", action="store_true", help="a few seconds each (smoke check)")
+    parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    parser.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL parts")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    names = list(dict.fromkeys(args.names)) or list(BENCHMARKS)
+    opts = Options(quick=args.quick, charts=not args.no_charts, pg=not args.no_pg)
+    failed: list[str] = []
+    started = time.perf_counter()
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        t0 = time.perf_counter()
+        try:
+            asyncio.run(module.run(opts))
+        except Exception:
+            traceback.print_exc()
+            say(f"{name}: CRASHED")
+            failed.append(name)
+        say(f"  ({name} took {time.perf_counter() - t0:.1f} s)\n")
+    total = time.perf_counter() - started
+    if failed:
+        say(f"bench: {len(failed)} of {len(names)} crashed ({', '.join(failed)}) in {total:.0f} s")
+        return 1
+    say(f"bench: {len(names)} benchmark(s) done in {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,485 @@
+"""What every benchmark shares: the fake monday, the server under test in its own process,
+a bounded load generator, statistics, PostgreSQL on loopback, and result files.
+
+Layout of a run (the machine has few cores, so the roles are split over two processes):
+
+- this process: the load generator (aiohttp client) and the fake monday (an aiohttp
+  `AppRunner` on 127.0.0.1), so the benchmark can read what monday received;
+- a child process (`python -m bench.serve`): the server under test, either the whole
+  monday-notify app (`create_app`) or the bare baseline handler, on 127.0.0.1.
+
+Nothing leaves 127.0.0.1; every loop is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from server.dev.fake_monday import FakeMonday, create_fake_monday_app, seed_dev_users
+from server.installations.crypto import CredentialCipher
+from server.installations.store import store_credential, upsert_installation, utcnow
+from server.storage.db import create_engine
+from server.storage.migrate import upgrade
+from server.tokens import mint_session
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+CHARTS_DIR = REPO / "docs" / "bench"
+QUICK_DIR = REPO / "var" / "bench"  # --quick writes here (gitignored), never over the figures
+WORK_DIR = REPO / "var" / "bench" / "work"  # databases and server logs of a run
+
+# Bench-only constants (the same shape as the tests'); nothing here is a real secret.
+CLIENT_ID = "bench-client-id"
+CLIENT_SECRET = "bench-client-secret-0123456789abcdef0123456789"
+SIGNING_SECRET = "bench-signing-secret-0123456789abcdef012345"
+ENCRYPTION_KEY = "5Vb2n3xG3X2kq1ZKq7c2n8Yb0mQ4wD6rT9uH1jL3pS0="
+ACCOUNT = "1001"
+INSTALLER = "11"
+MEMBER = "12"
+APP_TOKEN = "bench-oauth-token-of-11"  # the app's OAuth token for the installer (fake monday)
+
+SERVER_START_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool = False
+    charts: bool = True
+    pg: bool = True
+
+    @property
+    def results_dir(self) -> Path:
+        return QUICK_DIR if self.quick else RESULTS_DIR
+
+    @property
+    def charts_dir(self) -> Path:
+        return QUICK_DIR if self.quick else CHARTS_DIR
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# -- tokens and settings -------------------------------------------------------------------
+def session_token(user: str = INSTALLER, *, admin: bool = True) -> str:
+    return mint_session(
+        CLIENT_SECRET,
+        account_id=ACCOUNT,
+        user_id=user,
+        client_id=CLIENT_ID,
+        is_admin=admin,
+        lifetime=3600,
+    )
+
+
+def app_settings(database_url: str, monday_api_url: str, **overrides: Any) -> dict[str, Any]:
+    """Settings for the server under test: production mode, JSON logs, the fake monday."""
+    values: dict[str, Any] = {
+        "app_env": "production",
+        "database_url": database_url,
+        "monday_client_id": CLIENT_ID,
+        "monday_client_secret": CLIENT_SECRET,
+        "monday_signing_secret": SIGNING_SECRET,
+        "encryption_keys": ENCRYPTION_KEY,
+        "public_base_url": "http://127.0.0.1:8080",
+        "monday_api_url": monday_api_url,
+        "log_format": "json",
+        # The per-user abuse limit would cap a load test from one user; it is not measured here.
+        "send_rate_per_minute": 1_000_000,
+    }
+    values.update(overrides)
+    return values
+
+
+# -- the fake monday -----------------------------------------------------------------------
+@dataclass
+class FakeServer:
+    fake: FakeMonday
+    url: str
+    # (monotonic time, HTTP status) of every answer of POST /v2.
+    answers: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/v2"
+
+    def v2_requests(self) -> int:
+        return len(self.answers)
+
+    def statuses(self) -> Counter[int]:
+        return Counter(status for _, status in self.answers)
+
+
+def _memoize_fake_graphql() -> None:
+    """Parse and validate each distinct GraphQL document once in the fake monday.
+
+    The fake runs graphql-core's parse + validate on every request (about 5-10 ms of CPU per
+    request on this kind of machine), which made the *fake* the bottleneck of every
+    benchmark. Both are pure functions of the query text, and every request of a run repeats
+    the same few documents (only the variables change), so caching them changes no answer:
+    execution, budgets, errors and recording still happen per request.
+    """
+    from server.dev import fake_monday_graphql as fg
+
+    if getattr(fg, "_bench_memoized", False):
+        return
+    real_parse, real_validate = fg.parse, fg.validate
+    parsed: dict[str, Any] = {}
+    validated: dict[int, tuple[Any, Any]] = {}
+
+    def parse(source: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(source, str) or args or kwargs:
+            return real_parse(source, *args, **kwargs)
+        if source not in parsed:
+            if len(parsed) > 1000:
+                parsed.clear()
+            parsed[source] = real_parse(source)  # raises GraphQLError as before (not cached)
+        return parsed[source]
+
+    def validate(schema: Any, document: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or schema is not fg.SCHEMA:
+            return real_validate(schema, document, *args, **kwargs)
+        hit = validated.get(id(document))
+        if hit is None or hit[0] is not document:
+            if len(validated) > 1000:
+                validated.clear()
+            hit = (document, real_validate(schema, document))
+            validated[id(document)] = hit
+        return list(hit[1])
+
+    fg.parse, fg.validate = parse, validate  # type: ignore[assignment]
+    fg._bench_memoized = True  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def fake_monday(extra_users: int = 0) -> AsyncIterator[FakeServer]:
+    """The fake monday over real HTTP on 127.0.0.1, with the dev users of account 1001,
+    `extra_users` more recipients (ids 100000...), and the app's OAuth token for user 11."""
+    _memoize_fake_graphql()
+    fake = FakeMonday()
+    seed_dev_users(fake, ACCOUNT)
+    for i in range(extra_users):
+        user_id = str(100_000 + i)
+        fake.add_user(user_id, ACCOUNT, f"Recipient {user_id}", f"r{user_id}@example.com")
+    fake.add_token(APP_TOKEN, INSTALLER, ACCOUNT, "oauth")
+    app = create_fake_monday_app(fake)
+    server = FakeServer(fake, "")
+
+    async def record(request: web.Request, response: web.StreamResponse) -> None:
+        if request.path.endswith("/v2"):
+            server.answers.append((time.monotonic(), response.status))
+
+    app.on_response_prepare.append(record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    server.url = f"http://{host}:{port}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+def recipient_ids(count: int) -> list[str]:
+    return [str(100_000 + i) for i in range(count)]
+
+
+# -- databases -----------------------------------------------------------------------------
+_pg_admin: str | None | bool = False  # False: not looked up yet
+
+
+def pg_admin_url(opts: Options) -> str | None:
+    """DATABASE_URL_PG, else a local server from scripts/pg-local.sh; None when unavailable."""
+    global _pg_admin
+    if not opts.pg:
+        return None
+    if _pg_admin is not False:
+        return _pg_admin  # type: ignore[return-value]
+    url = os.environ.get("DATABASE_URL_PG", "").strip() or None
+    if url is None:
+        try:
+            done = subprocess.run(
+                ["bash", str(REPO / "scripts" / "pg-local.sh"), "start"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if done.returncode == 0 and done.stdout.strip():
+                url = done.stdout.strip().splitlines()[-1]
+            else:
+                say(f"  (PostgreSQL could not start: {done.stderr.strip().splitlines()[-1:]})")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            say(f"  (PostgreSQL could not start: {exc})")
+    if url is not None:
+        url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    _pg_admin = url
+    return url
+
+
+@contextlib.asynccontextmanager
+async def database(kind: str, opts: Options, name: str) -> AsyncIterator[str]:
+    """A fresh, migrated database: a SQLite file under var/bench/work, or a throw-away
+    PostgreSQL database (dropped afterwards). Raises LookupError if PostgreSQL is unavailable."""
+    if kind == "sqlite":
+        WORK_DIR.mkdir(parents=True, exist_ok=True)
+        path = WORK_DIR / f"{name}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite+aiosqlite:///{path}"
+        await upgrade(url)
+        try:
+            yield url
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    admin = pg_admin_url(opts)
+    if admin is None:
+        raise LookupError("PostgreSQL is not available")
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(admin)
+    dsn = admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    db_name = f"bench_{name}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{db_name}"')
+        url = admin_url.set(database=db_name).render_as_string(hide_password=False)
+        try:
+            await upgrade(url)
+            yield url
+        finally:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def install_account(database_url: str) -> None:
+    """What an installed account with the app's OAuth token for its installer looks like."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await upsert_installation(
+                conn,
+                ACCOUNT,
+                {
+                    "installer_user_id": INSTALLER,
+                    "sender_policy": "app_then_installer",
+                    "installed": True,
+                    "last_event_type": "install",
+                },
+                now=utcnow(),
+            )
+        await store_credential(
+            engine,
+            CredentialCipher([ENCRYPTION_KEY]),
+            account_id=ACCOUNT,
+            user_id=INSTALLER,
+            kind="oauth",
+            secret=APP_TOKEN,
+        )
+    finally:
+        await engine.dispose()
+
+
+# -- the server under test, in its own process -----------------------------------------------
+@contextlib.asynccontextmanager
+async def served(mode: str, settings: dict[str, Any], label: str) -> AsyncIterator[str]:
+    """Start `python -m bench.serve` (`mode` "app" or "bare"); yield its base URL.
+
+    The child prints `READY <port>` when listening and stops when its stdin closes."""
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = WORK_DIR / f"{label}.server.log"
+    config = json.dumps({"mode": mode, "settings": settings, "monday_token": APP_TOKEN})
+    env = {**os.environ, "BENCH_SERVE_CONFIG": config, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.serve",
+            cwd=str(REPO),
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), SERVER_START_TIMEOUT)
+            text = line.decode().strip()
+            if not text.startswith("READY "):
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the {mode} server did not start: {text!r}\n{tail}")
+            yield f"http://127.0.0.1:{int(text.split()[1])}"
+        finally:
+            if proc.returncode is None:
+                assert proc.stdin is not None
+                proc.stdin.close()
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+# -- load ----------------------------------------------------------------------------------
+@dataclass
+class Load:
+    latencies: list[float]  # seconds, of the successful requests
+    statuses: Counter[int]
+    elapsed: float
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.elapsed if self.elapsed > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests_ok": self.ok,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "elapsed_s": round(self.elapsed, 3),
+            "requests_per_s": round(self.rate, 1),
+            **latency_summary(self.latencies),
+        }
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float | None]:
+    if not latencies:
+        return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None}
+    if len(latencies) == 1:
+        only = round(latencies[0] * 1000, 2)
+        return {"p50_ms": only, "p90_ms": only, "p99_ms": only, "mean_ms": only}
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {
+        "p50_ms": round(q[49] * 1000, 2),
+        "p90_ms": round(q[89] * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+    }
+
+
+RequestSpec = tuple[str, str, dict[str, str], Any]  # method, path, headers, JSON body or None
+
+
+async def run_load(
+    base_url: str,
+    make: Callable[[int], RequestSpec],
+    *,
+    count: int,
+    concurrency: int,
+    max_seconds: float,
+    warmup: int = 0,
+) -> Load:
+    """`count` requests (`make(i)` builds request i), at most `concurrency` in flight, stopped
+    early after `max_seconds`. Non-2xx answers are counted, not timed."""
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
+
+        async def one(i: int, sink: Load | None) -> None:
+            method, path, headers, body = make(i)
+            started = time.perf_counter()
+            try:
+                async with http.request(method, path, headers=headers, json=body) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if sink is not None:
+                    sink.statuses[0] += 1
+                    if len(sink.errors) < 5:
+                        sink.errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            if sink is not None:
+                sink.statuses[status] += 1
+                if 200 <= status < 300:
+                    sink.latencies.append(time.perf_counter() - started)
+
+        for i in range(warmup):
+            await one(-1 - i, None)
+        load = Load([], Counter(), 0.0)
+        next_index = 0
+        deadline = time.perf_counter() + max_seconds
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < count and time.perf_counter() < deadline:
+                i = next_index
+                next_index += 1
+                await one(i, load)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        load.elapsed = time.perf_counter() - started
+    return load
+
+
+def check_load(load: Load, what: str) -> None:
+    bad = {k: v for k, v in load.statuses.items() if not 200 <= k < 300}
+    if bad:
+        say(f"  ! {what}: non-2xx answers {bad} {load.errors[:2]}")
+
+
+# -- results -------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def write_result(name: str, opts: Options, params: dict[str, Any], results: Any) -> Path:
+    out = {
+        "benchmark": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": opts.quick,
+        "machine": machine(),
+        "params": params,
+        "results": results,
+    }
+    opts.results_dir.mkdir(parents=True, exist_ok=True)
+    path = opts.results_dir / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(out, indent=2) + "\n")
+    tmp.replace(path)
+    say(f"  wrote {path.relative_to(REPO)}")
+    return path
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+def fmt_ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"

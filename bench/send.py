@@ -1,0 +1,120 @@
+"""Issue 3's first benchmark: `POST /notifications` against the fake monday.
+
+The whole server (verify the session token, decide the sender, write the ledger row, forward
+`create_notification`, record the outcome, answer) against a bare aiohttp handler that only
+verifies the token and forwards, on the same machine, same fake monday, same load, same run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import charts
+from bench.common import (
+    MEMBER,
+    FakeServer,
+    Load,
+    Options,
+    RequestSpec,
+    app_settings,
+    check_load,
+    database,
+    fake_monday,
+    fmt_ms,
+    install_account,
+    ratio,
+    run_load,
+    say,
+    served,
+    session_token,
+    write_result,
+)
+
+NAME = "send"
+CONCURRENCY = 16
+
+
+def sizes(opts: Options) -> tuple[int, float]:
+    """(request count, time cap in seconds) per target."""
+    return (300, 6.0) if opts.quick else (2000, 20.0)
+
+
+def notification(i: int) -> dict[str, Any]:
+    return {
+        "recipient": MEMBER,
+        "message": f"Benchmark notification {i}",
+        "collection": "Project",
+        "item": "5550001",
+    }
+
+
+async def send_load(base_url: str, opts: Options, *, batch: int = 1) -> Load:
+    """POST /notifications `count` times with at most CONCURRENCY in flight; `batch` > 1 sends
+    arrays of that many notifications per request."""
+    count, cap = sizes(opts)
+    if batch > 1:
+        count = max(count // batch * 2, 20)
+    headers = {"Authorization": session_token()}
+
+    def make(i: int) -> RequestSpec:
+        body: Any = notification(i) if batch == 1 else [notification(i) for _ in range(batch)]
+        return ("POST", "/notifications", headers, body)
+
+    return await run_load(
+        base_url, make, count=count, concurrency=CONCURRENCY, max_seconds=cap, warmup=20
+    )
+
+
+async def measure_bare(fake: FakeServer, opts: Options, label: str, *, batch: int = 1) -> Load:
+    settings = app_settings("sqlite+aiosqlite:///:memory:", fake.api_url)
+    async with served("bare", settings, label) as base:
+        return await send_load(base, opts, batch=batch)
+
+
+async def measure_app(
+    fake: FakeServer, opts: Options, engine: str, label: str, *, batch: int = 1
+) -> Load:
+    async with database(engine, opts, label) as url:
+        await install_account(url)
+        async with served("app", app_settings(url, fake.api_url), label) as base:
+            return await send_load(base, opts, batch=batch)
+
+
+def describe(name: str, load: Load) -> None:
+    s = load.summary()
+    say(
+        f"  {name:<28} {s['requests_per_s']:>8.1f} req/s   p50 {fmt_ms(s['p50_ms']):>9}   "
+        f"p99 {fmt_ms(s['p99_ms']):>9}   ({load.ok} ok in {load.elapsed:.1f} s)"
+    )
+    check_load(load, name)
+
+
+async def run(opts: Options) -> dict[str, Any]:
+    count, cap = sizes(opts)
+    say(f"send: POST /notifications, {count} requests (cap {cap:g} s), concurrency {CONCURRENCY}")
+    async with fake_monday() as fake:
+        bare = await measure_bare(fake, opts, "send-bare")
+        describe("bare (token + forward)", bare)
+        before = fake.v2_requests()
+        app = await measure_app(fake, opts, "sqlite", "send-app")
+        upstream = fake.v2_requests() - before
+        describe("monday-notify (SQLite)", app)
+    results = {
+        "bare": bare.summary(),
+        "app_sqlite": {**app.summary(), "upstream_requests": upstream},
+        "ratios": {
+            "throughput_app_over_bare": ratio(app.rate, bare.rate),
+            "p50_app_over_bare": ratio(app.summary()["p50_ms"], bare.summary()["p50_ms"]),
+            "p99_app_over_bare": ratio(app.summary()["p99_ms"], bare.summary()["p99_ms"]),
+        },
+    }
+    r = results["ratios"]
+    say(
+        f"  ratio app/bare: throughput x{r['throughput_app_over_bare']}, "
+        f"p50 x{r['p50_app_over_bare']}, p99 x{r['p99_app_over_bare']}"
+    )
+    params = {"requests": count, "time_cap_s": cap, "concurrency": CONCURRENCY, "warmup": 20}
+    write_result(NAME, opts, params, results)
+    if opts.charts:
+        charts.send_chart(opts, results)
+    return results

@@ -1,0 +1,104 @@
+"""The server under test, in its own process (started by bench.common.served).
+
+`BENCH_SERVE_CONFIG` (JSON): `{"mode": "app" | "bare", "settings": {...}, "monday_token": ...}`.
+
+- `app`: the whole monday-notify server, `create_app(Settings(**settings))`, as
+  `monday-notify serve` runs it (JSON logs, no access log).
+- `bare`: the baseline of issue 3: one aiohttp handler for `POST /notifications` that only
+  verifies the session token and forwards `create_notification` to the same (fake) monday
+  with aiohttp. No database, no ledger, no sender decision.
+
+Prints `READY <port>` on stdout once listening on 127.0.0.1; stops when stdin closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from server.logs import configure_logging
+from server.monday.client import CREATE_NOTIFICATION
+from server.settings import Settings
+from server.tokens import extract_token, verify_session
+
+BARE_HTTP = web.AppKey("bare_http", aiohttp.ClientSession)
+
+
+def bare_app(settings: Settings, monday_token: str) -> web.Application:
+    """Verify the session token, forward create_notification, answer. Nothing else."""
+
+    async def http_client(app: web.Application) -> Any:
+        app[BARE_HTTP] = aiohttp.ClientSession()
+        yield
+        await app[BARE_HTTP].close()
+
+    async def notify(request: web.Request) -> web.Response:
+        token = extract_token(request.headers.get("Authorization"))
+        verify_session(
+            token,
+            secrets=settings.client_secrets,
+            client_id=settings.monday_client_id or None,
+            app_id=settings.monday_app_id,
+            leeway=settings.jwt_leeway_seconds,
+            max_bytes=settings.max_token_bytes,
+        )
+        body = await request.json()
+        variables = {
+            "user_id": body["recipient"],
+            "target_id": body["item"],
+            "text": body["message"],
+            "target_type": body["collection"],
+        }
+        headers = {
+            "Authorization": monday_token,
+            "API-Version": settings.monday_api_version,
+            "Content-Type": "application/json",
+        }
+        async with request.app[BARE_HTTP].post(
+            settings.monday_api_url,
+            data=json.dumps({"query": CREATE_NOTIFICATION, "variables": variables}),
+            headers=headers,
+        ) as response:
+            answer = await response.json()
+        created = (answer.get("data") or {}).get("create_notification") or {}
+        return web.json_response(
+            {"data": {**body, "delivery_status": "sent", "monday_id": created.get("id")}}
+        )
+
+    app = web.Application()
+    app.cleanup_ctx.append(http_client)
+    app.router.add_post("/notifications", notify)
+    return app
+
+
+async def main() -> None:
+    config = json.loads(os.environ["BENCH_SERVE_CONFIG"])
+    settings = Settings(**config["settings"])
+    configure_logging(settings.log_format if settings.log_format != "auto" else "json")
+    if config["mode"] == "bare":
+        app = bare_app(settings, config["monday_token"])
+    else:
+        from server.app import create_app
+
+        app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    sys.stdout.write(f"READY {port}\n")
+    sys.stdout.flush()
+    loop = asyncio.get_running_loop()
+    # Stop when the parent closes our stdin (or dies).
+    await loop.run_in_executor(None, sys.stdin.buffer.read)
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
