@@ -167,7 +167,8 @@ async def test_update_item_and_items(client: Client, mint: Mint, ids: dict[str, 
     _, body = await gql(
         client,
         mint(user=ALICE),
-        f'mutation {{ update_notifications_item(id: {ids["welcome"]}, data: {{status: "archived"}}) {{ id status }} }}',
+        f"mutation {{ update_notifications_item(id: {ids['welcome']},"
+        ' data: {status: "archived"}) { id status } }',
     )
     assert body["data"]["update_notifications_item"] == {
         "id": str(ids["welcome"]),
@@ -177,7 +178,8 @@ async def test_update_item_and_items(client: Client, mint: Mint, ids: dict[str, 
     _, body = await gql(
         client,
         mint(user=ALICE),
-        'mutation ($ids: [ID]!) { update_notifications_items(ids: $ids, data: {status: "archived"}) { id } }',
+        "mutation ($ids: [ID]!) {"
+        ' update_notifications_items(ids: $ids, data: {status: "archived"}) { id } }',
         {"ids": [ids["reply"], str(ids["ping"])]},
     )
     assert [int(i["id"]) for i in body["data"]["update_notifications_items"]] == sorted(
@@ -189,19 +191,22 @@ async def test_update_refusals(client: Client, mint: Mint, ids: dict[str, int]) 
     _, body = await gql(
         client,
         mint(user=ADMIN, admin=True),
-        f'mutation {{ update_notifications_item(id: {ids["welcome"]}, data: {{message: "x"}}) {{ id }} }}',
+        f"mutation {{ update_notifications_item(id: {ids['welcome']},"
+        ' data: {message: "x"}) { id } }',
     )
     assert codes(body) == ["FORBIDDEN"]
     _, body = await gql(
         client,
         mint(user=ALICE),
-        f'mutation {{ update_notifications_item(id: {ids["welcome"]}, data: {{status: "read"}}) {{ id }} }}',
+        f"mutation {{ update_notifications_item(id: {ids['welcome']},"
+        ' data: {status: "read"}) { id } }',
     )
     assert codes(body) == ["INVALID_PAYLOAD"]
     _, body = await gql(
         client,
         mint(user=ALICE),
-        f'mutation {{ update_notifications_items(ids: [{ids["welcome"]}, {ids["carol"]}], data: {{status: "archived"}}) {{ id }} }}',
+        f"mutation {{ update_notifications_items(ids: [{ids['welcome']}, {ids['carol']}],"
+        ' data: {status: "archived"}) { id } }',
     )
     assert codes(body) == ["FORBIDDEN"]
     assert (await fetch_row(client, ids["welcome"]))["status"] == "inbox"  # type: ignore[index]
@@ -223,7 +228,8 @@ async def test_delete_item_and_items(client: Client, mint: Mint, ids: dict[str, 
     _, body = await gql(
         client,
         mint(user=BOB),
-        f"mutation {{ delete_notifications_items(ids: [{ids['reply']}, {ids['carol']}]) {{ ids }} }}",
+        f"mutation {{ delete_notifications_items(ids: [{ids['reply']}, {ids['carol']}])"
+        " { ids } }",
     )
     assert sorted(body["data"]["delete_notifications_items"]["ids"]) == sorted(
         [str(ids["reply"]), str(ids["carol"])]
@@ -241,7 +247,8 @@ async def test_depth_and_alias_limits_refuse_before_execution(
     client: Client, mint: Mint, ids: dict[str, int]
 ) -> None:
     aliases = " ".join(
-        f'a{i}: update_notifications_item(id: {ids["welcome"]}, data: {{status: "archived"}}) {{ id }}'
+        f"a{i}: update_notifications_item(id: {ids['welcome']},"
+        ' data: {status: "archived"}) { id }'
         for i in range(31)
     )
     status, body = await gql(client, mint(user=ALICE), f"mutation {{ {aliases} }}")
@@ -306,8 +313,9 @@ async def test_create_items_go_through_the_send_path(
     status, body = await gql(
         monday_client,
         token,
-        """mutation { create_notifications_item(data: {recipient: "13", message: "Hi from GraphQL",
-                      collection: "Project", item: "5550001"}) { id recipient sender message delivery_status } }""",
+        """mutation { create_notifications_item(data: {recipient: "13",
+                 message: "Hi from GraphQL", collection: "Project", item: "5550001"}) {
+               id recipient sender message delivery_status } }""",
     )
     assert status == 200, body
     created = body["data"]["create_notifications_item"]
@@ -341,7 +349,8 @@ async def test_create_refusal_names_the_field(monday_client: Client, mint: Mint)
     _, body = await gql(
         monday_client,
         mint(user=MEMBER),
-        'mutation { create_notifications_item(data: {recipient: "13", collection: "Project", item: "1"}) { id } }',
+        "mutation { create_notifications_item(data:"
+        ' {recipient: "13", collection: "Project", item: "1"}) { id } }',
     )
     assert codes(body) == ["INVALID_PAYLOAD"]
     assert "message" in body["errors"][0]["message"]

@@ -75,7 +75,8 @@ _KIND_VALUES = {
 _KIND_OPS = {
     "str": ["_eq", "_neq", "_lt", "_gte", "_contains", "_icontains", "_nicontains", "_starts_with",
             "_ends_with", "_niends_with", "_in", "_nin", "_null", "_nempty"],
-    "int": ["_eq", "_neq", "_lt", "_lte", "_gt", "_gte", "_in", "_nin", "_between", "_nbetween", "_null"],
+    "int": ["_eq", "_neq", "_lt", "_lte", "_gt", "_gte", "_in", "_nin", "_between", "_nbetween",
+            "_null"],
     "datetime": ["_eq", "_lt", "_gt", "_between", "_nbetween", "_in", "_null", "_nnull"],
 }  # fmt: skip
 
@@ -107,8 +108,9 @@ valid_trees = st.recursive(
 )
 filters = st.one_of(valid_trees, trees, scalars, st.lists(trees, max_size=2))
 callers = st.sampled_from(
-    [(ACCOUNT, ADMIN, True), (ACCOUNT, ALICE, False), (ACCOUNT, BOB, False), (ACCOUNT, CAROL, False),
-     (OTHER_ACCOUNT, ALICE, False), (OTHER_ACCOUNT, ADMIN, True), (ACCOUNT, "99", False)]
+    [(ACCOUNT, ADMIN, True), (ACCOUNT, ALICE, False), (ACCOUNT, BOB, False),
+     (ACCOUNT, CAROL, False), (OTHER_ACCOUNT, ALICE, False), (OTHER_ACCOUNT, ADMIN, True),
+     (ACCOUNT, "99", False)]
 )  # fmt: skip
 
 
@@ -184,8 +186,8 @@ query_keys = st.one_of(
     ),
     st.builds(
         lambda a, b: f"filter[{a}][{b}]",
-        st.sampled_from(FIELDS + ["_and", "_or", "0"]),
-        st.sampled_from(OPS + ["0", ""]),
+        st.sampled_from([*FIELDS, "_and", "_or", "0"]),
+        st.sampled_from([*OPS, "0", ""]),
     ),
     st.builds(
         lambda a: f"aggregate[{a}]",
@@ -195,7 +197,7 @@ query_keys = st.one_of(
 )
 query_values = st.one_of(
     st.text(max_size=10),
-    st.sampled_from(INTERESTING + ["*", "-1", "id,-timestamp", "status", "{}"]),
+    st.sampled_from([*INTERESTING, "*", "-1", "id,-timestamp", "status", "{}"]),
 )
 
 
@@ -266,7 +268,8 @@ async def test_random_graphql_filters_stay_in_scope(
     response = await client.post(
         "/graphql/system",
         json={
-            "query": "query ($f: directus_notifications_filter) { notifications(filter: $f, limit: -1) { id account_id recipient sender } }",
+            "query": "query ($f: directus_notifications_filter) { notifications(filter: $f,"
+            " limit: -1) { id account_id recipient sender } }",
             "variables": {"f": tree},
         },
         headers=bearer(mint(account=account, user=user, admin=admin)),

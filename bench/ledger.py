@@ -1,0 +1,273 @@
+"""Issue 4's benchmark: a seeded ledger of 100,000 rows, read through `GET /notifications`.
+
+A bell-style read as a non-admin user: their unread (`status = inbox`) notifications, newest
+first, 25 a page, with `meta=filter_count`; and the unread count with `aggregate[count]=*`.
+The baseline is the very same SQL (built by the ledger's own statement builders) run directly
+with SQLAlchemy in this process, so the ratio is the API's overhead (HTTP, token, query
+parsing, serialisation). EXPLAIN shows which index each engine used.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench import charts
+from bench.common import (
+    ACCOUNT,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MEMBER,
+    Options,
+    RequestSpec,
+    app_settings,
+    check_load,
+    database,
+    fmt_ms,
+    latency_summary,
+    pg_admin_url,
+    ratio,
+    run_load,
+    say,
+    served,
+    session_token,
+    write_result,
+)
+from server.notifications import ledger
+from server.notifications.query import Context, order_by, parse_query, parse_url_query
+from server.storage.db import create_engine
+from server.storage.tables import notifications
+from server.tokens import verify_session
+
+NAME = "ledger"
+CHUNK = 5000
+PAGES = 10  # calls cycle over pages 1..PAGES
+
+
+def sizes(opts: Options) -> tuple[int, int]:
+    """(rows seeded, calls timed per query)."""
+    return (20_000, 40) if opts.quick else (100_000, 200)
+
+
+# -- seeding -----------------------------------------------------------------------------------
+def make_rows(count: int, seed: int = 42) -> list[dict[str, Any]]:
+    """A deterministic ledger: account 1001 holds 90% of the rows; user 12 (the reader) receives
+    ~5% of those; 70% inbox; timestamps over 180 days; mostly `sent`."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    others = ["2002", "3003", "4004"]
+    users = [str(100 + i) for i in range(200)]
+    senders = ["11", *[str(300 + i) for i in range(19)]]
+    deliveries = ["sent"] * 90 + ["failed"] * 4 + ["retry_scheduled"] * 2 + ["unknown"] * 2 + [
+        "awaiting_client"
+    ] * 2
+    rows = []
+    for i in range(count):
+        account = ACCOUNT if rng.random() < 0.9 else rng.choice(others)
+        recipient = MEMBER if account == ACCOUNT and rng.random() < 0.05 else rng.choice(users)
+        delivery = rng.choice(deliveries)
+        ts = now - timedelta(seconds=rng.uniform(0, 180 * 86400))
+        rows.append(
+            {
+                "timestamp": ts,
+                "status": "inbox" if rng.random() < 0.7 else "archived",
+                "recipient": recipient,
+                "sender": rng.choice(senders),
+                "subject": f"Subject {i % 97}",
+                "message": f"Item {i} changed: build #{rng.randint(1, 9999)} finished",
+                "collection": "Project" if rng.random() < 0.8 else "Post",
+                "item": str(5_000_000 + rng.randint(0, 5000)),
+                "account_id": account,
+                "sent_as": "app" if rng.random() < 0.8 else "installer",
+                "transport": "server",
+                "credential_owner": "11",
+                "delivery_status": delivery,
+                "attempts": 1,
+                "sent_at": ts if delivery == "sent" else None,
+            }
+        )
+    return rows
+
+
+async def seed(engine: AsyncEngine, count: int) -> float:
+    """Bulk insert with SQLAlchemy Core executemany in chunks; returns seconds taken."""
+    rows = make_rows(count)
+    started = time.perf_counter()
+    for start in range(0, count, CHUNK):
+        async with engine.begin() as conn:
+            await conn.execute(notifications.insert(), rows[start : start + CHUNK])
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.exec_driver_sql("ANALYZE notifications")
+        else:
+            await conn.exec_driver_sql("ANALYZE")
+    return time.perf_counter() - started
+
+
+# -- the queries ---------------------------------------------------------------------------------
+FILTER = {"filter[recipient][_eq]": "$CURRENT_USER", "filter[status][_eq]": "inbox"}
+
+
+def list_params(page: int) -> dict[str, str]:
+    return {**FILTER, "sort": "-timestamp", "limit": "25", "page": str(page), "meta": "filter_count"}
+
+
+def count_params() -> dict[str, str]:
+    return {**FILTER, "aggregate[count]": "*"}
+
+
+def statements(params: dict[str, str]) -> tuple[Any, Any]:
+    """The SQL the API runs for `params` as user 12, from the ledger's own builders:
+    (rows or aggregate statement, filter_count statement or None)."""
+    session = verify_session(
+        session_token(MEMBER, admin=False), secrets=[CLIENT_SECRET], client_id=CLIENT_ID, app_id=None
+    )
+    query = parse_query(
+        parse_url_query(params.items()), Context(user_id=session.user_id, now=datetime.now(UTC))
+    )
+    where = ledger._where(session, query)
+    if query.is_aggregate:
+        return select(func.count()).select_from(notifications).where(where), None
+    limit, offset = query.read_window()
+    rows = ledger._row_select(session, query).order_by(*order_by(query)).limit(limit).offset(offset)
+    count = select(func.count()).select_from(notifications).where(where)
+    return rows, count
+
+
+async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list[float]:
+    prepared = [statements(count_params() if aggregate else list_params(1 + i % PAGES)) for i in range(PAGES)]
+    latencies = []
+    async with engine.connect() as conn:
+        for i in range(calls + 10):
+            rows_stmt, count_stmt = prepared[i % PAGES]
+            started = time.perf_counter()
+            result = (await conn.execute(rows_stmt)).mappings().all()
+            if count_stmt is not None:
+                (await conn.execute(count_stmt)).scalar_one()
+            elapsed = time.perf_counter() - started
+            assert result is not None
+            if i >= 10:  # the first 10 warm the cache
+                latencies.append(elapsed)
+    return latencies
+
+
+async def explain(engine: AsyncEngine) -> dict[str, list[str]]:
+    plans: dict[str, list[str]] = {}
+    rows_stmt, count_stmt = statements(list_params(3))
+    agg_stmt, _ = statements(count_params())
+    async with engine.connect() as conn:
+        for label, stmt in (("list", rows_stmt), ("filter_count", count_stmt), ("unread_count", agg_stmt)):
+            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            if conn.dialect.name == "sqlite":
+                result = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+                plans[label] = [str(row[-1]) for row in result.all()]
+            else:
+                result = await conn.exec_driver_sql("EXPLAIN " + sql)
+                plans[label] = [str(row[0]) for row in result.all()]
+    return plans
+
+
+# -- one engine ------------------------------------------------------------------------------------
+async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
+    rows, calls = sizes(opts)
+    async with database(kind, opts, f"ledger-{kind}") as url:
+        engine = create_engine(url)
+        try:
+            seconds = await seed(engine, rows)
+            say(f"  [{kind}] seeded {rows:,} rows in {seconds:.1f} s")
+            async with engine.connect() as conn:
+                where = ledger._where(
+                    verify_session(session_token(MEMBER, admin=False), secrets=[CLIENT_SECRET], client_id=CLIENT_ID, app_id=None),
+                    None,
+                )
+                visible = (await conn.execute(select(func.count()).select_from(notifications).where(where))).scalar_one()
+            plans = await explain(engine)
+            sql_list = await sql_baseline(engine, calls, aggregate=False)
+            sql_count = await sql_baseline(engine, calls, aggregate=True)
+        finally:
+            await engine.dispose()
+        # No worker traffic while reading: the seeded rows are not due (and none is queued).
+        settings = app_settings(url, "http://127.0.0.1:9/v2", delivery_poll_seconds=5.0)
+        headers = {"Authorization": session_token(MEMBER, admin=False)}
+        async with served("app", settings, f"ledger-{kind}") as base:
+
+            def list_call(i: int) -> RequestSpec:
+                return ("GET", "/notifications?" + urlencode(list_params(1 + abs(i) % PAGES)), headers, None)
+
+            def count_call(_i: int) -> RequestSpec:
+                return ("GET", "/notifications?" + urlencode(count_params()), headers, None)
+
+            api_list = await run_load(base, list_call, count=calls, concurrency=1, max_seconds=60, warmup=10)
+            api_count = await run_load(base, count_call, count=calls, concurrency=1, max_seconds=60, warmup=10)
+            check_load(api_list, "GET list")
+            check_load(api_count, "GET aggregate")
+            # One answer, to show what was measured.
+            import aiohttp
+
+            async with aiohttp.ClientSession() as http:
+                async with http.get(base + "/notifications?" + urlencode(list_params(1)), headers=headers) as r:
+                    sample = await r.json()
+                async with http.get(base + "/notifications?" + urlencode(count_params()), headers=headers) as r:
+                    count_sample = await r.json()
+    filter_count = (sample.get("meta") or {}).get("filter_count")
+    unread = (count_sample.get("data") or [{}])[0].get("count")
+    result: dict[str, Any] = {
+        "rows": rows,
+        "seed_seconds": round(seconds, 2),
+        "visible_to_user": visible,
+        "filter_count": filter_count,
+        "unread_count": unread,
+        "page_size": len(sample.get("data") or []),
+        "list": {
+            "api": {"calls": api_list.ok, **latency_summary(api_list.latencies)},
+            "sql": {"calls": len(sql_list), **latency_summary(sql_list)},
+        },
+        "aggregate": {
+            "api": {"calls": api_count.ok, **latency_summary(api_count.latencies)},
+            "sql": {"calls": len(sql_count), **latency_summary(sql_count)},
+        },
+        "plans": plans,
+    }
+    for key in ("list", "aggregate"):
+        api, sql = result[key]["api"], result[key]["sql"]
+        result[key]["p50_api_over_sql"] = ratio(api["p50_ms"], sql["p50_ms"])
+        result[key]["p99_api_over_sql"] = ratio(api["p99_ms"], sql["p99_ms"])
+    say(f"  [{kind}] user 12 sees {visible:,} rows; inbox filter_count={filter_count}, unread count={unread}")
+    for key, title in (("list", "list page + filter_count"), ("aggregate", "aggregate[count]=*")):
+        api, sql = result[key]["api"], result[key]["sql"]
+        say(
+            f"  [{kind}] {title:<26} API p50 {fmt_ms(api['p50_ms']):>9} p99 {fmt_ms(api['p99_ms']):>9}"
+            f" | SQL p50 {fmt_ms(sql['p50_ms']):>9} p99 {fmt_ms(sql['p99_ms']):>9}"
+            f" | API/SQL p50 x{result[key]['p50_api_over_sql']}"
+        )
+    for label, lines in plans.items():
+        say(f"  [{kind}] plan {label}:")
+        for line in lines:
+            say(f"      {line}")
+    return result
+
+
+async def run(opts: Options) -> dict[str, Any]:
+    rows, calls = sizes(opts)
+    say(
+        f"ledger: {rows:,} rows; GET /notifications as user 12 (non-admin), filter recipient="
+        f"$CURRENT_USER & status=inbox, sort=-timestamp, limit=25, pages 1-{PAGES}, "
+        f"meta=filter_count; {calls} sequential calls each"
+    )
+    results: dict[str, Any] = {"sqlite": await run_engine("sqlite", opts)}
+    if pg_admin_url(opts) is not None:
+        results["postgres"] = await run_engine("postgres", opts)
+    else:
+        say("  PostgreSQL part skipped: no DATABASE_URL_PG and scripts/pg-local.sh could not start one")
+        results["postgres"] = "skipped: PostgreSQL unavailable"
+    params = {"rows": rows, "calls": calls, "pages": PAGES, "page_size": 25, "concurrency": 1, "reader": "user 12, non-admin"}
+    write_result(NAME, opts, params, results)
+    if opts.charts:
+        charts.ledger_chart(opts, results)
+    return results

@@ -1,0 +1,75 @@
+"""Delivery test helpers: a server on the fake monday with chosen settings, row polling."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from server.app import create_app
+from server.appkeys import ENGINE
+from server.notifications.store import fetch_row
+from tests.conftest import FakeMondayServer, make_settings
+from tests.notifications.helpers import MEMBER, connect, install, notification
+
+Client = TestClient[web.Request, web.Application]
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def server_on(
+    tmp_path: Path, fake: FakeMondayServer | None, **overrides: Any
+) -> AsyncIterator[Client]:
+    """The whole server on 127.0.0.1 and a SQLite file, its monday API being `fake`."""
+    if fake is not None:
+        overrides.setdefault("monday_api_url", fake.api_url)
+    settings = make_settings(tmp_path, **overrides)
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+        if fake is not None:
+            await install(client)
+            await connect(client, fake.fake, user=MEMBER, kind="oauth")
+        yield client
+
+
+async def post(client: Client, mint: Any, text: str, **overrides: Any) -> dict[str, Any]:
+    response = await client.post(
+        "/notifications",
+        json=notification(message=text, **overrides),
+        headers={"Authorization": mint(user=MEMBER)},
+    )
+    assert response.status == 200, await response.text()
+    data: dict[str, Any] = (await response.json())["data"]
+    return data
+
+
+async def row(client: Client, row_id: int) -> dict[str, Any]:
+    found = await fetch_row(client.app[ENGINE], row_id)
+    assert found is not None
+    return found
+
+
+async def wait_for(
+    client: Client, row_id: int, *statuses: str, timeout: float = 15.0
+) -> dict[str, Any]:
+    """The row once its status is one of `statuses` (fails after `timeout` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = await row(client, row_id)
+        if found["delivery_status"] in statuses:
+            return found
+        assert loop.time() < deadline, f"row {row_id} stayed {found['delivery_status']}"
+        await asyncio.sleep(0.05)
