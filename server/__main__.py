@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 from cryptography.fernet import Fernet
@@ -15,7 +16,7 @@ from server.settings import Settings, SettingsError, load_settings
 from server.tokens import mint_integration, mint_lifecycle, mint_session
 
 
-def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     try:
         return load_settings(dev=getattr(args, "dev", False), **overrides)
     except SettingsError as error:
@@ -31,7 +32,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["port"] = args.port
     settings = _settings(args, **overrides)
-    fmt = settings.log_format if settings.log_format != "auto" else ("text" if settings.is_dev else "json")
+    fmt = (
+        settings.log_format
+        if settings.log_format != "auto"
+        else ("text" if settings.is_dev else "json")
+    )
     configure_logging(fmt)
     from server.app import create_app
 
@@ -59,11 +64,17 @@ def _mint(args: argparse.Namespace) -> int:
         )
     elif args.kind == "lifecycle":
         token = mint_lifecycle(
-            settings.client_secrets[0], account_id=args.account, user_id=args.user, lifetime=args.lifetime
+            settings.client_secrets[0],
+            account_id=args.account,
+            user_id=args.user,
+            lifetime=args.lifetime,
         )
     else:
         if not settings.signing_secrets:
-            print("monday-notify: MONDAY_SIGNING_SECRET is required to mint integration tokens.", file=sys.stderr)
+            print(
+                "monday-notify: MONDAY_SIGNING_SECRET is required to mint integration tokens.",
+                file=sys.stderr,
+            )
             return 2
         token = mint_integration(
             settings.signing_secrets[0],
@@ -119,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def dev_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dev", action="store_true", help="development mode: no configuration needed")
+        p.add_argument(
+            "--dev", action="store_true", help="development mode: no configuration needed"
+        )
 
     serve = commands.add_parser("serve", help="start the server")
     serve.add_argument("--host")
@@ -136,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--guest", action="store_true")
     mint.add_argument("--lifetime", type=int, default=3600, help="seconds until exp")
     mint.add_argument("--route", default="/monday/actions/notify", help="integration: the aud path")
-    mint.add_argument("--short-lived-token", default=None, help="integration: shortLivedToken claim")
+    mint.add_argument(
+        "--short-lived-token", default=None, help="integration: shortLivedToken claim"
+    )
     dev_flag(mint)
     mint.set_defaults(run=_mint)
 

@@ -9,7 +9,12 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, HTTP, SERVICES, SETTINGS
 from server.http import health
-from server.http.middlewares import MAX_BODY_BYTES, error_envelope, request_context, security_headers
+from server.http.middlewares import (
+    MAX_BODY_BYTES,
+    error_envelope,
+    request_context,
+    security_headers,
+)
 from server.settings import Settings
 from server.storage.db import create_engine
 from server.storage.migrate import upgrade

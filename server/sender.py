@@ -93,7 +93,8 @@ def decide_sender(
         raise SenderRefused(
             403,
             "SENDER_NOT_ALLOWED",
-            f"The account's sender policy ({policy}) does not allow sending as the {request.send_as}.",
+            f"The account's sender policy ({policy}) does not allow "
+            f"sending as the {request.send_as}.",
         )
     if request.send_as == "installer" and caller.is_guest:
         raise SenderRefused(403, "SENDER_NOT_ALLOWED", "Guests cannot send as the installing user.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     monday_api_url: str = "https://api.monday.com/v2"
     monday_api_version: str = "2026-07"
     monday_oauth_authorize_url: str = "https://auth.monday.com/oauth2/authorize"
-    monday_oauth_token_url: str = "https://auth.monday.com/oauth2/token"
+    monday_oauth_token_url: str = "https://auth.monday.com/oauth2/token"  # noqa: S105 (a URL)
     encryption_keys: SecretStr | None = None
     jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
     frame_ancestors: str = "https://*.monday.com https://*.monday.app"
@@ -109,7 +109,8 @@ class Settings(BaseSettings):
             )
         if not self.client_secrets:
             found.append(
-                "MONDAY_CLIENT_SECRET is required: the app's client secret (comma-separated, newest first)."
+                "MONDAY_CLIENT_SECRET is required: the app's client secret "
+                "(comma-separated, newest first)."
             )
         if not self.fernet_keys:
             found.append(
@@ -141,9 +142,9 @@ def _load_dev_secrets(var_dir: Path) -> dict[str, str]:
     return generated
 
 
-def load_settings(*, dev: bool = False, var_dir: Path = VAR_DIR, **overrides: object) -> Settings:
+def load_settings(*, dev: bool = False, var_dir: Path = VAR_DIR, **overrides: Any) -> Settings:
     """Read and validate the settings; fill development defaults; raise `SettingsError`."""
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**overrides)
     if dev:
         settings.dev_mode = True
     if settings.is_dev:

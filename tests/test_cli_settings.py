@@ -150,3 +150,41 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
         )
     }
     assert {"notifications", "installations", "credentials", "alembic_version"} <= tables
+
+
+def test_serve_dev_starts_on_the_embedded_defaults(tmp_path: Path) -> None:
+    """What `make run` does: no configuration, the local monday at /dev, the API answering."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--dev", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                    assert json.loads(answer.read()) == {"status": "ready"}
+                    break
+            except OSError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "the dev server did not start in 30 s"
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/dev", timeout=5) as page:
+            assert page.status == 200
+            assert "text/html" in page.headers["Content-Type"]
+        assert (tmp_path / "var" / "dev-secrets.json").exists()
+        assert (tmp_path / "var" / "monday-notify.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

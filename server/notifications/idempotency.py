@@ -42,7 +42,8 @@ def check_key(key: str) -> str:
         raise ApiError(
             400,
             "INVALID_PAYLOAD",
-            f"Invalid payload. The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} printable characters.",
+            "Invalid payload. The Idempotency-Key header must be 1 to "
+            f"{MAX_KEY_LENGTH} printable characters.",
         )
     return key
 
@@ -97,7 +98,8 @@ async def begin(
             raise ApiError(
                 422,
                 "IDEMPOTENCY_KEY_REUSED",
-                "This Idempotency-Key was already used with a different request body: use a new key.",
+                "This Idempotency-Key was already used with a different request body: "
+                "use a new key.",
             )
         if row["response_status"] is not None:
             return Replay(status=int(row["response_status"]), body=row["response_body"])

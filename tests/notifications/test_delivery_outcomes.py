@@ -29,10 +29,8 @@ async def read(client: Any, mint: Any, row_id: int) -> dict[str, Any]:
     return row
 
 
-async def wait_for_status(
-    client: Any, mint: Any, row_id: int, status: str, timeout: float = 10
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for_status(client: Any, mint: Any, row_id: int, status: str) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + 10
     while True:
         row = await read(client, mint, row_id)
         if row["delivery_status"] == status or asyncio.get_running_loop().time() > deadline:
