@@ -105,6 +105,7 @@ def app_settings(database_url: str, monday_api_url: str, **overrides: Any) -> di
         "log_format": "json",
         # The per-user abuse limit would cap a load test from one user; it is not measured here.
         "send_rate_per_minute": 1_000_000,
+        "migrate_on_start": False,  # bench.common.database() has applied the migrations
     }
     values.update(overrides)
     return values

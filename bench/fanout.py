@@ -39,7 +39,7 @@ TERMINAL = ("sent", "failed", "unknown")
 
 def sizes(opts: Options) -> tuple[int, float]:
     """(recipients, time cap in seconds per run)."""
-    return (200, 15.0) if opts.quick else (1000, 40.0)
+    return (100, 10.0) if opts.quick else (1000, 40.0)
 
 
 async def delivery_counts(engine: Any) -> dict[str, int]:

@@ -52,7 +52,7 @@ PAGES = 10  # calls cycle over pages 1..PAGES
 
 def sizes(opts: Options) -> tuple[int, int]:
     """(rows seeded, calls timed per query)."""
-    return (20_000, 40) if opts.quick else (100_000, 200)
+    return (10_000, 20) if opts.quick else (100_000, 200)
 
 
 # -- seeding -----------------------------------------------------------------------------------

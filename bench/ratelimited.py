@@ -44,7 +44,7 @@ CONCURRENCY = 8
 
 def sizes(opts: Options) -> dict[str, Any]:
     if opts.quick:
-        return {"budget": 20, "window_s": 2.0, "notifications": 60, "cap_s": 15.0}
+        return {"budget": 10, "window_s": 1.0, "notifications": 30, "cap_s": 10.0}
     return {"budget": 50, "window_s": 5.0, "notifications": 250, "cap_s": 50.0}
 
 

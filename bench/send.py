@@ -36,7 +36,7 @@ CONCURRENCY = 16
 
 def sizes(opts: Options) -> tuple[int, float]:
     """(request count, time cap in seconds) per target."""
-    return (300, 6.0) if opts.quick else (2000, 20.0)
+    return (150, 4.0) if opts.quick else (2000, 20.0)
 
 
 def notification(i: int) -> dict[str, Any]:
@@ -52,8 +52,9 @@ async def send_load(base_url: str, opts: Options, *, batch: int = 1) -> Load:
     """POST /notifications `count` times with at most CONCURRENCY in flight; `batch` > 1 sends
     arrays of that many notifications per request."""
     count, cap = sizes(opts)
+    warmup = 5 if opts.quick else 20
     if batch > 1:
-        count = max(count // batch * 2, 20)
+        count, warmup = (4, 0) if opts.quick else (max(count // batch * 2, 20), 2)
     headers = {"Authorization": session_token()}
 
     def make(i: int) -> RequestSpec:
@@ -61,7 +62,7 @@ async def send_load(base_url: str, opts: Options, *, batch: int = 1) -> Load:
         return ("POST", "/notifications", headers, body)
 
     return await run_load(
-        base_url, make, count=count, concurrency=CONCURRENCY, max_seconds=cap, warmup=20
+        base_url, make, count=count, concurrency=CONCURRENCY, max_seconds=cap, warmup=warmup
     )
 
 

@@ -77,6 +77,9 @@ def _setup_surfaces(app: web.Application) -> None:
 
     ledger_rest.setup(app)  # GET/SEARCH/PATCH/DELETE /notifications (Directus ledger API)
     graphql_system.setup(app)  # POST /graphql/system
+    from server.http import openapi
+
+    openapi.setup(app)  # GET /openapi.json
     from server.http import installations as installation_routes
     from server.http import oauth as oauth_routes
 

@@ -41,6 +41,9 @@ class ApiKeyBody(BaseModel):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty: paste your monday personal API token")
+        # It becomes the Authorization header of the call to monday: printable ASCII only.
+        if not all("!" <= char <= "~" for char in value):
+            raise ValueError("must be a monday personal API token (printable ASCII, no spaces)")
         return value
 
 

@@ -62,11 +62,11 @@ async def row(client: Client, row_id: int) -> dict[str, Any]:
 
 
 async def wait_for(
-    client: Client, row_id: int, *statuses: str, timeout: float = 15.0
+    client: Client, row_id: int, *statuses: str, within: float = 15.0
 ) -> dict[str, Any]:
-    """The row once its status is one of `statuses` (fails after `timeout` seconds)."""
+    """The row once its status is one of `statuses` (fails after `within` seconds)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         found = await row(client, row_id)
         if found["delivery_status"] in statuses:

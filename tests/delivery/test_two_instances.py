@@ -1,0 +1,73 @@
+"""Two server processes on one PostgreSQL database share one queue: 2,000 notifications
+accepted across both are each delivered exactly once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FakeMondayServer
+from tests.delivery.procs import ServerProcess, all_rows, post_batches, seed, wait_until_settled
+from tests.notifications.helpers import MEMBER, notification
+from tests.pg import fresh_pg_database
+
+REQUESTS = 40
+ROWS_PER_REQUEST = 50
+
+
+@pytest.mark.postgres
+async def test_two_instances_deliver_each_row_exactly_once(
+    pg_url: str, tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    fake = fake_monday.fake
+    async with fresh_pg_database(pg_url) as database_url:
+        await seed(database_url, fake_monday)
+        env = {"DELIVERY_POLL_SECONDS": "0.1", "DELIVERY_LEASE_SECONDS": "10"}
+        servers = [
+            ServerProcess(tmp_path / f"instance-{n}", database_url, fake_monday.api_url, **env)
+            for n in (1, 2)
+        ]
+        try:
+            for server in servers:
+                await server.start()
+            # A few refusals leave rows to the background workers of both instances, which
+            # then contend for the same retry rows.
+            fake.fail_next("rate_limit", count=6, retry_in_seconds=1)
+            batches = [
+                (
+                    servers[r % 2].url,
+                    [
+                        notification(message=f"two-instances {r}-{i}", recipient=MEMBER)
+                        for i in range(ROWS_PER_REQUEST)
+                    ],
+                )
+                for r in range(REQUESTS)
+            ]
+            answers = await post_batches(mint(user=MEMBER), batches, parallel=8)
+            assert all(answer is not None for answer in answers)
+            retried_at_answer = sum(
+                1
+                for answer in answers
+                for row in answer or []
+                if row["delivery_status"] == "retry_scheduled"
+            )
+            final = await wait_until_settled(database_url, within=120)
+            rows = await all_rows(database_url)
+        finally:
+            for server in servers:
+                await server.stop()
+
+    total = REQUESTS * ROWS_PER_REQUEST
+    assert final == {"sent": total}
+    assert len(rows) == total
+    assert retried_at_answer > 0  # the background workers had rows to contend for
+    texts = Counter(n.text for n in fake.bell(MEMBER))
+    assert len(fake.bell(MEMBER)) == total
+    assert set(texts.values()) == {1}
+    assert set(texts) == {row["message"] for row in rows}
+    # Both instances called monday.
+    for server in servers:
+        assert "monday answered" in server.log_path.read_text(), server.log_tail()

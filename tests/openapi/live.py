@@ -1,0 +1,112 @@
+"""The whole server and the fake monday on real 127.0.0.1 ports, in a background thread.
+
+For clients that are synchronous (schemathesis uses `requests`): the servers run on their own
+event loop in a thread, over a real SQLite file, with account 1001 installed and its
+installer's app OAuth token and personal API key connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from server.app import create_app
+from server.appkeys import ENGINE
+from server.dev.fake_monday import FakeMonday, create_fake_monday_app, seed_dev_users
+from server.installations.crypto import CredentialCipher
+from server.installations.store import store_credential, upsert_installation, utcnow
+from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, ENCRYPTION_KEY, INSTALLER
+from tests.conftest import make_settings as make_test_settings
+
+T = TypeVar("T")
+APP_TOKEN = "app-oauth-token-of-installer"
+API_KEY = "dev-personal-key-user-11"
+SHORT_LIVED = "short-lived-token-of-installer"
+
+
+class LiveServer:
+    """`url` is the server's base URL; `fake` the fake monday's state (read it via `run`)."""
+
+    def __init__(self, url: str, fake: FakeMonday, loop: asyncio.AbstractEventLoop) -> None:
+        self.url = url
+        self.fake = fake
+        self.loop = loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the servers' loop (the fake monday is not thread-safe)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+
+async def _prepare(app: web.Application, fake: FakeMonday) -> None:
+    fake.add_token(APP_TOKEN, INSTALLER, ACCOUNT, "oauth")
+    fake.add_token(SHORT_LIVED, INSTALLER, ACCOUNT, "short_lived")
+    async with app[ENGINE].begin() as conn:
+        await upsert_installation(
+            conn,
+            ACCOUNT,
+            {
+                "installer_user_id": INSTALLER,
+                "sender_policy": "app_then_installer",
+                "installed": True,
+                "last_event_type": "install",
+            },
+            now=utcnow(),
+        )
+    cipher = CredentialCipher([ENCRYPTION_KEY])
+    for kind, secret in (("oauth", APP_TOKEN), ("api_key", API_KEY)):
+        await store_credential(
+            app[ENGINE], cipher, account_id=ACCOUNT, user_id=INSTALLER, kind=kind, secret=secret
+        )
+
+
+@contextmanager
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+
+    async def start() -> tuple[TestServer, web.AppRunner, str, FakeMonday]:
+        fake = FakeMonday()
+        seed_dev_users(fake, ACCOUNT)
+        fake.register_client(CLIENT_ID, CLIENT_SECRET)
+        monday = TestServer(create_fake_monday_app(fake), host="127.0.0.1")
+        await monday.start_server()
+        monday_url = str(monday.make_url("")).rstrip("/")
+        settings = make_test_settings(
+            tmp_path,
+            monday_api_url=monday_url + "/v2",
+            monday_oauth_token_url=monday_url + "/oauth2/token",
+            monday_oauth_authorize_url=monday_url + "/oauth2/authorize",
+        )
+        app = create_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        await _prepare(app, fake)
+        return monday, runner, f"http://127.0.0.1:{port}", fake
+
+    monday, runner, url, fake = run(start())
+    try:
+        yield LiveServer(url, fake, loop)
+    finally:
+
+        async def stop() -> None:
+            await runner.cleanup()
+            await monday.close()
+
+        run(stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
