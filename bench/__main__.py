@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -18,6 +19,18 @@ import traceback
 from bench.common import Options, say
 
 BENCHMARKS = ("send", "ledger", "fanout", "ratelimited", "accept")
+
+
+def redraw(names: list[str], opts: Options) -> int:
+    from bench import charts
+
+    for name in names:
+        path = opts.results_dir / f"{name}.json"
+        if not path.exists():
+            say(f"{name}: no {path}; run the benchmark first")
+            continue
+        getattr(charts, f"{name}_chart")(opts, json.loads(path.read_text())["results"])
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,12 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds each (smoke check)")
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     parser.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL parts")
+    parser.add_argument(
+        "--redraw", action="store_true", help="only redraw the charts from the saved JSON results"
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
     names = list(dict.fromkeys(args.names)) or list(BENCHMARKS)
     opts = Options(quick=args.quick, charts=not args.no_charts, pg=not args.no_pg)
+    if args.redraw:
+        return redraw(names, opts)
     failed: list[str] = []
     started = time.perf_counter()
     for name in names:

@@ -36,7 +36,9 @@ def _save(fig: Any, opts: Options, name: str) -> Path:
     return path
 
 
-def _bars(ax: Any, labels: list[str], values: list[float | None], colors: list[str], unit: str) -> None:
+def _bars(
+    ax: Any, labels: list[str], values: list[float | None], colors: list[str], unit: str
+) -> None:
     heights = [v or 0.0 for v in values]
     bars = ax.bar(labels, heights, color=colors)
     for bar, value in zip(bars, values, strict=True):
@@ -56,15 +58,36 @@ def send_chart(opts: Options, results: dict[str, Any]) -> None:
     bare, app = results["bare"], results["app_sqlite"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     labels = ["bare\n(token + forward)", "monday-notify\n(SQLite ledger)"]
-    _bars(left, labels, [bare["requests_per_s"], app["requests_per_s"]], [BARE_COLOR, APP_COLOR], "")
+    _bars(
+        left, labels, [bare["requests_per_s"], app["requests_per_s"]], [BARE_COLOR, APP_COLOR], ""
+    )
     left.set_title("POST /notifications: requests/s (higher is better)", fontsize=9)
     x = range(2)
     width = 0.38
-    right.bar([i - width / 2 for i in x], [bare["p50_ms"] or 0, app["p50_ms"] or 0], width, label="p50", color=[BARE_COLOR, APP_COLOR])
-    right.bar([i + width / 2 for i in x], [bare["p99_ms"] or 0, app["p99_ms"] or 0], width, label="p99", color=[BARE_COLOR, APP_COLOR], alpha=0.55)
-    for i, (p50, p99) in enumerate([(bare["p50_ms"], bare["p99_ms"]), (app["p50_ms"], app["p99_ms"])]):
-        right.annotate(f"p50 {p50:.1f}", (i - width / 2, p50 or 0), ha="center", va="bottom", fontsize=7)
-        right.annotate(f"p99 {p99:.1f}", (i + width / 2, p99 or 0), ha="center", va="bottom", fontsize=7)
+    right.bar(
+        [i - width / 2 for i in x],
+        [bare["p50_ms"] or 0, app["p50_ms"] or 0],
+        width,
+        label="p50",
+        color=[BARE_COLOR, APP_COLOR],
+    )
+    right.bar(
+        [i + width / 2 for i in x],
+        [bare["p99_ms"] or 0, app["p99_ms"] or 0],
+        width,
+        label="p99",
+        color=[BARE_COLOR, APP_COLOR],
+        alpha=0.55,
+    )
+    for i, (p50, p99) in enumerate(
+        [(bare["p50_ms"], bare["p99_ms"]), (app["p50_ms"], app["p99_ms"])]
+    ):
+        right.annotate(
+            f"p50 {p50:.1f}", (i - width / 2, p50 or 0), ha="center", va="bottom", fontsize=7
+        )
+        right.annotate(
+            f"p99 {p99:.1f}", (i + width / 2, p99 or 0), ha="center", va="bottom", fontsize=7
+        )
     right.set_xticks(list(x), labels)
     right.set_ylabel("ms")
     right.set_title("latency (lower is better)", fontsize=9)
@@ -90,8 +113,22 @@ def ledger_chart(opts: Options, results: dict[str, Any]) -> None:
                 ax.bar(xpos, v or 0, width, color=c, alpha=a)
                 ax.annotate(f"{v:.1f}", (xpos, v or 0), ha="center", va="bottom", fontsize=7)
         ax.set_xticks([0, 1], [g[0] for g in groups])
+        from matplotlib.patches import Patch
+
+        ax.legend(
+            handles=[
+                Patch(color=BARE_COLOR, label="SQL p50"),
+                Patch(color=BARE_COLOR, alpha=0.55, label="SQL p99"),
+                Patch(color=APP_COLOR, label="API p50"),
+                Patch(color=APP_COLOR, alpha=0.55, label="API p99"),
+            ],
+            fontsize=7,
+            loc="upper right",
+        )
         ax.set_ylabel("ms")
-        ax.set_title(f"{engine}: {data['rows']:,} rows; SQL p50/p99 (grey) vs API (purple)", fontsize=8)
+        ax.set_title(
+            f"{engine}: {data['rows']:,} rows: GET /notifications vs the same SQL", fontsize=8
+        )
         ax.margins(y=0.15)
     _save(fig, opts, "ledger")
 
@@ -115,18 +152,33 @@ def ratelimited_chart(opts: Options, results: dict[str, Any]) -> None:
     ok = results["timeline"]["ok_s"]
     limited = results["timeline"]["rate_limited_s"]
     budget, window = results["budget"], results["window_s"]
-    ax.step(ok, list(range(1, len(ok) + 1)), where="post", color=APP_COLOR, label="sent (cumulative)")
+    ax.step(
+        ok, list(range(1, len(ok) + 1)), where="post", color=APP_COLOR, label="sent (cumulative)"
+    )
     horizon = max(ok + limited + [window])
     steps = int(horizon // window) + 1
     xs = [k * window for k in range(steps + 1)]
-    ax.step(xs, [budget * (k + 1) for k in range(steps + 1)], where="post", color=OK_COLOR, linestyle="--", label=f"allowed ({budget} per {window:g} s)")
+    ax.step(
+        xs,
+        [budget * (k + 1) for k in range(steps + 1)],
+        where="post",
+        color=OK_COLOR,
+        linestyle="--",
+        label=f"allowed ({budget} per {window:g} s)",
+    )
     if limited:
-        ax.scatter(limited, [0.5] * len(limited), marker="x", color=BAD_COLOR, label=f"429 received ({len(limited)})")
+        ax.scatter(
+            limited,
+            [0.5] * len(limited),
+            marker="x",
+            color=BAD_COLOR,
+            label=f"429 received ({len(limited)})",
+        )
     ax.set_xlabel("seconds since the first request to monday")
     ax.set_ylabel("notifications")
     ax.set_ylim(bottom=0, top=results["notifications"] * 1.1)
     ax.set_title(
-        f"rate-limited monday: {results['share_of_allowed_rate'] * 100:.0f}% of the allowed rate, "
+        f"rate-limited monday: {results['share_of_allowed_rate'] * 100:.1f}% of the allowed rate, "
         f"{results['rate_limited_answers']} x 429 (governor: {results['governor']})",
         fontsize=9,
     )
@@ -138,7 +190,9 @@ def accept_chart(opts: Options, results: dict[str, Any]) -> None:
     plt = _plt()
     rows = [(k, v) for k, v in results["targets"].items() if isinstance(v, dict)]
     labels = [k.replace("_", "\n") for k, _ in rows]
-    colors = [BARE_COLOR if k == "bare" else PG_COLOR if "postgres" in k else APP_COLOR for k, _ in rows]
+    colors = [
+        BARE_COLOR if k == "bare" else PG_COLOR if "postgres" in k else APP_COLOR for k, _ in rows
+    ]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
     _bars(left, labels, [v["requests_per_s"] for _, v in rows], colors, "")
     left.set_title("accept: POST /notifications per second", fontsize=9)

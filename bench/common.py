@@ -75,6 +75,11 @@ class Options:
         return QUICK_DIR if self.quick else CHARTS_DIR
 
 
+PG_SKIPPED = (
+    "  PostgreSQL part skipped: no DATABASE_URL_PG, and scripts/pg-local.sh could not start one"
+)
+
+
 def say(message: str = "") -> None:
     print(message, flush=True)
 
@@ -207,7 +212,7 @@ def recipient_ids(count: int) -> list[str]:
 
 
 # -- databases -----------------------------------------------------------------------------
-_pg_admin: str | None | bool = False  # False: not looked up yet
+_pg_admin: str | bool | None = False  # False: not looked up yet
 
 
 def pg_admin_url(opts: Options) -> str | None:
@@ -239,6 +244,11 @@ def pg_admin_url(opts: Options) -> str | None:
     return url
 
 
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 @contextlib.asynccontextmanager
 async def database(kind: str, opts: Options, name: str) -> AsyncIterator[str]:
     """A fresh, migrated database: a SQLite file under var/bench/work, or a throw-away
@@ -246,15 +256,13 @@ async def database(kind: str, opts: Options, name: str) -> AsyncIterator[str]:
     if kind == "sqlite":
         WORK_DIR.mkdir(parents=True, exist_ok=True)
         path = WORK_DIR / f"{name}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        _remove_sqlite(path)
         url = f"sqlite+aiosqlite:///{path}"
         await upgrade(url)
         try:
             yield url
         finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            _remove_sqlite(path)
         return
     admin = pg_admin_url(opts)
     if admin is None:
@@ -273,9 +281,23 @@ async def database(kind: str, opts: Options, name: str) -> AsyncIterator[str]:
             await upgrade(url)
             yield url
         finally:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            await _drop_pg_database(conn, db_name)
     finally:
         await conn.close()
+
+
+async def _drop_pg_database(conn: Any, db_name: str) -> None:
+    """Drop a bench database. FORCE ends our own leftover sessions, but not an autovacuum
+    worker (a superuser process) busy with the freshly seeded table: wait for it instead."""
+    import asyncpg
+
+    for attempt in range(20):
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            await asyncio.sleep(0.5 + attempt * 0.25)
+    say(f"  (could not drop the PostgreSQL database {db_name}; drop it by hand)")
 
 
 async def install_account(database_url: str) -> None:

@@ -75,7 +75,9 @@ async def one_run(fake: FakeServer, opts: Options, batch_size: int) -> dict[str,
                         }
                         for r in chunk
                     ]
-                    async with http.post(base + "/notifications", json=body, headers=headers) as resp:
+                    async with http.post(
+                        base + "/notifications", json=body, headers=headers
+                    ) as resp:
                         await resp.read()
                         return resp.status
 
@@ -116,7 +118,10 @@ async def one_run(fake: FakeServer, opts: Options, batch_size: int) -> dict[str,
 
 async def run(opts: Options) -> dict[str, Any]:
     recipients, cap = sizes(opts)
-    say(f"fanout: {recipients:,} recipients in arrays of {PER_POST}; batch 25 vs 1 (cap {cap:g} s each)")
+    say(
+        f"fanout: {recipients:,} recipients in arrays of {PER_POST}; "
+        f"batch 25 vs 1 (cap {cap:g} s each)"
+    )
     async with fake_monday(extra_users=recipients) as fake:
         batched = await one_run(fake, opts, 25)
         unbatched = await one_run(fake, opts, 1)
@@ -138,7 +143,12 @@ async def run(opts: Options) -> dict[str, Any]:
     for run_result in (batched, unbatched):
         if not run_result["complete"]:
             say(f"  ! batch {run_result['batch_size']}: not every row was sent within the cap")
-    params = {"recipients": recipients, "per_post": PER_POST, "batch_sizes": [25, 1], "time_cap_s": cap}
+    params = {
+        "recipients": recipients,
+        "per_post": PER_POST,
+        "batch_sizes": [25, 1],
+        "time_cap_s": cap,
+    }
     write_result(NAME, opts, params, results)
     if opts.charts:
         charts.fanout_chart(opts, results)

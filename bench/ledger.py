@@ -24,6 +24,7 @@ from bench.common import (
     CLIENT_ID,
     CLIENT_SECRET,
     MEMBER,
+    PG_SKIPPED,
     Options,
     RequestSpec,
     app_settings,
@@ -64,9 +65,13 @@ def make_rows(count: int, seed: int = 42) -> list[dict[str, Any]]:
     others = ["2002", "3003", "4004"]
     users = [str(100 + i) for i in range(200)]
     senders = ["11", *[str(300 + i) for i in range(19)]]
-    deliveries = ["sent"] * 90 + ["failed"] * 4 + ["retry_scheduled"] * 2 + ["unknown"] * 2 + [
-        "awaiting_client"
-    ] * 2
+    deliveries = (
+        ["sent"] * 90
+        + ["failed"] * 4
+        + ["retry_scheduled"] * 2
+        + ["unknown"] * 2
+        + ["awaiting_client"] * 2
+    )
     rows = []
     for i in range(count):
         account = ACCOUNT if rng.random() < 0.9 else rng.choice(others)
@@ -104,6 +109,8 @@ async def seed(engine: AsyncEngine, count: int) -> float:
             await conn.execute(notifications.insert(), rows[start : start + CHUNK])
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # Statistics now, and no autovacuum worker competing with the timed reads.
+            await conn.exec_driver_sql("ALTER TABLE notifications SET (autovacuum_enabled = false)")
             await conn.exec_driver_sql("ANALYZE notifications")
         else:
             await conn.exec_driver_sql("ANALYZE")
@@ -115,7 +122,13 @@ FILTER = {"filter[recipient][_eq]": "$CURRENT_USER", "filter[status][_eq]": "inb
 
 
 def list_params(page: int) -> dict[str, str]:
-    return {**FILTER, "sort": "-timestamp", "limit": "25", "page": str(page), "meta": "filter_count"}
+    return {
+        **FILTER,
+        "sort": "-timestamp",
+        "limit": "25",
+        "page": str(page),
+        "meta": "filter_count",
+    }
 
 
 def count_params() -> dict[str, str]:
@@ -126,7 +139,10 @@ def statements(params: dict[str, str]) -> tuple[Any, Any]:
     """The SQL the API runs for `params` as user 12, from the ledger's own builders:
     (rows or aggregate statement, filter_count statement or None)."""
     session = verify_session(
-        session_token(MEMBER, admin=False), secrets=[CLIENT_SECRET], client_id=CLIENT_ID, app_id=None
+        session_token(MEMBER, admin=False),
+        secrets=[CLIENT_SECRET],
+        client_id=CLIENT_ID,
+        app_id=None,
     )
     query = parse_query(
         parse_url_query(params.items()), Context(user_id=session.user_id, now=datetime.now(UTC))
@@ -141,7 +157,10 @@ def statements(params: dict[str, str]) -> tuple[Any, Any]:
 
 
 async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list[float]:
-    prepared = [statements(count_params() if aggregate else list_params(1 + i % PAGES)) for i in range(PAGES)]
+    prepared = [
+        statements(count_params() if aggregate else list_params(1 + i % PAGES))
+        for i in range(PAGES)
+    ]
     latencies = []
     async with engine.connect() as conn:
         for i in range(calls + 10):
@@ -162,7 +181,11 @@ async def explain(engine: AsyncEngine) -> dict[str, list[str]]:
     rows_stmt, count_stmt = statements(list_params(3))
     agg_stmt, _ = statements(count_params())
     async with engine.connect() as conn:
-        for label, stmt in (("list", rows_stmt), ("filter_count", count_stmt), ("unread_count", agg_stmt)):
+        for label, stmt in (
+            ("list", rows_stmt),
+            ("filter_count", count_stmt),
+            ("unread_count", agg_stmt),
+        ):
             sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
             if conn.dialect.name == "sqlite":
                 result = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
@@ -183,10 +206,17 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
             say(f"  [{kind}] seeded {rows:,} rows in {seconds:.1f} s")
             async with engine.connect() as conn:
                 where = ledger._where(
-                    verify_session(session_token(MEMBER, admin=False), secrets=[CLIENT_SECRET], client_id=CLIENT_ID, app_id=None),
+                    verify_session(
+                        session_token(MEMBER, admin=False),
+                        secrets=[CLIENT_SECRET],
+                        client_id=CLIENT_ID,
+                        app_id=None,
+                    ),
                     None,
                 )
-                visible = (await conn.execute(select(func.count()).select_from(notifications).where(where))).scalar_one()
+                visible = (
+                    await conn.execute(select(func.count()).select_from(notifications).where(where))
+                ).scalar_one()
             plans = await explain(engine)
             sql_list = await sql_baseline(engine, calls, aggregate=False)
             sql_count = await sql_baseline(engine, calls, aggregate=True)
@@ -198,22 +228,35 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
         async with served("app", settings, f"ledger-{kind}") as base:
 
             def list_call(i: int) -> RequestSpec:
-                return ("GET", "/notifications?" + urlencode(list_params(1 + abs(i) % PAGES)), headers, None)
+                return (
+                    "GET",
+                    "/notifications?" + urlencode(list_params(1 + abs(i) % PAGES)),
+                    headers,
+                    None,
+                )
 
             def count_call(_i: int) -> RequestSpec:
                 return ("GET", "/notifications?" + urlencode(count_params()), headers, None)
 
-            api_list = await run_load(base, list_call, count=calls, concurrency=1, max_seconds=60, warmup=10)
-            api_count = await run_load(base, count_call, count=calls, concurrency=1, max_seconds=60, warmup=10)
+            api_list = await run_load(
+                base, list_call, count=calls, concurrency=1, max_seconds=60, warmup=10
+            )
+            api_count = await run_load(
+                base, count_call, count=calls, concurrency=1, max_seconds=60, warmup=10
+            )
             check_load(api_list, "GET list")
             check_load(api_count, "GET aggregate")
             # One answer, to show what was measured.
             import aiohttp
 
             async with aiohttp.ClientSession() as http:
-                async with http.get(base + "/notifications?" + urlencode(list_params(1)), headers=headers) as r:
+                async with http.get(
+                    base + "/notifications?" + urlencode(list_params(1)), headers=headers
+                ) as r:
                     sample = await r.json()
-                async with http.get(base + "/notifications?" + urlencode(count_params()), headers=headers) as r:
+                async with http.get(
+                    base + "/notifications?" + urlencode(count_params()), headers=headers
+                ) as r:
                     count_sample = await r.json()
     filter_count = (sample.get("meta") or {}).get("filter_count")
     unread = (count_sample.get("data") or [{}])[0].get("count")
@@ -238,11 +281,15 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
         api, sql = result[key]["api"], result[key]["sql"]
         result[key]["p50_api_over_sql"] = ratio(api["p50_ms"], sql["p50_ms"])
         result[key]["p99_api_over_sql"] = ratio(api["p99_ms"], sql["p99_ms"])
-    say(f"  [{kind}] user 12 sees {visible:,} rows; inbox filter_count={filter_count}, unread count={unread}")
+    say(
+        f"  [{kind}] user 12 sees {visible:,} rows; inbox filter_count={filter_count}, "
+        f"unread count={unread}"
+    )
     for key, title in (("list", "list page + filter_count"), ("aggregate", "aggregate[count]=*")):
         api, sql = result[key]["api"], result[key]["sql"]
         say(
-            f"  [{kind}] {title:<26} API p50 {fmt_ms(api['p50_ms']):>9} p99 {fmt_ms(api['p99_ms']):>9}"
+            f"  [{kind}] {title:<26} API p50 {fmt_ms(api['p50_ms']):>9} "
+            f"p99 {fmt_ms(api['p99_ms']):>9}"
             f" | SQL p50 {fmt_ms(sql['p50_ms']):>9} p99 {fmt_ms(sql['p99_ms']):>9}"
             f" | API/SQL p50 x{result[key]['p50_api_over_sql']}"
         )
@@ -264,9 +311,16 @@ async def run(opts: Options) -> dict[str, Any]:
     if pg_admin_url(opts) is not None:
         results["postgres"] = await run_engine("postgres", opts)
     else:
-        say("  PostgreSQL part skipped: no DATABASE_URL_PG and scripts/pg-local.sh could not start one")
+        say(PG_SKIPPED)
         results["postgres"] = "skipped: PostgreSQL unavailable"
-    params = {"rows": rows, "calls": calls, "pages": PAGES, "page_size": 25, "concurrency": 1, "reader": "user 12, non-admin"}
+    params = {
+        "rows": rows,
+        "calls": calls,
+        "pages": PAGES,
+        "page_size": 25,
+        "concurrency": 1,
+        "reader": "user 12, non-admin",
+    }
     write_result(NAME, opts, params, results)
     if opts.charts:
         charts.ledger_chart(opts, results)

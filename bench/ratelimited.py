@@ -133,9 +133,14 @@ async def run(opts: Options) -> dict[str, Any]:
     )
     say(
         f"  last notification after {actual:.1f} s, ideal {ideal:.1f} s: "
-        f"{share * 100:.0f}% of the allowed rate (goal >= 90%)"
+        f"{share * 100:.1f}% of the allowed rate (goal >= 90%)"
     )
-    params = {**p, "concurrency": CONCURRENCY, "delivery_batch_size": 1, "delivery_poll_seconds": 1.0}
+    params = {
+        **p,
+        "concurrency": CONCURRENCY,
+        "delivery_batch_size": 1,
+        "delivery_poll_seconds": 1.0,
+    }
     write_result(NAME, opts, params, results)
     if opts.charts:
         charts.ratelimited_chart(opts, results)

@@ -48,10 +48,13 @@ def notification(i: int) -> dict[str, Any]:
     }
 
 
-async def send_load(base_url: str, opts: Options, *, batch: int = 1) -> Load:
+async def send_load(
+    base_url: str, opts: Options, *, batch: int = 1, cap: float | None = None
+) -> Load:
     """POST /notifications `count` times with at most CONCURRENCY in flight; `batch` > 1 sends
     arrays of that many notifications per request."""
-    count, cap = sizes(opts)
+    count, default_cap = sizes(opts)
+    cap = default_cap if cap is None else min(cap, default_cap)
     warmup = 5 if opts.quick else 20
     if batch > 1:
         count, warmup = (4, 0) if opts.quick else (max(count // batch * 2, 20), 2)
@@ -66,19 +69,27 @@ async def send_load(base_url: str, opts: Options, *, batch: int = 1) -> Load:
     )
 
 
-async def measure_bare(fake: FakeServer, opts: Options, label: str, *, batch: int = 1) -> Load:
+async def measure_bare(
+    fake: FakeServer, opts: Options, label: str, *, cap: float | None = None
+) -> Load:
     settings = app_settings("sqlite+aiosqlite:///:memory:", fake.api_url)
     async with served("bare", settings, label) as base:
-        return await send_load(base, opts, batch=batch)
+        return await send_load(base, opts, cap=cap)
 
 
 async def measure_app(
-    fake: FakeServer, opts: Options, engine: str, label: str, *, batch: int = 1
+    fake: FakeServer,
+    opts: Options,
+    engine: str,
+    label: str,
+    *,
+    batch: int = 1,
+    cap: float | None = None,
 ) -> Load:
     async with database(engine, opts, label) as url:
         await install_account(url)
         async with served("app", app_settings(url, fake.api_url), label) as base:
-            return await send_load(base, opts, batch=batch)
+            return await send_load(base, opts, batch=batch, cap=cap)
 
 
 def describe(name: str, load: Load) -> None:
@@ -114,7 +125,8 @@ async def run(opts: Options) -> dict[str, Any]:
         f"  ratio app/bare: throughput x{r['throughput_app_over_bare']}, "
         f"p50 x{r['p50_app_over_bare']}, p99 x{r['p99_app_over_bare']}"
     )
-    params = {"requests": count, "time_cap_s": cap, "concurrency": CONCURRENCY, "warmup": 20}
+    warmup = 5 if opts.quick else 20
+    params = {"requests": count, "time_cap_s": cap, "concurrency": CONCURRENCY, "warmup": warmup}
     write_result(NAME, opts, params, results)
     if opts.charts:
         charts.send_chart(opts, results)

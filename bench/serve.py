@@ -105,5 +105,6 @@ async def main() -> None:
         sys.stderr.flush()
         os._exit(0)
 
+
 if __name__ == "__main__":
     asyncio.run(main())

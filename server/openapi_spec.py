@@ -285,8 +285,11 @@ def _data(schema: Schema, description: str = "OK") -> Schema:
     )
 
 
-def _body(schema: Schema, *, required: bool = True) -> Schema:
-    return {"required": required, "content": {JSON: {"schema": schema}}}
+def _body(schema: Schema, *, example: Any = None) -> Schema:
+    media: Schema = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"required": True, "content": {JSON: media}}
 
 
 _NO_CONTENT: Schema = {"description": "Done; empty body."}
@@ -339,6 +342,7 @@ _ID_PARAMETER: Schema = {
     "in": "path",
     "required": True,
     "schema": {"type": "integer", "minimum": 1},
+    "example": 1,
 }
 _IDEMPOTENCY_KEY: Schema = {
     "name": "Idempotency-Key",
@@ -592,7 +596,10 @@ def _paths() -> dict[str, Schema]:
                 "summary": "Directus' GraphQL operations for notifications.",
                 "tags": ["ledger"],
                 "security": _SESSION,
-                "requestBody": _body(_ref("GraphQLRequest")),
+                "requestBody": _body(
+                    _ref("GraphQLRequest"),
+                    example={"query": '{ notifications(limit: 5, sort: ["-id"]) { id status } }'},
+                ),
                 "responses": {
                     "200": _json(_ref("GraphQLResponse"), "Executed (errors may be in the body)"),
                     "400": _json(_ref("GraphQLError"), ERROR_TEXT[400]),
@@ -607,7 +614,13 @@ def _paths() -> dict[str, Schema]:
                 "tags": ["send"],
                 "security": _SESSION,
                 "parameters": [_IDEMPOTENCY_KEY],
-                "requestBody": _body(_ref("GraphQLRequest")),
+                "requestBody": _body(
+                    _ref("GraphQLRequest"),
+                    example={
+                        "query": "mutation { create_notification(user_id: 12, target_id: 1, "
+                        'text: "Build finished", target_type: Project) { id text } }'
+                    },
+                ),
                 "responses": {
                     "200": _json(_ref("MondayResponse"), "monday's answer shape"),
                     **_errors(400, 401, 403, 409, 413, 422, 429, schema=_ref("MondayErrorBody")),
@@ -645,7 +658,13 @@ def _paths() -> dict[str, Schema]:
                             },
                         },
                         "required": ["payload"],
-                    }
+                    },
+                    example={
+                        "payload": {
+                            "inboundFieldValues": {"userId": 12, "itemId": 1, "text": "Done"}
+                        },
+                        "runtimeMetadata": {"actionUuid": "example-run-1"},
+                    },
                 ),
                 "responses": {
                     "200": _json({"type": "object", "maxProperties": 0}, "Sent (or scheduled)"),
@@ -737,10 +756,17 @@ def _paths() -> dict[str, Schema]:
                         "type": "object",
                         "additionalProperties": False,
                         "properties": {
-                            "api_key": {"type": "string", "minLength": 1, "maxLength": 4096}
+                            "api_key": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 4096,
+                                "pattern": "^[!-~]+$",
+                            }
                         },
                         "required": ["api_key"],
-                    }
+                    },
+                    # The built-in fake monday's key of dev user 11 (`monday-notify serve --dev`).
+                    example={"api_key": "dev-personal-key-user-11"},
                 ),
                 "responses": {
                     "200": _data(_ref("Credential")),

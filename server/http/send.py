@@ -12,6 +12,7 @@ from server.http.auth import require_session
 from server.http.body import parse_model, read_json
 from server.notifications import idempotency
 from server.notifications.inputs import MAX_BATCH, NotificationInput, RelayOutcome
+from server.notifications.ledger import path_key
 from server.notifications.send import SendRequest, relay_payload
 from server.notifications.serialize import notification_to_api
 from server.notifications.store import fetch_row, record_relay
@@ -98,10 +99,9 @@ async def create_notifications(request: web.Request) -> web.Response:
 
 async def relay(request: web.Request) -> web.Response:
     session = require_session(request)
-    try:
-        row_id = int(request.match_info["id"])
-    except ValueError:
-        raise forbidden() from None
+    row_id = path_key(request.match_info["id"])  # out of range (e.g. > 2**63) looks missing
+    if row_id is None:
+        raise forbidden()
     outcome = parse_model(RelayOutcome, await read_json(request))
     engine = request.app[SEND].engine
     row = await fetch_row(engine, row_id)

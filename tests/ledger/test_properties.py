@@ -9,6 +9,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from multidict import MultiDict
 
 from server.notifications.query import FIELD_KINDS, OPERATORS
 from tests.conftest import ACCOUNT, Mint
@@ -207,8 +208,6 @@ async def test_random_query_strings_never_500(
     client: Client, mint: Mint, ids: dict[str, int], pairs: list[tuple[str, str]], caller: Any
 ) -> None:
     account, user, admin = caller
-    from multidict import MultiDict
-
     params: MultiDict[str] = MultiDict(pairs)
     response = await client.get(
         "/notifications",

@@ -16,12 +16,14 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sqlalchemy import insert
 
 from server.app import create_app
 from server.appkeys import ENGINE
 from server.dev.fake_monday import FakeMonday, create_fake_monday_app, seed_dev_users
 from server.installations.crypto import CredentialCipher
 from server.installations.store import store_credential, upsert_installation, utcnow
+from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, ENCRYPTION_KEY, INSTALLER
 from tests.conftest import make_settings as make_test_settings
 
@@ -34,8 +36,11 @@ SHORT_LIVED = "short-lived-token-of-installer"
 class LiveServer:
     """`url` is the server's base URL; `fake` the fake monday's state (read it via `run`)."""
 
-    def __init__(self, url: str, fake: FakeMonday, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, url: str, app: web.Application, fake: FakeMonday, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.url = url
+        self.app = app
         self.fake = fake
         self.loop = loop
 
@@ -66,6 +71,27 @@ async def _prepare(app: web.Application, fake: FakeMonday) -> None:
         )
 
 
+async def insert_awaiting_row(app: web.Application) -> int:
+    """A ledger row the installer sent through seamless auth, still awaiting its relay."""
+    values = {
+        "timestamp": utcnow(),
+        "status": "inbox",
+        "recipient": "12",
+        "sender": INSTALLER,
+        "message": "awaiting the view",
+        "collection": "Project",
+        "item": "1",
+        "account_id": ACCOUNT,
+        "sent_as": "app",
+        "transport": "seamless",
+        "delivery_status": "awaiting_client",
+        "attempts": 0,
+    }
+    async with app[ENGINE].begin() as conn:
+        result = await conn.execute(insert(notifications).values(**values))
+    return int(result.inserted_primary_key[0])
+
+
 @contextmanager
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     loop = asyncio.new_event_loop()
@@ -75,7 +101,7 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
 
-    async def start() -> tuple[TestServer, web.AppRunner, str, FakeMonday]:
+    async def start() -> tuple[TestServer, web.AppRunner, str, web.Application, FakeMonday]:
         fake = FakeMonday()
         seed_dev_users(fake, ACCOUNT)
         fake.register_client(CLIENT_ID, CLIENT_SECRET)
@@ -95,11 +121,11 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         await site.start()
         port = runner.addresses[0][1]
         await _prepare(app, fake)
-        return monday, runner, f"http://127.0.0.1:{port}", fake
+        return monday, runner, f"http://127.0.0.1:{port}", app, fake
 
-    monday, runner, url, fake = run(start())
+    monday, runner, url, app, fake = run(start())
     try:
-        yield LiveServer(url, fake, loop)
+        yield LiveServer(url, app, fake, loop)
     finally:
 
         async def stop() -> None:
