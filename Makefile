@@ -39,7 +39,7 @@ pytest: $(STAMP) node_modules/.installed system-deps
 bench-quick: $(STAMP) system-deps
 	source scripts/pg-env.sh && $(BIN)/python -m bench --quick
 
-test: lint typecheck pytest bench-quick
+test: lint typecheck bench-quick pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
