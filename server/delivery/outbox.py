@@ -24,6 +24,11 @@ t = notifications.c
 CLAIMABLE = ("queued", "retry_scheduled")
 
 
+def lease_token(owner: str) -> str:
+    """A lease token unique to one claim (or one request's rows) of process `owner`."""
+    return f"{owner}/{secrets.token_hex(4)}"
+
+
 def _lease_free(now: datetime) -> Any:
     return or_(t.lease_expires_at.is_(None), t.lease_expires_at < now)
 
@@ -42,7 +47,7 @@ async def claim(
     claims in one process (the inline send and the worker) can never both take a row.
     """
     now = utcnow()
-    token = f"{owner}/{secrets.token_hex(4)}"
+    token = lease_token(owner)
     due = and_(
         t.delivery_status.in_(CLAIMABLE),
         or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),

@@ -155,6 +155,7 @@ class SendService:
         if self.limiter is not None:
             self.limiter.take(request.account_id, request.user_id, len(items))
         decisions, policy = await self.decide(request, items)
+        lease = outbox.lease_token(self.deliverer.owner)
         async with self.engine.begin() as connection:
             ids = await insert_rows(
                 connection,
@@ -163,6 +164,8 @@ class SendService:
                 items=items,
                 decisions=decisions,
                 idempotency_key=request.idempotency_key,
+                lease_owner=lease,
+                lease_seconds=self.lease_seconds,
             )
             for row_id, item, decision in zip(ids, items, decisions, strict=True):
                 await write_audit(
@@ -190,12 +193,7 @@ class SendService:
             for row_id in server_ids:
                 self.deliverer.short_lived.put(row_id, request.short_lived_token)
         if server_ids:
-            claimed = await outbox.claim(
-                self.engine,
-                self.deliverer.owner,
-                lease_seconds=self.lease_seconds,
-                limit=len(server_ids),
-                ids=server_ids,
-            )
-            await self.deliverer.deliver(claimed, max_wait=self.inline_max_wait)
+            # Already leased to this request at insert: no claim, no race with the worker.
+            leased = await fetch_rows(self.engine, server_ids)
+            await self.deliverer.deliver(leased, max_wait=self.inline_max_wait)
         return await fetch_rows(self.engine, ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -39,9 +39,16 @@ async def insert_rows(
     items: Sequence[NotificationInput],
     decisions: Sequence[SenderDecision],
     idempotency_key: str | None,
+    lease_owner: str | None = None,
+    lease_seconds: int = 60,
 ) -> list[int]:
-    """Write the rows (status `queued` or `awaiting_client`) and return their ids in order."""
+    """Write the rows (status `queued` or `awaiting_client`) and return their ids in order.
+
+    With `lease_owner`, rows the server sends are written already leased to the caller, so
+    the background worker cannot take them before the request's own first attempt.
+    """
     now = utcnow()
+    lease_expires_at = now + timedelta(seconds=lease_seconds)
     ids: list[int] = []
     for item, decision in zip(items, decisions, strict=True):
         seamless = decision.transport == "seamless"
@@ -64,6 +71,8 @@ async def insert_rows(
                 attempts=0,
                 next_attempt_at=None if seamless else now,
                 idempotency_key=idempotency_key,
+                lease_owner=None if seamless else lease_owner,
+                lease_expires_at=None if seamless or lease_owner is None else lease_expires_at,
             )
             .returning(notifications.c.id)
         )
