@@ -562,7 +562,7 @@ def _paths() -> dict[str, Schema]:
                 "summary": "Delete the ledger row (sender or admin).",
                 "tags": ["ledger"],
                 "security": _SESSION,
-                "responses": {"204": _NO_CONTENT, **_errors(400, 401, 403)},
+                "responses": {"204": _NO_CONTENT, **_errors(401, 403)},
             },
         },
         "/notifications/{id}/relay": {

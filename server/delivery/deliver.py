@@ -79,6 +79,13 @@ class Deliverer:
     short_lived: ShortLivedTokens = field(default_factory=ShortLivedTokens)
     governor: Governor = field(default_factory=Governor)
     lease_seconds: int = 60
+    # The earliest time (UTC) this process scheduled a row for: the worker wakes for it
+    # rather than at its next poll. Rows other instances scheduled are found by polling.
+    next_due: datetime | None = None
+
+    def _due_at(self, when: datetime) -> None:
+        if self.next_due is None or when < self.next_due or self.next_due < utcnow():
+            self.next_due = when
 
     async def deliver(
         self, rows: Sequence[dict[str, Any]], *, max_wait: float | None = None
@@ -163,6 +170,7 @@ class Deliverer:
 
     async def _defer(self, rows: list[dict[str, Any]], deferral: Deferral) -> None:
         error = _error(deferral.code, deferral.message)
+        self._due_at(deferral.until)
         await outbox.defer(
             self.engine,
             rows[0]["lease_owner"],
@@ -230,6 +238,7 @@ class Deliverer:
                     due = utcnow() + timedelta(
                         seconds=backoff_seconds(attempts, outcome.retry_after_seconds)
                     )
+                self._due_at(due)
                 await self._record(row, "retry_scheduled", error, next_attempt_at=due)
         else:
             await self._record(row, outcome.status, error)

@@ -229,14 +229,20 @@ class Governor:
     def _learn_budgets(self, account: _Limits, info: RateLimitInfo, now: float) -> None:
         # Requests still in flight may not be counted in the answer yet: assume they will be.
         others = account.in_flight
+        # `t` is whole seconds rounded up, read after the answer left monday: each answer
+        # gives an upper bound of the window's end, and the smallest one is the closest.
         minute = info.remaining("minuteRate")
         if minute is not None:
             account.minute_left = minute - others
-            account.minute_reset = now + self._reset(info, "minuteRate")
+            reset = now + self._reset(info, "minuteRate")
+            if account.minute_reset <= now or reset < account.minute_reset:
+                account.minute_reset = reset
         complexity = info.remaining("complexityMinute")
         if complexity is not None:
             account.complexity_left = complexity - others * COMPLEXITY_PER_NOTIFICATION
-            account.complexity_reset = now + self._reset(info, "complexityMinute")
+            reset = now + self._reset(info, "complexityMinute")
+            if account.complexity_reset <= now or reset < account.complexity_reset:
+                account.complexity_reset = reset
 
     @staticmethod
     def _reset(info: RateLimitInfo, name: str) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from server.delivery import outbox
 from server.delivery.deliver import Deliverer
+from server.notifications.store import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,4 +67,15 @@ class DeliveryWorker:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds())
+
+    def _idle_seconds(self) -> float:
+        """Until the next poll, or sooner when a row this process scheduled falls due."""
+        due = self.deliverer.next_due
+        if due is None:
+            return self.poll_seconds
+        until = (due - utcnow()).total_seconds()
+        if until < 0:
+            self.deliverer.next_due = None
+            return self.poll_seconds
+        return min(self.poll_seconds, until + 0.01)
