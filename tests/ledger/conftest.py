@@ -95,6 +95,10 @@ SEED: dict[str, dict[str, Any]] = {
         attempts=0,
         delivery_status="queued",
         next_attempt_at=at("2024-03-01T12:05:00"),
+        # Held by another instance's lease: this app's delivery worker must leave it alone,
+        # or it would deliver (and so change) the fixture while the tests read it.
+        lease_owner="another-instance",
+        lease_expires_at=at("2999-01-01T00:00:00"),
     ),
     "reply": row(
         timestamp=at("2024-03-02T08:00:00"),
