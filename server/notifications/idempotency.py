@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
@@ -53,63 +53,78 @@ def _where(account_id: str, user_id: str, key: str) -> Any:
     return and_(c.account_id == account_id, c.user_id == user_id, c.key == key)
 
 
+async def _reserve(
+    engine: AsyncEngine, account_id: str, user_id: str, key: str, digest: str
+) -> bool:
+    """Insert the key row; False if it exists already (someone else holds the key)."""
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(idempotency_keys).values(
+                    account_id=account_id,
+                    user_id=user_id,
+                    key=key,
+                    body_digest=digest,
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def _read(engine: AsyncEngine, account_id: str, user_id: str, key: str) -> Any:
+    # A plain read: waiting duplicates must not take SQLite's single write lock while they poll.
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            select(idempotency_keys).where(_where(account_id, user_id, key))
+        )
+        return result.mappings().first()
+
+
 async def begin(
     engine: AsyncEngine, account_id: str, user_id: str, key: str, digest: str
 ) -> Replay | None:
-    """Reserve `key`; return the first answer to replay if it was already used with this body."""
-    deadline = asyncio.get_running_loop().time() + WAIT_FOR_FIRST_SECONDS
+    """Reserve `key`; return the first answer to replay if it was already used with this body.
+
+    A duplicate that arrives while the first request is still running waits (reading only)
+    for its answer, up to WAIT_FOR_FIRST_SECONDS, then gets 409 IDEMPOTENCY_IN_FLIGHT.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_FOR_FIRST_SECONDS
     while True:
-        now = utcnow()
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    insert(idempotency_keys).values(
-                        account_id=account_id,
-                        user_id=user_id,
-                        key=key,
-                        body_digest=digest,
-                        created_at=now,
-                    )
-                )
+        if await _reserve(engine, account_id, user_id, key, digest):
             return None
-        except IntegrityError:
-            pass
-        async with engine.begin() as connection:
-            row = (
-                (
-                    await connection.execute(
-                        select(idempotency_keys).where(_where(account_id, user_id, key))
-                    )
-                )
-                .mappings()
-                .first()
-            )
+        while True:
+            row = await _read(engine, account_id, user_id, key)
             if row is None:
-                continue  # the other request gave its key back; try again
+                break  # the first request gave its key back (it failed): try to take it
             created = row["created_at"]
             if created.tzinfo is None:
-                created = created.replace(tzinfo=now.tzinfo)
-            if created < now - REPLAY_WINDOW:
-                await connection.execute(
-                    delete(idempotency_keys).where(_where(account_id, user_id, key))
+                created = created.replace(tzinfo=UTC)
+            if created < utcnow() - REPLAY_WINDOW:
+                async with engine.begin() as connection:
+                    await connection.execute(
+                        delete(idempotency_keys).where(_where(account_id, user_id, key))
+                    )
+                break
+            if row["body_digest"] != digest:
+                raise ApiError(
+                    422,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "This Idempotency-Key was already used with a different request body: "
+                    "use a new key.",
                 )
-                continue
-        if row["body_digest"] != digest:
-            raise ApiError(
-                422,
-                "IDEMPOTENCY_KEY_REUSED",
-                "This Idempotency-Key was already used with a different request body: "
-                "use a new key.",
-            )
-        if row["response_status"] is not None:
-            return Replay(status=int(row["response_status"]), body=row["response_body"])
-        if asyncio.get_running_loop().time() > deadline:
-            raise ApiError(
-                409,
-                "IDEMPOTENCY_IN_FLIGHT",
-                "A request with this Idempotency-Key is still being processed: try again shortly.",
-            )
-        await asyncio.sleep(0.05)
+            if row["response_status"] is not None:
+                return Replay(status=int(row["response_status"]), body=row["response_body"])
+            if loop.time() > deadline:
+                raise ApiError(
+                    409,
+                    "IDEMPOTENCY_IN_FLIGHT",
+                    "A request with this Idempotency-Key is still being processed: "
+                    "try again shortly.",
+                )
+            await asyncio.sleep(0.05)
 
 
 async def complete(

@@ -289,15 +289,25 @@ async def test_concurrent_duplicates_send_once(
 ) -> None:
     await install(monday_client)
     await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
-    headers = {"Authorization": mint(user=MEMBER), "Idempotency-Key": "double-click"}
+    token = mint(user=MEMBER)
+    # A double-clicked button. Heavier contention on SQLite (18 requests over 3 keys) can still
+    # exhaust the connection pool: a known issue, reported, not yet fixed.
+    keys = ["double-click"]
     responses = await asyncio.gather(
         *(
-            monday_client.post("/notifications", json=notification(), headers=headers)
-            for _ in range(5)
+            monday_client.post(
+                "/notifications",
+                json=notification(message=key),
+                headers={"Authorization": token, "Idempotency-Key": key},
+            )
+            for key in keys * 5
         )
     )
-    bodies = [await r.json() for r in responses]
     assert all(r.status == 200 for r in responses)
-    assert len({json.dumps(b, sort_keys=True) for b in bodies}) == 1
+    by_key: dict[str, set[str]] = {}
+    for response in responses:
+        body = await response.json()
+        by_key.setdefault(body["data"]["message"], set()).add(json.dumps(body, sort_keys=True))
+    assert {key: len(bodies) for key, bodies in by_key.items()} == dict.fromkeys(keys, 1)
     assert len(api_calls(fake_monday.fake)) == 1
     assert await row_count(monday_client) == 1
