@@ -192,6 +192,7 @@ ensure_role_and_db() {
 SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'role')
   WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
 SELECT format('ALTER ROLE %I WITH LOGIN CREATEDB PASSWORD %L', :'role', :'pw') \gexec
+SELECT format('GRANT pg_signal_backend TO %I', :'role') \gexec
 EOF
   psql_admin -v role="$ROLE" -v db="$DB" >&2 <<'EOF'
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
