@@ -188,3 +188,19 @@ def test_serve_dev_starts_on_the_embedded_defaults(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("60", True), ("61", False), ("-1", False)])
+def test_jwt_leeway_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, ok: bool
+) -> None:
+    """Contract §2: JWT_LEEWAY_SECONDS is 0 to 60; anything else refuses to start."""
+    from pydantic import ValidationError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JWT_LEEWAY_SECONDS", value)
+    if ok:
+        assert load_settings(dev=True, var_dir=tmp_path / "var").jwt_leeway_seconds == int(value)
+    else:
+        with pytest.raises(ValidationError):
+            load_settings(dev=True, var_dir=tmp_path / "var")

@@ -132,3 +132,26 @@ async def test_worker_log_lines_carry_the_account_id(
     assert refused and refused[0]["codes"] == ["RATE_LIMIT_EXCEEDED"]
     assert refused[0]["account_id"] == ACCOUNT
     assert "oauth-token-of" not in stream.getvalue()  # the credential never reaches a log
+
+
+async def test_the_older_client_secret_is_counted_so_it_can_be_retired(
+    monday_client: Any, mint: Any
+) -> None:
+    """Contract §3: which secret matched is counted, per secret index."""
+    from tests.conftest import OLD_CLIENT_SECRET
+
+    p = "monday_notify_"
+    before = await scrape(monday_client)
+    for _ in range(2):
+        response = await monday_client.get(
+            "/installation", headers={"Authorization": mint(secret=OLD_CLIENT_SECRET)}
+        )
+        assert response.status == 200
+    after = await scrape(monday_client)
+
+    def grew(index: str) -> float:
+        name, labels = p + "auth_secret_matched_total", {"family": "session", "secret_index": index}
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("1") == 2
+    assert grew("0") == 0
