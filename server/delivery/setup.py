@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.appkeys import ENGINE, SETTINGS
+from server.appkeys import ENGINE, HTTP, SETTINGS
 from server.delivery.deliver import Deliverer
 from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
-from server.installations.crypto import CredentialCipher
+from server.installations.credentials import fresh_oauth_token
+from server.installations.crypto import CIPHER, setup_cipher
 from server.installations.store import get_credential, mark_needs_reconnect
 from server.monday.client import MONDAY
+from server.monday.outcome import MondayError
 from server.notifications.send import SendService
 from server.notifications.send_limit import SendRateLimiter
 
@@ -30,10 +32,19 @@ def _kind(sent_as: str) -> str:
 async def _send_path(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = app[ENGINE]
-    cipher = CredentialCipher(settings.fernet_keys)
+    setup_cipher(app)
+    cipher = app[CIPHER]
 
     async def resolve(account_id: str, sent_as: str, owner: str) -> str | None:
         credential = await get_credential(engine, cipher, account_id, owner, _kind(sent_as))  # type: ignore[arg-type]
+        if credential is not None and credential.kind == "oauth":
+            # monday's newer OAuth: refresh a token that expires within 5 minutes first.
+            try:
+                credential = await fresh_oauth_token(
+                    engine, cipher, app[HTTP], settings, credential
+                )
+            except MondayError:
+                return None  # expired and monday unreachable: nothing usable right now
         if credential is None or credential.needs_reconnect:
             return None
         return credential.secret
