@@ -15,7 +15,7 @@ from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
 from server.installations.credentials import fresh_oauth_token
 from server.installations.crypto import CIPHER, setup_cipher
-from server.installations.store import get_credential, mark_needs_reconnect
+from server.installations.store import CredentialKind, get_credential, mark_needs_reconnect
 from server.monday.client import MONDAY
 from server.monday.outcome import MondayError
 from server.notifications.send import SendService
@@ -25,7 +25,7 @@ SEND = web.AppKey("send", SendService)
 WORKER = web.AppKey("delivery_worker", DeliveryWorker)
 
 
-def _kind(sent_as: str) -> str:
+def _kind(sent_as: str) -> CredentialKind:
     return "api_key" if sent_as == "installer" else "oauth"
 
 
@@ -36,7 +36,7 @@ async def _send_path(app: web.Application) -> AsyncIterator[None]:
     cipher = app[CIPHER]
 
     async def resolve(account_id: str, sent_as: str, owner: str) -> str | None:
-        credential = await get_credential(engine, cipher, account_id, owner, _kind(sent_as))  # type: ignore[arg-type]
+        credential = await get_credential(engine, cipher, account_id, owner, _kind(sent_as))
         if credential is not None and credential.kind == "oauth":
             # monday's newer OAuth: refresh a token that expires within 5 minutes first.
             try:
@@ -50,7 +50,7 @@ async def _send_path(app: web.Application) -> AsyncIterator[None]:
         return credential.secret
 
     async def reconnect(account_id: str, sent_as: str, owner: str) -> None:
-        await mark_needs_reconnect(engine, account_id, owner, _kind(sent_as))  # type: ignore[arg-type]
+        await mark_needs_reconnect(engine, account_id, owner, _kind(sent_as))
 
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     deliverer = Deliverer(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,12 +20,13 @@ from server.installations.crypto import CIPHER, setup_cipher
 from server.installations.lifecycle import LifecycleEvent, handle_lifecycle_event
 from server.installations.store import set_sender_policy
 from server.monday.client import MONDAY
+from server.sender import SenderPolicy
 
 
 class SenderPolicyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sender_policy: Literal["app", "installer", "app_then_installer"]
+    sender_policy: SenderPolicy
 
 
 class ApiKeyBody(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.errors import ApiError, forbidden
 from server.installations.crypto import CredentialCipher
 from server.installations.store import (
-    DEFAULT_SENDER_POLICY,
     Credential,
     CredentialSummary,
     Installation,
@@ -38,6 +38,7 @@ from server.installations.store import (
 from server.monday.client import MondayClient
 from server.monday.oauth import refresh
 from server.monday.outcome import MondayAuthError, MondayError, MondayNoAnswer, MondayUnreachable
+from server.sender import DEFAULT_POLICY
 from server.settings import Settings
 from server.tokens import Session
 
@@ -109,7 +110,7 @@ async def installation_view(engine: AsyncEngine, session: Session) -> dict[str, 
         "account_id": session.account_id,
         "installed": bool(installation and installation.installed),
         "installer_user_id": installation.installer_user_id if installation else None,
-        "sender_policy": installation.sender_policy if installation else DEFAULT_SENDER_POLICY,
+        "sender_policy": installation.sender_policy if installation else DEFAULT_POLICY,
         "credentials": [summary_json(s) for s in summaries if _visible(s, session, installation)],
     }
 
@@ -264,19 +265,7 @@ async def fresh_oauth_token(
                 "oauth refresh refused; credential needs reconnecting",
                 extra={"fields": {"user_id": current.user_id}},
             )
-            return Credential(
-                account_id=current.account_id,
-                user_id=current.user_id,
-                kind=current.kind,
-                secret=current.secret,
-                refresh_secret=current.refresh_secret,
-                expires_at=current.expires_at,
-                scope=current.scope,
-                last4=current.last4,
-                verified_at=current.verified_at,
-                needs_reconnect=True,
-                updated_at=now,
-            )
+            return replace(current, needs_reconnect=True, updated_at=now)
         replaced = await replace_oauth_tokens(
             engine,
             cipher,

@@ -19,13 +19,13 @@ from sqlalchemy import and_, delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.installations.store import (
-    DEFAULT_SENDER_POLICY,
     delete_account_credentials,
     dialect_insert,
     read_installation,
     upsert_installation,
     utcnow,
 )
+from server.sender import DEFAULT_POLICY
 from server.storage.tables import credentials, lifecycle_events, oauth_states
 
 EventType = Literal[
@@ -169,7 +169,7 @@ async def handle_lifecycle_event(
         values = _account_values(data)
         values["last_event_type"] = event.type
         if existing is None:
-            values["sender_policy"] = DEFAULT_SENDER_POLICY
+            values["sender_policy"] = DEFAULT_POLICY
 
         if event.type == "install":
             values.update(

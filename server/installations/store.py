@@ -16,25 +16,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.installations.crypto import CredentialCipher
+from server.sender import DEFAULT_POLICY, SenderPolicy
 from server.storage.tables import credentials, installations, oauth_states
 
 CredentialKind = Literal["api_key", "oauth"]
-SenderPolicy = Literal["app", "installer", "app_then_installer"]
-SENDER_POLICIES: tuple[str, ...] = ("app", "installer", "app_then_installer")
-DEFAULT_SENDER_POLICY = "app_then_installer"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; every stored datetime is UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def last4(secret: str) -> str:
@@ -131,7 +120,7 @@ def _installation(row: Row[Any]) -> Installation:
         account_id=m["account_id"],
         installed=bool(m["installed"]),
         installer_user_id=m["installer_user_id"],
-        sender_policy=m["sender_policy"] or DEFAULT_SENDER_POLICY,
+        sender_policy=m["sender_policy"] or DEFAULT_POLICY,
         app_id=m["app_id"],
         installer_name=m["installer_name"],
         installer_email=m["installer_email"],
@@ -142,9 +131,9 @@ def _installation(row: Row[Any]) -> Installation:
         version=m["version"],
         subscription=m["subscription"],
         last_event_type=m["last_event_type"],
-        installed_at=as_utc(m["installed_at"]),
-        uninstalled_at=as_utc(m["uninstalled_at"]),
-        updated_at=as_utc(m["updated_at"]),
+        installed_at=m["installed_at"],
+        uninstalled_at=m["uninstalled_at"],
+        updated_at=m["updated_at"],
     )
 
 
@@ -212,7 +201,7 @@ async def claim_installer(
                 installer_user_id=user_id,
                 installed=True,
                 installed_at=now,
-                sender_policy=DEFAULT_SENDER_POLICY,
+                sender_policy=DEFAULT_POLICY,
                 updated_at=now,
             )
             await conn.execute(stmt.on_conflict_do_nothing(index_elements=["account_id"]))
@@ -245,12 +234,12 @@ def _credential(row: Row[Any], cipher: CredentialCipher) -> Credential:
         kind=m["kind"],
         secret=cipher.decrypt(m["secret_encrypted"]),
         refresh_secret=cipher.decrypt(refresh) if refresh else None,
-        expires_at=as_utc(m["expires_at"]),
+        expires_at=m["expires_at"],
         scope=m["scope"],
         last4=m["last4"],
-        verified_at=as_utc(m["verified_at"]),
+        verified_at=m["verified_at"],
         needs_reconnect=bool(m["needs_reconnect"]),
-        updated_at=as_utc(m["updated_at"]),
+        updated_at=m["updated_at"],
     )
 
 
@@ -434,9 +423,9 @@ async def list_credentials(engine: AsyncEngine, account_id: str) -> list[Credent
             user_id=r.user_id,
             kind=r.kind,
             last4=r.last4,
-            verified_at=as_utc(r.verified_at),
+            verified_at=r.verified_at,
             needs_reconnect=bool(r.needs_reconnect),
-            expires_at=as_utc(r.expires_at),
+            expires_at=r.expires_at,
         )
         for r in rows
     ]
@@ -483,8 +472,7 @@ async def consume_oauth_state(
         ).first()
         if row is None or row.used_at is not None:
             return None
-        expires_at = as_utc(row.expires_at)
-        assert expires_at is not None
+        expires_at: datetime = row.expires_at  # UtcDateTime: always aware, in UTC
         if expires_at <= now:
             return None
         result = await conn.execute(

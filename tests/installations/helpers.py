@@ -62,13 +62,17 @@ def event(
     return {"type": type_, "data": data}
 
 
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": token}
+
+
 def lifecycle_token(secret: str = CLIENT_SECRET, lifetime: int = 300) -> str:
     return mint_lifecycle(secret, account_id=ACCOUNT, user_id=INSTALLER, lifetime=lifetime)
 
 
 async def post_event(client: Any, body: Any, *, token: str | None = None) -> Any:
     return await client.post(
-        "/monday/lifecycle", json=body, headers={"Authorization": token or lifecycle_token()}
+        "/monday/lifecycle", json=body, headers=auth(token or lifecycle_token())
     )
 
 

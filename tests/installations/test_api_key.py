@@ -12,13 +12,9 @@ from server.installations.crypto import CIPHER
 from server.installations.store import get_credential
 from server.settings import Settings
 from tests.conftest import ACCOUNT, INSTALLER
-from tests.installations.helpers import event, post_event, query
+from tests.installations.helpers import auth, event, post_event, query
 
 INSTALLER_KEY = dev_personal_key(INSTALLER)
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": token}
 
 
 async def put_key(client: Any, token: str, key: str) -> Any:

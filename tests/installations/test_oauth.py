@@ -15,13 +15,9 @@ from server.installations.crypto import CIPHER
 from server.installations.store import Credential, get_credential
 from server.settings import Settings
 from tests.conftest import ACCOUNT, CLIENT_ID, INSTALLER
-from tests.installations.helpers import event, post_event, query
+from tests.installations.helpers import auth, event, post_event, query
 
 MEMBER = "12"
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": token}
 
 
 async def start(client: Any, token: str) -> str:
