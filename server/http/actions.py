@@ -172,26 +172,26 @@ async def notify(request: web.Request) -> web.Response:
     run_id = metadata.get("actionUuid") if isinstance(metadata, dict) else None
     if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
         return await _run(request, call, notification)
+
     # actionUuid identifies one execution: a retry by monday replays, it never resends.
-    engine = request.app[SEND].engine
-    key = f"monday-action:{run_id}"
+    async def run() -> tuple[int, Any]:
+        response = await _run(request, call, notification)
+        return response.status, json.loads(response.text or "{}")
+
     try:
-        replay = await idempotency.begin(
-            engine, call.account_id, call.user_id, key, idempotency.body_digest(body)
+        # `_run` answers refusals itself: an ApiError here is the key's (reused, in flight).
+        status, answer, replayed = await idempotency.once(
+            request.app[SEND].engine,
+            call.account_id,
+            call.user_id,
+            f"monday-action:{run_id}",
+            idempotency.body_digest(body),
+            run,
         )
     except ApiError as error:
         return action_error(error.status, error.code, error.message)
-    if replay is not None:
-        return web.json_response(
-            replay.body, status=replay.status, headers={"Idempotent-Replayed": "true"}
-        )
-    status, answer = 500, None
-    try:
-        response = await _run(request, call, notification)
-        status, answer = response.status, json.loads(response.text or "{}")
-        return response
-    finally:
-        await idempotency.complete(engine, call.account_id, call.user_id, key, status, answer)
+    headers = idempotency.REPLAYED_HEADERS if replayed else None
+    return web.json_response(answer, status=status, headers=headers)
 
 
 def setup(app: web.Application) -> None:

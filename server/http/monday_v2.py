@@ -144,27 +144,24 @@ async def monday_v2(request: web.Request) -> web.Response:
     if key is None:
         status, sent = await _send(request, session, fields)
         return web.json_response(sent, status=status)
-    engine = request.app[SEND].engine
     try:
         idempotency.check_key(key)
-        replay = await idempotency.begin(
-            engine, session.account_id, session.user_id, key, idempotency.body_digest(body)
+        # `_send` answers refusals itself: an ApiError here is the key's (reused, in flight).
+        status, answer, replayed = await idempotency.once(
+            request.app[SEND].engine,
+            session.account_id,
+            session.user_id,
+            key,
+            idempotency.body_digest(body),
+            lambda: _send(request, session, fields),
         )
     except ApiError as error:
         return web.json_response(
             _envelope([_from_api_error(error)], account_id=session.account_id),
             status=error.status,
         )
-    if replay is not None:
-        return web.json_response(
-            replay.body, status=replay.status, headers={"Idempotent-Replayed": "true"}
-        )
-    status, answer = 500, None
-    try:
-        status, answer = await _send(request, session, fields)
-    finally:
-        await idempotency.complete(engine, session.account_id, session.user_id, key, status, answer)
-    return web.json_response(answer, status=status)
+    headers = idempotency.REPLAYED_HEADERS if replayed else None
+    return web.json_response(answer, status=status, headers=headers)
 
 
 def setup(app: web.Application) -> None:

@@ -31,10 +31,13 @@ def parse_items(body: Any) -> tuple[list[NotificationInput], bool]:
                 f"At most {MAX_BATCH} notifications can be sent in one request, got {len(body)}",
                 field="[]",
             )
-        return [
-            parse_model(NotificationInput, item, prefix=f"[{i}]") for i, item in enumerate(body)
-        ], True
+        return _parse_each(body), True
     raise invalid_payload("Send a notification object or an array of them", field="body")
+
+
+def _parse_each(items: list[Any]) -> list[NotificationInput]:
+    """Each item validated, a refusal naming it by index (`[1].recipient`)."""
+    return [parse_model(NotificationInput, item, prefix=f"[{i}]") for i, item in enumerate(items)]
 
 
 def api_object(row: dict[str, Any]) -> dict[str, Any]:
@@ -59,9 +62,15 @@ def send_request_for(request: web.Request, session: Session, surface: str) -> Se
 async def send_from_request(
     request: web.Request, session: Session, items: list[dict[str, Any]], *, surface: str
 ) -> list[dict[str, Any]]:
-    """For other surfaces (Directus GraphQL): validate and send raw item dicts."""
-    parsed = [parse_model(NotificationInput, item, prefix=f"[{i}]") for i, item in enumerate(items)]
-    rows = await request.app[SEND].send(send_request_for(request, session, surface), parsed)
+    """For other surfaces (Directus GraphQL): the same validation and batch limit as REST."""
+    parsed, _ = parse_items(items)
+    return await _send(request, send_request_for(request, session, surface), parsed)
+
+
+async def _send(
+    request: web.Request, send_request: SendRequest, items: list[NotificationInput]
+) -> list[dict[str, Any]]:
+    rows = await request.app[SEND].send(send_request, items)
     return [api_object(row) for row in rows]
 
 
@@ -72,29 +81,25 @@ async def create_notifications(request: web.Request) -> web.Response:
     send_request = send_request_for(request, session, "rest")
     key = send_request.idempotency_key
     if key is None:
-        rows = await request.app[SEND].send(send_request, items)
-        data = [api_object(row) for row in rows]
+        data = await _send(request, send_request, items)
         return web.json_response({"data": data if many else data[0]})
 
-    engine = request.app[SEND].engine
     idempotency.check_key(key)
-    digest = idempotency.body_digest(body)
-    replay = await idempotency.begin(engine, session.account_id, session.user_id, key, digest)
-    if replay is not None:
-        return web.json_response(
-            replay.body, status=replay.status, headers={"Idempotent-Replayed": "true"}
-        )
-    status, answer = 500, None
-    try:
-        rows = await request.app[SEND].send(send_request, items)
-        data = [api_object(row) for row in rows]
-        status, answer = 200, {"data": data if many else data[0]}
-    except ApiError as error:
-        status, answer = error.status, error.body()
-        raise
-    finally:
-        await idempotency.complete(engine, session.account_id, session.user_id, key, status, answer)
-    return web.json_response(answer, status=status)
+
+    async def send() -> tuple[int, Any]:
+        data = await _send(request, send_request, items)
+        return 200, {"data": data if many else data[0]}
+
+    status, answer, replayed = await idempotency.once(
+        request.app[SEND].engine,
+        session.account_id,
+        session.user_id,
+        key,
+        idempotency.body_digest(body),
+        send,
+    )
+    headers = idempotency.REPLAYED_HEADERS if replayed else None
+    return web.json_response(answer, status=status, headers=headers)
 
 
 async def relay(request: web.Request) -> web.Response:

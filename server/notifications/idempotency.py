@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
@@ -24,6 +25,8 @@ from server.storage.tables import idempotency_keys
 REPLAY_WINDOW = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 WAIT_FOR_FIRST_SECONDS = 30.0
+# Sent with a replayed answer.
+REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +149,30 @@ async def complete(
             .where(_where(account_id, user_id, key))
             .values(response_status=status, response_body=body)
         )
+
+
+async def once(
+    engine: AsyncEngine,
+    account_id: str,
+    user_id: str,
+    key: str,
+    digest: str,
+    work: Callable[[], Awaitable[tuple[int, Any]]],
+) -> tuple[int, Any, bool]:
+    """Run `work` (which answers `(status, body)`) at most once per key and body.
+
+    Returns `(status, body, replayed)`. `begin`'s refusals propagate; an `ApiError` from
+    `work` is kept as the answer and re-raised; any other failure gives the key back.
+    """
+    replay = await begin(engine, account_id, user_id, key, digest)
+    if replay is not None:
+        return replay.status, replay.body, True
+    status, answer = 500, None
+    try:
+        status, answer = await work()
+    except ApiError as error:
+        status, answer = error.status, error.body()
+        raise
+    finally:
+        await complete(engine, account_id, user_id, key, status, answer)
+    return status, answer, False

@@ -51,6 +51,19 @@ class SendRequest:
     short_lived_token: str | None = None
     idempotency_key: str | None = None
 
+    def audit(
+        self,
+        hint: str | None,
+        policy: str,
+        outcome: str,
+        reason: str,
+        decision: SenderDecision | None = None,
+    ) -> AuditEntry:
+        """The audit row of one decision (or refusal) for this request."""
+        return AuditEntry(
+            self.account_id, self.user_id, self.surface, hint, policy, outcome, reason, decision
+        )
+
 
 def installation_facts(installation: Installation | None) -> InstallationFacts:
     if installation is None:
@@ -129,19 +142,9 @@ class SendService:
                     caller, facts, credentials, SenderRequest(hint, request.relay_capable)
                 )
             except SenderRefused as refused:
+                entry = request.audit(hint, facts.sender_policy, refused.code, refused.message)
                 async with self.engine.begin() as connection:
-                    await write_audit(
-                        connection,
-                        AuditEntry(
-                            request.account_id,
-                            request.user_id,
-                            request.surface,
-                            hint,
-                            facts.sender_policy,
-                            refused.code,
-                            refused.message,
-                        ),
-                    )
+                    await write_audit(connection, entry)
                 raise
         return [decided[item.send_as] for item in items], facts.sender_policy
 
@@ -168,20 +171,8 @@ class SendService:
                 lease_seconds=self.lease_seconds,
             )
             for row_id, item, decision in zip(ids, items, decisions, strict=True):
-                await write_audit(
-                    connection,
-                    AuditEntry(
-                        request.account_id,
-                        request.user_id,
-                        request.surface,
-                        item.send_as,
-                        policy,
-                        "decided",
-                        decision.reason,
-                        decision,
-                    ),
-                    notification_id=row_id,
-                )
+                entry = request.audit(item.send_as, policy, "decided", decision.reason, decision)
+                await write_audit(connection, entry, notification_id=row_id)
         for decision in decisions:
             accepted_counts[(decision.sent_as, decision.transport)] += 1
         server_ids = [

@@ -253,42 +253,37 @@ def _from_graphql(error: GraphQLError, code: str) -> MondayError:
     return MondayError(error.message, code, locations=locations)
 
 
+def _invalid(node: Any, message: str, **error_data: Any) -> MondayError:
+    """A validation refusal located at `node`."""
+    return MondayError(message, VALIDATION_FAILED, locations=_location(node), error_data=error_data)
+
+
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
 def _check_limits(document: DocumentNode) -> None:
     """Refuse oversized documents before validation does any work on them."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = _fragments(document)
     root_fields = 0
     for definition in document.definitions:
         if not isinstance(definition, OperationDefinitionNode):
             continue
         for node, depth in _walk(definition.selection_set, fragments, 1, frozenset()):
             if depth > MAX_DEPTH:
-                raise V2Refused(
-                    [
-                        MondayError(
-                            f"The document is nested too deeply: at most {MAX_DEPTH} levels "
-                            "of fields are allowed.",
-                            VALIDATION_FAILED,
-                            locations=_location(node),
-                            error_data={"max_depth": MAX_DEPTH},
-                        )
-                    ]
+                message = (
+                    f"The document is nested too deeply: at most {MAX_DEPTH} levels "
+                    "of fields are allowed."
                 )
+                raise V2Refused([_invalid(node, message, max_depth=MAX_DEPTH)])
             if depth == 1:
                 root_fields += 1
                 if root_fields > MAX_FIELDS:
-                    raise V2Refused(
-                        [
-                            MondayError(
-                                f"Too many fields: at most {MAX_FIELDS} create_notification "
-                                "fields (aliases) are allowed in one request; split it.",
-                                VALIDATION_FAILED,
-                                locations=_location(node),
-                                error_data={"max_fields": MAX_FIELDS},
-                            )
-                        ]
+                    message = (
+                        f"Too many fields: at most {MAX_FIELDS} create_notification "
+                        "fields (aliases) are allowed in one request; split it."
                     )
+                    raise V2Refused([_invalid(node, message, max_fields=MAX_FIELDS)])
 
 
 def _walk(
@@ -321,16 +316,12 @@ def _check_operations(document: DocumentNode) -> None:
             continue
         if definition.operation != OperationType.MUTATION:
             kind = definition.operation.value
-            errors.append(
-                MondayError(
-                    f'This endpoint only runs create_notification mutations; "{kind}" '
-                    "operations are not supported here. Send them to monday's API "
-                    "(https://api.monday.com/v2).",
-                    VALIDATION_FAILED,
-                    locations=_location(definition),
-                    error_data={"operation": kind},
-                )
+            message = (
+                f'This endpoint only runs create_notification mutations; "{kind}" '
+                "operations are not supported here. Send them to monday's API "
+                "(https://api.monday.com/v2)."
             )
+            errors.append(_invalid(definition, message, operation=kind))
             continue
         for selection in definition.selection_set.selections:
             if isinstance(selection, FieldNode) and selection.name.value != FIELD:
@@ -341,21 +332,17 @@ def _check_operations(document: DocumentNode) -> None:
 
 def _not_supported(node: FieldNode) -> MondayError:
     name = node.name.value
-    return MondayError(
+    message = (
         f'Field "{name}" is not supported here: this endpoint only runs create_notification '
-        "mutations. Send other operations to monday's API (https://api.monday.com/v2).",
-        VALIDATION_FAILED,
-        locations=_location(node),
-        error_data={"field": name},
+        "mutations. Send other operations to monday's API (https://api.monday.com/v2)."
     )
+    return _invalid(node, message, field=name)
 
 
 def _fields(
     document: DocumentNode, operation: OperationDefinitionNode, variables: dict[str, Any]
 ) -> list[NotificationField]:
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
+    fragments = _fragments(document)
     grouped = collect_fields(SCHEMA, fragments, variables, _MUTATION, operation.selection_set)
     errors: list[MondayError] = []
     out: list[NotificationField] = []

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from server.appkeys import ENGINE
 from server.monday.client import CREATE_NOTIFICATION
 from server.storage.tables import notifications
 from server.tokens import mint_integration
 from tests.conftest import ACCOUNT, SIGNING_SECRET
-from tests.notifications.helpers import MEMBER, install
+from tests.notifications.helpers import MEMBER, install, row_count
 
 PATH = "/monday/actions/notify"
 AUDIENCE = "http://127.0.0.1:8080" + PATH  # settings.public_base_url in tests + the route
@@ -58,10 +58,6 @@ async def ready(client: Any, fake: Any) -> None:
     fake.add_token(SHORT_LIVED, MEMBER, ACCOUNT, "short_lived")
 
 
-def api_calls(fake: Any) -> list[Any]:
-    return [r for r in fake.requests if r.path.endswith("/v2")]
-
-
 async def rows(client: Any) -> list[dict[str, Any]]:
     async with client.app[ENGINE].connect() as conn:
         result = await conn.execute(select(notifications).order_by(notifications.c.id))
@@ -75,7 +71,7 @@ async def test_sends_as_the_app_with_the_short_lived_token(
     response = await monday_client.post(PATH, json=run_body(), headers={"Authorization": token()})
     assert response.status == 200, await response.text()
     assert await response.json() == {}
-    [call] = api_calls(fake_monday.fake)
+    [call] = fake_monday.fake.requests_to("/v2")
     assert call.authorization == SHORT_LIVED  # raw, no "Bearer"
     assert call.token_kind == "short_lived"
     assert call.body["query"] == CREATE_NOTIFICATION
@@ -118,7 +114,7 @@ async def test_a_retried_run_replays_instead_of_notifying_twice(
     again = await monday_client.post(PATH, json=run_body(), headers=headers)
     assert first.status == again.status == 200
     assert again.headers.get("Idempotent-Replayed") == "true"
-    assert len(api_calls(fake_monday.fake)) == 1
+    assert len(fake_monday.fake.requests_to("/v2")) == 1
     # Another run of the same recipe is another notification.
     other = await monday_client.post(PATH, json=run_body(action_uuid="run-2"), headers=headers)
     assert other.status == 200
@@ -134,7 +130,7 @@ async def test_wrong_audience_is_401(monday_client: Any, fake_monday: Any) -> No
     assert SEVERITY_KEYS <= set(body) and body["severityCode"] == 4000
     assert body["errors"][0]["extensions"]["code"] == "TOKEN_WRONG_APP"
     assert SHORT_LIVED not in await response.text()
-    assert api_calls(fake_monday.fake) == [] and await rows(monday_client) == []
+    assert fake_monday.fake.requests_to("/v2") == [] and await rows(monday_client) == []
 
 
 async def test_expired_or_forged_token_is_401(monday_client: Any, fake_monday: Any) -> None:
@@ -153,7 +149,7 @@ async def test_expired_or_forged_token_is_401(monday_client: Any, fake_monday: A
     assert (await forged.json())["errors"][0]["extensions"]["code"] == "TOKEN_INVALID_SIGNATURE"
     missing = await monday_client.post(PATH, json=run_body())
     assert missing.status == 401
-    assert api_calls(fake_monday.fake) == [] and await rows(monday_client) == []
+    assert fake_monday.fake.requests_to("/v2") == [] and await rows(monday_client) == []
 
 
 async def test_missing_or_bad_fields_answer_the_action_error_format(
@@ -180,7 +176,7 @@ async def test_missing_or_bad_fields_answer_the_action_error_format(
     malformed = await monday_client.post(PATH, data=b"{nope", headers=headers)
     assert malformed.status == 400
     assert (await malformed.json())["severityCode"] == 4000
-    assert api_calls(fake_monday.fake) == [] and await rows(monday_client) == []
+    assert fake_monday.fake.requests_to("/v2") == [] and await rows(monday_client) == []
 
 
 async def test_monday_refusing_the_notification_is_an_action_error(
@@ -234,6 +230,4 @@ async def test_sender_refusals_use_monday_severity(monday_client: Any, fake_mond
     body = await response.json()
     assert body["severityCode"] == 4000
     assert body["errors"][0]["extensions"]["code"] == "NO_CREDENTIAL"
-    async with monday_client.app[ENGINE].connect() as conn:
-        count = (await conn.execute(select(func.count()).select_from(notifications))).scalar_one()
-    assert count == 0 and api_calls(fake_monday.fake) == []
+    assert await row_count(monday_client) == 0 and fake_monday.fake.requests_to("/v2") == []

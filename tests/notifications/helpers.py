@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 
 from server.appkeys import ENGINE
 from server.installations.crypto import CredentialCipher
 from server.installations.store import store_credential, upsert_installation, utcnow
+from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY, INSTALLER
 
 MEMBER = "12"
@@ -49,6 +51,13 @@ async def connect(
         secret=token,
     )
     return token
+
+
+async def row_count(client: TestClient[Any, Any]) -> int:
+    """Ledger rows written so far."""
+    async with client.app[ENGINE].connect() as conn:
+        query = select(func.count()).select_from(notifications)
+        return int((await conn.execute(query)).scalar_one())
 
 
 def notification(**overrides: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from server.appkeys import ENGINE
 from server.installations.crypto import CredentialCipher
 from server.installations.store import get_credential
+from server.notifications.store import fetch_row
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY
 from tests.notifications.helpers import MEMBER, connect, install, notification
 
@@ -21,18 +22,26 @@ async def send(client: Any, mint: Any) -> dict[str, Any]:
     return data
 
 
-async def read(client: Any, mint: Any, row_id: int) -> dict[str, Any]:
-    from server.notifications.store import fetch_row
+async def send_with_fault(
+    client: Any, fake: Any, mint: Any, fault: str, **options: Any
+) -> dict[str, Any]:
+    """The member's app token is connected, monday fails its next call with `fault`, send one."""
+    await install(client)
+    await connect(client, fake, user=MEMBER, kind="oauth")
+    fake.fail_next(fault, **options)
+    return await send(client, mint)
 
+
+async def read(client: Any, row_id: int) -> dict[str, Any]:
     row = await fetch_row(client.app[ENGINE], row_id)
     assert row is not None
     return row
 
 
-async def wait_for_status(client: Any, mint: Any, row_id: int, status: str) -> dict[str, Any]:
+async def wait_for_status(client: Any, row_id: int, status: str) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + 10
     while True:
-        row = await read(client, mint, row_id)
+        row = await read(client, row_id)
         if row["delivery_status"] == status or asyncio.get_running_loop().time() > deadline:
             return row
         await asyncio.sleep(0.05)
@@ -41,14 +50,13 @@ async def wait_for_status(client: Any, mint: Any, row_id: int, status: str) -> d
 async def test_rate_limited_row_is_retried_by_the_worker(
     monday_client: Any, fake_monday: Any, mint: Any
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
-    fake_monday.fake.fail_next("rate_limit", retry_in_seconds=0.2)
-    row = await send(monday_client, mint)
+    row = await send_with_fault(
+        monday_client, fake_monday.fake, mint, "rate_limit", retry_in_seconds=0.2
+    )
     assert row["delivery_status"] == "retry_scheduled"
     assert row["next_attempt_at"] is not None
     assert row["last_error"]["code"]
-    done = await wait_for_status(monday_client, mint, row["id"], "sent")
+    done = await wait_for_status(monday_client, row["id"], "sent")
     assert done["delivery_status"] == "sent"
     assert done["attempts"] == 2
     assert len(fake_monday.fake.bell(MEMBER)) == 1
@@ -57,47 +65,35 @@ async def test_rate_limited_row_is_retried_by_the_worker(
 async def test_complexity_budget_is_retried(
     monday_client: Any, fake_monday: Any, mint: Any
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
-    fake_monday.fake.fail_next("complexity", retry_in_seconds=0.2)
-    row = await send(monday_client, mint)
+    row = await send_with_fault(
+        monday_client, fake_monday.fake, mint, "complexity", retry_in_seconds=0.2
+    )
     assert row["delivery_status"] == "retry_scheduled"
-    assert (await wait_for_status(monday_client, mint, row["id"], "sent"))[
-        "delivery_status"
-    ] == "sent"
+    assert (await wait_for_status(monday_client, row["id"], "sent"))["delivery_status"] == "sent"
 
 
 async def test_server_error_fails_without_retry(
     monday_client: Any, fake_monday: Any, mint: Any
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
-    fake_monday.fake.fail_next("server_error")
-    row = await send(monday_client, mint)
+    row = await send_with_fault(monday_client, fake_monday.fake, mint, "server_error")
     assert row["delivery_status"] == "failed"
     await asyncio.sleep(0.3)
-    assert (await read(monday_client, mint, row["id"]))["delivery_status"] == "failed"
+    assert (await read(monday_client, row["id"]))["delivery_status"] == "failed"
 
 
 async def test_bad_gateway_is_unknown_and_not_retried(
     monday_client: Any, fake_monday: Any, mint: Any
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
-    fake_monday.fake.fail_next("bad_gateway")
-    row = await send(monday_client, mint)
+    row = await send_with_fault(monday_client, fake_monday.fake, mint, "bad_gateway")
     assert row["delivery_status"] == "unknown"
     await asyncio.sleep(0.3)
-    assert (await read(monday_client, mint, row["id"]))["attempts"] == 1
+    assert (await read(monday_client, row["id"]))["attempts"] == 1
 
 
 async def test_rejected_credential_needs_reconnect(
     monday_client: Any, fake_monday: Any, mint: Any
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
-    fake_monday.fake.fail_next("unauthorized")
-    row = await send(monday_client, mint)
+    row = await send_with_fault(monday_client, fake_monday.fake, mint, "unauthorized")
     assert row["delivery_status"] == "failed"
     credential = await get_credential(
         monday_client.app[ENGINE], CredentialCipher([ENCRYPTION_KEY]), ACCOUNT, MEMBER, "oauth"
@@ -113,10 +109,7 @@ async def test_rejected_credential_needs_reconnect(
 async def test_invalid_user_fails_with_mondays_code(
     monday_client: Any, fake_monday: Any, mint: Any
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
-    fake_monday.fake.fail_next("invalid_user")
-    row = await send(monday_client, mint)
+    row = await send_with_fault(monday_client, fake_monday.fake, mint, "invalid_user")
     assert row["delivery_status"] == "failed"
     assert row["last_error"]["code"] == "InvalidUserIdException"
     assert row["last_error"]["monday_request_id"]

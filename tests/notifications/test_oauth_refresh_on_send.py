@@ -42,6 +42,6 @@ async def test_an_expiring_oauth_token_is_refreshed_before_sending(
     assert stored is not None
     assert stored.secret != granted["access_token"]
     assert stored.refresh_secret != granted["refresh_token"]  # monday rotates refresh tokens
-    [call] = [r for r in fake.requests if r.path.endswith("/v2")]
+    [call] = fake.requests_to("/v2")
     assert call.authorization == stored.secret
     assert any(r.path.endswith("/oauth2/token") for r in fake.requests)

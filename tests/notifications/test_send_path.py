@@ -6,24 +6,13 @@ import asyncio
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from server.appkeys import ENGINE
 from server.monday.client import CREATE_NOTIFICATION
-from server.storage.tables import notifications, sender_audit
+from server.storage.tables import sender_audit
 from tests.conftest import ACCOUNT, INSTALLER
-from tests.notifications.helpers import MEMBER, connect, install, notification
-
-
-def api_calls(fake: Any) -> list[Any]:
-    return [r for r in fake.requests if r.path.endswith("/v2")]
-
-
-async def row_count(client: Any) -> int:
-    async with client.app[ENGINE].connect() as conn:
-        return int(
-            (await conn.execute(select(func.count()).select_from(notifications))).scalar_one()
-        )
+from tests.notifications.helpers import MEMBER, connect, install, notification, row_count
 
 
 async def test_sends_with_the_callers_own_app_token(
@@ -39,7 +28,7 @@ async def test_sends_with_the_callers_own_app_token(
     row = (await response.json())["data"]
     assert row["delivery_status"] == "sent"
     assert (row["sent_as"], row["transport"], row["credential_owner"]) == ("app", "server", MEMBER)
-    [call] = api_calls(fake_monday.fake)
+    [call] = fake_monday.fake.requests_to("/v2")
     assert call.authorization == token  # raw token, no "Bearer"
     assert call.api_version == "2026-07"
     assert call.headers["content-type"].startswith("application/json")
@@ -64,7 +53,7 @@ async def test_falls_back_to_the_installers_app_token(
     )
     row = (await response.json())["data"]
     assert row["credential_owner"] == INSTALLER and row["sent_as"] == "app"
-    assert api_calls(fake_monday.fake)[0].authorization == token
+    assert fake_monday.fake.requests_to("/v2")[0].authorization == token
 
 
 async def test_installer_api_key_shows_as_the_installer(
@@ -82,7 +71,7 @@ async def test_installer_api_key_shows_as_the_installer(
         INSTALLER,
         "sent",
     )
-    assert api_calls(fake_monday.fake)[0].authorization == key
+    assert fake_monday.fake.requests_to("/v2")[0].authorization == key
     [bell] = fake_monday.fake.bell(MEMBER)
     assert not bell.from_app and bell.token_owner_user_id == INSTALLER
 
@@ -100,7 +89,7 @@ async def test_seamless_relay_when_no_app_token(
     assert row["delivery_status"] == "awaiting_client" and row["transport"] == "seamless"
     assert row["relay"]["query"] == CREATE_NOTIFICATION
     assert row["relay"]["variables"]["text"] == 'He said "hi"\\n{x}'
-    assert api_calls(fake_monday.fake) == []  # the server itself sent nothing
+    assert fake_monday.fake.requests_to("/v2") == []  # the server itself sent nothing
 
     # Another user cannot report the outcome; the caller can, once.
     other = await monday_client.post(
@@ -154,7 +143,7 @@ async def test_text_reaches_monday_byte_for_byte(
         headers={"Authorization": mint(user=MEMBER)},
     )
     assert (await response.json())["data"]["delivery_status"] == "sent"
-    call = api_calls(fake_monday.fake)[0]
+    call = fake_monday.fake.requests_to("/v2")[0]
     assert json.loads(call.raw_body)["variables"]["text"] == text
     assert text not in call.body["query"]
     assert fake_monday.fake.bell(MEMBER)[0].text == text
@@ -276,7 +265,7 @@ async def test_idempotency_key_replays_and_detects_reuse(
     second = await monday_client.post("/notifications", json=notification(), headers=headers)
     assert (await first.json()) == (await second.json())
     assert second.headers.get("Idempotent-Replayed") == "true"
-    assert len(api_calls(fake_monday.fake)) == 1
+    assert len(fake_monday.fake.requests_to("/v2")) == 1
     reused = await monday_client.post(
         "/notifications", json=notification(message="other"), headers=headers
     )
@@ -309,5 +298,5 @@ async def test_concurrent_duplicates_send_once(
         body = await response.json()
         by_key.setdefault(body["data"]["message"], set()).add(json.dumps(body, sort_keys=True))
     assert {key: len(bodies) for key, bodies in by_key.items()} == dict.fromkeys(keys, 1)
-    assert len(api_calls(fake_monday.fake)) == 1
+    assert len(fake_monday.fake.requests_to("/v2")) == 1
     assert await row_count(monday_client) == 1

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from server.appkeys import ENGINE
 from server.monday.client import CREATE_NOTIFICATION
 from server.notifications.v2_parse import MAX_FIELDS
 from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, INSTALLER
-from tests.notifications.helpers import MEMBER, connect, install
+from tests.notifications.helpers import MEMBER, connect, install, row_count
 
 LITERAL = (
     "mutation { create_notification (user_id: 12, target_id: 674387, "
@@ -23,16 +23,6 @@ WITH_VARIABLES = (
     "{ create_notification(user_id: $user, target_id: $target, text: $text, target_type: $type) "
     "{ id text } }"
 )
-
-
-def api_calls(fake: Any) -> list[Any]:
-    return [r for r in fake.requests if r.path.endswith("/v2")]
-
-
-async def row_count(client: Any) -> int:
-    async with client.app[ENGINE].connect() as conn:
-        query = select(func.count()).select_from(notifications)
-        return int((await conn.execute(query)).scalar_one())
 
 
 async def ready(client: Any, fake: Any) -> str:
@@ -58,7 +48,7 @@ async def test_literal_mutation_as_in_mondays_docs(
     assert body["account_id"] == int(ACCOUNT)
     assert body["extensions"]["request_id"]
     assert "errors" not in body
-    [call] = api_calls(fake_monday.fake)
+    [call] = fake_monday.fake.requests_to("/v2")
     assert call.authorization == token
     assert call.body["query"] == CREATE_NOTIFICATION  # re-sent with variables, never pasted
     assert call.body["variables"] == {
@@ -94,7 +84,7 @@ async def test_variables_and_operation_name(
         "Post",
         "sent",
     )
-    assert api_calls(fake_monday.fake)[0].body["variables"]["target_type"] == "Post"
+    assert fake_monday.fake.requests_to("/v2")[0].body["variables"]["target_type"] == "Post"
 
 
 async def test_three_aliases_make_three_rows_and_three_bell_entries(
@@ -148,7 +138,7 @@ async def test_text_reaches_monday_byte_for_byte(
     status, body = await post(monday_client, mint, {"query": query})
     assert status == 200, body
     assert body["data"]["create_notification"]["text"] == text
-    for call in api_calls(fake_monday.fake):
+    for call in fake_monday.fake.requests_to("/v2"):
         assert json.loads(call.raw_body)["variables"]["text"] == text
         assert text not in call.body["query"]
     assert [b.text for b in fake_monday.fake.bell(MEMBER)] == [text, text]
@@ -167,7 +157,7 @@ async def test_a_query_is_refused(monday_client: Any, fake_monday: Any, mint: An
     # Shorthand `{ me { id } }` is a query too.
     status, body = await post(monday_client, mint, {"query": "{ me { id } }"})
     assert body["errors"][0]["extensions"]["error_data"] == {"operation": "query"}
-    assert api_calls(fake_monday.fake) == [] and await row_count(monday_client) == 0
+    assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
 
 
 async def test_other_mutations_are_refused_even_next_to_create_notification(
@@ -184,7 +174,7 @@ async def test_other_mutations_are_refused_even_next_to_create_notification(
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert error["extensions"]["error_data"] == {"field": "create_item"}
     assert "create_item" in error["message"]
-    assert api_calls(fake_monday.fake) == [] and await row_count(monday_client) == 0
+    assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
 
 
 async def test_malformed_graphql_is_a_parse_error(
@@ -256,7 +246,7 @@ async def test_invalid_arguments_refuse_the_whole_document(
         monday_client, mint, {"query": WITH_VARIABLES, "variables": {"user": MEMBER}}
     )
     assert "$target" in body["errors"][0]["message"]
-    assert api_calls(fake_monday.fake) == [] and await row_count(monday_client) == 0
+    assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
 
 
 async def test_too_many_aliases_and_too_deep_are_refused_before_execution(
@@ -275,7 +265,7 @@ async def test_too_many_aliases_and_too_deep_are_refused_before_execution(
     deep = "mutation { create_notification { a { b { c { d { e } } } } } }"
     status, body = await post(monday_client, mint, {"query": deep})
     assert "nested too deeply" in body["errors"][0]["message"]
-    assert api_calls(fake_monday.fake) == [] and await row_count(monday_client) == 0
+    assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
     # Exactly the limit is fine.
     query = "mutation { " + " ".join(f"n{i}{field}" for i in range(MAX_FIELDS)) + " }"
     status, body = await post(monday_client, mint, {"query": query})
@@ -352,7 +342,7 @@ async def test_relay_capable_view_gets_the_mutation_to_run(
     relay = body["extensions"]["relay"]["create_notification"]
     assert relay["query"] == CREATE_NOTIFICATION
     assert relay["variables"]["text"] == "This is a notification"
-    assert api_calls(fake_monday.fake) == []
+    assert fake_monday.fake.requests_to("/v2") == []
 
 
 async def test_idempotency_key_replays(monday_client: Any, fake_monday: Any, mint: Any) -> None:
@@ -360,7 +350,7 @@ async def test_idempotency_key_replays(monday_client: Any, fake_monday: Any, min
     first = await post(monday_client, mint, {"query": LITERAL}, **{"Idempotency-Key": "k1"})
     second = await post(monday_client, mint, {"query": LITERAL}, **{"Idempotency-Key": "k1"})
     assert first == second and first[0] == 200
-    assert len(api_calls(fake_monday.fake)) == 1
+    assert len(fake_monday.fake.requests_to("/v2")) == 1
     other = LITERAL.replace("This is", "Another")
     status, body = await post(monday_client, mint, {"query": other}, **{"Idempotency-Key": "k1"})
     assert status == 422 and body["errors"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
@@ -373,7 +363,7 @@ async def test_installer_key_path_through_v2(
     key = await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="api_key")
     status, body = await post(monday_client, mint, {"query": LITERAL})
     assert status == 200, body
-    assert api_calls(fake_monday.fake)[0].authorization == key
+    assert fake_monday.fake.requests_to("/v2")[0].authorization == key
     [bell] = fake_monday.fake.bell(MEMBER)
     assert not bell.from_app
 

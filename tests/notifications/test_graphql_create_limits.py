@@ -1,0 +1,34 @@
+"""Contract §6 over Directus GraphQL: the same batch limits as POST /notifications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.notifications.helpers import MEMBER, connect, install, row_count
+
+CREATE_MANY = """mutation ($d: [create_directus_notifications_input!]!) {
+  create_notifications_items(data: $d) { id } }"""
+ONE = {"recipient": "13", "message": "x", "collection": "Project", "item": "5550001"}
+
+
+async def create_many(client: Any, token: str, items: list[dict[str, Any]]) -> Any:
+    response = await client.post(
+        "/graphql/system",
+        json={"query": CREATE_MANY, "variables": {"d": items}},
+        headers={"Authorization": token},
+    )
+    return await response.json()
+
+
+async def test_empty_and_oversized_batches_are_refused_and_write_nothing(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
+    await install(monday_client)
+    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
+    token = mint(user=MEMBER)
+    for items in ([], [ONE] * 501):
+        body = await create_many(monday_client, token, items)
+        assert body["data"] is None or body["data"]["create_notifications_items"] is None
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["INVALID_PAYLOAD"]
+    assert await row_count(monday_client) == 0
+    assert fake_monday.fake.requests_to("/v2") == []
