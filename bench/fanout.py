@@ -50,6 +50,20 @@ async def delivery_counts(engine: Any) -> dict[str, int]:
         return {status: int(n) for status, n in (await conn.execute(stmt)).all()}
 
 
+async def wait_until_terminal(
+    engine: Any, count: int, *, started: float, cap: float, every: float
+) -> dict[str, int]:
+    """Poll every `every` s until `count` rows are terminal, or until `cap` s after `started`
+    (a `time.perf_counter()` value); the last counts."""
+    counts = await delivery_counts(engine)
+    while sum(counts.get(s, 0) for s in TERMINAL) < count:
+        if time.perf_counter() - started > cap:
+            break
+        await asyncio.sleep(every)
+        counts = await delivery_counts(engine)
+    return counts
+
+
 async def one_run(fake: FakeServer, opts: Options, batch_size: int) -> dict[str, Any]:
     recipients, cap = sizes(opts)
     ids = recipient_ids(recipients)
@@ -86,12 +100,9 @@ async def one_run(fake: FakeServer, opts: Options, batch_size: int) -> dict[str,
                 )
             accepted = time.perf_counter() - started
             try:
-                counts = await delivery_counts(engine)
-                while sum(counts.get(s, 0) for s in TERMINAL) < recipients:
-                    if time.perf_counter() - started > cap:
-                        break
-                    await asyncio.sleep(0.1)
-                    counts = await delivery_counts(engine)
+                counts = await wait_until_terminal(
+                    engine, recipients, started=started, cap=cap, every=0.1
+                )
                 wall = time.perf_counter() - started
             finally:
                 await engine.dispose()

@@ -14,7 +14,6 @@ the share is that ideal time divided by the time the server actually took.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -35,7 +34,7 @@ from bench.common import (
     session_token,
     write_result,
 )
-from bench.fanout import TERMINAL, delivery_counts
+from bench.fanout import TERMINAL, wait_until_terminal
 from server.storage.db import create_engine
 
 NAME = "ratelimited"
@@ -86,13 +85,11 @@ async def run(opts: Options) -> dict[str, Any]:
                         base, make, count=count, concurrency=CONCURRENCY, max_seconds=cap
                     )
                     check_load(load, "POST /notifications")
-                    counts = await delivery_counts(engine)
-                    while sum(counts.get(s, 0) for s in TERMINAL) < count:
-                        if time.perf_counter() - started > cap:
-                            say(f"  ! stopped waiting after {cap:g} s: {counts}")
-                            break
-                        await asyncio.sleep(0.2)
-                        counts = await delivery_counts(engine)
+                    counts = await wait_until_terminal(
+                        engine, count, started=started, cap=cap, every=0.2
+                    )
+                    if sum(counts.get(s, 0) for s in TERMINAL) < count:
+                        say(f"  ! stopped waiting after {cap:g} s: {counts}")
                 finally:
                     await engine.dispose()
     answers = fake.answers

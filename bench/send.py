@@ -39,6 +39,11 @@ def sizes(opts: Options) -> tuple[int, float]:
     return (150, 4.0) if opts.quick else (2000, 20.0)
 
 
+def warmups(opts: Options) -> int:
+    """Untimed requests before the timed ones (single notifications)."""
+    return 5 if opts.quick else 20
+
+
 def notification(i: int) -> dict[str, Any]:
     return {
         "recipient": MEMBER,
@@ -55,7 +60,7 @@ async def send_load(
     arrays of that many notifications per request."""
     count, default_cap = sizes(opts)
     cap = default_cap if cap is None else min(cap, default_cap)
-    warmup = 5 if opts.quick else 20
+    warmup = warmups(opts)
     if batch > 1:
         count, warmup = (4, 0) if opts.quick else (max(count // batch * 2, 20), 2)
     headers = {"Authorization": session_token()}
@@ -111,13 +116,14 @@ async def run(opts: Options) -> dict[str, Any]:
         app = await measure_app(fake, opts, "sqlite", "send-app")
         upstream = fake.v2_requests() - before
         describe("monday-notify (SQLite)", app)
+    app_s, bare_s = app.summary(), bare.summary()
     results = {
-        "bare": bare.summary(),
-        "app_sqlite": {**app.summary(), "upstream_requests": upstream},
+        "bare": bare_s,
+        "app_sqlite": {**app_s, "upstream_requests": upstream},
         "ratios": {
             "throughput_app_over_bare": ratio(app.rate, bare.rate),
-            "p50_app_over_bare": ratio(app.summary()["p50_ms"], bare.summary()["p50_ms"]),
-            "p99_app_over_bare": ratio(app.summary()["p99_ms"], bare.summary()["p99_ms"]),
+            "p50_app_over_bare": ratio(app_s["p50_ms"], bare_s["p50_ms"]),
+            "p99_app_over_bare": ratio(app_s["p99_ms"], bare_s["p99_ms"]),
         },
     }
     r = results["ratios"]
@@ -125,8 +131,12 @@ async def run(opts: Options) -> dict[str, Any]:
         f"  ratio app/bare: throughput x{r['throughput_app_over_bare']}, "
         f"p50 x{r['p50_app_over_bare']}, p99 x{r['p99_app_over_bare']}"
     )
-    warmup = 5 if opts.quick else 20
-    params = {"requests": count, "time_cap_s": cap, "concurrency": CONCURRENCY, "warmup": warmup}
+    params = {
+        "requests": count,
+        "time_cap_s": cap,
+        "concurrency": CONCURRENCY,
+        "warmup": warmups(opts),
+    }
     write_result(NAME, opts, params, results)
     if opts.charts:
         charts.send_chart(opts, results)

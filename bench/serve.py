@@ -22,10 +22,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from server.appkeys import SETTINGS
+from server.http.auth import require_session
 from server.logs import configure_logging
 from server.monday.client import CREATE_NOTIFICATION
 from server.settings import Settings
-from server.tokens import extract_token, verify_session
 
 BARE_HTTP = web.AppKey("bare_http", aiohttp.ClientSession)
 
@@ -39,15 +40,7 @@ def bare_app(settings: Settings, monday_token: str) -> web.Application:
         await app[BARE_HTTP].close()
 
     async def notify(request: web.Request) -> web.Response:
-        token = extract_token(request.headers.get("Authorization"))
-        verify_session(
-            token,
-            secrets=settings.client_secrets,
-            client_id=settings.monday_client_id or None,
-            app_id=settings.monday_app_id,
-            leeway=settings.jwt_leeway_seconds,
-            max_bytes=settings.max_token_bytes,
-        )
+        require_session(request)  # the same verification as the server's
         body = await request.json()
         variables = {
             "user_id": body["recipient"],
@@ -72,6 +65,7 @@ def bare_app(settings: Settings, monday_token: str) -> web.Application:
         )
 
     app = web.Application()
+    app[SETTINGS] = settings
     app.cleanup_ctx.append(http_client)
     app.router.add_post("/notifications", notify)
     return app

@@ -7,9 +7,9 @@ under CI=true, so a CI machine cannot pass by not running them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.delivery.helpers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,13 +40,6 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Server:
     url: str
@@ -52,8 +47,6 @@ class Server:
     log: Path
 
     def get_json(self, path: str) -> Any:
-        import json
-
         with urllib.request.urlopen(self.url + path, timeout=5) as answer:  # noqa: S310
             return json.loads(answer.read())
 
@@ -68,7 +61,7 @@ class Server:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     """`monday-notify serve --dev` in a subprocess, its var/ and database under tmp_path."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONDAY_", "APP_"))}
     for name in ("PUBLIC_BASE_URL", "ENCRYPTION_KEYS", "FRAME_ANCESTORS", "HOST", "PORT"):
         env.pop(name, None)

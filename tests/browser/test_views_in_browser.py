@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Harness
+from tests.browser.conftest import SCREENSHOTS, Harness
 
 pytestmark = pytest.mark.browser
 
@@ -206,13 +206,7 @@ def test_screenshots_of_each_view(harness: Harness, theme: str) -> None:
             frame.locator(".history-item").first.wait_for(timeout=10000)
             _compose(frame, MAX, "Can you check the launch checklist?")
         harness.screenshot(f"{view}-{theme}")
-    harness.page.screenshot(path=str(_harness_shot(theme)))
-
-
-def _harness_shot(theme: str) -> Any:
-    from tests.browser.conftest import SCREENSHOTS
-
-    return SCREENSHOTS / f"harness-{theme}.png"
+    harness.page.screenshot(path=str(SCREENSHOTS / f"harness-{theme}.png"))
 
 
 def test_theme_changes_reach_the_view_without_reload(harness: Harness) -> None:

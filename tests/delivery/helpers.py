@@ -1,21 +1,30 @@
-"""Delivery test helpers: a server on the fake monday with chosen settings, row polling."""
+"""Delivery test helpers: a server on the fake monday with chosen settings, row polling, a free
+port and an installed account for servers that run outside a TestClient."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.app import create_app
 from server.appkeys import ENGINE
+from server.installations.crypto import CredentialCipher
+from server.installations.store import (
+    CredentialKind,
+    store_credential,
+    upsert_installation,
+    utcnow,
+)
 from server.notifications.store import fetch_row
-from tests.conftest import FakeMondayServer, make_settings
+from tests.conftest import ACCOUNT, ENCRYPTION_KEY, INSTALLER, FakeMondayServer, make_settings
 from tests.notifications.helpers import MEMBER, connect, install, notification
 
 Client = TestClient[web.Request, web.Application]
@@ -27,6 +36,30 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def install_account(
+    engine: AsyncEngine, credentials: Iterable[tuple[str, CredentialKind, str]]
+) -> None:
+    """ACCOUNT installed by INSTALLER (policy app_then_installer), and each (user, kind, secret)
+    credential stored: what `install` and `connect` leave behind, without a TestClient."""
+    async with engine.begin() as connection:
+        await upsert_installation(
+            connection,
+            ACCOUNT,
+            {
+                "installer_user_id": INSTALLER,
+                "sender_policy": "app_then_installer",
+                "installed": True,
+                "last_event_type": "install",
+            },
+            now=utcnow(),
+        )
+    cipher = CredentialCipher([ENCRYPTION_KEY])
+    for user, kind, secret in credentials:
+        await store_credential(
+            engine, cipher, account_id=ACCOUNT, user_id=user, kind=kind, secret=secret
+        )
 
 
 @asynccontextmanager

@@ -17,8 +17,6 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from server.installations.crypto import CredentialCipher
-from server.installations.store import store_credential, upsert_installation, utcnow
 from server.storage.db import create_engine
 from server.storage.migrate import upgrade
 from server.storage.tables import notifications
@@ -27,11 +25,10 @@ from tests.conftest import (
     CLIENT_ID,
     CLIENT_SECRET,
     ENCRYPTION_KEY,
-    INSTALLER,
     SIGNING_SECRET,
     FakeMondayServer,
 )
-from tests.delivery.helpers import free_port
+from tests.delivery.helpers import free_port, install_account
 from tests.notifications.helpers import MEMBER
 
 WAITING = ("queued", "retry_scheduled", "sending")
@@ -45,26 +42,7 @@ async def seed(database_url: str, fake: FakeMondayServer) -> None:
     fake.fake.add_token(MEMBER_TOKEN, MEMBER, ACCOUNT, "oauth")
     engine = create_engine(database_url)
     try:
-        async with engine.begin() as connection:
-            await upsert_installation(
-                connection,
-                ACCOUNT,
-                {
-                    "installer_user_id": INSTALLER,
-                    "sender_policy": "app_then_installer",
-                    "installed": True,
-                    "last_event_type": "install",
-                },
-                now=utcnow(),
-            )
-        await store_credential(
-            engine,
-            CredentialCipher([ENCRYPTION_KEY]),
-            account_id=ACCOUNT,
-            user_id=MEMBER,
-            kind="oauth",
-            secret=MEMBER_TOKEN,
-        )
+        await install_account(engine, [(MEMBER, "oauth", MEMBER_TOKEN)])
     finally:
         await engine.dispose()
 

@@ -21,11 +21,11 @@ from sqlalchemy import insert
 from server.app import create_app
 from server.appkeys import ENGINE
 from server.dev.fake_monday import FakeMonday, create_fake_monday_app, seed_dev_users
-from server.installations.crypto import CredentialCipher
-from server.installations.store import store_credential, upsert_installation, utcnow
+from server.installations.store import utcnow
 from server.storage.tables import notifications
-from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, ENCRYPTION_KEY, INSTALLER
+from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER
 from tests.conftest import make_settings as make_test_settings
+from tests.delivery.helpers import install_account
 
 T = TypeVar("T")
 APP_TOKEN = "app-oauth-token-of-installer"
@@ -52,23 +52,9 @@ class LiveServer:
 async def _prepare(app: web.Application, fake: FakeMonday) -> None:
     fake.add_token(APP_TOKEN, INSTALLER, ACCOUNT, "oauth")
     fake.add_token(SHORT_LIVED, INSTALLER, ACCOUNT, "short_lived")
-    async with app[ENGINE].begin() as conn:
-        await upsert_installation(
-            conn,
-            ACCOUNT,
-            {
-                "installer_user_id": INSTALLER,
-                "sender_policy": "app_then_installer",
-                "installed": True,
-                "last_event_type": "install",
-            },
-            now=utcnow(),
-        )
-    cipher = CredentialCipher([ENCRYPTION_KEY])
-    for kind, secret in (("oauth", APP_TOKEN), ("api_key", API_KEY)):
-        await store_credential(
-            app[ENGINE], cipher, account_id=ACCOUNT, user_id=INSTALLER, kind=kind, secret=secret
-        )
+    await install_account(
+        app[ENGINE], [(INSTALLER, "oauth", APP_TOKEN), (INSTALLER, "api_key", API_KEY)]
+    )
 
 
 async def insert_awaiting_row(app: web.Application) -> int:

@@ -1,6 +1,7 @@
 // The board view: compose a notification, see who it will be sent as, watch this board's ledger.
 import {
   ApiError,
+  SDK_TIMEOUT_MS,
   api,
   banner,
   friendlyMessage,
@@ -63,7 +64,7 @@ async function loadBoard() {
   try {
     const result = await withTimeout(
       monday.api(BOARD_QUERY, { variables: { ids: [String(state.boardId)] } }),
-      10000,
+      SDK_TIMEOUT_MS,
       "board",
     );
     const board = result && result.data && result.data.boards && result.data.boards[0];
@@ -86,13 +87,8 @@ function policyOf(installation) {
 }
 
 function installerOf(installation) {
-  if (!installation) return null;
-  const direct = installation.installer_user_id ?? installation.installer_id;
-  if (direct !== undefined && direct !== null) return String(direct);
-  const installer = installation.installer;
-  if (installer && typeof installer === "object" && installer.id !== undefined) return String(installer.id);
-  if (typeof installer === "string" || typeof installer === "number") return String(installer);
-  return null;
+  const id = installation && installation.installer_user_id;
+  return id === undefined || id === null ? null : String(id);
 }
 
 function allowedSenders() {

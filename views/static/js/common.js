@@ -5,7 +5,7 @@
 // The scroll helper injects an inline <style>, which our CSP refuses; we don't need it.
 export const monday = window.mondaySdk({ withoutScrollHelper: true });
 
-const SDK_TIMEOUT_MS = 10000;
+export const SDK_TIMEOUT_MS = 10000;
 const RELAY_TIMEOUT_MS = 60000;
 
 /** Reject if the host never answers (the SDK's promises otherwise stay pending forever). */

@@ -72,8 +72,7 @@ async function savePolicy(event) {
   event.preventDefault();
   const chosen = policyForm.elements.sender_policy.value;
   try {
-    const answer = await api("/installation", { method: "PATCH", body: { sender_policy: chosen } });
-    if (answer && answer.data) state.installation = { ...state.installation, ...answer.data };
+    await api("/installation", { method: "PATCH", body: { sender_policy: chosen } });
     notice("Sender policy saved.", "success");
     await load();
   } catch (error) {

@@ -40,7 +40,7 @@ function nameOf(userId) {
 function config() {
   const s = state.settings || {};
   const inst = state.installation || {};
-  const owner = s.owner_id ?? s.owner ?? inst.installer_user_id ?? (inst.installer && inst.installer.id);
+  const owner = s.owner_id ?? s.owner ?? inst.installer_user_id;
   const boards = (state.context && state.context.boardIds) || [];
   return {
     owner: owner === undefined || owner === null ? "" : String(owner),
@@ -84,13 +84,10 @@ async function refresh() {
   }
 }
 
+/** The answer of `aggregate[count]=*` is `{"data": [{"count": N}]}`. */
 function countOf(answer) {
-  const data = answer && answer.data;
-  const first = Array.isArray(data) ? data[0] : data;
-  if (!first) return 0;
-  let value = first.count;
-  if (value && typeof value === "object") value = value["*"] ?? Object.values(value)[0];
-  const number = Number(value);
+  const first = answer && Array.isArray(answer.data) ? answer.data[0] : null;
+  const number = Number(first && first.count);
   return Number.isFinite(number) ? number : 0;
 }
 
