@@ -30,13 +30,16 @@ def _nullable(schema: Schema) -> Schema:
 
 
 _DATETIME: Schema = {"type": "string", "format": "date-time"}
+_STATUS: Schema = {"type": "string", "enum": ["inbox", "archived"]}
+_STRINGS: Schema = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_SENDER_POLICY: Schema = {"type": "string", "enum": ["app", "installer", "app_then_installer"]}
 _MONDAY_ID_OUT: Schema = {"type": "string", "pattern": "^[0-9]+$"}
 
 # The notification object: exactly the fields of contract §6, in the API's order.
 NOTIFICATION_PROPERTIES: dict[str, Schema] = {
     "id": {"type": "integer", "minimum": 1, "description": "Ours (the ledger's primary key)."},
     "timestamp": {**_DATETIME, "description": "When the notification was created (UTC)."},
-    "status": {"type": "string", "enum": ["inbox", "archived"]},
+    "status": _STATUS,
     "recipient": {**_MONDAY_ID_OUT, "description": "monday user id of the recipient."},
     "sender": {**_MONDAY_ID_OUT, "description": "monday user id of the caller who asked."},
     "subject": _nullable({"type": "string", "maxLength": 255}),
@@ -136,23 +139,23 @@ _KEYS: Schema = {
 _STATUS_DATA: Schema = {
     "type": "object",
     "description": "Only `status` can change; any other field is 403 FORBIDDEN.",
-    "properties": {"status": {"type": "string", "enum": ["inbox", "archived"]}},
+    "properties": {"status": _STATUS},
 }
 
 _QUERY_OBJECT: Schema = {
     "type": "object",
     "description": "Directus' query: the same keys as the URL parameters, as JSON values.",
     "properties": {
-        "fields": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "fields": _STRINGS,
         "filter": {"type": "object"},
         "search": {"type": "string"},
-        "sort": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "sort": _STRINGS,
         "limit": {"type": "integer"},
         "offset": {"type": "integer"},
         "page": {"type": "integer"},
         "meta": {"type": "string"},
         "aggregate": {"type": "object"},
-        "groupBy": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "groupBy": _STRINGS,
     },
 }
 
@@ -177,7 +180,7 @@ _INSTALLATION: Schema = {
         "account_id": {"type": "string"},
         "installed": {"type": "boolean"},
         "installer_user_id": _nullable({"type": "string"}),
-        "sender_policy": {"type": "string", "enum": ["app", "installer", "app_then_installer"]},
+        "sender_policy": _SENDER_POLICY,
         "credentials": {"type": "array", "items": _ref("Credential")},
     },
     "required": ["account_id", "installed", "installer_user_id", "sender_policy", "credentials"],
@@ -424,7 +427,7 @@ def _paths() -> dict[str, Schema]:
                             "type": "object",
                             "properties": {
                                 "id": {"type": "integer", "minimum": 1},
-                                "status": {"type": "string", "enum": ["inbox", "archived"]},
+                                "status": _STATUS,
                             },
                             "required": ["id"],
                         },
@@ -730,12 +733,7 @@ def _paths() -> dict[str, Schema]:
                     {
                         "type": "object",
                         "additionalProperties": False,
-                        "properties": {
-                            "sender_policy": {
-                                "type": "string",
-                                "enum": ["app", "installer", "app_then_installer"],
-                            }
-                        },
+                        "properties": {"sender_policy": _SENDER_POLICY},
                         "required": ["sender_policy"],
                     }
                 ),
@@ -887,7 +885,7 @@ def _components() -> Schema:
 
 def build_spec() -> dict[str, Any]:
     """The OpenAPI document (a fresh copy each call; callers may mutate it)."""
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "monday-notify",
@@ -910,3 +908,5 @@ def build_spec() -> dict[str, Any]:
         "paths": _paths(),
         "components": _components(),
     }
+    # The parts above share module-level schemas; the copy keeps a caller's change out of them.
+    return copy.deepcopy(document)

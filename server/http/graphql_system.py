@@ -8,9 +8,8 @@ Errors follow the GraphQL spec, each with `extensions.code`.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,8 +52,10 @@ from server.appkeys import ENGINE
 from server.errors import ApiError, error_body, invalid_payload
 from server.http.auth import require_session
 from server.http.body import read_json
+from server.http.send import send_from_request
 from server.notifications import ledger
-from server.notifications.query import FIELD_KINDS, ORDERABLE, Context, parse_query
+from server.notifications.filters import FIELD_KINDS, Context
+from server.notifications.query import ORDERABLE, parse_query
 from server.tokens import Session
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,13 @@ StringOrFloat = GraphQLScalarType(
 # ---------------------------------------------------------------- types
 
 
+def _scalar_type(name: str) -> GraphQLScalarType:
+    """A notification field's GraphQL scalar, the same for reading and for update input."""
+    return {"int": GraphQLInt, "json": JSONScalar}.get(FIELD_KINDS[name], GraphQLString)
+
+
 def _output_type(name: str) -> GraphQLOutputType:
-    if name == "id":
-        return GraphQLNonNull(GraphQLID)
-    kind = FIELD_KINDS[name]
-    return {"int": GraphQLInt, "json": JSONScalar}.get(kind, GraphQLString)
+    return GraphQLNonNull(GraphQLID) if name == "id" else _scalar_type(name)
 
 
 NotificationType = GraphQLObjectType(
@@ -193,14 +196,9 @@ CreateInput = GraphQLInputObjectType(
 )
 
 
-def _input_type(name: str) -> GraphQLInputType:
-    kind = FIELD_KINDS[name]
-    return {"int": GraphQLInt, "json": JSONScalar}.get(kind, GraphQLString)
-
-
 UpdateInput = GraphQLInputObjectType(
     "update_directus_notifications_input",
-    {name: GraphQLInputField(_input_type(name)) for name in FIELD_KINDS if name != "id"},
+    {name: GraphQLInputField(_scalar_type(name)) for name in FIELD_KINDS if name != "id"},
 )
 DeleteOne = GraphQLObjectType("delete_one", {"id": GraphQLField(GraphQLNonNull(GraphQLID))})
 DeleteMany = GraphQLObjectType(
@@ -306,16 +304,7 @@ async def resolve_create_items(_root: Any, info: GraphQLResolveInfo, data: Any) 
 async def _send(info: GraphQLResolveInfo, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The send service of contract §6, shared with `POST /notifications`."""
     ctx = _ctx(info)
-    send: Callable[..., Any] | None = None
-    # Imported when used: the send path wires delivery and monday, which queries don't need.
-    for module_name in ("server.notifications.send", "server.http.send"):
-        send = getattr(importlib.import_module(module_name), "send_from_request", None)
-        if send is not None:
-            break
-    if send is None:
-        raise ApiError(501, "NOT_IMPLEMENTED", "Creating notifications over GraphQL is not ready.")
-    result: list[dict[str, Any]] = await send(ctx.request, ctx.session, items, surface="graphql")
-    return result
+    return await send_from_request(ctx.request, ctx.session, items, surface="graphql")
 
 
 async def resolve_update_item(

@@ -16,7 +16,8 @@ from server.errors import invalid_payload, invalid_query
 from server.http.auth import require_session
 from server.http.body import read_json
 from server.notifications import ledger
-from server.notifications.query import Context, Query, parse_query, parse_url_query
+from server.notifications.filters import Context
+from server.notifications.query import Query, parse_query, parse_url_query
 from server.notifications.serialize import project
 from server.tokens import Session
 

@@ -23,14 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden, invalid_payload
-from server.notifications.query import (
-    MAX_LIMIT,
-    MAX_SAFE_INTEGER,
-    Aggregate,
-    Query,
-    group_order_by,
-    order_by,
-)
+from server.notifications.filters import MAX_SAFE_INTEGER
+from server.notifications.query import MAX_LIMIT, Aggregate, Query, group_order_by, order_by
 from server.notifications.serialize import (
     API_FIELDS,
     api_value,

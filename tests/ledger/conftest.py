@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 
 from server.app import create_app
 from server.appkeys import ENGINE
+from server.notifications import store
 from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, make_settings, start_app
 
@@ -141,13 +142,7 @@ async def insert_rows(client: Client, *rows: dict[str, Any]) -> list[int]:
 
 
 async def fetch_row(client: Client, row_id: int) -> dict[str, Any] | None:
-    async with client.app[ENGINE].connect() as conn:
-        found = (
-            (await conn.execute(select(notifications).where(notifications.c.id == row_id)))
-            .mappings()
-            .first()
-        )
-    return dict(found) if found is not None else None
+    return await store.fetch_row(client.app[ENGINE], row_id)
 
 
 async def all_ids(client: Client) -> set[int]:

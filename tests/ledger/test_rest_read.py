@@ -6,6 +6,7 @@ from typing import Any
 
 from tests.conftest import Mint
 from tests.ledger.conftest import ADMIN, ALICE, BOB, CAROL, OTHER_ACCOUNT, Client, bearer
+from tests.openapi.test_document import CONTRACT_FIELDS
 
 
 async def get(client: Client, token: str, path: str, **params: Any) -> tuple[int, Any]:
@@ -33,12 +34,7 @@ async def test_object_has_exactly_the_contract_fields(
     status, body = await get(client, mint(user=ALICE), f"/notifications/{ids['welcome']}")
     assert status == 200
     item = body["data"]
-    assert list(item) == [
-        "id", "timestamp", "status", "recipient", "sender", "subject", "message",
-        "collection", "item", "account_id", "sent_as", "transport", "credential_owner",
-        "delivery_status", "attempts", "next_attempt_at", "sent_at", "last_error",
-        "idempotency_key",
-    ]  # fmt: skip
+    assert list(item) == CONTRACT_FIELDS
     assert item["id"] == ids["welcome"]
     assert item["timestamp"] == "2024-01-01T10:00:00.000000Z"
     assert item["sent_at"] == "2024-01-01T10:00:01.000000Z"
