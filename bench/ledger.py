@@ -41,7 +41,8 @@ from bench.common import (
     write_result,
 )
 from server.notifications import ledger
-from server.notifications.filters import Context, order_by, parse_query, parse_url_query
+from server.notifications.filters import Context
+from server.notifications.query import order_by, parse_query, parse_url_query
 from server.storage.db import create_engine
 from server.storage.tables import notifications
 from server.tokens import verify_session
