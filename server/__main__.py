@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 
 from server.logs import configure_logging
 from server.settings import Settings, SettingsError, load_settings
-from server.tokens import mint_integration, mint_lifecycle, mint_session
+from server.tokens import LIFECYCLE_PATH, mint_integration, mint_lifecycle, mint_session
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -67,6 +67,7 @@ def _mint(args: argparse.Namespace) -> int:
             settings.client_secrets[0],
             account_id=args.account,
             user_id=args.user,
+            audience=settings.base_url + (args.route or LIFECYCLE_PATH),
             lifetime=args.lifetime,
         )
     else:
@@ -80,7 +81,7 @@ def _mint(args: argparse.Namespace) -> int:
             settings.signing_secrets[0],
             account_id=args.account,
             user_id=args.user,
-            audience=settings.base_url + args.route,
+            audience=settings.base_url + (args.route or "/monday/actions/notify"),
             short_lived_token=args.short_lived_token,
             lifetime=args.lifetime,
         )
@@ -148,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--view-only", action="store_true")
     mint.add_argument("--guest", action="store_true")
     mint.add_argument("--lifetime", type=int, default=3600, help="seconds until exp")
-    mint.add_argument("--route", default="/monday/actions/notify", help="integration: the aud path")
+    mint.add_argument(
+        "--route",
+        default=None,
+        help="outbound tokens: the aud path (default /monday/lifecycle or /monday/actions/notify)",
+    )
     mint.add_argument(
         "--short-lived-token", default=None, help="integration: shortLivedToken claim"
     )

@@ -2,6 +2,13 @@
 
 Only HS256 is accepted. Each family's secrets are tried newest first and the index of
 the one that matched is reported, so an old secret can be retired once nothing uses it.
+
+The families are told apart by their shape, not only by their secret (contract §10):
+monday signs session tokens *and* lifecycle webhooks with the client secret, so a valid
+signature alone does not say which one a token is. Session tokens carry `dat`; outbound
+tokens (lifecycle, integration) carry top-level `accountId`, `userId`, `aud`, `exp`. Each
+verifier refuses the other shape, an outbound token must name our endpoint in `aud` and
+must expire.
 Verification is pure (an injectable clock), and the aiohttp helpers at the bottom only
 read the header and map failures to the 401 envelope.
 """
@@ -17,9 +24,12 @@ from typing import Any
 import jwt
 
 from server.errors import ApiError
+from server.ids import monday_id_or_none
 
 Clock = Callable[[], float]
 ALGORITHM = "HS256"
+# The route lifecycle tokens are for: their `aud` is PUBLIC_BASE_URL + this path.
+LIFECYCLE_PATH = "/monday/lifecycle"
 
 # Which secret index matched, per family; read by /metrics.
 secret_matches: Counter[tuple[str, int]] = Counter()
@@ -58,9 +68,16 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class LifecycleCaller:
-    """A verified lifecycle webhook signature (the event itself is in the body)."""
+    """A verified lifecycle webhook token: the account (and admin) monday signed it for.
 
-    claims: dict[str, Any]
+    The event itself is in the unsigned body; only `account_id` here is trusted, and the
+    event may only touch that account.
+    """
+
+    account_id: str
+    user_id: str
+    audience: str
+    expires_at: int
     secret_index: int
 
 
@@ -107,9 +124,10 @@ def _decode(
     leeway: int,
     max_bytes: int,
     clock: Clock,
-    audience: str | None = None,
+    shape: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Check header, signature (each secret, newest first) and time claims; return claims."""
+    """Check header, signature (each secret, newest first), time claims and the family's
+    `shape`; return the claims. A secret is counted as matched only for an accepted token."""
     if len(token) > max_bytes:
         raise _fail(family, "TOKEN_MALFORMED", "The token is too large.")
     try:
@@ -140,8 +158,8 @@ def _decode(
         except jwt.InvalidTokenError:
             raise _fail(family, "TOKEN_MALFORMED", "The token is not a well-formed JWT.") from None
         _check_times(claims, family=family, require_exp=require_exp, leeway=leeway, now=clock())
-        if audience is not None and claims.get("aud") != audience:
-            raise _fail(family, "TOKEN_WRONG_APP", "The token was issued for another endpoint.")
+        if shape is not None:
+            shape(claims)
         secret_matches[(family, index)] += 1
         return claims, index
     raise _fail(family, "TOKEN_INVALID_SIGNATURE", "The token's signature does not match.")
@@ -177,15 +195,43 @@ def _fail(family: str, code: str, message: str) -> TokenError:
     return TokenError(code, message)
 
 
-def _monday_id(value: Any) -> str | None:
-    """monday ids arrive as numbers or numeric strings; anything else is absent."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value > 0:
-        return str(value)
-    if isinstance(value, str) and value.isdigit() and value.isascii():
-        return value.lstrip("0") or None
-    return None
+# Top-level claims of monday's outbound tokens: a session token never has them.
+OUTBOUND_CLAIMS = ("accountId", "userId", "aud", "shortLivedToken")
+
+
+def _outbound_shape(family: str, audience: str) -> Callable[[dict[str, Any]], None]:
+    """Refuse a token not shaped like monday's outbound JWTs for this endpoint.
+
+    (`exp` is required by `_decode` itself.)
+    """
+
+    def check(claims: dict[str, Any]) -> None:
+        if "dat" in claims:
+            raise _fail(family, "TOKEN_MALFORMED", "A session token cannot call this endpoint.")
+        if claims.get("aud") != audience:  # an absent `aud` too: it must name this endpoint
+            raise _fail(family, "TOKEN_WRONG_APP", "The token was issued for another endpoint.")
+        if monday_id_or_none(claims.get("accountId")) is None or (
+            monday_id_or_none(claims.get("userId")) is None
+        ):
+            raise _fail(family, "TOKEN_MALFORMED", "The token has no valid accountId or userId.")
+
+    return check
+
+
+def _ids_and_expiry(claims: dict[str, Any]) -> tuple[str, str, int]:
+    """An outbound token's account, user and expiry, once its shape was checked."""
+    account_id = monday_id_or_none(claims["accountId"])
+    user_id = monday_id_or_none(claims["userId"])
+    assert account_id is not None and user_id is not None
+    return account_id, user_id, int(claims["exp"])
+
+
+def _session_shape(claims: dict[str, Any]) -> None:
+    if any(name in claims for name in OUTBOUND_CLAIMS):
+        # A lifecycle webhook token is signed with the same client secret: not a session.
+        raise _fail("session", "TOKEN_MALFORMED", "This token is not a session token.")
+    if not isinstance(claims.get("dat"), dict):
+        raise _fail("session", "TOKEN_MALFORMED", "The token has no 'dat' claim.")
 
 
 def verify_session(
@@ -207,16 +253,15 @@ def verify_session(
         leeway=leeway,
         max_bytes=max_bytes,
         clock=clock,
+        shape=_session_shape,
     )
-    dat = claims.get("dat")
-    if not isinstance(dat, dict):
-        raise _fail("session", "TOKEN_MALFORMED", "The token has no 'dat' claim.")
+    dat = claims["dat"]
     if client_id and dat.get("client_id") != client_id:
         raise _fail("session", "TOKEN_WRONG_APP", "The token was issued for another app.")
     if app_id is not None and str(dat.get("app_id")) != str(app_id):
         raise _fail("session", "TOKEN_WRONG_APP", "The token was issued for another app.")
-    account_id = _monday_id(dat.get("account_id"))
-    user_id = _monday_id(dat.get("user_id"))
+    account_id = monday_id_or_none(dat.get("account_id"))
+    user_id = monday_id_or_none(dat.get("user_id"))
     if account_id is None or user_id is None:
         raise _fail("session", "TOKEN_MALFORMED", "The token has no valid account or user id.")
     raw_app = dat.get("app_id")
@@ -237,21 +282,30 @@ def verify_lifecycle(
     token: str,
     *,
     secrets: Sequence[str],
+    audience: str,
     leeway: int = 10,
     max_bytes: int = 8192,
     clock: Clock = time.time,
 ) -> LifecycleCaller:
-    """A lifecycle webhook's Authorization JWT, signed with the client secret; `exp` if present."""
+    """A lifecycle webhook's JWT: client secret, outbound shape, `aud` = our lifecycle URL."""
     claims, index = _decode(
         token,
         secrets,
         family="lifecycle",
-        require_exp=False,
+        require_exp=True,
         leeway=leeway,
         max_bytes=max_bytes,
         clock=clock,
+        shape=_outbound_shape("lifecycle", audience),
     )
-    return LifecycleCaller(claims=claims, secret_index=index)
+    account_id, user_id, expires_at = _ids_and_expiry(claims)
+    return LifecycleCaller(
+        account_id=account_id,
+        user_id=user_id,
+        audience=audience,
+        expires_at=expires_at,
+        secret_index=index,
+    )
 
 
 def verify_integration(
@@ -272,19 +326,16 @@ def verify_integration(
         leeway=leeway,
         max_bytes=max_bytes,
         clock=clock,
-        audience=audience,
+        shape=_outbound_shape("integration", audience),
     )
-    account_id = _monday_id(claims.get("accountId"))
-    user_id = _monday_id(claims.get("userId"))
-    if account_id is None or user_id is None:
-        raise _fail("integration", "TOKEN_MALFORMED", "The token has no valid accountId or userId.")
+    account_id, user_id, expires_at = _ids_and_expiry(claims)
     short_lived = claims.get("shortLivedToken")
     return IntegrationCall(
         account_id=account_id,
         user_id=user_id,
         short_lived_token=short_lived if isinstance(short_lived, str) and short_lived else None,
         audience=audience,
-        expires_at=int(claims["exp"]),
+        expires_at=expires_at,
         secret_index=index,
     )
 
@@ -334,14 +385,23 @@ def mint_session(
 
 
 def mint_lifecycle(
-    secret: str, *, account_id: int | str, user_id: int | str, lifetime: int = 300
+    secret: str,
+    *,
+    account_id: int | str,
+    user_id: int | str,
+    audience: str,
+    lifetime: int = 300,
+    now: float | None = None,
 ) -> str:
-    """A lifecycle webhook Authorization JWT (claims under `dat`, as handlers observe)."""
-    now = int(time.time())
+    """A lifecycle webhook JWT in monday's outbound shape (monday-platform.md, 2026-11-28):
+    top-level `accountId`, `userId`, `aud` = our `/monday/lifecycle` URL, `iat`, `exp`."""
+    issued = int(now if now is not None else time.time())
     claims = {
-        "dat": {"account_id": int(account_id), "user_id": int(user_id)},
-        "iat": now,
-        "exp": now + lifetime,
+        "accountId": int(account_id),
+        "userId": int(user_id),
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + lifetime,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 

@@ -125,10 +125,10 @@ def test_mint_integration_and_lifecycle(tmp_path: Path) -> None:
     claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
     assert claims["aud"].endswith("/monday/actions/notify") and claims["shortLivedToken"] == "slt"
     result = run_cli(tmp_path, "mint-token", "--dev", "--kind", "lifecycle")
-    assert (
-        jwt.decode(result.stdout.strip(), options={"verify_signature": False})["dat"]["account_id"]
-        == 1001
-    )
+    claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    # monday's outbound shape (contract §10): top-level ids, `aud` = the lifecycle URL, no `dat`.
+    assert claims["accountId"] == 1001 and "dat" not in claims
+    assert claims["aud"].endswith("/monday/lifecycle") and claims["exp"] > claims["iat"]
 
 
 def test_keys_generate_prints_a_fernet_key(tmp_path: Path) -> None:

@@ -218,17 +218,64 @@ def test_minted_session_matches_mondays_shape() -> None:
 # ---- lifecycle ----
 
 
-def test_lifecycle_exp_is_optional_but_checked_when_present() -> None:
-    assert (
-        verify_lifecycle(sign({"dat": {"user_id": 1}}), secrets=SECRETS, clock=clock).secret_index
-        == 0
+LIFECYCLE_AUD = "http://127.0.0.1:8080/monday/lifecycle"
+
+
+def lifecycle(**overrides: Any) -> dict[str, Any]:
+    """monday's outbound shape (contract §10), signed with the client secret."""
+    claims: dict[str, Any] = {
+        "accountId": 1001,
+        "userId": 11,
+        "aud": LIFECYCLE_AUD,
+        "iat": int(NOW),
+        "exp": int(NOW) + 300,
+    }
+    claims.update(overrides)
+    return claims
+
+
+def life_code(token: str) -> str:
+    with pytest.raises(TokenError) as refused:
+        verify_lifecycle(token, secrets=SECRETS, audience=LIFECYCLE_AUD, clock=clock)
+    assert refused.value.status == 401
+    return refused.value.code
+
+
+def test_lifecycle_token_names_its_account() -> None:
+    caller = verify_lifecycle(
+        sign(lifecycle(accountId="1001")), secrets=SECRETS, audience=LIFECYCLE_AUD, clock=clock
     )
-    with pytest.raises(TokenError) as refused:
-        verify_lifecycle(sign({"exp": int(NOW) - 100}), secrets=SECRETS, clock=clock)
-    assert refused.value.code == "TOKEN_EXPIRED"
-    with pytest.raises(TokenError) as refused:
-        verify_lifecycle(sign({"dat": {}}, secret=SIGNING_SECRET), secrets=SECRETS, clock=clock)
-    assert refused.value.code == "TOKEN_INVALID_SIGNATURE"
+    assert (caller.account_id, caller.user_id, caller.secret_index) == ("1001", "11", 0)
+    older = verify_lifecycle(
+        sign(lifecycle(), OLD_CLIENT_SECRET), secrets=SECRETS, audience=LIFECYCLE_AUD, clock=clock
+    )
+    assert older.secret_index == 1
+
+
+def test_lifecycle_exp_is_required_and_checked() -> None:
+    claims = lifecycle()
+    del claims["exp"]
+    assert life_code(sign(claims)) == "TOKEN_MALFORMED"
+    assert life_code(sign(lifecycle(exp=int(NOW) - 100))) == "TOKEN_EXPIRED"
+    assert life_code(sign(lifecycle(), secret=SIGNING_SECRET)) == "TOKEN_INVALID_SIGNATURE"
+
+
+def test_lifecycle_refuses_session_shape_wrong_aud_and_bad_ids() -> None:
+    assert life_code(sign(session_claims())) == "TOKEN_MALFORMED"  # `dat`: a session token
+    assert life_code(sign(lifecycle(dat={"account_id": 1001}))) == "TOKEN_MALFORMED"
+    assert life_code(sign(lifecycle(aud=AUD))) == "TOKEN_WRONG_APP"
+    claims = lifecycle()
+    del claims["aud"]
+    assert life_code(sign(claims)) == "TOKEN_WRONG_APP"
+    for bad in ("007", " 1001", "-1", 0, 1001.0, True, ""):
+        assert life_code(sign(lifecycle(accountId=bad))) == "TOKEN_MALFORMED", bad
+
+
+def test_an_outbound_shaped_token_is_not_a_session() -> None:
+    # Signed with the client secret like a session token, but shaped like a lifecycle one.
+    assert code_of(sign(lifecycle())) == "TOKEN_MALFORMED"
+    assert code_of(sign({**session_claims(), "aud": LIFECYCLE_AUD})) == "TOKEN_MALFORMED"
+    assert code_of(sign({**session_claims(), "accountId": 1001})) == "TOKEN_MALFORMED"
 
 
 # ---- integration ----

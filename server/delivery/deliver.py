@@ -30,8 +30,10 @@ from server.notifications.store import utcnow
 
 log = logging.getLogger(__name__)
 
-# (account_id, sent_as, credential_owner) -> an API token, or None if none is usable now.
-CredentialResolver = Callable[[str, str, str], Awaitable[str | None]]
+# (account_id, sent_as, credential_owner, for_others) -> an API token, or None if none is
+# usable now. `for_others` is True when the rows were asked for by someone else than the
+# credential's owner: the resolver must check the owner may still lend it (contract §10).
+CredentialResolver = Callable[[str, str, str, bool], Awaitable[str | None]]
 # Called when monday rejects a stored credential (401): it must be reconnected.
 ReconnectMarker = Callable[[str, str, str], Awaitable[None]]
 
@@ -95,12 +97,14 @@ class Deliverer:
         Batches go out concurrently, as far as the governor lets them; a batch whose account
         is held back longer than `max_wait` seconds is rescheduled, not sent.
         """
-        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+        groups: dict[tuple[str, str, str, bool], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            groups[(row["account_id"], row["sent_as"], row["credential_owner"])].append(row)
+            owner = row["credential_owner"]
+            key = (row["account_id"], row["sent_as"], owner, row["sender"] != owner)
+            groups[key].append(row)
         batches = [
-            (account_id, sent_as, owner, group[start : start + self.batch_size])
-            for (account_id, sent_as, owner), group in groups.items()
+            (account_id, sent_as, owner, for_others, group[start : start + self.batch_size])
+            for (account_id, sent_as, owner, for_others), group in groups.items()
             for start in range(0, len(group), self.batch_size)
         ]
         results = await asyncio.gather(
@@ -113,23 +117,24 @@ class Deliverer:
                 log.error("delivering a batch failed", exc_info=result)
 
     async def _token_for(
-        self, account_id: str, sent_as: str, owner: str, row_id: int
+        self, account_id: str, sent_as: str, owner: str, for_others: bool, row_id: int
     ) -> str | None:
         if owner == "short_lived":
             return self.short_lived.get(row_id)
-        return await self.resolve(account_id, sent_as, owner)
+        return await self.resolve(account_id, sent_as, owner, for_others)
 
     async def _deliver_group(
         self,
         account_id: str,
         sent_as: str,
         owner: str,
+        for_others: bool,
         rows: list[dict[str, Any]],
         *,
         max_wait: float | None = None,
     ) -> None:
         account_id_var.set(account_id)  # this task's log lines carry the account
-        token = await self._token_for(account_id, sent_as, owner, rows[0]["id"])
+        token = await self._token_for(account_id, sent_as, owner, for_others, rows[0]["id"])
         if token is None:
             # The credential went away (uninstall, disconnect, expired short-lived token).
             for row in rows:

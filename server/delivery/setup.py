@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE, HTTP, SETTINGS
 from server.delivery.deliver import Deliverer
@@ -15,7 +16,12 @@ from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
 from server.installations.credentials import fresh_oauth_token
 from server.installations.crypto import CIPHER, setup_cipher
-from server.installations.store import CredentialKind, get_credential, mark_needs_reconnect
+from server.installations.store import (
+    CredentialKind,
+    get_credential,
+    get_installation,
+    mark_needs_reconnect,
+)
 from server.monday.client import MONDAY
 from server.monday.outcome import MondayError
 from server.notifications.send import SendService
@@ -29,13 +35,30 @@ def _kind(sent_as: str) -> CredentialKind:
     return "api_key" if sent_as == "installer" else "oauth"
 
 
+async def _owner_is_installer(engine: AsyncEngine, account_id: str, owner: str) -> bool:
+    installation = await get_installation(engine, account_id)
+    return (
+        installation is not None
+        and installation.installed
+        and installation.installer_user_id == owner
+    )
+
+
 async def _send_path(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = app[ENGINE]
     setup_cipher(app)
     cipher = app[CIPHER]
 
-    async def resolve(account_id: str, sent_as: str, owner: str) -> str | None:
+    async def resolve(account_id: str, sent_as: str, owner: str, for_others: bool) -> str | None:
+        if (sent_as == "installer" or for_others) and not await _owner_is_installer(
+            engine, account_id, owner
+        ):
+            # Contract §10: a credential is only used for its own owner. The installer's key
+            # (or the installer's OAuth token lent to another caller) is usable only while
+            # its owner IS the current installer: a row queued before a reinstall by another
+            # admin fails NO_CREDENTIAL instead of going out with the former installer's key.
+            return None
         credential = await get_credential(engine, cipher, account_id, owner, _kind(sent_as))
         if credential is not None and credential.kind == "oauth":
             # monday's newer OAuth: refresh a token that expires within 5 minutes first.

@@ -3,9 +3,11 @@
 monday calls the action's run URL with an integration JWT (`aud` = this URL) and
 `{"payload": {"inboundFieldValues": {...}, "inputFields": {...}, "recipeId", "integrationId"},
 "runtimeMetadata": {"actionUuid", "triggerUuid"}}`. The notification goes through the one send
-path with the request's `shortLivedToken` (surface "automation"). Success is 200 `{}`;
-failures use monday's action-error body (severityCode 4000/6000 with the notification and
-activity-log texts) on a 4xx status, plus our own `errors` envelope (contract §8).
+path with the request's `shortLivedToken` (surface "automation") and with nothing else:
+a request without one fails in the action-error format, nothing sent (contract §10).
+Success is 200 `{}`; failures use monday's action-error body (severityCode 4000/6000 with
+the notification and activity-log texts) on a 4xx status, plus our own `errors` envelope
+(contract §8).
 
 Failures answer 4xx, never 5xx: monday retries an action for 30 minutes on statuses outside
 its documented set, and a retry after an `unknown` outcome could notify twice. A retry of
@@ -25,7 +27,7 @@ from server.errors import ApiError
 from server.http.auth import require_integration
 from server.notifications import idempotency
 from server.notifications.inputs import NotificationInput
-from server.notifications.send import SendRequest
+from server.notifications.send import AUTOMATION, SendRequest
 from server.tokens import IntegrationCall, TokenError
 
 MEDIUM = 4000  # this run failed; the next one can succeed
@@ -101,10 +103,20 @@ def _notification(inputs: dict[str, Any]) -> NotificationInput | str:
 async def _run(
     request: web.Request, call: IntegrationCall, notification: NotificationInput
 ) -> web.Response:
+    if call.short_lived_token is None:
+        # Contract §10: an automation sends with its own short-lived token or not at all,
+        # never with the installer's key or someone's OAuth token.
+        return action_error(
+            409,
+            "NO_CREDENTIAL",
+            "monday sent this automation without a short-lived token, so it cannot send "
+            "notifications: the app's action URLs must use https.",
+            runtime="the integration request carried no shortLivedToken",
+        )
     send_request = SendRequest(
         account_id=call.account_id,
         user_id=call.user_id,
-        surface="automation",
+        surface=AUTOMATION,
         short_lived_token=call.short_lived_token,
     )
     try:

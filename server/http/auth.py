@@ -1,4 +1,9 @@
-"""Reading the caller's token from a request and verifying it (contract §3)."""
+"""Reading the caller's token from a request and verifying it (contract §3, §10).
+
+Each route family calls exactly one of these: API routes `require_session`, view pages
+`require_view_session`, `/monday/lifecycle` `require_lifecycle`, `/monday/actions/*`
+`require_integration`. The verifiers refuse the other families' shapes (server/tokens.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from aiohttp import web
 from server.appkeys import SETTINGS
 from server.logs import account_id_var
 from server.tokens import (
+    LIFECYCLE_PATH,
     IntegrationCall,
     LifecycleCaller,
     Session,
@@ -45,13 +51,17 @@ def require_view_session(request: web.Request) -> Session:
 
 
 def require_lifecycle(request: web.Request) -> LifecycleCaller:
+    """`aud` must be our public URL plus `/monday/lifecycle`; the token names one account."""
     settings = request.app[SETTINGS]
-    return verify_lifecycle(
+    caller = verify_lifecycle(
         extract_token(request.headers.get("Authorization")),
         secrets=settings.client_secrets,
+        audience=settings.base_url + LIFECYCLE_PATH,
         leeway=settings.jwt_leeway_seconds,
         max_bytes=settings.max_token_bytes,
     )
+    account_id_var.set(caller.account_id)
+    return caller
 
 
 def require_integration(request: web.Request) -> IntegrationCall:

@@ -21,6 +21,7 @@ from server.installations.lifecycle import LifecycleEvent, handle_lifecycle_even
 from server.installations.store import set_sender_policy
 from server.monday.client import MONDAY
 from server.sender import SenderPolicy
+from server.tokens import LIFECYCLE_PATH
 
 
 class SenderPolicyBody(BaseModel):
@@ -47,19 +48,26 @@ class ApiKeyBody(BaseModel):
 
 
 async def lifecycle(request: web.Request) -> web.Response:
-    """`POST /monday/lifecycle`: record and apply one event; replays answer 200 too."""
-    require_lifecycle(request)
+    """`POST /monday/lifecycle`: record and apply one event; replays answer 200 too.
+
+    Only for the account the token names (else 403); an event older than the last one
+    applied answers 200 with `applied: false`.
+    """
+    caller = require_lifecycle(request)
     body = await read_json(request)
     if not isinstance(body, dict):
         raise invalid_payload('The body must be an object {"type", "data"}')
     event = parse_model(LifecycleEvent, body)
-    outcome = await handle_lifecycle_event(request.app[ENGINE], body, event)
+    outcome = await handle_lifecycle_event(
+        request.app[ENGINE], body, event, token_account_id=caller.account_id
+    )
     return web.json_response(
         {
             "data": {
                 "type": outcome.type,
                 "account_id": outcome.account_id,
                 "replayed": outcome.replayed,
+                "applied": outcome.applied,
             }
         }
     )
@@ -97,7 +105,7 @@ async def delete_api_key(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     setup_cipher(app)
-    app.router.add_post("/monday/lifecycle", lifecycle)
+    app.router.add_post(LIFECYCLE_PATH, lifecycle)
     app.router.add_get("/installation", get_installation_route)
     app.router.add_patch("/installation", patch_installation)
     app.router.add_put("/installation/api-key", put_api_key)

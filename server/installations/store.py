@@ -49,6 +49,7 @@ class Installation:
     version: dict[str, Any] | None = None
     subscription: dict[str, Any] | None = None
     last_event_type: str | None = None
+    last_event_at: datetime | None = None
     installed_at: datetime | None = None
     uninstalled_at: datetime | None = None
     updated_at: datetime | None = None
@@ -131,6 +132,7 @@ def _installation(row: Row[Any]) -> Installation:
         version=m["version"],
         subscription=m["subscription"],
         last_event_type=m["last_event_type"],
+        last_event_at=m["last_event_at"],
         installed_at=m["installed_at"],
         uninstalled_at=m["uninstalled_at"],
         updated_at=m["updated_at"],

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from server.ids import monday_id_or_none
 from server.monday.outcome import (
     AnswerView,
     MondayAuthError,
@@ -280,11 +281,13 @@ class MondayClient:
         account_id = account.get("id") if isinstance(account, Mapping) else None
         if account_id is None:
             account_id = response.account_id
+        # The one id rule (server/ids.py), so `me` compares equal to a token's ids; an id
+        # monday spelled otherwise becomes "" and matches no one.
         return MondayUser(
-            id=str(me.get("id")),
+            id=monday_id_or_none(me.get("id")) or "",
             name=str(me.get("name") or ""),
             email=str(me.get("email") or ""),
-            account_id=str(account_id) if account_id is not None else "",
+            account_id=monday_id_or_none(account_id) or "",
         )
 
 

@@ -6,35 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from server.ids import monday_id
+
 MAX_BATCH = 500
 # monday does not document a limit for `text`; a bell entry longer than this is unreadable.
 MAX_MESSAGE_CHARS = 5000
-MAX_ID_DIGITS = 20
 
 
-def _monday_id(value: Any) -> str:
-    """monday ids: a positive integer or a string of digits (monday types them `ID`)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a monday id (digits), not a boolean")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("must be a positive monday id")
-        text = str(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if not (text.isascii() and text.isdigit()):
-            raise ValueError("must be a monday id made of digits")
-        if int(text) == 0:
-            raise ValueError("must be a positive monday id")
-        text = str(int(text))
-    else:
-        raise ValueError("must be a monday id (a number or a string of digits)")
-    if len(text) > MAX_ID_DIGITS:
-        raise ValueError(f"must have at most {MAX_ID_DIGITS} digits")
-    return text
-
-
-MondayId = Annotated[str, BeforeValidator(_monday_id)]
+# One id rule everywhere (server/ids.py): "007", " 7", 7.0 and true are refused (400).
+MondayId = Annotated[str, BeforeValidator(monday_id)]
 
 
 class NotificationInput(BaseModel):

@@ -34,6 +34,8 @@ from server.sender import (
     decide_sender,
 )
 
+AUTOMATION = "automation"  # the surface of `POST /monday/actions/*`
+
 # Rows accepted into the ledger, by (sent_as, transport); read by /metrics.
 accepted_counts: Counter[tuple[str, str]] = Counter()
 
@@ -116,6 +118,10 @@ class SendService:
     async def connected(
         self, request: SendRequest, facts: InstallationFacts
     ) -> ConnectedCredentials:
+        if request.surface == AUTOMATION:
+            # An automation sends with its own short-lived token only (contract §10): no
+            # stored credential of the account is even looked at.
+            return ConnectedCredentials(short_lived_token=request.short_lived_token is not None)
         installer = facts.installer_user_id
         oauth = {
             user

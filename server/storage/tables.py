@@ -85,6 +85,8 @@ installations = Table(
     Column("version", JSON),
     Column("subscription", JSON),
     Column("last_event_type", String(64)),
+    # `data.timestamp` of the newest lifecycle event applied: older ones change nothing.
+    Column("last_event_at", UtcDateTime()),
     Column("sender_policy", String(32), nullable=False, server_default="app_then_installer"),
     Column("installed", Boolean, nullable=False, server_default="1"),
     Column("installed_at", UtcDateTime()),
@@ -102,6 +104,8 @@ lifecycle_events = Table(
     Column("type", String(64), nullable=False),
     Column("data", JSON, nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
+    # False: older than an event already applied, so recorded but not applied.
+    Column("applied", Boolean),
 )
 
 credentials = Table(

@@ -66,14 +66,35 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": token}
 
 
-def lifecycle_token(secret: str = CLIENT_SECRET, lifetime: int = 300) -> str:
-    return mint_lifecycle(secret, account_id=ACCOUNT, user_id=INSTALLER, lifetime=lifetime)
+# tests.conftest.make_settings' PUBLIC_BASE_URL + the route: a lifecycle token's `aud`.
+LIFECYCLE_AUDIENCE = "http://127.0.0.1:8080/monday/lifecycle"
+
+
+def lifecycle_token(
+    secret: str = CLIENT_SECRET,
+    lifetime: int = 300,
+    *,
+    account: str = ACCOUNT,
+    user: str = INSTALLER,
+    audience: str = LIFECYCLE_AUDIENCE,
+) -> str:
+    """A lifecycle webhook JWT in monday's outbound shape, for `account`."""
+    return mint_lifecycle(
+        secret, account_id=account, user_id=user, audience=audience, lifetime=lifetime
+    )
+
+
+def _event_account(body: Any) -> str:
+    """The account a body names, when it names a valid one (else the test account)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    value = data.get("account_id") if isinstance(data, dict) else None
+    return str(value) if isinstance(value, int | str) and str(value).isdigit() else ACCOUNT
 
 
 async def post_event(client: Any, body: Any, *, token: str | None = None) -> Any:
-    return await client.post(
-        "/monday/lifecycle", json=body, headers=auth(token or lifecycle_token())
-    )
+    """POST the event with a token monday would sign for the account the event names."""
+    token = token or lifecycle_token(account=_event_account(body))
+    return await client.post("/monday/lifecycle", json=body, headers=auth(token))
 
 
 def db_path(settings: Settings) -> str:

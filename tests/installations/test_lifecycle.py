@@ -34,6 +34,7 @@ async def test_install_creates_the_installation(client: Any, settings: Settings)
         "type": "install",
         "account_id": ACCOUNT,
         "replayed": False,
+        "applied": True,
     }
     row = installation_row(settings)
     assert row["installed"] == 1

@@ -46,7 +46,11 @@ def cipher() -> CredentialCipher:
 
 
 async def apply(engine: AsyncEngine, body: dict[str, object]) -> bool:
-    outcome = await handle_lifecycle_event(engine, body, LifecycleEvent.model_validate(body))
+    event = LifecycleEvent.model_validate(body)
+    # As verified by the lifecycle token, which monday signs for the event's own account.
+    outcome = await handle_lifecycle_event(
+        engine, body, event, token_account_id=event.data.account_id
+    )
     return outcome.replayed
 
 
