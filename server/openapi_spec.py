@@ -110,9 +110,9 @@ _ERROR: Schema = {
 }
 
 _ID_INPUT: Schema = {
-    "description": "A monday id: a positive integer or a string of digits.",
+    "description": "A monday id: a positive integer, or its digits without leading zeros.",
     "anyOf": [
-        {"type": "string", "pattern": "^[0-9]{1,20}$"},
+        {"type": "string", "pattern": "^[1-9][0-9]{0,19}$"},
         {"type": "integer", "minimum": 1},
     ],
 }
@@ -707,12 +707,14 @@ def _paths() -> dict[str, Schema]:
                                 "type": {"type": "string"},
                                 "account_id": {"type": "string"},
                                 "replayed": {"type": "boolean"},
+                                "applied": {"type": "boolean"},
                             },
-                            "required": ["type", "account_id", "replayed"],
+                            "required": ["type", "account_id", "replayed", "applied"],
                         },
-                        "Recorded (replays too)",
+                        "Recorded (replays too); `applied` is false for an event older "
+                        "than the last one applied to the account",
                     ),
-                    **_errors(400, 401, 413),
+                    **_errors(400, 401, 403, 413),
                 },
             }
         },

@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from server.ids import InvalidMondayId, monday_id
 from server.openapi_spec import build_spec
 from server.tokens import mint_integration, mint_lifecycle, mint_session
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER, SIGNING_SECRET
@@ -78,10 +79,26 @@ def session_token() -> str:
     )
 
 
-def token_for(path: str) -> str:
-    """A valid token of the family the route accepts (contract §3)."""
+def _event_account(body: Any) -> str:
+    """The account a generated lifecycle body names, if it is a valid id (else ACCOUNT)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    value = data.get("account_id") if isinstance(data, dict) else None
+    try:
+        return monday_id(value)
+    except InvalidMondayId:
+        return ACCOUNT
+
+
+def token_for(path: str, body: Any = None) -> str:
+    """A valid token of the family the route accepts (contract §3); a lifecycle token is
+    signed for the account the event names, as monday does (contract §10)."""
     if path == "/monday/lifecycle":
-        return mint_lifecycle(CLIENT_SECRET, account_id=ACCOUNT, user_id=INSTALLER)
+        return mint_lifecycle(
+            CLIENT_SECRET,
+            account_id=_event_account(body),
+            user_id=INSTALLER,
+            audience=PUBLIC_BASE_URL + path,
+        )
     if path == "/monday/actions/notify":
         return mint_integration(
             SIGNING_SECRET,
@@ -106,7 +123,7 @@ def test_every_operation_conforms(case: Any, live: LiveServer) -> None:
         # The documented example id: point it at a fresh row (earlier operations may have
         # archived or deleted every row), awaiting a relay so the relay route accepts it too.
         case.path_parameters["id"] = live.run(insert_awaiting_row(live.app))
-    headers = {"Authorization": f"Bearer {token_for(case.path)}"}
+    headers = {"Authorization": f"Bearer {token_for(case.path, case.body)}"}
     response = case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS, timeout=30)
     SEEN.setdefault(f"{case.method.upper()} {case.path}", Counter())[response.status_code] += 1
 
