@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+
+from server.notifications.api_types import Collection
+from server.sender import SendAs
 
 MAX_BATCH = 500
 # monday does not document a limit for `text`; a bell entry longer than this is unreadable.
@@ -34,7 +37,15 @@ def _monday_id(value: Any) -> str:
     return text
 
 
-MondayId = Annotated[str, BeforeValidator(_monday_id)]
+# What /openapi.json promises (the validator above is the rule).
+MONDAY_ID_SCHEMA = {
+    "description": "A monday id: a positive integer or a string of digits.",
+    "anyOf": [
+        {"type": "string", "pattern": f"^[0-9]{{1,{MAX_ID_DIGITS}}}$"},
+        {"type": "integer", "minimum": 1},
+    ],
+}
+MondayId = Annotated[str, BeforeValidator(_monday_id), WithJsonSchema(MONDAY_ID_SCHEMA)]
 
 
 class NotificationInput(BaseModel):
@@ -43,11 +54,14 @@ class NotificationInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
     recipient: MondayId
-    message: Annotated[str, Field(strict=True, max_length=MAX_MESSAGE_CHARS)]
-    collection: Literal["Project", "Post"]
+    message: Annotated[
+        str,
+        Field(strict=True, max_length=MAX_MESSAGE_CHARS, json_schema_extra={"minLength": 1}),
+    ]
+    collection: Collection
     item: MondayId
     subject: Annotated[str | None, Field(strict=True, max_length=255)] = None
-    send_as: Literal["app", "installer"] | None = None
+    send_as: SendAs | None = None
 
     @field_validator("message")
     @classmethod

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from server.openapi_spec import build_spec
+from server.http.openapi import build_document as build_spec
 from server.tokens import mint_integration, mint_lifecycle, mint_session
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER, SIGNING_SECRET
 from tests.openapi.live import SHORT_LIVED, LiveServer, insert_awaiting_row, live_server
