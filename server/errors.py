@@ -2,9 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import Field
+from typing_extensions import TypedDict
+
+# Every `extensions.code` our own envelope carries (monday's codes travel in `last_error`,
+# `/v2` and action errors instead). `GET /openapi.json` lists exactly these.
+ErrorCode = Literal[
+    # contract §3: refused tokens (401)
+    "TOKEN_MISSING",
+    "TOKEN_MALFORMED",
+    "TOKEN_EXPIRED",
+    "TOKEN_INVALID_SIGNATURE",
+    "TOKEN_WRONG_APP",
+    "TOKEN_NOT_YET_VALID",
+    # contract §6-§8
+    "INVALID_PAYLOAD",
+    "INVALID_QUERY",
+    "FORBIDDEN",
+    "ROUTE_NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "PAYLOAD_TOO_LARGE",
+    "IDEMPOTENCY_KEY_REUSED",
+    "IDEMPOTENCY_IN_FLIGHT",
+    "REQUESTS_EXCEEDED",
+    "GRAPHQL_VALIDATION",
+    # contract §4-§5: installation, credentials, the sender decision
+    "APP_NOT_INSTALLED",
+    "NO_CREDENTIAL",
+    "SENDER_NOT_ALLOWED",
+    "NOT_AWAITING_CLIENT",
+    "API_KEY_REJECTED",
+    "MONDAY_UNAVAILABLE",
+    # the process
+    "SERVICE_UNAVAILABLE",
+    "HTTP_ERROR",
+    "INTERNAL_SERVER_ERROR",
+]
+
+
+class ErrorExtensions(TypedDict):
+    """`code` always; some errors add details (`field`, `reason`, limits)."""
+
+    code: ErrorCode
+
+
+class ErrorEntry(TypedDict):
+    message: str
+    extensions: ErrorExtensions
+
+
+class ErrorEnvelope(TypedDict):
+    """Contract §8: the one error envelope of every JSON route."""
+
+    errors: Annotated[list[ErrorEntry], Field(min_length=1)]
 
 
 class ApiError(Exception):

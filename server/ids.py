@@ -17,6 +17,15 @@ from __future__ import annotations
 
 MAX_ID_DIGITS = 20
 
+# What /openapi.json promises for a monday id (`monday_id` below is the rule).
+MONDAY_ID_SCHEMA: dict[str, object] = {
+    "description": "A monday id: a positive integer, or its digits without leading zeros.",
+    "anyOf": [
+        {"type": "string", "pattern": f"^[1-9][0-9]{{0,{MAX_ID_DIGITS - 1}}}$"},
+        {"type": "integer", "minimum": 1},
+    ],
+}
+
 
 class InvalidMondayId(ValueError):
     """The value is not a monday id; the message says why, without echoing the value."""

@@ -1,86 +1,63 @@
-"""Prometheus' text exposition format (version 0.0.4), written by hand.
+"""Prometheus metrics through `prometheus_client`, one `CollectorRegistry` per app.
 
-The counters live next to the code that counts (plain `collections.Counter`s in
-`server/tokens.py`, `server/delivery/*`); this module only has the histogram type and the
-rendering, so no metrics library and no global registry is needed. Values are per process:
-Prometheus scrapes every instance and sums.
+Events are counted where they happen: plain `collections.Counter`s next to the code that counts
+(`server/tokens.py`, `server/notifications/send.py`, `server/delivery/*`) and a
+`prometheus_client.Histogram` made with `registry=None`. Those are process-wide values (an
+instance is a process; Prometheus scrapes every instance and sums). Nothing is registered in
+prometheus_client's global default registry: each app builds its own registry
+(`server/http/metrics.py`), so two apps in one process (tests) never collide; `CounterFamily`
+exposes a `Counter` to it, and a Histogram is registered in it as is.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from prometheus_client import Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+# Text format 0.0.4: what every Prometheus scrapes (prometheus_client's "latest" may be newer).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "monday_notify_"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-Labels = Mapping[str, str]
 
-
-@dataclass
-class Histogram:
-    """Cumulative buckets of observed values (seconds), one series per label set."""
-
-    buckets: Sequence[float] = LATENCY_BUCKETS
-    _series: dict[tuple[tuple[str, str], ...], tuple[list[int], list[float]]] = field(
-        default_factory=dict
+def latency_histogram(name: str, documentation: str, labelnames: Sequence[str]) -> Histogram:
+    """A seconds histogram owned by a module, registered per app (not in the global registry)."""
+    return Histogram(
+        PREFIX + name, documentation, labelnames, buckets=LATENCY_BUCKETS, registry=None
     )
 
-    def observe(self, value: float, labels: Labels | None = None) -> None:
-        key = tuple(sorted((labels or {}).items()))
-        counts, totals = self._series.setdefault(key, ([0] * len(self.buckets), [0.0, 0.0]))
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                counts[i] += 1
-        totals[0] += 1
-        totals[1] += value
 
-    def count(self, labels: Labels | None = None) -> int:
-        series = self._series.get(tuple(sorted((labels or {}).items())))
-        return int(series[1][0]) if series else 0
+class CounterFamily(Collector):
+    """A `collections.Counter` read at scrape time as one Prometheus counter family.
 
-    def lines(self, name: str) -> list[str]:
-        out: list[str] = []
-        for key, (counts, (total_count, total_sum)) in sorted(self._series.items()):
-            labels = dict(key)
-            for bound, count in zip(self.buckets, counts, strict=True):
-                out.append(sample(f"{name}_bucket", count, {**labels, "le": _number(bound)}))
-            out.append(sample(f"{name}_bucket", total_count, {**labels, "le": "+Inf"}))
-            out.append(sample(f"{name}_count", total_count, labels))
-            out.append(sample(f"{name}_sum", total_sum, labels))
-        return out
+    A key is one label value, or a tuple of label values in the order of `labelnames`.
+    """
 
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        counts: Counter[Any],
+    ) -> None:
+        self.name = PREFIX + name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.counts = counts
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-def sample(name: str, value: float, labels: Labels | None = None) -> str:
-    """One line: `name{label="value",...} 12`."""
-    if labels:
-        inner = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
-        return f"{name}{{{inner}}} {_number(value)}"
-    return f"{name} {_number(value)}"
-
-
-def family(
-    name: str, kind: str, help_text: str, samples: Iterable[tuple[Labels, float]] | None = None
-) -> list[str]:
-    """`# HELP` and `# TYPE` lines, then one sample per (labels, value)."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    for labels, value in samples or ():
-        lines.append(sample(name, value, labels))
-    return lines
-
-
-def render(families: Iterable[list[str]]) -> str:
-    return "\n".join(line for lines in families for line in lines) + "\n"
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        # A copy: a counter may grow while the family is built (the worker is another task,
+        # but a thread-pool caller could be added later).
+        for key, count in sorted(dict(self.counts).items(), key=lambda item: str(item[0])):
+            labels = key if isinstance(key, tuple) else (key,)
+            family.add_metric([str(label) for label in labels], count)
+        yield family

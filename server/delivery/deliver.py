@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.delivery import outbox
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
 from server.logs import account_id_var
-from server.metrics import Histogram
+from server.metrics import latency_histogram
 from server.monday.client import MondayClient, NotificationRequest
 from server.monday.outcome import SendOutcome
 from server.notifications.store import utcnow
@@ -40,7 +40,9 @@ ReconnectMarker = Callable[[str, str, str], Awaitable[None]]
 delivery_counts: Counter[tuple[str, str, str]] = Counter()  # (sent_as, transport, status)
 monday_errors: Counter[str] = Counter()
 retries_scheduled: Counter[str] = Counter()
-monday_latency = Histogram()  # seconds per call to monday, by outcome of the call
+monday_latency = latency_histogram(
+    "monday_request_seconds", "Time per call to monday's API, by outcome.", ("outcome",)
+)
 # A lease on rows being sent must outlast the HTTP call, or another worker would call the
 # row stale (`unknown`) while its answer is still on the way.
 LEASE_MARGIN_SECONDS = 5.0
@@ -161,9 +163,7 @@ class Deliverer:
                 return
             started = time.perf_counter()
             outcomes = await self._call_monday(token, rows)
-            monday_latency.observe(
-                time.perf_counter() - started, {"outcome": _call_outcome(outcomes)}
-            )
+            monday_latency.labels(_call_outcome(outcomes)).observe(time.perf_counter() - started)
         finally:
             rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
             self.governor.report(permit, outcomes, rate_limit)

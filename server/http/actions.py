@@ -24,7 +24,9 @@ from pydantic import ValidationError
 
 from server.delivery.setup import SEND
 from server.errors import ApiError
+from server.http import shapes
 from server.http.auth import require_integration
+from server.http.openapi import Operation
 from server.notifications import idempotency
 from server.notifications.inputs import NotificationInput
 from server.notifications.send import AUTOMATION, SendRequest
@@ -204,6 +206,28 @@ async def notify(request: web.Request) -> web.Response:
         return action_error(error.status, error.code, error.message)
     headers = idempotency.REPLAYED_HEADERS if replayed else None
     return web.json_response(answer, status=status, headers=headers)
+
+
+OPENAPI_PATHS = (
+    Operation(
+        method="post",
+        path="/monday/actions/notify",
+        operation_id="automationNotify",
+        summary="The custom automation action (integration token).",
+        tag="monday",
+        security="integration",
+        body=shapes.ActionRequest,
+        example={
+            "payload": {"inboundFieldValues": {"userId": 12, "itemId": 1, "text": "Done"}},
+            "runtimeMetadata": {"actionUuid": "example-run-1"},
+        },
+        ok=shapes.ActionDone,
+        in_data=False,
+        ok_description="Sent (or scheduled)",
+        errors=(400, 401, 403, 409, 413, 422, 429),
+        error_body=shapes.ActionError,
+    ),
+)
 
 
 def setup(app: web.Application) -> None:

@@ -50,8 +50,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE
 from server.errors import ApiError, error_body, invalid_payload
+from server.http import shapes
 from server.http.auth import require_session
 from server.http.body import read_json
+from server.http.openapi import Operation
 from server.http.send import send_from_request
 from server.notifications import ledger
 from server.notifications.filters import FIELD_KINDS, Context
@@ -445,6 +447,24 @@ def document_limits(document: DocumentNode) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- HTTP
+
+
+OPENAPI_PATHS = (
+    Operation(
+        method="post",
+        path="/graphql/system",
+        operation_id="graphqlSystem",
+        tag="ledger",
+        summary="Directus' GraphQL operations for notifications.",
+        body=shapes.GraphQLRequest,
+        example={"query": '{ notifications(limit: 5, sort: ["-id"]) { id status } }'},
+        ok=shapes.GraphQLResponse,
+        in_data=False,
+        errors=(401, 413),
+        ok_description="Executed (errors may be in the body)",
+        responses={400: (shapes.GraphQLErrors, "Invalid payload or GraphQL document.")},
+    ),
+)
 
 
 def setup(app: web.Application) -> None:

@@ -7,6 +7,8 @@ from sqlalchemy import text
 
 from server.appkeys import ENGINE
 from server.errors import error_body
+from server.http import shapes
+from server.http.openapi import Operation
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -22,6 +24,33 @@ async def readyz(request: web.Request) -> web.Response:
             error_body("SERVICE_UNAVAILABLE", "The database is not reachable."), status=503
         )
     return web.json_response({"status": "ready"})
+
+
+OPENAPI_PATHS = (
+    Operation(
+        method="get",
+        path="/healthz",
+        operation_id="healthz",
+        summary="The process answers.",
+        tag="health",
+        security="public",
+        ok=shapes.Healthy,
+        ok_description="Up",
+        in_data=False,
+    ),
+    Operation(
+        method="get",
+        path="/readyz",
+        operation_id="readyz",
+        summary="The database answers.",
+        tag="health",
+        security="public",
+        ok=shapes.Ready,
+        ok_description="Ready",
+        in_data=False,
+        errors=(503,),
+    ),
+)
 
 
 def setup(app: web.Application) -> None:

@@ -7,8 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from server.appkeys import ENGINE
 from server.errors import forbidden, invalid_payload
+from server.http import shapes
 from server.http.auth import require_lifecycle, require_session
 from server.http.body import parse_model, read_json
+from server.http.openapi import Operation
 from server.installations.credentials import (
     MAX_API_KEY_CHARS,
     connect_api_key,
@@ -33,7 +35,9 @@ class SenderPolicyBody(BaseModel):
 class ApiKeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    api_key: str = Field(min_length=1, max_length=MAX_API_KEY_CHARS)
+    api_key: str = Field(
+        min_length=1, max_length=MAX_API_KEY_CHARS, json_schema_extra={"pattern": "^[!-~]+$"}
+    )
 
     @field_validator("api_key")
     @classmethod
@@ -101,6 +105,62 @@ async def delete_api_key(request: web.Request) -> web.Response:
     session = require_session(request)
     await disconnect_api_key(request.app[ENGINE], session)
     return web.Response(status=204)
+
+
+OPENAPI_PATHS = (
+    Operation(
+        method="post",
+        path="/monday/lifecycle",
+        operation_id="lifecycle",
+        tag="monday",
+        summary="monday's app lifecycle webhook (lifecycle token).",
+        security="lifecycle",
+        body=LifecycleEvent,
+        ok=shapes.LifecycleRecorded,
+        ok_description="Recorded (replays too); `applied` is false for an event older than "
+        "the last one applied to the account",
+        errors=(400, 401, 403, 413),
+    ),
+    Operation(
+        method="get",
+        path="/installation",
+        operation_id="readInstallation",
+        summary="The caller's account: installation, sender policy, credentials.",
+        tag="installation",
+        ok=shapes.Installation,
+        errors=(401,),
+    ),
+    Operation(
+        method="patch",
+        path="/installation",
+        operation_id="updateInstallation",
+        summary="Set the sender policy (admins only).",
+        tag="installation",
+        body=SenderPolicyBody,
+        ok=shapes.Installation,
+        errors=(400, 401, 403, 413),
+    ),
+    # The example is the built-in fake monday's key of dev user 11 (`serve --dev`).
+    Operation(
+        method="put",
+        path="/installation/api-key",
+        operation_id="putApiKey",
+        summary="Store the installing user's personal API key (checked with monday).",
+        tag="installation",
+        body=ApiKeyBody,
+        example={"api_key": "dev-personal-key-user-11"},
+        ok=shapes.Credential,
+        errors=(400, 401, 403, 409, 413, 422, 502),
+    ),
+    Operation(
+        method="delete",
+        path="/installation/api-key",
+        operation_id="deleteApiKey",
+        summary="Remove the installing user's API key.",
+        tag="installation",
+        errors=(401, 403),
+    ),
+)
 
 
 def setup(app: web.Application) -> None:

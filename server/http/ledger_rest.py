@@ -13,9 +13,12 @@ from aiohttp import web
 
 from server.appkeys import ENGINE
 from server.errors import invalid_payload, invalid_query
+from server.http import shapes
 from server.http.auth import require_session
 from server.http.body import read_json
+from server.http.openapi import FIELDS, ID, Operation, query_parameters
 from server.notifications import ledger
+from server.notifications.api_types import NotificationFields
 from server.notifications.filters import Context
 from server.notifications.query import Query, parse_query, parse_url_query
 from server.notifications.serialize import project
@@ -33,6 +36,84 @@ def setup(app: web.Application) -> None:
     app.router.add_route("GET", "/notifications/{id}", get_notification)
     app.router.add_route("PATCH", "/notifications/{id}", patch_notification)
     app.router.add_route("DELETE", "/notifications/{id}", delete_notification)
+
+
+_LIST, _PAGE = query_parameters(shapes.QueryParameters), shapes.NotificationPage
+OPENAPI_PATHS = (
+    Operation(
+        method="get",
+        path="/notifications",
+        operation_id="readNotifications",
+        tag="ledger",
+        summary="List the caller's visible notifications (Directus query parameters).",
+        parameters=_LIST,
+        ok=_PAGE,
+        in_data=False,
+        errors=(400, 401),
+        ok_description="A page of notifications or aggregates.",
+    ),
+    Operation(
+        method="search",
+        path="/notifications",
+        tag="ledger",
+        summary="SEARCH /notifications: GET with the query in the body, "
+        '`{"query": {...}}` (overrides URL parameters) or `{"keys": [...]}`.',
+        body=shapes.SearchBody,
+        ok=_PAGE,
+        in_data=False,
+        errors=(400, 401),
+    ),
+    Operation(
+        method="patch",
+        path="/notifications",
+        operation_id="updateNotifications",
+        summary="Archive or un-archive several notifications (all or nothing).",
+        tag="ledger",
+        parameters=[FIELDS],
+        body=shapes.PatchBody,
+        ok=list[NotificationFields],
+        errors=(400, 401, 403, 413),
+    ),
+    Operation(
+        method="delete",
+        path="/notifications",
+        operation_id="deleteNotifications",
+        summary="Delete ledger rows: `[ids]`, `{keys}` or `{query}` (all or nothing).",
+        tag="ledger",
+        body=shapes.DeleteBody,
+        errors=(400, 401, 403, 413),
+    ),
+    Operation(
+        method="get",
+        path="/notifications/{id}",
+        operation_id="readNotification",
+        summary="One notification; 403 when missing or not visible (never 404).",
+        tag="ledger",
+        parameters=[ID, FIELDS],
+        ok=NotificationFields,
+        errors=(400, 401, 403),
+    ),
+    Operation(
+        method="patch",
+        path="/notifications/{id}",
+        operation_id="updateNotification",
+        summary="Change `status` (the only writable field).",
+        tag="ledger",
+        parameters=[ID, FIELDS],
+        body=shapes.StatusData,
+        ok=NotificationFields,
+        errors=(400, 401, 403, 413),
+    ),
+    Operation(
+        method="delete",
+        path="/notifications/{id}",
+        operation_id="deleteNotification",
+        summary="Delete the ledger row (sender or admin).",
+        tag="ledger",
+        parameters=[ID],
+        errors=(401, 403),
+    ),
+)
 
 
 def _context(session: Session) -> Context:

@@ -1,129 +1,143 @@
-"""`GET /metrics`: Prometheus' text format (contract §8).
+"""`GET /metrics`: Prometheus' text format (contract §8), from this app's own registry.
 
 Counters are this process's since it started (Prometheus sums the instances); the queue
 gauges are read from the database at scrape time, so every instance reports the same,
 shared queue. No account, user or token appears in any label. The route needs no token:
 expose it to your scraper only (a private port or a path the load balancer does not route).
+
+To add a metric: count the event in the module that owns it (a `collections.Counter`, or
+`server.metrics.latency_histogram` for a duration) and register it in `build_registry` below;
+a value computed at scrape time gets a collector like `QueueCollector`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from server.appkeys import ENGINE
 from server.delivery import deliver, governor, outbox
-from server.metrics import CONTENT_TYPE, family, render
+from server.metrics import CONTENT_TYPE, PREFIX, CounterFamily
 from server.notifications import send
 from server.tokens import auth_failures, secret_matches
 
 log = logging.getLogger(__name__)
-P = "monday_notify"
 
 
-async def _queue_families(request: web.Request) -> list[list[str]]:
-    try:
-        counts, oldest = await outbox.queue_depth(request.app[ENGINE])
-    except Exception:  # a scrape must answer even when the database does not
-        log.exception("metrics: could not read the queue depth")
-        return [
-            family(
-                f"{P}_queue_scrape_errors",
-                "gauge",
-                "1 when the queue could not be read.",
-                [({}, 1)],
+class QueueCollector(Collector):
+    """The outbox read from the database; `refresh` is awaited just before each render."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] | None = None
+        self.oldest = 0.0
+
+    async def refresh(self, request: web.Request) -> None:
+        try:
+            self.counts, self.oldest = await outbox.queue_depth(request.app[ENGINE])
+        except Exception:  # a scrape must answer even when the database does not
+            log.exception("metrics: could not read the queue depth")
+            self.counts = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.counts is None:
+            yield GaugeMetricFamily(
+                PREFIX + "queue_scrape_errors", "1 when the queue could not be read.", value=1
             )
-        ]
-    return [
-        family(
-            f"{P}_queue_rows",
-            "gauge",
+            return
+        rows = GaugeMetricFamily(
+            PREFIX + "queue_rows",
             "Ledger rows waiting for delivery, by delivery_status (all instances).",
-            [({"delivery_status": status}, count) for status, count in sorted(counts.items())],
-        ),
-        family(
-            f"{P}_queue_oldest_due_seconds",
-            "gauge",
+            labels=["delivery_status"],
+        )
+        for status, count in sorted(self.counts.items()):
+            rows.add_metric([status], count)
+        yield rows
+        yield GaugeMetricFamily(
+            PREFIX + "queue_oldest_due_seconds",
             "Age of the oldest row that is due for delivery now (0 when none is).",
-            [({}, oldest)],
-        ),
-    ]
+            value=self.oldest,
+        )
 
 
-def _process_families() -> list[list[str]]:
-    return [
-        family(
-            f"{P}_notifications_accepted_total",
-            "counter",
+def build_registry(queue: Collector) -> CollectorRegistry:
+    """This app's registry: the process's event counters plus the scrape-time `queue`."""
+    registry = CollectorRegistry()
+    for collector in (
+        CounterFamily(
+            "notifications_accepted_total",
             "Notifications written to the ledger, by sent_as and transport.",
-            [
-                ({"sent_as": sent_as, "transport": transport}, count)
-                for (sent_as, transport), count in sorted(send.accepted_counts.items())
-            ],
+            ("sent_as", "transport"),
+            send.accepted_counts,
         ),
-        family(
-            f"{P}_notifications_total",
-            "counter",
+        CounterFamily(
+            "notifications_total",
             "Delivery outcomes recorded by this process, by sent_as, transport, delivery_status.",
-            [
-                ({"sent_as": a, "transport": t, "delivery_status": s}, count)
-                for (a, t, s), count in sorted(deliver.delivery_counts.items())
-            ],
+            ("sent_as", "transport", "delivery_status"),
+            deliver.delivery_counts,
         ),
-        family(
-            f"{P}_auth_failures_total",
-            "counter",
+        CounterFamily(
+            "auth_failures_total",
             "Refused tokens, by token family and error code.",
-            [
-                ({"family": fam, "code": code}, count)
-                for (fam, code), count in sorted(auth_failures.items())
-            ],
+            ("family", "code"),
+            auth_failures,
         ),
-        family(
-            f"{P}_auth_secret_matched_total",
-            "counter",
+        CounterFamily(
+            "auth_secret_matched_total",
             "Verified tokens by family and the index of the secret that matched "
             "(0 = newest; a rotated-out secret still matching means it is still in use).",
-            [
-                ({"family": fam, "secret_index": str(index)}, count)
-                for (fam, index), count in sorted(secret_matches.items())
-            ],
+            ("family", "secret_index"),
+            secret_matches,
         ),
-        [
-            f"# HELP {P}_monday_request_seconds Time per call to monday's API, by outcome.",
-            f"# TYPE {P}_monday_request_seconds histogram",
-            *deliver.monday_latency.lines(f"{P}_monday_request_seconds"),
-        ],
-        family(
-            f"{P}_monday_errors_total",
-            "counter",
+        deliver.monday_latency,
+        CounterFamily(
+            "monday_errors_total",
             "Notifications monday did not accept, by monday's error code.",
-            [({"code": code}, count) for code, count in sorted(deliver.monday_errors.items())],
+            ("code",),
+            deliver.monday_errors,
         ),
-        family(
-            f"{P}_retries_scheduled_total",
-            "counter",
+        CounterFamily(
+            "retries_scheduled_total",
             "Notifications scheduled for another attempt, by the code that caused it.",
-            [({"code": code}, n) for code, n in sorted(deliver.retries_scheduled.items())],
+            ("code",),
+            deliver.retries_scheduled,
         ),
-        family(
-            f"{P}_rate_limit_waits_total",
-            "counter",
+        CounterFamily(
+            "rate_limit_waits_total",
             "Calls the governor held back for monday's limits, by reason and by action "
             "(waited in process, or deferred: rows rescheduled without an attempt).",
-            [
-                ({"reason": reason, "action": action}, count)
-                for (reason, action), count in sorted(governor.rate_limit_waits.items())
-            ],
+            ("reason", "action"),
+            governor.rate_limit_waits,
         ),
-    ]
+        queue,
+    ):
+        registry.register(collector)
+    return registry
+
+
+class Metrics:
+    """One app's registry and its queue collector (kept together so a scrape can refresh)."""
+
+    def __init__(self) -> None:
+        self.queue = QueueCollector()
+        self.registry = build_registry(self.queue)
+
+
+METRICS = web.AppKey("metrics", Metrics)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = render([*_process_families(), *await _queue_families(request)])
-    return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE})
+    app_metrics = request.app[METRICS]
+    await app_metrics.queue.refresh(request)
+    # No await between the refresh and the render: a concurrent scrape can't interleave.
+    body = generate_latest(app_metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 def setup(app: web.Application) -> None:
+    app[METRICS] = Metrics()
     app.router.add_get("/metrics", metrics)

@@ -18,7 +18,9 @@ from aiohttp import web
 
 from server.delivery.setup import SEND
 from server.errors import ApiError
+from server.http import shapes
 from server.http.auth import require_session
+from server.http.openapi import IDEMPOTENCY_KEY, Operation
 from server.http.send import send_request_for
 from server.logs import request_id_var
 from server.notifications import idempotency
@@ -162,6 +164,29 @@ async def monday_v2(request: web.Request) -> web.Response:
         )
     headers = idempotency.REPLAYED_HEADERS if replayed else None
     return web.json_response(answer, status=status, headers=headers)
+
+
+OPENAPI_PATHS = (
+    Operation(
+        method="post",
+        path="/v2",
+        operation_id="mondayV2",
+        tag="send",
+        summary="monday-compatible `create_notification` (monday's request and answer).",
+        parameters=[IDEMPOTENCY_KEY],
+        body=shapes.GraphQLRequest,
+        example={
+            "query": "mutation { create_notification(user_id: 12, target_id: 1, "
+            'text: "Build finished", target_type: Project) { id text } }'
+        },
+        ok=shapes.MondayResponse,
+        in_data=False,
+        ok_description="monday's answer shape",
+        errors=(400, 401, 403, 409, 413, 422, 429),
+        error_body=shapes.MondayErrorBody,
+        responses={504: (shapes.MondayErrorBody, "monday did not answer")},
+    ),
+)
 
 
 def setup(app: web.Application) -> None:

@@ -10,7 +10,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from server.appkeys import ENGINE, HTTP, SETTINGS
+from server.http import shapes
 from server.http.auth import require_session
+from server.http.openapi import Operation
 from server.http.templates import setup_templates
 from server.installations.crypto import CIPHER, setup_cipher
 from server.installations.oauth_flow import (
@@ -75,6 +77,19 @@ async def oauth_callback(request: web.Request) -> web.Response:
         response = aiohttp_jinja2.render_template("oauth_done.html", request, context)
     response.headers.update(_page_headers(request))
     return response
+
+
+OPENAPI_PATHS = (
+    Operation(
+        method="post",
+        path="/oauth/start",
+        operation_id="oauthStart",
+        tag="installation",
+        summary="Start the app's OAuth flow for the caller.",
+        ok=shapes.AuthorizeUrl,
+        errors=(401, 403, 409),
+    ),
+)
 
 
 def setup(app: web.Application) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import Field
 
 from server.delivery.setup import SEND
 from server.errors import ApiError, forbidden, invalid_payload
 from server.http.auth import require_session
 from server.http.body import parse_model, read_json
+from server.http.openapi import ID, IDEMPOTENCY_KEY, Operation
 from server.notifications import idempotency
+from server.notifications.api_types import Notification, SentNotification
 from server.notifications.inputs import MAX_BATCH, NotificationInput, RelayOutcome
 from server.notifications.ledger import path_key
 from server.notifications.send import SendRequest, relay_payload
@@ -136,6 +139,34 @@ async def relay(request: web.Request) -> web.Response:
     updated = await fetch_row(engine, row_id)
     assert updated is not None
     return web.json_response({"data": notification_to_api(updated)})
+
+
+Batch = Annotated[list[NotificationInput], Field(min_length=1, max_length=MAX_BATCH)]
+OPENAPI_PATHS = (
+    Operation(
+        method="post",
+        path="/notifications",
+        operation_id="createNotifications",
+        summary=f"Send one notification or an array of at most {MAX_BATCH} (create = send).",
+        tag="send",
+        parameters=[IDEMPOTENCY_KEY],
+        body=NotificationInput | Batch,
+        ok=SentNotification | list[SentNotification],
+        ok_description="The ledger rows, with the delivery status reached so far.",
+        errors=(400, 401, 403, 409, 413, 422, 429),
+    ),
+    Operation(
+        method="post",
+        path="/notifications/{id}/relay",
+        operation_id="relayOutcome",
+        summary="The outcome of a seamless send, reported by the view that ran it.",
+        tag="send",
+        parameters=[ID],
+        body=RelayOutcome,
+        ok=Notification,
+        errors=(400, 401, 403, 409, 413),
+    ),
+)
 
 
 def setup(app: web.Application) -> None:

@@ -21,15 +21,15 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
 from sqlalchemy import and_, delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden
-from server.ids import monday_id
+from server.ids import MONDAY_ID_SCHEMA, monday_id
 from server.installations.store import (
     Installation,
     delete_account_credentials,
@@ -58,6 +58,9 @@ EventType = Literal[
     "app_trial_subscription_ended",
     "app_subscription_pricing_version_change_scheduled",
 ]
+
+
+_OPTIONAL_ID_SCHEMA: dict[str, object] = {"anyOf": [MONDAY_ID_SCHEMA, {"type": "null"}]}
 
 
 def _optional_id(value: object) -> str | None:
@@ -92,9 +95,9 @@ class LifecycleData(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    account_id: str
-    app_id: str | None = None
-    user_id: str | None = None
+    account_id: Annotated[str, WithJsonSchema(MONDAY_ID_SCHEMA)]
+    app_id: Annotated[str | None, WithJsonSchema(_OPTIONAL_ID_SCHEMA)] = None
+    user_id: Annotated[str | None, WithJsonSchema(_OPTIONAL_ID_SCHEMA)] = None
     user_name: str | None = None
     user_email: str | None = None
     account_name: str | None = None

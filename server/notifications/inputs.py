@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-from server.ids import monday_id
+from server.ids import MONDAY_ID_SCHEMA, monday_id
+from server.notifications.api_types import Collection
+from server.sender import SendAs
 
 MAX_BATCH = 500
 # monday does not document a limit for `text`; a bell entry longer than this is unreadable.
@@ -14,7 +16,7 @@ MAX_MESSAGE_CHARS = 5000
 
 
 # One id rule everywhere (server/ids.py): "007", " 7", 7.0 and true are refused (400).
-MondayId = Annotated[str, BeforeValidator(monday_id)]
+MondayId = Annotated[str, BeforeValidator(monday_id), WithJsonSchema(MONDAY_ID_SCHEMA)]
 
 
 class NotificationInput(BaseModel):
@@ -23,11 +25,14 @@ class NotificationInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
     recipient: MondayId
-    message: Annotated[str, Field(strict=True, max_length=MAX_MESSAGE_CHARS)]
-    collection: Literal["Project", "Post"]
+    message: Annotated[
+        str,
+        Field(strict=True, max_length=MAX_MESSAGE_CHARS, json_schema_extra={"minLength": 1}),
+    ]
+    collection: Collection
     item: MondayId
     subject: Annotated[str | None, Field(strict=True, max_length=255)] = None
-    send_as: Literal["app", "installer"] | None = None
+    send_as: SendAs | None = None
 
     @field_validator("message")
     @classmethod

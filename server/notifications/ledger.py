@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden, invalid_payload
+from server.notifications.api_types import Status
 from server.notifications.filters import MAX_SAFE_INTEGER
 from server.notifications.query import MAX_LIMIT, Aggregate, Query, group_order_by, order_by
 from server.notifications.serialize import (
@@ -34,7 +35,7 @@ from server.notifications.serialize import (
 from server.storage.tables import notifications
 from server.tokens import Session
 
-STATUSES = ("inbox", "archived")
+STATUSES: tuple[str, ...] = get_args(Status)
 WRITABLE_FIELDS = frozenset({"status"})
 MAX_KEYS = MAX_LIMIT
 

@@ -155,3 +155,23 @@ async def test_the_older_client_secret_is_counted_so_it_can_be_retired(
 
     assert grew("1") == 2
     assert grew("0") == 0
+
+
+async def test_each_app_has_its_own_registry_and_none_uses_the_global_one(
+    tmp_path: Path, fake_monday: FakeMondayServer
+) -> None:
+    """Two apps in one process both answer /metrics; nothing lands in prometheus' default
+    registry (a second app would otherwise fail with a duplicate registration)."""
+    from prometheus_client import REGISTRY
+
+    from server.http.metrics import METRICS
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with server_on(tmp_path / "a", fake_monday) as first:
+        async with server_on(tmp_path / "b", fake_monday) as second:
+            assert first.app[METRICS].registry is not second.app[METRICS].registry
+            for client in (first, second):
+                found = await scrape(client)
+                assert ("monday_notify_queue_oldest_due_seconds", ()) in found
+    assert not [m for m in REGISTRY.collect() if m.name.startswith("monday_notify")]

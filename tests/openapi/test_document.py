@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from server.app import create_app
+from server.errors import ErrorCode
+from server.installations.lifecycle import EventType
+from server.notifications.api_types import Collection, DeliveryStatus, Status
 from server.notifications.serialize import API_FIELDS
+from server.sender import SendAs, SenderPolicy, Transport
+from tests.conftest import make_settings
 
 # Routes that are not JSON, so not in the document: HTML pages, their assets, Prometheus text.
 NOT_JSON_PREFIXES = ("/views", "/static", "/vendor", "/dev", "/metrics", "/oauth/callback")
@@ -82,10 +91,12 @@ async def test_notification_schema_has_exactly_the_contract_fields(client: Any) 
 
 async def test_error_envelope_and_security_schemes(client: Any) -> None:
     document = await fetch_document(client)
-    error = document["components"]["schemas"]["Error"]
-    entry = error["properties"]["errors"]["items"]
-    assert entry["required"] == ["message", "extensions"]
-    assert entry["properties"]["extensions"]["required"] == ["code"]
+    schemas = document["components"]["schemas"]
+    error = schemas["ErrorEnvelope"]
+    assert error["required"] == ["errors"]
+    assert error["properties"]["errors"]["items"] == {"$ref": "#/components/schemas/ErrorEntry"}
+    assert schemas["ErrorEntry"]["required"] == ["message", "extensions"]
+    assert schemas["ErrorExtensions"]["required"] == ["code"]
     for scheme in document["components"]["securitySchemes"].values():
         assert (scheme["type"], scheme["in"], scheme["name"]) == (
             "apiKey",
@@ -96,10 +107,98 @@ async def test_error_envelope_and_security_schemes(client: Any) -> None:
     assert send["security"] == [{"session": []}]
     assert set(send["responses"]) == {"200", "400", "401", "403", "409", "413", "422", "429"}
     assert send["responses"]["409"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Error"
+        "$ref": "#/components/schemas/ErrorEnvelope"
     }
     # The served document is the one the real server answers an error with.
     response = await client.get("/notifications")
     assert response.status == 401
     body = await response.json()
     assert body["errors"][0]["extensions"]["code"] == "TOKEN_MISSING"
+
+
+# Schemas an error response may have: the §8 envelope, or a surface's own shape around it.
+ERROR_SCHEMAS = {"ErrorEnvelope", "GraphQLErrors", "MondayErrorBody", "ActionError"}
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "put", "post", "patch", "delete", "x-search"}
+    ]
+
+
+async def test_every_error_response_is_an_envelope_and_every_token_route_has_401(
+    client: Any,
+) -> None:
+    document = await fetch_document(client)
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) < 400:
+                continue
+            ref = response["content"]["application/json"]["schema"]["$ref"]
+            assert ref.rsplit("/", 1)[1] in ERROR_SCHEMAS, (method, path, status)
+        if operation["security"]:
+            assert "401" in operation["responses"], (method, path)
+
+
+async def test_every_send_route_documents_429_requests_exceeded(client: Any) -> None:
+    """Contract §6/§8: a send over the user's rate is refused whole with 429 and Retry-After."""
+    document = await fetch_document(client)
+    for path in ("/notifications", "/v2", "/monday/actions/notify"):
+        response = document["paths"][path]["post"]["responses"]["429"]
+        assert "Retry-After" in response["headers"]
+    assert "REQUESTS_EXCEEDED" in get_args(ErrorCode)
+
+
+def enum_of(schema: dict[str, Any]) -> list[Any]:
+    """The enum of a property, through an `anyOf` with null."""
+    if "enum" in schema:
+        return list(schema["enum"])
+    if "const" in schema:
+        return [schema["const"]]
+    (choice,) = [s for s in schema["anyOf"] if s != {"type": "null"}]
+    return enum_of(choice)
+
+
+async def test_enums_are_the_literal_types_of_the_code(client: Any) -> None:
+    schemas = (await fetch_document(client))["components"]["schemas"]
+    notification = schemas["Notification"]["properties"]
+    expected: list[tuple[dict[str, Any], Any]] = [
+        (notification["status"], Status),
+        (notification["delivery_status"], DeliveryStatus),
+        (notification["collection"], Collection),
+        (notification["sent_as"], SendAs),
+        (notification["transport"], Transport),
+        (schemas["NotificationInput"]["properties"]["collection"], Collection),
+        (schemas["NotificationInput"]["properties"]["send_as"], SendAs),
+        (schemas["StatusData"]["properties"]["status"], Status),
+        (schemas["ErrorExtensions"]["properties"]["code"], ErrorCode),
+        (schemas["SenderPolicyBody"]["properties"]["sender_policy"], SenderPolicy),
+        (schemas["LifecycleEvent"]["properties"]["type"], EventType),
+    ]
+    for schema, literal in expected:
+        assert enum_of(schema) == list(get_args(literal))
+    assert set(get_args(DeliveryStatus)) >= {"queued", "sent", "awaiting_client", "unknown"}
+
+
+async def test_every_served_route_is_described_in_dev_mode_too(tmp_path: Path) -> None:
+    """The dev app adds the local monday (contract §9); its pages stay out, and every other
+    route, JSON or not, is either described or one of the known non-JSON prefixes."""
+    app = create_app(make_settings(tmp_path, app_env="development"))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as dev_client:
+        document = await fetch_document(dev_client)
+    assert any(r.resource and r.resource.canonical == "/dev" for r in app.router.routes())
+    missing = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method not in {"HEAD", "OPTIONS"}
+        and route.resource is not None
+        and not route.resource.canonical.startswith(NOT_JSON_PREFIXES)
+        and route.method.lower() not in document["paths"].get(route.resource.canonical, {})
+        and not (
+            route.method == "SEARCH" and "x-search" in document["paths"][route.resource.canonical]
+        )
+    }
+    assert missing == set()

@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from server.http.openapi import build_document
 from server.ids import InvalidMondayId, monday_id
-from server.openapi_spec import build_spec
 from server.tokens import mint_integration, mint_lifecycle, mint_session
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER, SIGNING_SECRET
 from tests.openapi.live import SHORT_LIVED, LiveServer, insert_awaiting_row, live_server
@@ -57,7 +57,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 # The document the server serves (test_served_document_is_the_spec proves they are equal).
 # Loaded at import, not from a fixture: schemathesis' lazy `from_fixture` loader reads
 # pytest's private `Function._nodeid`, which pytest 9 removed.
-schema = schemathesis.openapi.from_dict(build_spec())
+schema = schemathesis.openapi.from_dict(build_document())
 schema.config.generation.update(max_examples=25, deterministic=True)
 
 
@@ -65,7 +65,7 @@ def test_served_document_is_the_spec(live: LiveServer) -> None:
     answer = requests.get(live.url + "/openapi.json", timeout=10)
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].startswith("application/json")
-    assert answer.json() == build_spec()
+    assert answer.json() == build_document()
 
 
 def session_token() -> str:
@@ -133,7 +133,7 @@ def test_generated_requests_reached_every_handler() -> None:
     the tokens were accepted and the generated bodies were not all refused at the door."""
     operations = {
         f"{method.upper()} {path}"
-        for path, item in build_spec()["paths"].items()
+        for path, item in build_document()["paths"].items()
         for method in item
         if method in {"get", "put", "post", "patch", "delete"}
     }
