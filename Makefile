@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean
+.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean vendor
 
 run: $(STAMP) node_modules/.installed
 	$(BIN)/monday-notify serve --dev
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch node_modules/.installed
+
+# Copy the SDK bundle, Vibe's CSS and the Figtree font from node_modules into the package
+# (server/views/vendor, committed): the server never reads node_modules at run time.
+vendor: node_modules/.installed
+	$(PYTHON) scripts/vendor_assets.py
 
 # PostgreSQL and Chromium from Debian's packages (never a downloaded browser).
 system-deps:
