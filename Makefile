@@ -3,18 +3,27 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` installs what running needs; `make test` adds the test toolchain.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint typecheck pytest bench bench-quick system-deps clean vendor
 
-run: $(STAMP) node_modules/.installed
+# The pages' front-end files ship inside the package (server/views/vendor): no Node to run.
+run: $(RUN_STAMP)
 	$(BIN)/monday-notify serve --dev
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
