@@ -33,7 +33,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Test runs write screenshots under tests/artifacts (gitignored); `make screenshots` points this
+# at docs/screenshots to refresh the README's pictures on purpose.
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOTS_DIR") or ROOT / "tests" / "artifacts" / "screenshots"
+)
 
 
 def _in_ci() -> bool:
@@ -173,6 +177,18 @@ class Harness:
             # Playwright's sync API dispatches events (responses, dialogs) only while it runs.
             self.page.wait_for_timeout(100)
         raise AssertionError(f"{text!r} never reached user {user_id}'s bell: {self.notices()}")
+
+    def wait_for_responses(
+        self, method: str, suffix: str, count: int, timeout: float = 15.0
+    ) -> list[int]:
+        """The statuses of the first `count` `method` responses whose URL ends with `suffix`,
+        once that many were seen: the browser may report a response after its effect shows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [s for m, u, s in self.responses if m == method and u.endswith(suffix)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            self.page.wait_for_timeout(50)  # lets Playwright dispatch the response events
 
     def screenshot(self, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
