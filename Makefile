@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean vendor
+.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean vendor screenshots
 
 # The pages' front-end files ship inside the package (server/views/vendor): no Node to run.
 run: $(RUN_STAMP)
@@ -54,6 +54,11 @@ bench-quick: $(STAMP) system-deps
 	source scripts/pg-env.sh && $(BIN)/python -m bench --quick
 
 test: lint typecheck bench-quick pytest
+
+# Test runs write their screenshots under tests/artifacts/ (ignored); this refreshes the README's.
+screenshots: $(STAMP) system-deps
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider \
+		tests/browser -k test_screenshots_of_each_view
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
