@@ -3,22 +3,36 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` installs what running needs; `make test` adds the test toolchain.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean
+.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean vendor screenshots
 
-run: $(STAMP) node_modules/.installed
+# The pages' front-end files ship inside the package (server/views/vendor): no Node to run.
+run: $(RUN_STAMP)
 	$(BIN)/monday-notify serve --dev
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch node_modules/.installed
+
+# Copy the SDK bundle, Vibe's CSS and the Figtree font from node_modules into the package
+# (server/views/vendor, committed): the server never reads node_modules at run time.
+vendor: node_modules/.installed
+	$(PYTHON) scripts/vendor_assets.py
 
 # PostgreSQL and Chromium from Debian's packages (never a downloaded browser).
 system-deps:
@@ -40,6 +54,11 @@ bench-quick: $(STAMP) system-deps
 	source scripts/pg-env.sh && $(BIN)/python -m bench --quick
 
 test: lint typecheck bench-quick pytest
+
+# Test runs write their screenshots under tests/artifacts/ (ignored); this refreshes the README's.
+screenshots: $(STAMP) system-deps
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider \
+		tests/browser -k test_screenshots_of_each_view
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -4,25 +4,133 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import os
+import socket
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 from aiohttp import web
 from cryptography.fernet import Fernet
+from pydantic import ValidationError
 
+from server.ids import InvalidMondayId, monday_id
 from server.logs import configure_logging
-from server.settings import Settings, SettingsError, load_settings
+from server.settings import (
+    DEV_SECRETS_FILE,
+    VAR_DIR,
+    VAR_DIR_ENV,
+    Settings,
+    SettingsError,
+    load_settings,
+    validation_problems,
+)
 from server.tokens import LIFECYCLE_PATH, mint_integration, mint_lifecycle, mint_session
+
+
+def _refuse(*problems: str) -> NoReturn:
+    """Contract §14: one line per configuration problem on stderr, exit 2, no traceback."""
+    for problem in problems:
+        print(f"monday-notify: {problem}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _refuse_if(problems: Iterable[str]) -> None:
+    found = list(problems)
+    if found:
+        _refuse(*found)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (not the usage block plus the error)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _monday_id(value: str) -> str:
+    """An account or user id as monday issues them (the one rule of server/ids.py)."""
+    try:
+        return monday_id(value)
+    except InvalidMondayId:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a monday id: give digits without a leading zero, e.g. 1001"
+        ) from None
+
+
+def _var_dir() -> Path:
+    """Development state (secrets, SQLite file): VAR_DIR, else ./var of the current directory."""
+    return Path(os.environ.get(VAR_DIR_ENV) or VAR_DIR)
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     try:
-        return load_settings(dev=getattr(args, "dev", False), **overrides)
+        return load_settings(dev=getattr(args, "dev", False), var_dir=_var_dir(), **overrides)
     except SettingsError as error:
-        for problem in error.problems:
-            print(f"monday-notify: {problem}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(*error.problems)
+    except ValidationError as error:
+        _refuse(*validation_problems(error))
+
+
+def _plain_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings, validated, with no secret required and none generated."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        _refuse(*validation_problems(error))
+    if getattr(args, "dev", False):
+        settings.dev_mode = True
+    return settings
+
+
+def _existing_dev_secrets(args: argparse.Namespace) -> None:
+    """Commands that sign or decrypt with the server's dev secrets (mint-token, keys rotate)
+    use the ones `serve --dev` made; new ones would make tokens the server then refuses."""
+    if not _plain_settings(args).is_dev:
+        return
+    found = _var_dir() / DEV_SECRETS_FILE
+    if not found.is_file():
+        _refuse(
+            f"no development secrets at {found.absolute()}: run this where `monday-notify serve"
+            f" --dev` runs, or set {VAR_DIR_ENV} to that server's var folder."
+        )
+
+
+def _require_database(url: str) -> None:
+    """Refuse to go on, in one line, when the database cannot be reached."""
+    from server.storage.reachable import database_problem
+
+    problem = asyncio.run(database_problem(url))
+    if problem is not None:
+        _refuse(
+            f"DATABASE_URL cannot be reached ({problem}): start the database or fix DATABASE_URL."
+        )
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Bind (and release) HOST:PORT as aiohttp will, so a busy port is one line before any
+    start-up work is logged; run_app's own bind error stays the backstop for a race."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        _refuse(f"HOST={host!r} cannot be resolved ({error.strerror}): fix HOST or --host.")
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                _refuse(_listen_problem(host, port, error))
+
+
+def _listen_problem(host: str, port: int, error: OSError) -> str:
+    where = f"{host}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        return f"PORT {where} is already in use: stop what listens there or choose --port."
+    return f"HOST/PORT: cannot listen on {where} ({error.strerror}): choose another."
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -37,18 +145,30 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.log_format != "auto"
         else ("text" if settings.is_dev else "json")
     )
+    _require_free_port(settings.host, settings.port)
+    _require_database(settings.database_url)
     configure_logging(fmt)
     from server.app import create_app
 
     app = create_app(settings)
-    print(f"monday-notify listening on http://{settings.host}:{settings.port}", flush=True)
-    if settings.is_dev:
-        print(f"local monday: {settings.base_url}/dev", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+
+    def listening(_: object) -> None:
+        # aiohttp calls this once the socket is bound, so a busy port never says "listening".
+        print(f"monday-notify listening on http://{settings.host}:{settings.port}", flush=True)
+        if settings.is_dev:
+            print(f"local monday: {settings.base_url}/dev", flush=True)
+            state = _var_dir().absolute()
+            print(f"dev secrets in {state} (elsewhere: {VAR_DIR_ENV}={state})", flush=True)
+
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=listening, access_log=None)
+    except OSError as error:
+        _refuse(_listen_problem(settings.host, settings.port, error))
     return 0
 
 
 def _mint(args: argparse.Namespace) -> int:
+    _existing_dev_secrets(args)
     settings = _settings(args)
     if args.kind == "session":
         token = mint_session(
@@ -92,8 +212,14 @@ def _mint(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from server.storage.migrate import upgrade_sync
 
-    settings = _settings(args)
-    upgrade_sync(settings.database_url)
+    # Only DATABASE_URL matters here (contract §14): no OAuth secret, no generated dev secrets.
+    settings = _plain_settings(args)
+    url = settings.database_url
+    if settings.is_dev and "database_url" not in settings.model_fields_set:
+        _var_dir().mkdir(parents=True, exist_ok=True)
+        url = f"sqlite+aiosqlite:///{_var_dir() / 'monday-notify.db'}"
+    _require_database(url)
+    upgrade_sync(url)
     print("database is at the latest revision")
     return 0
 
@@ -104,7 +230,14 @@ def _keys(args: argparse.Namespace) -> int:
         return 0
     from server.installations.rotate import rotate_keys
 
-    settings = _settings(args)
+    # Rotation needs the keys and the database, not the OAuth client's id or secret.
+    _existing_dev_secrets(args)
+    if _plain_settings(args).is_dev:
+        settings = _settings(args)
+    else:
+        settings = _plain_settings(args)
+        _refuse_if(p for p in settings.problems() if p.startswith("ENCRYPTION_KEYS"))
+    _require_database(settings.database_url)
     count = asyncio.run(rotate_keys(settings))
     print(f"re-encrypted {count} stored credential(s) with the first key")
     return 0
@@ -127,7 +260,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="monday-notify", description=__doc__)
+    parser = _Parser(prog="monday-notify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def dev_flag(p: argparse.ArgumentParser) -> None:
@@ -143,11 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     mint = commands.add_parser("mint-token", help="print a token signed with the configured secret")
     mint.add_argument("--kind", choices=["session", "lifecycle", "integration"], default="session")
-    mint.add_argument("--account", default="1001")
-    mint.add_argument("--user", default="1")
-    mint.add_argument("--admin", action="store_true")
-    mint.add_argument("--view-only", action="store_true")
-    mint.add_argument("--guest", action="store_true")
+    mint.add_argument("--account", default="1001", type=_monday_id)
+    mint.add_argument("--user", default="1", type=_monday_id)
+    role = mint.add_mutually_exclusive_group()  # monday gives a user one of these roles
+    role.add_argument("--admin", action="store_true")
+    role.add_argument("--view-only", action="store_true")
+    role.add_argument("--guest", action="store_true")
     mint.add_argument("--lifetime", type=int, default=3600, help="seconds until exp")
     mint.add_argument(
         "--route",

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, HTTP, SERVICES, SETTINGS
 from server.http import health
+from server.http.access_log import access_log
 from server.http.middlewares import (
     MAX_BODY_BYTES,
     error_envelope,
@@ -41,7 +42,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """The whole server for `settings`; start it with `web.run_app` or a test client."""
     app = web.Application(
-        middlewares=[request_context, error_envelope, security_headers],
+        middlewares=[request_context, access_log, error_envelope, security_headers],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings

@@ -14,13 +14,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.fernet import Fernet
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 VAR_DIR = Path("var")
+VAR_DIR_ENV = "VAR_DIR"  # where the CLI keeps development state; default ./var (server/__main__)
 DEV_SECRETS_FILE = "dev-secrets.json"
 DEV_CLIENT_ID = "dev-client-id"
 DEV_APP_ID = 10000
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# Settings whose value may hold a secret: a problem with one never echoes what was given.
+SECRET_FIELDS = {"database_url", "monday_client_secret", "monday_signing_secret", "encryption_keys"}
 
 
 class SettingsError(Exception):
@@ -71,6 +77,21 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(default=10, ge=1)
     send_rate_per_minute: int = Field(default=600, ge=0)
     dev_mode: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # Caught here, so a typo is one line at start-up rather than a traceback from the engine.
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            driver = ""
+        if driver not in DATABASE_DRIVERS:
+            raise ValueError(
+                "must be sqlite+aiosqlite:///path/to/file.db or "
+                "postgresql+asyncpg://user:password@host:port/database"
+            )
+        return value
 
     @field_validator("monday_app_id", mode="before")
     @classmethod
@@ -166,6 +187,8 @@ def _with_dev_defaults(settings: Settings, var_dir: Path) -> Settings:
         updates["monday_signing_secret"] = SecretStr(dev["signing_secret"])
     if not settings.fernet_keys:
         updates["encryption_keys"] = SecretStr(dev["encryption_key"])
+    if "database_url" not in settings.model_fields_set:  # the dev database lives beside its secrets
+        updates["database_url"] = f"sqlite+aiosqlite:///{var_dir / 'monday-notify.db'}"
     if "monday_api_url" not in settings.model_fields_set:
         updates["monday_api_url"] = f"{settings.base_url}/dev/monday/v2"
     if "monday_oauth_token_url" not in settings.model_fields_set:
@@ -175,3 +198,17 @@ def _with_dev_defaults(settings: Settings, var_dir: Path) -> Settings:
     if "log_format" not in settings.model_fields_set:
         updates["log_format"] = "text"
     return settings.model_copy(update=updates)
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """One line per invalid setting: the variable, what is wrong, what was given (if not secret)."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "configuration"
+        variable = field.upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        given = "" if field in SECRET_FIELDS else f"={problem['input']!r}"
+        lines.append(
+            f"{variable}{given} is invalid: {message[:1].lower()}{message[1:]}; fix or unset it."
+        )
+    return lines

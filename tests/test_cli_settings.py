@@ -41,6 +41,11 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     )
 
 
+def serve_dev_ran(tmp_path: Path) -> None:
+    """What `serve --dev` leaves in var/: mint-token uses those secrets, never makes its own."""
+    load_settings(dev=True, var_dir=tmp_path / "var")
+
+
 def test_production_lists_every_missing_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,6 +95,7 @@ def test_dev_mode_needs_nothing_and_keeps_its_secrets(
 
 
 def test_mint_token_prints_a_verifiable_session_token(tmp_path: Path) -> None:
+    serve_dev_ran(tmp_path)
     result = run_cli(
         tmp_path,
         "mint-token",
@@ -113,12 +119,14 @@ def test_mint_token_prints_a_verifiable_session_token(tmp_path: Path) -> None:
     ("flag", "claim"), [("--view-only", "is_view_only"), ("--guest", "is_guest")]
 )
 def test_mint_token_role_flags(tmp_path: Path, flag: str, claim: str) -> None:
+    serve_dev_ran(tmp_path)
     result = run_cli(tmp_path, "mint-token", "--dev", flag)
     claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
     assert claims["dat"][claim] is True
 
 
 def test_mint_integration_and_lifecycle(tmp_path: Path) -> None:
+    serve_dev_ran(tmp_path)
     result = run_cli(
         tmp_path, "mint-token", "--dev", "--kind", "integration", "--short-lived-token", "slt"
     )

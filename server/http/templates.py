@@ -7,17 +7,15 @@ user wrote is rendered as text.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "views" / "templates"
+from server.http.assets import TEMPLATES_DIR
 
 
 def setup_templates(app: web.Application) -> None:
-    """Configure aiohttp_jinja2 on `app` once, from `views/templates`, autoescaped."""
+    """Configure aiohttp_jinja2 on `app` once, from the package's `views/templates`, autoescaped."""
     if aiohttp_jinja2.APP_KEY in app:
         return
     aiohttp_jinja2.setup(

@@ -1,9 +1,9 @@
 """The pages monday frames (board view, dashboard widget, settings) and their assets.
 
 Pages are rendered with Jinja2 (autoescaped) and carry no inline script: behaviour lives in
-ES modules under `views/static/js`, and every call they make to the API carries a fresh
-session token from the SDK. `monday-sdk-js` and Vibe's design tokens are served from
-`node_modules` as shipped (no build step).
+ES modules under `server/views/static/js`, and every call they make to the API carries a fresh
+session token from the SDK. `monday-sdk-js`, Vibe's design tokens and the Figtree font are
+served from the copies shipped in the package (server/http/assets.py; no Node at run time).
 
 Page loads need no token (monday loads them without one and the page asks the SDK). When a
 `?sessionToken=` is present it is verified (contract §3); a bad one answers an HTML page that
@@ -12,27 +12,17 @@ asks the frame for a fresh token and reloads once.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from server.appkeys import SETTINGS
+from server.http.assets import STATIC_DIR, vendor_files
 from server.http.auth import require_view_session
 from server.http.templates import setup_templates
 from server.settings import Settings
 from server.tokens import TokenError
-
-ROOT = Path(__file__).resolve().parents[2]
-STATIC_DIR = ROOT / "views" / "static"
-NODE_MODULES = ROOT / "node_modules"
-
-# The only files served from node_modules: the SDK's browser bundle and Vibe's tokens.
-VENDOR_FILES: dict[str, Path] = {
-    "monday-sdk-js/main.js": NODE_MODULES / "monday-sdk-js" / "dist" / "main.js",
-    "vibe/index.css": NODE_MODULES / "@vibe" / "style" / "dist" / "index.css",
-}
 
 VIEWS = {
     "board": "Board view",
@@ -108,11 +98,9 @@ async def _view(request: web.Request) -> web.Response:
 
 
 async def _vendor(request: web.Request) -> web.StreamResponse:
-    path = VENDOR_FILES.get(request.match_info["path"])
-    if path is None:
+    path = vendor_files().get(request.match_info["path"])
+    if path is None or not path.is_file():
         raise web.HTTPNotFound(text="No such asset.")
-    if not path.is_file():
-        raise web.HTTPNotFound(text="Front-end packages are missing: run `npm ci` (or `make run`).")
     return web.FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.delivery.helpers import free_port
+from tests.packaging.wheel import installed_venv
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -33,7 +33,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Test runs write screenshots under tests/artifacts (gitignored); `make screenshots` points this
+# at docs/screenshots to refresh the README's pictures on purpose.
+SCREENSHOTS = Path(
+    os.environ.get("SCREENSHOTS_DIR") or ROOT / "tests" / "artifacts" / "screenshots"
+)
 
 
 def _in_ci() -> bool:
@@ -58,18 +62,26 @@ class Server:
         raise AssertionError(f"no dev user {user_id}")
 
 
+@pytest.fixture(scope="session")
+def installed_command(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`monday-notify` from the wheel built from this checkout, in a fresh venv (contract §14:
+    the browser tests drive the installed package, not the source tree)."""
+    return str(installed_venv(tmp_path_factory.getbasetemp()) / "bin" / "monday-notify")
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, installed_command: str) -> Iterator[Server]:
     """`monday-notify serve --dev` in a subprocess, its var/ and database under tmp_path."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONDAY_", "APP_"))}
+    ours = ("MONDAY_", "APP_", "PYTHONPATH")  # PYTHONPATH would put the checkout first
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     for name in ("PUBLIC_BASE_URL", "ENCRYPTION_KEYS", "FRAME_ANCESTORS", "HOST", "PORT"):
         env.pop(name, None)
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'browser.db'}"
     env["DELIVERY_POLL_SECONDS"] = "0.1"
     log = tmp_path / "server.log"
     with log.open("wb") as sink:
-        command = [sys.executable, "-m", "server", "serve", "--dev"]
+        command = [installed_command, "serve", "--dev"]
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],
             cwd=tmp_path,
@@ -173,6 +185,18 @@ class Harness:
             # Playwright's sync API dispatches events (responses, dialogs) only while it runs.
             self.page.wait_for_timeout(100)
         raise AssertionError(f"{text!r} never reached user {user_id}'s bell: {self.notices()}")
+
+    def wait_for_responses(
+        self, method: str, suffix: str, count: int, timeout: float = 15.0
+    ) -> list[int]:
+        """The statuses of the first `count` `method` responses whose URL ends with `suffix`,
+        once that many were seen: the browser may report a response after its effect shows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [s for m, u, s in self.responses if m == method and u.endswith(suffix)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            self.page.wait_for_timeout(50)  # lets Playwright dispatch the response events
 
     def screenshot(self, name: str) -> None:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

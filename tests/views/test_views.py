@@ -136,14 +136,24 @@ async def test_unknown_view_is_not_found(client: TestClient[Any, Any]) -> None:
     assert response.status == 404
 
 
-async def test_only_the_two_vendor_files_are_served(client: TestClient[Any, Any]) -> None:
+async def test_only_the_vendored_files_are_served(client: TestClient[Any, Any]) -> None:
+    """The SDK bundle, Vibe's CSS and the Figtree font, from the package (no node_modules)."""
     sdk = await client.get("/vendor/monday-sdk-js/main.js")
     assert sdk.status == 200
     assert "mondaySdk" in await sdk.text()
     css = await client.get("/vendor/vibe/index.css")
     assert css.status == 200
     assert ".dark-app-theme" in await css.text()
-    for path in ("/vendor/monday-sdk-js/package.json", "/vendor/../package.json"):
+    font = await client.get("/vendor/figtree/figtree-latin-wght-normal.woff2")
+    assert font.status == 200
+    assert (await font.read())[:4] == b"wOF2"
+    face = await client.get("/static/css/figtree.css")
+    assert "font-family: 'Figtree'" in await face.text()
+    for path in (
+        "/vendor/monday-sdk-js/package.json",
+        "/vendor/../package.json",
+        "/vendor/sources.json",
+    ):
         assert (await client.get(path)).status == 404, path
 
 

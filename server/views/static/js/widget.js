@@ -5,6 +5,7 @@ import {
   ApiError,
   api,
   banner,
+  outsideMonday,
   getSettings,
   knownName,
   ledgerQuery,
@@ -125,6 +126,7 @@ async function onClick() {
 }
 
 async function main() {
+  if (outsideMonday()) return;
   const context = await watchContext((next) => {
     state.context = next;
     renderButton();

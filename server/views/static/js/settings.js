@@ -5,6 +5,7 @@ import {
   ApiError,
   api,
   banner,
+  outsideMonday,
   knownName,
   loadUserNames,
   notice,
@@ -130,6 +131,7 @@ async function startOAuth() {
 }
 
 async function main() {
+  if (outsideMonday()) return;
   const context = await watchContext((next) => {
     state.context = next;
   });

@@ -4,6 +4,7 @@ import {
   SDK_TIMEOUT_MS,
   api,
   banner,
+  outsideMonday,
   friendlyMessage,
   knownName,
   ledgerQuery,
@@ -194,6 +195,7 @@ async function onSubmit(event) {
 }
 
 async function main() {
+  if (outsideMonday()) return;
   const context = await watchContext((next) => {
     state.context = next;
   });

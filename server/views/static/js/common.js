@@ -114,7 +114,28 @@ export function notice(message, type = "info") {
 }
 
 export function showError(error, options) {
-  return notice(friendlyMessage(error, options), "error");
+  const message = friendlyMessage(error, options);
+  // A host that never answers cannot show a notice either: say it on the page too.
+  if (error instanceof ApiError && error.code === "HOST_TIMEOUT") banner(message);
+  return notice(message, "error");
+}
+
+export const OUTSIDE_MONDAY =
+  "This page runs inside monday (a board view, a dashboard widget or the app's settings), " +
+  "or in development inside the local monday at /dev. Opened on its own it has no monday to talk to.";
+
+/**
+ * Opened outside monday (nothing frames the page), every SDK call would wait forever: replace
+ * the page's content with what to do instead, and tell the caller to stop. Returns true then.
+ */
+export function outsideMonday() {
+  if (window.parent !== window) return false;
+  const note = element("p", "banner outside-monday", OUTSIDE_MONDAY);
+  note.setAttribute("role", "alert");
+  note.id = "outside-monday";
+  (document.querySelector("main") || document.body).replaceChildren(note);
+  document.body.dataset.ready = "outside-monday";
+  return true;
 }
 
 const THEMES = ["light", "dark", "black"];

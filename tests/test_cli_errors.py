@@ -1,0 +1,123 @@
+"""Contract §14: every configuration mistake is one line on stderr naming what to fix, and a
+non-zero exit, never a traceback; `serve` says nothing about listening when it cannot."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.fernet import Fernet
+
+from server.settings import load_settings
+from tests.delivery.helpers import free_port
+from tests.test_cli_settings import run_cli
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A 127.0.0.1 port another socket is listening on for the whole test."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+TABLES = "select name from sqlite_master"
+
+
+def unreachable_pg() -> str:
+    return f"postgresql+asyncpg://someone:hunter2@127.0.0.1:{free_port()}/nothing"
+
+
+# (case id, CLI args, environment, what the one line must name)
+CASES: list[tuple[str, list[str], Callable[[], dict[str, str]], str]] = [
+    ("leeway", ["serve", "--dev"], lambda: {"JWT_LEEWAY_SECONDS": "999"}, "JWT_LEEWAY_SECONDS"),
+    ("app-env", ["serve"], lambda: {"APP_ENV": "staging"}, "APP_ENV"),
+    ("port-env", ["serve", "--dev"], lambda: {"PORT": "abc"}, "PORT"),
+    ("db-url", ["serve", "--dev"], lambda: {"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
+    ("db-scheme", ["serve", "--dev"], lambda: {"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+    ("pg-down", ["serve", "--dev"], lambda: {"DATABASE_URL": unreachable_pg()}, "DATABASE_URL"),
+    ("upgrade-db", ["db", "upgrade"], lambda: {"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
+    ("upgrade-pg", ["db", "upgrade"], lambda: {"DATABASE_URL": unreachable_pg()}, "DATABASE_URL"),
+    ("account", ["mint-token", "--dev", "--account", "abc"], dict, "--account"),
+    ("user", ["mint-token", "--dev", "--user", "x1"], dict, "--user"),
+    ("roles", ["mint-token", "--dev", "--admin", "--view-only", "--guest"], dict, "--"),
+    ("bad-flag", ["serve", "--dev", "--port", "eighty"], dict, "--port"),
+]
+
+
+def assert_one_line(result: object, names: str) -> str:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    assert result.returncode != 0, stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert names in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_a_configuration_mistake_is_one_line(
+    tmp_path: Path, args: list[str], env: Callable[[], dict[str, str]], names: str
+) -> None:
+    result = run_cli(tmp_path, *args, **env())
+    line = assert_one_line(result, names)
+    assert "listening" not in result.stdout
+    assert "hunter2" not in line  # a password in DATABASE_URL is never echoed
+
+
+def test_a_port_in_use_is_one_line_before_listening(tmp_path: Path, busy_port: int) -> None:
+    result = run_cli(tmp_path, "serve", "--dev", "--port", str(busy_port))
+    assert_one_line(result, "PORT")
+    assert "listening" not in result.stdout
+
+
+def test_mint_token_elsewhere_never_makes_a_second_set_of_dev_secrets(tmp_path: Path) -> None:
+    """A token minted from another directory must verify on the running dev server."""
+    server_dir, elsewhere = tmp_path / "server", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    server_secret = load_settings(dev=True, var_dir=server_dir / "var").client_secrets[0]
+
+    result = run_cli(elsewhere, "mint-token", "--dev")
+    line = assert_one_line(result, "VAR_DIR")
+    assert str(elsewhere / "var") in line
+    assert not (elsewhere / "var").exists()
+
+    result = run_cli(elsewhere, "mint-token", "--dev", VAR_DIR=str(server_dir / "var"))
+    assert result.returncode == 0, result.stderr
+    jwt.decode(result.stdout.strip(), server_secret, algorithms=["HS256"])
+
+
+def test_dev_database_follows_var_dir(tmp_path: Path) -> None:
+    var = tmp_path / "elsewhere" / "var"
+    result = run_cli(tmp_path, "db", "upgrade", "--dev", VAR_DIR=str(var))
+    assert result.returncode == 0, result.stderr
+    assert (var / "monday-notify.db").is_file()
+    assert not (tmp_path / "var").exists()
+
+
+def test_db_upgrade_needs_only_the_database_url(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
+    result = run_cli(tmp_path, "db", "upgrade", APP_ENV="production", DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    tables = {r[0] for r in sqlite3.connect(tmp_path / "prod.db").execute(TABLES)}
+    assert "credentials" in tables
+
+
+def test_keys_rotate_needs_no_oauth_client_secret(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
+    assert run_cli(tmp_path, "db", "upgrade", DATABASE_URL=url).returncode == 0
+    missing = run_cli(tmp_path, "keys", "rotate", APP_ENV="production", DATABASE_URL=url)
+    assert_one_line(missing, "ENCRYPTION_KEYS")
+    key = Fernet.generate_key().decode()
+    result = run_cli(
+        tmp_path, "keys", "rotate", APP_ENV="production", DATABASE_URL=url, ENCRYPTION_KEYS=key
+    )
+    assert result.returncode == 0, result.stderr
+    assert "re-encrypted 0 stored credential(s)" in result.stdout
