@@ -12,8 +12,8 @@ import logging
 
 from aiohttp import web
 
-from server.appkeys import ENGINE
-from server.delivery import deliver, governor, outbox
+from server.appkeys import SERVICES
+from server.delivery import deliver, governor
 from server.metrics import CONTENT_TYPE, family, render
 from server.notifications import send
 from server.tokens import auth_failures, secret_matches
@@ -24,7 +24,7 @@ P = "monday_notify"
 
 async def _queue_families(request: web.Request) -> list[list[str]]:
     try:
-        counts, oldest = await outbox.queue_depth(request.app[ENGINE])
+        counts, oldest = await request.app[SERVICES].outbox.queue_depth()
     except Exception:  # a scrape must answer even when the database does not
         log.exception("metrics: could not read the queue depth")
         return [
