@@ -23,7 +23,7 @@ from server.logs import account_id_var
 from server.metrics import Histogram
 from server.monday.client import MondayClient, NotificationRequest
 from server.monday.outcome import SendOutcome
-from server.notifications.model import DeliveryError, DeliveryStatus, Notification, delivery_error
+from server.notifications.model import DeliveryStatus, Finish, Notification, delivery_error
 from server.notifications.ports import OutboxStore
 from server.storage.notifications import lease_token
 
@@ -138,9 +138,8 @@ class Deliverer:
         token = await self._token_for(account_id, sent_as, owner, rows[0].id)
         if token is None:
             # The credential went away (uninstall, disconnect, expired short-lived token).
-            for row in rows:
-                error = delivery_error("NO_CREDENTIAL", _no_credential(owner))
-                await self._record(row, DeliveryStatus.FAILED, error)
+            error = delivery_error("NO_CREDENTIAL", _no_credential(owner))
+            await self._record(rows, [Finish(row.id, DeliveryStatus.FAILED, error) for row in rows])
             return
         permit = await self.governor.acquire(
             account_id, f"{account_id}:{sent_as}:{owner}", cost=len(rows), max_wait=max_wait
@@ -170,8 +169,8 @@ class Deliverer:
             self.governor.report(permit, outcomes, rate_limit)
         if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
             await self.mark_reconnect(account_id, sent_as, owner)
-        for row, outcome in zip(rows, outcomes, strict=True):
-            await self._apply(row, outcome)
+        finishes = [self._finish(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+        await self._record(rows, finishes)
         _log_batch(sent_as, owner, outcomes)
 
     async def _defer(self, rows: list[Notification], deferral: Deferral) -> None:
@@ -214,60 +213,42 @@ class Deliverer:
             ]
         return await self.monday.create_notifications(token, requests)
 
-    async def _apply(self, row: Notification, outcome: SendOutcome) -> None:
-        error: DeliveryError | None = None
-        if outcome.status != "sent":
-            error = delivery_error(
-                outcome.code or "MONDAY_ERROR",
-                outcome.message or "monday did not accept the notification.",
-                outcome.request_id,
-            )
-            monday_errors[outcome.code or "unknown"] += 1
+    def _finish(self, row: Notification, outcome: SendOutcome) -> Finish:
+        """What to record for `row` after monday answered `outcome`."""
         if outcome.status == "sent":
-            await self._record(row, DeliveryStatus.SENT, None, monday_id=outcome.monday_id)
-        elif outcome.status == "retry":
-            attempts = row.attempts + 1
-            assert error is not None
-            if attempts >= self.max_attempts:
-                error["code"] = "RETRIES_EXHAUSTED"
-                error["message"] = (
-                    f"monday refused {attempts} times: {outcome.message or outcome.code}"
-                )
-                await self._record(row, DeliveryStatus.FAILED, error)
-            else:
-                retries_scheduled[outcome.code or "unknown"] += 1
-                if outcome.daily_limit:
-                    # Not before monday's reset; spread over the first minute after it.
-                    due = next_midnight_utc() + timedelta(seconds=random.uniform(0, 60))  # noqa: S311
-                else:
-                    due = utcnow() + timedelta(
-                        seconds=backoff_seconds(attempts, outcome.retry_after_seconds)
-                    )
-                self._due_at(due)
-                await self._record(row, DeliveryStatus.RETRY_SCHEDULED, error, next_attempt_at=due)
-        else:
-            await self._record(row, DeliveryStatus(outcome.status), error)
-
-    async def _record(
-        self,
-        row: Notification,
-        status: DeliveryStatus,
-        error: DeliveryError | None,
-        *,
-        monday_id: str | None = None,
-        next_attempt_at: datetime | None = None,
-    ) -> None:
-        await self.outbox.finish(
-            _lease(row),
-            row.id,
-            delivery_status=status,
-            error=error,
-            monday_id=monday_id,
-            next_attempt_at=next_attempt_at,
+            return Finish(row.id, DeliveryStatus.SENT, monday_id=outcome.monday_id)
+        monday_errors[outcome.code or "unknown"] += 1
+        error = delivery_error(
+            outcome.code or "MONDAY_ERROR",
+            outcome.message or "monday did not accept the notification.",
+            outcome.request_id,
         )
-        if status != DeliveryStatus.RETRY_SCHEDULED:
-            self.short_lived.drop(row.id)
-        delivery_counts[(row.sent_as or "", row.transport or "", status.value)] += 1
+        if outcome.status != "retry":
+            return Finish(row.id, DeliveryStatus(outcome.status), error)
+        attempts = row.attempts + 1
+        if attempts >= self.max_attempts:
+            error["code"] = "RETRIES_EXHAUSTED"
+            error["message"] = f"monday refused {attempts} times: {outcome.message or outcome.code}"
+            return Finish(row.id, DeliveryStatus.FAILED, error)
+        retries_scheduled[outcome.code or "unknown"] += 1
+        if outcome.daily_limit:
+            # Not before monday's reset; spread over the first minute after it.
+            due = next_midnight_utc() + timedelta(seconds=random.uniform(0, 60))  # noqa: S311
+        else:
+            due = utcnow() + timedelta(
+                seconds=backoff_seconds(attempts, outcome.retry_after_seconds)
+            )
+        self._due_at(due)
+        return Finish(row.id, DeliveryStatus.RETRY_SCHEDULED, error, next_attempt_at=due)
+
+    async def _record(self, rows: Sequence[Notification], finishes: Sequence[Finish]) -> None:
+        """Write the outcomes of one batch (one transaction), then count them."""
+        await self.outbox.finish_many(_lease(rows[0]), finishes)
+        for row, finish in zip(rows, finishes, strict=True):
+            if finish.delivery_status != DeliveryStatus.RETRY_SCHEDULED:
+                self.short_lived.drop(row.id)
+            key = (row.sent_as or "", row.transport or "", finish.delivery_status.value)
+            delivery_counts[key] += 1
 
 
 def _lease(row: Notification) -> str:

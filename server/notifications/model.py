@@ -211,3 +211,16 @@ class IdempotencyRecord:
     created_at: datetime
     response_status: int | None
     response_body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One row's recorded outcome: its new status and what goes with it."""
+
+    row_id: int
+    delivery_status: DeliveryStatus
+    error: Mapping[str, Any] | None = None
+    monday_id: str | None = None
+    # For `retry_scheduled`: when it is due again (else after `retry_after` s, with jitter).
+    next_attempt_at: datetime | None = None
+    retry_after: float | None = None

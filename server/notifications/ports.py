@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    Finish,
     IdempotencyRecord,
     LedgerStatus,
     NewNotification,
@@ -96,6 +97,8 @@ class OutboxStore(Protocol):
         retry_after: float | None = None,
         next_attempt_at: datetime | None = None,
     ) -> None: ...
+
+    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> None: ...
 
     async def defer(
         self, owner: str, ids: Sequence[int], *, until: datetime, error: Mapping[str, Any]

@@ -21,6 +21,7 @@ from server.notifications.filters import Context
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    Finish,
     IllegalTransition,
     NewNotification,
     Notification,
@@ -267,3 +268,25 @@ def test_the_transition_table_refuses_what_could_notify_twice() -> None:
     ]:
         with pytest.raises(IllegalTransition):
             transition(current, target)
+
+
+async def test_a_batch_of_outcomes_is_recorded_together(stores: Stores) -> None:
+    sent_row, failed_row, foreign = await insert(
+        stores, new("12"), new("13"), new("14"), lease="b/1"
+    )
+    ids = [sent_row.id, failed_row.id, foreign.id]
+    with frozen(T0):
+        await stores.outbox.mark_sending("b/1", ids)
+        await stores.outbox.finish_many(
+            "b/1",
+            [
+                Finish(sent_row.id, S.SENT, monday_id="m1"),
+                Finish(failed_row.id, S.FAILED, delivery_error("UserUnauthorizedException", "no")),
+            ],
+        )
+        # Another lease holder's outcome is not ours to record.
+        await stores.outbox.finish_many("b/2", [Finish(foreign.id, S.SENT, monday_id="m3")])
+    rows = await stores.rows.get_many(ids)
+    assert [r.delivery_status for r in rows] == [S.SENT, S.FAILED, S.SENDING]
+    assert rows[0].monday_id == "m1" and rows[1].last_error is not None
+    assert [r.lease_owner for r in rows] == [None, None, "b/1"]

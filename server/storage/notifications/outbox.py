@@ -23,6 +23,7 @@ from server.notifications.model import (
     CLAIMABLE,
     WAITING,
     DeliveryStatus,
+    Finish,
     Notification,
     delivery_error,
     sources,
@@ -44,6 +45,27 @@ def _lease_free(now: datetime) -> Any:
 
 def _from(target: DeliveryStatus) -> list[str]:
     return sorted(s.value for s in sources(target))
+
+
+def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
+    status = outcome.delivery_status
+    values: dict[str, Any] = {
+        "delivery_status": status.value,
+        "last_error": outcome.error,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+    }
+    if status == DeliveryStatus.SENT:
+        values.update(sent_at=now, monday_id=outcome.monday_id)
+    if status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
+        values["next_attempt_at"] = outcome.next_attempt_at
+    elif status == DeliveryStatus.RETRY_SCHEDULED:
+        delay = max(outcome.retry_after or 1.0, 0.05)
+        # Jitter spreads retries of many rows that were told the same wait.
+        jitter = random.uniform(1.0, 1.2)  # noqa: S311
+        values["next_attempt_at"] = now + timedelta(seconds=delay * jitter)
+    return values
 
 
 class SqlOutbox:
@@ -138,39 +160,32 @@ class SqlOutbox:
         retry_after: float | None = None,
         next_attempt_at: datetime | None = None,
     ) -> None:
-        """Record one row's outcome and release its lease (only a row whose status may
-        move to `delivery_status`).
+        """Record one row's outcome and release its lease (see `finish_many`)."""
+        outcome = Finish(row_id, delivery_status, error, monday_id, next_attempt_at, retry_after)
+        await self.finish_many(owner, [outcome])
+
+    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> None:
+        """Record the outcomes of rows leased to `owner` and release their leases, in one
+        transaction (one commit per batch sent, not one per row). A row moves only if the
+        transition table allows its new status from the one it is in.
 
         A `retry_scheduled` row is due at `next_attempt_at` when given, else after
         `retry_after` seconds with a little jitter.
         """
+        if not outcomes:
+            return
         now = utcnow()
-        values: dict[str, Any] = {
-            "delivery_status": delivery_status.value,
-            "last_error": error,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "next_attempt_at": None,
-        }
-        if delivery_status == DeliveryStatus.SENT:
-            values.update(sent_at=now, monday_id=monday_id)
-        if delivery_status == DeliveryStatus.RETRY_SCHEDULED and next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
-        elif delivery_status == DeliveryStatus.RETRY_SCHEDULED:
-            delay = max(retry_after or 1.0, 0.05)
-            # Jitter spreads retries of many rows that were told the same wait.
-            jitter = random.uniform(1.0, 1.2)  # noqa: S311
-            values["next_attempt_at"] = now + timedelta(seconds=delay * jitter)
         async with self.engine.begin() as connection:
-            await connection.execute(
-                update(notifications)
-                .where(
-                    t.id == row_id,
-                    t.lease_owner == owner,
-                    t.delivery_status.in_(_from(delivery_status)),
+            for outcome in outcomes:
+                await connection.execute(
+                    update(notifications)
+                    .where(
+                        t.id == outcome.row_id,
+                        t.lease_owner == owner,
+                        t.delivery_status.in_(_from(outcome.delivery_status)),
+                    )
+                    .values(**_finish_values(outcome, now))
                 )
-                .values(**values)
-            )
 
     async def defer(
         self,
