@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from server.appkeys import ENGINE, HTTP, SERVICES, SETTINGS
+from server.appkeys import ENGINE, HTTP, SETTINGS
 from server.http import health
 from server.http.access_log import access_log
 from server.http.middlewares import (
@@ -46,7 +46,6 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
-    app[SERVICES] = {}
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_http_client)
     health.setup(app)
@@ -56,8 +55,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def _setup_surfaces(app: web.Application) -> None:
     """Each surface module adds its routes here (one line each)."""
-    from server import monday
-    from server.delivery import setup as delivery
+    from server import monday, services
     from server.http import send
 
     monday.setup(app)  # the monday client, before anything that sends
@@ -65,7 +63,7 @@ def _setup_surfaces(app: web.Application) -> None:
         from server.dev import fake_monday
 
         fake_monday.setup(app)  # the local monday at /dev/monday (contract §9)
-    delivery.setup(app)  # the send service and the delivery worker
+    services.setup(app)  # every service, once (the composition root), and the worker
     from server.http import metrics
 
     metrics.setup(app)  # GET /metrics (Prometheus)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.settings import Settings
 
 if TYPE_CHECKING:
-    pass
+    from server.services import Services
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-# Filled by the modules that own them; typed as Any here to keep this module import-light.
-SERVICES = web.AppKey("services", dict[str, Any])
+# Every service, built once by server/services.py (imported lazily: it imports this module).
+SERVICES: web.AppKey[Services] = web.AppKey("services")

@@ -16,17 +16,16 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from server.delivery import outbox
+from server.clock import utcnow
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
 from server.logs import account_id_var
 from server.metrics import latency_histogram
 from server.monday.client import MondayClient, NotificationRequest
 from server.monday.outcome import SendOutcome
-from server.notifications.store import utcnow
+from server.notifications.model import DeliveryStatus, Finish, Notification, delivery_error
+from server.notifications.ports import OutboxStore
+from server.storage.notifications import lease_token
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +70,9 @@ class ShortLivedTokens:
 
 @dataclass
 class Deliverer:
-    """Everything delivery needs; one per server process."""
+    """Everything delivery needs; one per server process. The send service's dispatcher."""
 
-    engine: AsyncEngine
+    outbox: OutboxStore
     monday: MondayClient
     resolve: CredentialResolver
     mark_reconnect: ReconnectMarker
@@ -91,18 +90,25 @@ class Deliverer:
         if self.next_due is None or when < self.next_due or self.next_due < utcnow():
             self.next_due = when
 
-    async def deliver(
-        self, rows: Sequence[dict[str, Any]], *, max_wait: float | None = None
-    ) -> None:
+    def lease_token(self) -> str:
+        return lease_token(self.owner)
+
+    def hold_short_lived(self, row_id: int, token: str) -> None:
+        self.short_lived.put(row_id, token)
+
+    async def dispatch(self, rows: Sequence[Notification], *, max_wait: float | None) -> None:
+        await self.deliver(rows, max_wait=max_wait)
+
+    async def deliver(self, rows: Sequence[Notification], *, max_wait: float | None = None) -> None:
         """Send rows this process has claimed; every row ends with a recorded status.
 
         Batches go out concurrently, as far as the governor lets them; a batch whose account
         is held back longer than `max_wait` seconds is rescheduled, not sent.
         """
-        groups: dict[tuple[str, str, str, bool], list[dict[str, Any]]] = defaultdict(list)
+        groups: dict[tuple[str, str, str, bool], list[Notification]] = defaultdict(list)
         for row in rows:
-            owner = row["credential_owner"]
-            key = (row["account_id"], row["sent_as"], owner, row["sender"] != owner)
+            owner = row.credential_owner or ""
+            key = (row.account_id, row.sent_as or "", owner, row.sender != owner)
             groups[key].append(row)
         batches = [
             (account_id, sent_as, owner, for_others, group[start : start + self.batch_size])
@@ -131,16 +137,16 @@ class Deliverer:
         sent_as: str,
         owner: str,
         for_others: bool,
-        rows: list[dict[str, Any]],
+        rows: list[Notification],
         *,
         max_wait: float | None = None,
     ) -> None:
         account_id_var.set(account_id)  # this task's log lines carry the account
-        token = await self._token_for(account_id, sent_as, owner, for_others, rows[0]["id"])
+        token = await self._token_for(account_id, sent_as, owner, for_others, rows[0].id)
         if token is None:
             # The credential went away (uninstall, disconnect, expired short-lived token).
-            for row in rows:
-                await self._record(row, "failed", _error("NO_CREDENTIAL", _no_credential(owner)))
+            error = delivery_error("NO_CREDENTIAL", _no_credential(owner))
+            await self._record(rows, [Finish(row.id, DeliveryStatus.FAILED, error) for row in rows])
             return
         permit = await self.governor.acquire(
             account_id, f"{account_id}:{sent_as}:{owner}", cost=len(rows), max_wait=max_wait
@@ -150,15 +156,14 @@ class Deliverer:
             return
         outcomes: list[SendOutcome] = []
         try:
-            sending = await outbox.mark_sending(
-                self.engine,
-                rows[0]["lease_owner"],
-                [row["id"] for row in rows],
+            sending = await self.outbox.mark_sending(
+                _lease(rows[0]),
+                [row.id for row in rows],
                 lease_seconds=max(
                     float(self.lease_seconds), self.monday.timeout_seconds + LEASE_MARGIN_SECONDS
                 ),
             )
-            rows = [row for row in rows if row["id"] in set(sending)]
+            rows = [row for row in rows if row.id in set(sending)]
             if not rows:
                 return
             started = time.perf_counter()
@@ -169,17 +174,16 @@ class Deliverer:
             self.governor.report(permit, outcomes, rate_limit)
         if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
             await self.mark_reconnect(account_id, sent_as, owner)
-        for row, outcome in zip(rows, outcomes, strict=True):
-            await self._apply(row, outcome)
+        finishes = [self._finish(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+        await self._record(rows, finishes)
         _log_batch(sent_as, owner, outcomes)
 
-    async def _defer(self, rows: list[dict[str, Any]], deferral: Deferral) -> None:
-        error = _error(deferral.code, deferral.message)
+    async def _defer(self, rows: list[Notification], deferral: Deferral) -> None:
+        error = delivery_error(deferral.code, deferral.message)
         self._due_at(deferral.until)
-        await outbox.defer(
-            self.engine,
-            rows[0]["lease_owner"],
-            [row["id"] for row in rows],
+        await self.outbox.defer(
+            _lease(rows[0]),
+            [row.id for row in rows],
             until=deferral.until,
             error=error,
         )
@@ -191,13 +195,13 @@ class Deliverer:
             extra={"fields": {"rows": len(rows), "until": deferral.until.isoformat()}},
         )
 
-    async def _call_monday(self, token: str, rows: list[dict[str, Any]]) -> list[SendOutcome]:
+    async def _call_monday(self, token: str, rows: list[Notification]) -> list[SendOutcome]:
         requests = [
             NotificationRequest(
-                user_id=row["recipient"],
-                target_id=row["item"],
-                text=row["message"],
-                target_type=row["collection"],
+                user_id=row.recipient,
+                target_id=row.item,
+                text=row.message,
+                target_type=row.collection,
             )
             for row in rows
         ]
@@ -214,65 +218,48 @@ class Deliverer:
             ]
         return await self.monday.create_notifications(token, requests)
 
-    async def _apply(self, row: dict[str, Any], outcome: SendOutcome) -> None:
-        error = None
-        if outcome.status != "sent":
-            error = {
-                "code": outcome.code or "MONDAY_ERROR",
-                "message": outcome.message or "monday did not accept the notification.",
-                "monday_request_id": outcome.request_id,
-            }
-            monday_errors[outcome.code or "unknown"] += 1
+    def _finish(self, row: Notification, outcome: SendOutcome) -> Finish:
+        """What to record for `row` after monday answered `outcome`."""
         if outcome.status == "sent":
-            await self._record(row, "sent", None, monday_id=outcome.monday_id)
-        elif outcome.status == "retry":
-            attempts = int(row["attempts"]) + 1
-            if attempts >= self.max_attempts:
-                assert error is not None
-                error["code"] = "RETRIES_EXHAUSTED"
-                error["message"] = (
-                    f"monday refused {attempts} times: {outcome.message or outcome.code}"
-                )
-                await self._record(row, "failed", error)
-            else:
-                retries_scheduled[outcome.code or "unknown"] += 1
-                if outcome.daily_limit:
-                    # Not before monday's reset; spread over the first minute after it.
-                    due = next_midnight_utc() + timedelta(seconds=random.uniform(0, 60))  # noqa: S311
-                else:
-                    due = utcnow() + timedelta(
-                        seconds=backoff_seconds(attempts, outcome.retry_after_seconds)
-                    )
-                self._due_at(due)
-                await self._record(row, "retry_scheduled", error, next_attempt_at=due)
-        else:
-            await self._record(row, outcome.status, error)
-
-    async def _record(
-        self,
-        row: dict[str, Any],
-        status: str,
-        error: dict[str, Any] | None,
-        *,
-        monday_id: str | None = None,
-        next_attempt_at: datetime | None = None,
-    ) -> None:
-        await outbox.finish(
-            self.engine,
-            row["lease_owner"],
-            row["id"],
-            delivery_status=status,
-            error=error,
-            monday_id=monday_id,
-            next_attempt_at=next_attempt_at,
+            return Finish(row.id, DeliveryStatus.SENT, monday_id=outcome.monday_id)
+        monday_errors[outcome.code or "unknown"] += 1
+        error = delivery_error(
+            outcome.code or "MONDAY_ERROR",
+            outcome.message or "monday did not accept the notification.",
+            outcome.request_id,
         )
-        if status != "retry_scheduled":
-            self.short_lived.drop(row["id"])
-        delivery_counts[(row["sent_as"] or "", row["transport"] or "", status)] += 1
+        if outcome.status != "retry":
+            return Finish(row.id, DeliveryStatus(outcome.status), error)
+        attempts = row.attempts + 1
+        if attempts >= self.max_attempts:
+            error["code"] = "RETRIES_EXHAUSTED"
+            error["message"] = f"monday refused {attempts} times: {outcome.message or outcome.code}"
+            return Finish(row.id, DeliveryStatus.FAILED, error)
+        retries_scheduled[outcome.code or "unknown"] += 1
+        if outcome.daily_limit:
+            # Not before monday's reset; spread over the first minute after it.
+            due = next_midnight_utc() + timedelta(seconds=random.uniform(0, 60))  # noqa: S311
+        else:
+            due = utcnow() + timedelta(
+                seconds=backoff_seconds(attempts, outcome.retry_after_seconds)
+            )
+        self._due_at(due)
+        return Finish(row.id, DeliveryStatus.RETRY_SCHEDULED, error, next_attempt_at=due)
+
+    async def _record(self, rows: Sequence[Notification], finishes: Sequence[Finish]) -> None:
+        """Write the outcomes of one batch (one transaction), then count them."""
+        await self.outbox.finish_many(_lease(rows[0]), finishes)
+        for row, finish in zip(rows, finishes, strict=True):
+            if finish.delivery_status != DeliveryStatus.RETRY_SCHEDULED:
+                self.short_lived.drop(row.id)
+            key = (row.sent_as or "", row.transport or "", finish.delivery_status.value)
+            delivery_counts[key] += 1
 
 
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message, "monday_request_id": None}
+def _lease(row: Notification) -> str:
+    # Rows reach delivery claimed (or inserted leased): a row without a lease is a bug.
+    assert row.lease_owner is not None, f"notification {row.id} is not leased"
+    return row.lease_owner
 
 
 def _no_credential(owner: str) -> str:

@@ -12,9 +12,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from server.delivery import outbox
+from server.clock import utcnow
 from server.delivery.deliver import Deliverer
-from server.notifications.store import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +45,10 @@ class DeliveryWorker:
 
     async def run_once(self) -> int:
         """One pass: expire stale `sending` rows, claim due rows, deliver. Returns rows sent."""
-        engine = self.deliverer.engine
-        await outbox.expire_stale_sending(engine)
+        outbox = self.deliverer.outbox
+        await outbox.expire_stale_sending()
         rows = await outbox.claim(
-            engine, self.deliverer.owner, lease_seconds=self.lease_seconds, limit=self.claim_limit
+            self.deliverer.owner, lease_seconds=self.lease_seconds, limit=self.claim_limit
         )
         if rows:
             await self.deliverer.deliver(rows)

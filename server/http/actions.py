@@ -22,13 +22,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from server.delivery.setup import SEND
+from server.appkeys import SERVICES
 from server.errors import ApiError
 from server.http import shapes
 from server.http.auth import require_integration
+from server.http.idempotent import idempotent
 from server.http.openapi import Operation
-from server.notifications import idempotency
 from server.notifications.inputs import NotificationInput
+from server.notifications.model import DeliveryStatus
 from server.notifications.send import AUTOMATION, SendRequest
 from server.tokens import IntegrationCall, TokenError
 
@@ -122,7 +123,7 @@ async def _run(
         short_lived_token=call.short_lived_token,
     )
     try:
-        [row] = await request.app[SEND].send(send_request, [notification])
+        [row] = await request.app[SERVICES].send.send(send_request, [notification])
     except ApiError as refused:
         if refused.code == "APP_NOT_INSTALLED":
             return action_error(
@@ -134,23 +135,23 @@ async def _run(
                 "this recipe.",
             )
         return action_error(refused.status, refused.code, refused.message)
-    status = row["delivery_status"]
-    if status == "failed":
-        last = row.get("last_error") or {}
+    status = row.delivery_status
+    if status == DeliveryStatus.FAILED:
+        last = row.last_error or {}
         code = str(last.get("code") or "MONDAY_ERROR")
         return action_error(
             422,
             code,
             "monday refused the notification; check the recipient and the item, then run it again.",
-            runtime=f"notification {row['id']}: {last.get('message') or 'refused by monday'}",
+            runtime=f"notification {row.id}: {last.get('message') or 'refused by monday'}",
         )
-    if status == "unknown":
+    if status == DeliveryStatus.UNKNOWN:
         return action_error(
             422,
             "DELIVERY_UNKNOWN",
             "monday did not answer; the notification may or may not have been delivered, "
             "and it is not retried to avoid a duplicate.",
-            runtime=f"notification {row['id']}: no answer from monday",
+            runtime=f"notification {row.id}: no answer from monday",
         )
     # sent, or retry_scheduled: the delivery worker sends it when monday allows.
     return web.json_response({})
@@ -192,20 +193,17 @@ async def notify(request: web.Request) -> web.Response:
         response = await _run(request, call, notification)
         return response.status, json.loads(response.text or "{}")
 
-    try:
-        # `_run` answers refusals itself: an ApiError here is the key's (reused, in flight).
-        status, answer, replayed = await idempotency.once(
-            request.app[SEND].engine,
-            call.account_id,
-            call.user_id,
-            f"monday-action:{run_id}",
-            idempotency.body_digest(body),
-            run,
-        )
-    except ApiError as error:
-        return action_error(error.status, error.code, error.message)
-    headers = idempotency.REPLAYED_HEADERS if replayed else None
-    return web.json_response(answer, status=status, headers=headers)
+    # `_run` answers refusals itself: an ApiError here is the key's (reused, in flight).
+    return await idempotent(
+        request,
+        account_id=call.account_id,
+        user_id=call.user_id,
+        key=f"monday-action:{run_id}",
+        body=body,
+        work=run,
+        refuse=lambda error: action_error(error.status, error.code, error.message),
+        validate=False,  # the run id was checked above
+    )
 
 
 OPENAPI_PATHS = (

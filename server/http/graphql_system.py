@@ -46,9 +46,8 @@ from graphql import (
 )
 from graphql.language import FloatValueNode, IntValueNode, StringValueNode, ValueNode
 from graphql.utilities import value_from_ast_untyped
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.appkeys import ENGINE
+from server.appkeys import SERVICES
 from server.errors import ApiError, error_body, invalid_payload
 from server.http import shapes
 from server.http.auth import require_session
@@ -214,7 +213,7 @@ DeleteMany = GraphQLObjectType(
 class GraphQLContext:
     request: web.Request
     session: Session
-    engine: AsyncEngine
+    ledger: ledger.Ledger
 
 
 def _ctx(info: GraphQLResolveInfo) -> GraphQLContext:
@@ -234,12 +233,12 @@ def _query_context(ctx: GraphQLContext) -> Context:
 async def resolve_notifications(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
     ctx = _ctx(info)
     query = parse_query(_params(args), _query_context(ctx))
-    return (await ledger.read_by_query(ctx.engine, ctx.session, query)).data
+    return (await ctx.ledger.read_by_query(ctx.session, query)).data
 
 
 async def resolve_by_id(_root: Any, info: GraphQLResolveInfo, id: str) -> Any:
     ctx = _ctx(info)
-    return await ledger.read_one(ctx.engine, ctx.session, ledger.path_key(str(id)))
+    return await ctx.ledger.read_one(ctx.session, ledger.path_key(str(id)))
 
 
 def _selected(
@@ -286,7 +285,7 @@ async def resolve_aggregated(_root: Any, info: GraphQLResolveInfo, **args: Any) 
     if aggregate:
         params["aggregate"] = aggregate
     query = parse_query(params, _query_context(ctx))
-    rows = (await ledger.read_by_query(ctx.engine, ctx.session, query)).data
+    rows = (await ctx.ledger.read_by_query(ctx.session, query)).data
     out = []
     for row in rows:
         shaped = {k: v for k, v in row.items() if k not in query.group_by}
@@ -316,7 +315,7 @@ async def resolve_update_item(
     data: Any,
 ) -> Any:
     ctx = _ctx(info)
-    return await ledger.update_one(ctx.engine, ctx.session, ledger.path_key(str(id)), data)
+    return await ctx.ledger.update_one(ctx.session, ledger.path_key(str(id)), data)
 
 
 async def resolve_update_items(
@@ -324,19 +323,19 @@ async def resolve_update_items(
 ) -> Any:
     ctx = _ctx(info)
     keys = ledger.parse_keys(list(ids), field="ids")
-    return await ledger.update_many(ctx.engine, ctx.session, keys, data)
+    return await ctx.ledger.update_many(ctx.session, keys, data)
 
 
 async def resolve_delete_item(_root: Any, info: GraphQLResolveInfo, id: str) -> Any:
     ctx = _ctx(info)
-    key = await ledger.delete_one(ctx.engine, ctx.session, ledger.path_key(str(id)))
+    key = await ctx.ledger.delete_one(ctx.session, ledger.path_key(str(id)))
     return {"id": key}
 
 
 async def resolve_delete_items(_root: Any, info: GraphQLResolveInfo, ids: list[Any]) -> Any:
     ctx = _ctx(info)
     keys = ledger.parse_keys(list(ids), field="ids")
-    await ledger.delete_many(ctx.engine, ctx.session, keys)
+    await ctx.ledger.delete_many(ctx.session, keys)
     return {"ids": keys}
 
 
@@ -529,7 +528,7 @@ async def graphql_system(request: web.Request) -> web.Response:
     validation_errors = validate(SCHEMA, document)
     if validation_errors:
         return _refuse(validation_errors)
-    context = GraphQLContext(request=request, session=session, engine=request.app[ENGINE])
+    context = GraphQLContext(request=request, session=session, ledger=request.app[SERVICES].ledger)
     outcome = execute(
         SCHEMA,
         document,

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.appkeys import ENGINE
+from server.appkeys import SERVICES
 from server.errors import invalid_payload, invalid_query
 from server.http import shapes
 from server.http.auth import require_session
@@ -36,6 +36,10 @@ def setup(app: web.Application) -> None:
     app.router.add_route("GET", "/notifications/{id}", get_notification)
     app.router.add_route("PATCH", "/notifications/{id}", patch_notification)
     app.router.add_route("DELETE", "/notifications/{id}", delete_notification)
+
+
+def _ledger(request: web.Request) -> ledger.Ledger:
+    return request.app[SERVICES].ledger
 
 
 _LIST, _PAGE = query_parameters(shapes.QueryParameters), shapes.NotificationPage
@@ -159,7 +163,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     """`GET /notifications` with Directus' global query parameters."""
     session = require_session(request)
     query = _url_query(request, session)
-    return _render_page(await ledger.read_by_query(request.app[ENGINE], session, query))
+    return _render_page(await _ledger(request).read_by_query(session, query))
 
 
 async def search_notifications(request: web.Request) -> web.Response:
@@ -172,11 +176,11 @@ async def search_notifications(request: web.Request) -> web.Response:
             raise invalid_payload('"query" must be an object', field="query")
         params.update(body["query"])
         query = parse_query(params, _context(session))
-        page = await ledger.read_by_query(request.app[ENGINE], session, query)
+        page = await _ledger(request).read_by_query(session, query)
         return _render_page(page, headers=NO_CACHE)
     keys = ledger.parse_keys(body["keys"])
     query = parse_query(params, _context(session))
-    data = await ledger.read_many(request.app[ENGINE], session, keys, query)
+    data = await _ledger(request).read_many(session, keys, query)
     return web.json_response({"data": data}, headers=NO_CACHE)
 
 
@@ -185,7 +189,7 @@ async def get_notification(request: web.Request) -> web.Response:
     session = require_session(request)
     query = _url_query(request, session)
     key = ledger.path_key(request.match_info["id"])
-    item = await ledger.read_one(request.app[ENGINE], session, key, query.fields)
+    item = await _ledger(request).read_one(session, key, query.fields)
     return web.json_response({"data": item})
 
 
@@ -195,7 +199,7 @@ async def patch_notification(request: web.Request) -> web.Response:
     query = _url_query(request, session)
     data = await read_json(request)
     key = ledger.path_key(request.match_info["id"])
-    item = await ledger.update_one(request.app[ENGINE], session, key, data)
+    item = await _ledger(request).update_one(session, key, data)
     return web.json_response({"data": project(item, query.fields)}, headers=NO_CACHE)
 
 
@@ -203,41 +207,41 @@ async def patch_notifications(request: web.Request) -> web.Response:
     """`PATCH /notifications`: `[{id, ...}]`, `{"keys", "data"}` or `{"query", "data"}`."""
     session = require_session(request)
     fields = _url_query(request, session).fields
-    engine = request.app[ENGINE]
+    service = _ledger(request)
     body = await read_json(request)
     if isinstance(body, list):
-        items = await ledger.update_batch(engine, session, body)
+        items = await service.update_batch(session, body)
     else:
         body = _body_object(body, frozenset({"keys", "query", "data"}))
         if "data" not in body:
             raise invalid_payload('"data" is required', field="data")
         if "keys" in body:
             keys = ledger.parse_keys(body["keys"])
-            items = await ledger.update_many(engine, session, keys, body["data"])
+            items = await service.update_many(session, keys, body["data"])
         else:
             query = _write_query(body["query"], session)
-            items = await ledger.update_by_query(engine, session, query, body["data"])
+            items = await service.update_by_query(session, query, body["data"])
     return web.json_response({"data": [project(i, fields) for i in items]}, headers=NO_CACHE)
 
 
 async def delete_notification(request: web.Request) -> web.Response:
     """`DELETE /notifications/{id}`: 204; the sender or an admin only."""
     session = require_session(request)
-    await ledger.delete_one(request.app[ENGINE], session, ledger.path_key(request.match_info["id"]))
+    await _ledger(request).delete_one(session, ledger.path_key(request.match_info["id"]))
     return web.Response(status=204)
 
 
 async def delete_notifications(request: web.Request) -> web.Response:
     """`DELETE /notifications`: `[ids]`, `{"keys"}` or `{"query"}`; 204, all or nothing."""
     session = require_session(request)
-    engine = request.app[ENGINE]
+    service = _ledger(request)
     body = await read_json(request)
     if isinstance(body, list):
-        await ledger.delete_many(engine, session, ledger.parse_keys(body, field="body"))
+        await service.delete_many(session, ledger.parse_keys(body, field="body"))
     else:
         body = _body_object(body, frozenset({"keys", "query"}))
         if "keys" in body:
-            await ledger.delete_many(engine, session, ledger.parse_keys(body["keys"]))
+            await service.delete_many(session, ledger.parse_keys(body["keys"]))
         else:
-            await ledger.delete_by_query(engine, session, _write_query(body["query"], session))
+            await service.delete_by_query(session, _write_query(body["query"], session))
     return web.Response(status=204)

@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from server.appkeys import ENGINE
-from server.delivery import deliver, governor, outbox
+from server.appkeys import SERVICES
+from server.delivery import deliver, governor
 from server.metrics import CONTENT_TYPE, PREFIX, CounterFamily
 from server.notifications import send
 from server.tokens import auth_failures, secret_matches
@@ -38,7 +38,7 @@ class QueueCollector(Collector):
 
     async def refresh(self, request: web.Request) -> None:
         try:
-            self.counts, self.oldest = await outbox.queue_depth(request.app[ENGINE])
+            self.counts, self.oldest = await request.app[SERVICES].outbox.queue_depth()
         except Exception:  # a scrape must answer even when the database does not
             log.exception("metrics: could not read the queue depth")
             self.counts = None

@@ -16,14 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
-from server.delivery.setup import SEND
+from server.appkeys import SERVICES
 from server.errors import ApiError
 from server.http import shapes
 from server.http.auth import require_session
+from server.http.idempotent import idempotent
 from server.http.openapi import IDEMPOTENCY_KEY, Operation
 from server.http.send import send_request_for
 from server.logs import request_id_var
-from server.notifications import idempotency
+from server.notifications.model import NOT_SENT, DeliveryStatus, Notification
 from server.notifications.send import relay_payload
 from server.notifications.v2_parse import (
     MondayError,
@@ -34,10 +35,8 @@ from server.notifications.v2_parse import (
 )
 from server.tokens import Session, TokenError
 
-# Rows in these states will not reach monday (or nobody knows whether they did).
-NOT_SENT = frozenset({"failed", "unknown"})
 # `unknown`: monday may or may not have executed it; like a gateway timeout.
-_STATUS_CODE = {"failed": 200, "unknown": 504}
+_STATUS_CODE = {DeliveryStatus.FAILED: 200, DeliveryStatus.UNKNOWN: 504}
 
 
 def _envelope(
@@ -63,25 +62,25 @@ def _from_api_error(error: ApiError) -> MondayError:
     return MondayError(error.message, error.code, error.status)
 
 
-def _field_value(name: str, row: dict[str, Any]) -> Any:
+def _field_value(name: str, row: Notification) -> Any:
     if name == "id":
-        return str(row["id"])
+        return str(row.id)
     if name == "text":
-        return row["message"]
+        return row.message
     return "Notification"  # __typename, the only other field the schema allows
 
 
 def render(
-    fields: Sequence[NotificationField], rows: Sequence[dict[str, Any]]
+    fields: Sequence[NotificationField], rows: Sequence[Notification]
 ) -> tuple[dict[str, Any], list[MondayError], dict[str, Any]]:
     """`data` by alias, per-alias errors for rows that will not be sent, relay payloads."""
     data: dict[str, Any] = {}
     errors: list[MondayError] = []
     relay: dict[str, Any] = {}
     for item, row in zip(fields, rows, strict=True):
-        status = row["delivery_status"]
+        status = row.delivery_status
         if status in NOT_SENT:
-            last = row.get("last_error") or {}
+            last = row.last_error or {}
             data[item.key] = None
             errors.append(
                 MondayError(
@@ -91,16 +90,16 @@ def render(
                     locations=(item.location,) if item.location else (),
                     path=(item.key,),
                     error_data={
-                        "notification_id": row["id"],
-                        "delivery_status": status,
+                        "notification_id": row.id,
+                        "delivery_status": status.value,
                         "monday_request_id": last.get("monday_request_id"),
                     },
                 )
             )
             continue
         data[item.key] = {key: _field_value(name, row) for key, name in item.selections}
-        if status == "awaiting_client":
-            relay[item.key] = {"id": str(row["id"]), **relay_payload(row)}
+        if status == DeliveryStatus.AWAITING_CLIENT:
+            relay[item.key] = {"id": str(row.id), **relay_payload(row)}
     return data, errors, relay
 
 
@@ -111,7 +110,7 @@ async def _send(
         return 200, _envelope(None, account_id=session.account_id, data={}, include_data=True)
     send_request = send_request_for(request, session, "v2")
     try:
-        rows = await request.app[SEND].send(send_request, [f.notification for f in fields])
+        rows = await request.app[SERVICES].send.send(send_request, [f.notification for f in fields])
     except ApiError as refused:  # the sender decision said no: nothing was written
         return refused.status, _envelope([_from_api_error(refused)], account_id=session.account_id)
     data, errors, relay = render(fields, rows)
@@ -142,28 +141,20 @@ async def monday_v2(request: web.Request) -> web.Response:
             status=refused.http_status,
         )
 
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        status, sent = await _send(request, session, fields)
-        return web.json_response(sent, status=status)
-    try:
-        idempotency.check_key(key)
-        # `_send` answers refusals itself: an ApiError here is the key's (reused, in flight).
-        status, answer, replayed = await idempotency.once(
-            request.app[SEND].engine,
-            session.account_id,
-            session.user_id,
-            key,
-            idempotency.body_digest(body),
-            lambda: _send(request, session, fields),
-        )
-    except ApiError as error:
-        return web.json_response(
+    # `_send` answers refusals itself: an ApiError here is the key's (invalid, reused,
+    # in flight), answered in monday's shape.
+    return await idempotent(
+        request,
+        account_id=session.account_id,
+        user_id=session.user_id,
+        key=request.headers.get("Idempotency-Key"),
+        body=body,
+        work=lambda: _send(request, session, fields),
+        refuse=lambda error: web.json_response(
             _envelope([_from_api_error(error)], account_id=session.account_id),
             status=error.status,
-        )
-    headers = idempotency.REPLAYED_HEADERS if replayed else None
-    return web.json_response(answer, status=status, headers=headers)
+        ),
+    )
 
 
 OPENAPI_PATHS = (

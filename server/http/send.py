@@ -7,18 +7,19 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import Field
 
-from server.delivery.setup import SEND
-from server.errors import ApiError, forbidden, invalid_payload
+from server.appkeys import SERVICES
+from server.errors import forbidden, invalid_payload
 from server.http.auth import require_session
 from server.http.body import parse_model, read_json
+from server.http.idempotent import idempotent
 from server.http.openapi import ID, IDEMPOTENCY_KEY, Operation
-from server.notifications import idempotency
-from server.notifications.api_types import Notification, SentNotification
+from server.notifications.api_types import Notification as NotificationObject
+from server.notifications.api_types import SentNotification
 from server.notifications.inputs import MAX_BATCH, NotificationInput, RelayOutcome
 from server.notifications.ledger import path_key
+from server.notifications.model import DeliveryStatus, Notification
 from server.notifications.send import SendRequest, relay_payload
 from server.notifications.serialize import notification_to_api
-from server.notifications.store import fetch_row, record_relay
 from server.tokens import Session
 
 
@@ -43,9 +44,9 @@ def _parse_each(items: list[Any]) -> list[NotificationInput]:
     return [parse_model(NotificationInput, item, prefix=f"[{i}]") for i, item in enumerate(items)]
 
 
-def api_object(row: dict[str, Any]) -> dict[str, Any]:
+def api_object(row: Notification) -> dict[str, Any]:
     obj = notification_to_api(row)
-    if row["delivery_status"] == "awaiting_client":
+    if row.delivery_status == DeliveryStatus.AWAITING_CLIENT:
         obj["relay"] = relay_payload(row)
     return obj
 
@@ -73,7 +74,7 @@ async def send_from_request(
 async def _send(
     request: web.Request, send_request: SendRequest, items: list[NotificationInput]
 ) -> list[dict[str, Any]]:
-    rows = await request.app[SEND].send(send_request, items)
+    rows = await request.app[SERVICES].send.send(send_request, items)
     return [api_object(row) for row in rows]
 
 
@@ -82,27 +83,19 @@ async def create_notifications(request: web.Request) -> web.Response:
     body = await read_json(request)
     items, many = parse_items(body)
     send_request = send_request_for(request, session, "rest")
-    key = send_request.idempotency_key
-    if key is None:
-        data = await _send(request, send_request, items)
-        return web.json_response({"data": data if many else data[0]})
-
-    idempotency.check_key(key)
 
     async def send() -> tuple[int, Any]:
         data = await _send(request, send_request, items)
         return 200, {"data": data if many else data[0]}
 
-    status, answer, replayed = await idempotency.once(
-        request.app[SEND].engine,
-        session.account_id,
-        session.user_id,
-        key,
-        idempotency.body_digest(body),
-        send,
+    return await idempotent(
+        request,
+        account_id=session.account_id,
+        user_id=session.user_id,
+        key=send_request.idempotency_key,
+        body=body,
+        work=send,
     )
-    headers = idempotency.REPLAYED_HEADERS if replayed else None
-    return web.json_response(answer, status=status, headers=headers)
 
 
 async def relay(request: web.Request) -> web.Response:
@@ -111,33 +104,8 @@ async def relay(request: web.Request) -> web.Response:
     if row_id is None:
         raise forbidden()
     outcome = parse_model(RelayOutcome, await read_json(request))
-    engine = request.app[SEND].engine
-    row = await fetch_row(engine, row_id)
-    # Only the user whose view was asked to relay may report; anything else looks missing.
-    if row is None or row["account_id"] != session.account_id or row["sender"] != session.user_id:
-        raise forbidden()
-    if row["delivery_status"] != "awaiting_client":
-        raise ApiError(
-            409,
-            "NOT_AWAITING_CLIENT",
-            f"This notification is {row['delivery_status']}, not awaiting a relay.",
-        )
-    error = None
-    if not outcome.ok:
-        raw = outcome.error or {}
-        error = {
-            "code": str(raw.get("code") or "SEAMLESS_ERROR")[:64],
-            "message": str(raw.get("message") or "monday refused the seamless call.")[:500],
-            "monday_request_id": raw.get("request_id") or raw.get("monday_request_id"),
-        }
-    if not await record_relay(
-        engine, row_id, ok=outcome.ok, monday_id=outcome.monday_id, error=error
-    ):
-        raise ApiError(
-            409, "NOT_AWAITING_CLIENT", "This notification is no longer awaiting a relay."
-        )
-    updated = await fetch_row(engine, row_id)
-    assert updated is not None
+    services = request.app[SERVICES]
+    updated = await services.send.relay(session.account_id, session.user_id, row_id, outcome)
     return web.json_response({"data": notification_to_api(updated)})
 
 
@@ -163,7 +131,7 @@ OPENAPI_PATHS = (
         tag="send",
         parameters=[ID],
         body=RelayOutcome,
-        ok=Notification,
+        ok=NotificationObject,
         errors=(400, 401, 403, 409, 413),
     ),
 )

@@ -8,22 +8,19 @@ and come out through a `CredentialCipher`; only Fernet tokens reach the database
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Row, and_, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.clock import utcnow as utcnow  # re-exported: lifecycle, credentials, oauth_flow
 from server.installations.crypto import CredentialCipher
 from server.sender import DEFAULT_POLICY, SenderPolicy
 from server.storage.tables import credentials, installations, oauth_states
 
 CredentialKind = Literal["api_key", "oauth"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def last4(secret: str) -> str:

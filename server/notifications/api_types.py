@@ -1,8 +1,9 @@
 """The notification object as the API shows it (contract §6), as types.
 
-The `Literal`s here are the one definition of each field's values: the input model, the
-ledger's status check and `GET /openapi.json` all read them. `API_FIELDS`
-(`serialize.py`) is the order the fields are rendered in; a test keeps the two equal.
+The `Literal`s here (and `model.py`'s status types) are the one definition of each field's
+values: the input model, the ledger's status check and `GET /openapi.json` all read them.
+`API_FIELDS` (`serialize.py`) is the order the fields are rendered in; a test keeps the two
+equal.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.notifications.model import DeliveryStatus, LedgerStatus
 from server.sender import SendAs, Transport
 
-Status = Literal["inbox", "archived"]
+# The ledger status and the delivery status are defined once, with the typed row.
+Status = LedgerStatus
 Collection = Literal["Project", "Post"]
-DeliveryStatus = Literal[
-    "queued", "sending", "sent", "retry_scheduled", "awaiting_client", "failed", "unknown"
-]
 
 _MondayId = Annotated[str, Field(pattern=r"^[0-9]+$")]
 

@@ -1,7 +1,9 @@
 """`Idempotency-Key` (contract §6): one send per key and body, replayed for 24 hours.
 
-The key row is inserted before the send starts (the primary key makes that atomic), so a
-concurrent duplicate finds it and waits for the first answer instead of sending again.
+The key row is reserved before the send starts (the store's primary key makes that
+atomic), so a concurrent duplicate finds it and waits for the first answer instead of
+sending again. The statements are in `storage/notifications/idempotency.py`; the rules
+(window, waiting, which answers are kept) are here.
 """
 
 from __future__ import annotations
@@ -11,16 +13,12 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from server.clock import utcnow
 from server.errors import ApiError
-from server.notifications.store import utcnow
-from server.storage.tables import idempotency_keys
+from server.notifications.ports import IdempotencyStore
 
 REPLAY_WINDOW = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
@@ -51,128 +49,85 @@ def check_key(key: str) -> str:
     return key
 
 
-def _where(account_id: str, user_id: str, key: str) -> Any:
-    c = idempotency_keys.c
-    return and_(c.account_id == account_id, c.user_id == user_id, c.key == key)
+@dataclass
+class Idempotency:
+    """The idempotency rules over an `IdempotencyStore`."""
 
+    store: IdempotencyStore
 
-async def _reserve(
-    engine: AsyncEngine, account_id: str, user_id: str, key: str, digest: str
-) -> bool:
-    """Insert the key row; False if it exists already (someone else holds the key)."""
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                insert(idempotency_keys).values(
-                    account_id=account_id,
-                    user_id=user_id,
-                    key=key,
-                    body_digest=digest,
-                    created_at=utcnow(),
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    async def begin(self, account_id: str, user_id: str, key: str, digest: str) -> Replay | None:
+        """Reserve `key`; return the first answer to replay if it was already used with
+        this body.
 
-
-async def _read(engine: AsyncEngine, account_id: str, user_id: str, key: str) -> Any:
-    # A plain read: waiting duplicates must not take SQLite's single write lock while they poll.
-    async with engine.connect() as connection:
-        result = await connection.execute(
-            select(idempotency_keys).where(_where(account_id, user_id, key))
-        )
-        return result.mappings().first()
-
-
-async def begin(
-    engine: AsyncEngine, account_id: str, user_id: str, key: str, digest: str
-) -> Replay | None:
-    """Reserve `key`; return the first answer to replay if it was already used with this body.
-
-    A duplicate that arrives while the first request is still running waits (reading only)
-    for its answer, up to WAIT_FOR_FIRST_SECONDS, then gets 409 IDEMPOTENCY_IN_FLIGHT.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_FOR_FIRST_SECONDS
-    while True:
-        if await _reserve(engine, account_id, user_id, key, digest):
-            return None
+        A duplicate that arrives while the first request is still running waits (reading
+        only) for its answer, up to WAIT_FOR_FIRST_SECONDS, then gets 409
+        IDEMPOTENCY_IN_FLIGHT.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_FOR_FIRST_SECONDS
         while True:
-            row = await _read(engine, account_id, user_id, key)
-            if row is None:
-                break  # the first request gave its key back (it failed): try to take it
-            created = row["created_at"]
-            if created.tzinfo is None:
-                created = created.replace(tzinfo=UTC)
-            if created < utcnow() - REPLAY_WINDOW:
-                async with engine.begin() as connection:
-                    await connection.execute(
-                        delete(idempotency_keys).where(_where(account_id, user_id, key))
+            if await self.store.reserve(account_id, user_id, key, digest):
+                return None
+            while True:
+                record = await self.store.read(account_id, user_id, key)
+                if record is None:
+                    break  # the first request gave its key back (it failed): try to take it
+                if record.created_at < utcnow() - REPLAY_WINDOW:
+                    await self.store.forget(account_id, user_id, key)
+                    break
+                if record.body_digest != digest:
+                    raise ApiError(
+                        422,
+                        "IDEMPOTENCY_KEY_REUSED",
+                        "This Idempotency-Key was already used with a different request body: "
+                        "use a new key.",
                     )
-                break
-            if row["body_digest"] != digest:
-                raise ApiError(
-                    422,
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "This Idempotency-Key was already used with a different request body: "
-                    "use a new key.",
-                )
-            if row["response_status"] is not None:
-                return Replay(status=int(row["response_status"]), body=row["response_body"])
-            if loop.time() > deadline:
-                raise ApiError(
-                    409,
-                    "IDEMPOTENCY_IN_FLIGHT",
-                    "A request with this Idempotency-Key is still being processed: "
-                    "try again shortly.",
-                )
-            await asyncio.sleep(0.05)
+                if record.response_status is not None:
+                    return Replay(status=int(record.response_status), body=record.response_body)
+                if loop.time() > deadline:
+                    raise ApiError(
+                        409,
+                        "IDEMPOTENCY_IN_FLIGHT",
+                        "A request with this Idempotency-Key is still being processed: "
+                        "try again shortly.",
+                    )
+                await asyncio.sleep(0.05)
 
-
-async def complete(
-    engine: AsyncEngine, account_id: str, user_id: str, key: str, status: int, body: Any
-) -> None:
-    """Keep the answer for replays; a server error gives the key back so a retry can send.
-
-    So does a 429: a request refused for its rate was not processed, and the same key must
-    work once the caller has waited.
-    """
-    async with engine.begin() as connection:
+    async def complete(
+        self, account_id: str, user_id: str, key: str, status: int, body: Any
+    ) -> None:
+        """Keep the answer for replays; a server error gives the key back so a retry can
+        send. So does a 429: a request refused for its rate was not processed, and the
+        same key must work once the caller has waited.
+        """
         if status >= 500 or status == 429:
-            await connection.execute(
-                delete(idempotency_keys).where(_where(account_id, user_id, key))
-            )
+            await self.store.forget(account_id, user_id, key)
             return
-        await connection.execute(
-            update(idempotency_keys)
-            .where(_where(account_id, user_id, key))
-            .values(response_status=status, response_body=body)
-        )
+        await self.store.keep_answer(account_id, user_id, key, status, body)
 
+    async def once(
+        self,
+        account_id: str,
+        user_id: str,
+        key: str,
+        digest: str,
+        work: Callable[[], Awaitable[tuple[int, Any]]],
+    ) -> tuple[int, Any, bool]:
+        """Run `work` (which answers `(status, body)`) at most once per key and body.
 
-async def once(
-    engine: AsyncEngine,
-    account_id: str,
-    user_id: str,
-    key: str,
-    digest: str,
-    work: Callable[[], Awaitable[tuple[int, Any]]],
-) -> tuple[int, Any, bool]:
-    """Run `work` (which answers `(status, body)`) at most once per key and body.
-
-    Returns `(status, body, replayed)`. `begin`'s refusals propagate; an `ApiError` from
-    `work` is kept as the answer and re-raised; any other failure gives the key back.
-    """
-    replay = await begin(engine, account_id, user_id, key, digest)
-    if replay is not None:
-        return replay.status, replay.body, True
-    status, answer = 500, None
-    try:
-        status, answer = await work()
-    except ApiError as error:
-        status, answer = error.status, error.body()
-        raise
-    finally:
-        await complete(engine, account_id, user_id, key, status, answer)
-    return status, answer, False
+        Returns `(status, body, replayed)`. `begin`'s refusals propagate; an `ApiError`
+        from `work` is kept as the answer and re-raised; any other failure gives the key
+        back.
+        """
+        replay = await self.begin(account_id, user_id, key, digest)
+        if replay is not None:
+            return replay.status, replay.body, True
+        status, answer = 500, None
+        try:
+            status, answer = await work()
+        except ApiError as error:
+            status, answer = error.status, error.body()
+            raise
+        finally:
+            await self.complete(account_id, user_id, key, status, answer)
+        return status, answer, False

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden, invalid_payload
-from server.notifications.api_types import Status
 from server.notifications.filters import MAX_SAFE_INTEGER
+from server.notifications.model import LEDGER_STATUSES, LedgerStatus, Notification, Visibility
+from server.notifications.ports import NotificationStore
 from server.notifications.query import MAX_LIMIT, Aggregate, Query, group_order_by, order_by
 from server.notifications.serialize import (
     API_FIELDS,
@@ -32,10 +33,11 @@ from server.notifications.serialize import (
     notification_to_api,
     project,
 )
+from server.storage.notifications import visibility_condition
 from server.storage.tables import notifications
 from server.tokens import Session
 
-STATUSES: tuple[str, ...] = get_args(Status)
+STATUSES = LEDGER_STATUSES
 WRITABLE_FIELDS = frozenset({"status"})
 MAX_KEYS = MAX_LIMIT
 
@@ -54,20 +56,19 @@ class Page:
 # ---------------------------------------------------------------- scope
 
 
-def visible_scope(session: Session) -> ColumnElement[bool]:
+def visible(session: Session) -> Visibility:
     """Rows the caller may read: their account; for non-admins, rows they received or sent."""
-    account = _T.account_id == session.account_id
-    if session.is_admin:
-        return account
-    return and_(account, or_(_T.recipient == session.user_id, _T.sender == session.user_id))
+    return Visibility(session.account_id, None if session.is_admin else session.user_id)
 
 
-def deletable_scope(session: Session) -> ColumnElement[bool]:
+def deletable(session: Session) -> Visibility:
     """Rows the caller may delete: their account; for non-admins, rows they sent."""
-    account = _T.account_id == session.account_id
-    if session.is_admin:
-        return account
-    return and_(account, _T.sender == session.user_id)
+    user = None if session.is_admin else session.user_id
+    return Visibility(session.account_id, user, ("sender",))
+
+
+def visible_scope(session: Session) -> ColumnElement[bool]:
+    return visibility_condition(visible(session))
 
 
 def _where(session: Session, query: Query | None) -> ColumnElement[bool]:
@@ -132,6 +133,11 @@ def validate_changes(data: Any, *, field: str = "data") -> dict[str, Any]:
             )
         changes["status"] = status
     return changes
+
+
+def _status(changes: Mapping[str, Any]) -> LedgerStatus | None:
+    status: LedgerStatus | None = changes.get("status")
+    return status
 
 
 # ---------------------------------------------------------------- reads
@@ -233,141 +239,105 @@ async def _aggregate(conn: AsyncConnection, session: Session, query: Query) -> l
     return out
 
 
-# ---------------------------------------------------------------- updates
+# ---------------------------------------------------------------- the service
 
 
-def _set_values(changes: Mapping[str, Any]) -> dict[str, Any]:
-    # An empty change still runs the scoped UPDATE, so visibility is checked the same way.
-    return dict(changes) if changes else {"status": _T.status}
+def _objects(rows: Iterable[Notification]) -> list[dict[str, Any]]:
+    return sorted((notification_to_api(row) for row in rows), key=lambda item: int(item["id"]))
 
 
-async def _update_keys(
-    conn: AsyncConnection, session: Session, keys: Sequence[int], changes: Mapping[str, Any]
-) -> list[dict[str, Any]]:
-    stmt = (
-        update(notifications)
-        .where(_T.id.in_(list(keys)), visible_scope(session))
-        .values(_set_values(changes))
-        .returning(*_API_COLUMNS)
-    )
-    rows = (await conn.execute(stmt)).mappings().all()
-    if len(rows) != len(set(keys)):
-        # Some key is missing or not the caller's: nothing may change.
-        raise forbidden()
-    return [notification_to_api(dict(r)) for r in rows]
+@dataclass
+class Ledger:
+    """The ledger API's service: reads (SQL here, shared by REST and GraphQL) and writes
+    (through the `NotificationStore`), each under the caller's access rules."""
 
+    engine: AsyncEngine
+    store: NotificationStore
 
-def _sorted(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(items, key=lambda item: int(item["id"]))
+    async def read_by_query(self, session: Session, query: Query) -> Page:
+        return await read_by_query(self.engine, session, query)
 
+    async def read_many(
+        self, session: Session, keys: Sequence[int], query: Query
+    ) -> list[dict[str, Any]]:
+        return await read_many(self.engine, session, keys, query)
 
-async def update_one(
-    engine: AsyncEngine, session: Session, key: int | None, data: Any
-) -> dict[str, Any]:
-    """`PATCH /notifications/{id}`: the updated object; 403 when not visible."""
-    changes = validate_changes(data)
-    if key is None:
-        raise forbidden()
-    async with engine.begin() as conn:
-        return (await _update_keys(conn, session, [key], changes))[0]
+    async def read_one(
+        self, session: Session, key: int | None, fields: tuple[str, ...] | None = None
+    ) -> dict[str, Any]:
+        return await read_one(self.engine, session, key, fields)
 
-
-async def update_many(
-    engine: AsyncEngine, session: Session, keys: Sequence[int], data: Any
-) -> list[dict[str, Any]]:
-    """`PATCH /notifications {"keys", "data"}`: all of them or (403) none."""
-    changes = validate_changes(data)
-    if not keys:
-        return []
-    async with engine.begin() as conn:
-        return _sorted(await _update_keys(conn, session, keys, changes))
-
-
-async def update_batch(engine: AsyncEngine, session: Session, items: Any) -> list[dict[str, Any]]:
-    """`PATCH /notifications [{"id", ...changes}]`: per-item changes in one transaction."""
-    if not isinstance(items, list):
-        raise invalid_payload("The body must be an array of objects with an id")
-    if len(items) > MAX_KEYS:
-        raise invalid_payload(f"A batch can hold at most {MAX_KEYS} items")
-    planned: list[tuple[int, dict[str, Any]]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, Mapping) or "id" not in item:
-            raise invalid_payload(f'"[{index}]" must be an object with an "id"', field=f"[{index}]")
-        key = parse_key(item["id"], field=f"[{index}].id")
-        changes = validate_changes({k: v for k, v in item.items() if k != "id"}, field=f"[{index}]")
-        planned.append((key, changes))
-    results: dict[int, dict[str, Any]] = {}
-    async with engine.begin() as conn:
-        for key, changes in planned:
-            for row in await _update_keys(conn, session, [key], changes):
-                results[int(row["id"])] = row
-    return _sorted(results.values())
-
-
-def _matching_ids(session: Session, query: Query) -> Select[Any]:
-    """The ids a `{query}` write reaches: visible rows matching filter and search, in the
-    query's order and window (all of them unless the caller set a limit)."""
-    limit, offset = query.write_window()
-    stmt = select(_T.id).where(_where(session, query)).order_by(*order_by(query))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    if offset:
-        stmt = stmt.offset(offset)
-    return stmt
-
-
-async def update_by_query(
-    engine: AsyncEngine, session: Session, query: Query, data: Any
-) -> list[dict[str, Any]]:
-    """`PATCH /notifications {"query", "data"}`: only ever the caller's visible rows."""
-    changes = validate_changes(data)
-    ids = _matching_ids(session, query).scalar_subquery()
-    stmt = (
-        update(notifications)
-        .where(_T.id.in_(ids), visible_scope(session))
-        .values(_set_values(changes))
-        .returning(*_API_COLUMNS)
-    )
-    async with engine.begin() as conn:
-        rows = (await conn.execute(stmt)).mappings().all()
-    return _sorted(notification_to_api(dict(r)) for r in rows)
-
-
-# ---------------------------------------------------------------- deletes
-
-
-async def delete_many(engine: AsyncEngine, session: Session, keys: Sequence[int]) -> list[int]:
-    """Delete `keys`: all of them, or (403) none when one is missing or not deletable."""
-    unique = list(dict.fromkeys(keys))
-    if not unique:
-        return []
-    stmt = delete(notifications).where(_T.id.in_(unique), deletable_scope(session)).returning(_T.id)
-    async with engine.begin() as conn:
-        deleted = [int(k) for k in (await conn.execute(stmt)).scalars().all()]
-        if len(deleted) != len(unique):
+    async def update_one(self, session: Session, key: int | None, data: Any) -> dict[str, Any]:
+        """`PATCH /notifications/{id}`: the updated object; 403 when not visible."""
+        changes = validate_changes(data)
+        if key is None:
             raise forbidden()
-    return sorted(deleted)
-
-
-async def delete_one(engine: AsyncEngine, session: Session, key: int | None) -> int:
-    """`DELETE /notifications/{id}`: the sender or an admin; 403 otherwise."""
-    if key is None:
-        raise forbidden()
-    await delete_many(engine, session, [key])
-    return key
-
-
-async def delete_by_query(engine: AsyncEngine, session: Session, query: Query) -> list[int]:
-    """Delete the visible rows matching `query`; 403 (and nothing deleted) when one of them
-    is only the caller's to read, not to delete."""
-    ids = _matching_ids(session, query).scalar_subquery()
-    stmt = (
-        delete(notifications)
-        .where(_T.id.in_(ids), visible_scope(session))
-        .returning(_T.id, _T.sender)
-    )
-    async with engine.begin() as conn:
-        rows = (await conn.execute(stmt)).all()
-        if not session.is_admin and any(sender != session.user_id for _id, sender in rows):
+        rows = await self.store.set_status_all(visible(session), [key], _status(changes))
+        if rows is None:
             raise forbidden()
-    return sorted(int(row_id) for row_id, _sender in rows)
+        return notification_to_api(rows[0])
+
+    async def update_many(
+        self, session: Session, keys: Sequence[int], data: Any
+    ) -> list[dict[str, Any]]:
+        """`PATCH /notifications {"keys", "data"}`: all of them or (403) none."""
+        changes = validate_changes(data)
+        if not keys:
+            return []
+        rows = await self.store.set_status_all(visible(session), keys, _status(changes))
+        if rows is None:
+            raise forbidden()  # some key is missing or not the caller's: nothing changed
+        return _objects(rows)
+
+    async def update_batch(self, session: Session, items: Any) -> list[dict[str, Any]]:
+        """`PATCH /notifications [{"id", ...changes}]`: per-item changes in one transaction."""
+        if not isinstance(items, list):
+            raise invalid_payload("The body must be an array of objects with an id")
+        if len(items) > MAX_KEYS:
+            raise invalid_payload(f"A batch can hold at most {MAX_KEYS} items")
+        planned: list[tuple[int, LedgerStatus | None]] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping) or "id" not in item:
+                raise invalid_payload(
+                    f'"[{index}]" must be an object with an "id"', field=f"[{index}]"
+                )
+            key = parse_key(item["id"], field=f"[{index}].id")
+            rest = {k: v for k, v in item.items() if k != "id"}
+            planned.append((key, _status(validate_changes(rest, field=f"[{index}]"))))
+        rows = await self.store.set_status(visible(session), planned)
+        if rows is None:
+            raise forbidden()
+        # A key changed twice appears once, as it ended.
+        return _objects({row.id: row for row in rows}.values())
+
+    async def update_by_query(
+        self, session: Session, query: Query, data: Any
+    ) -> list[dict[str, Any]]:
+        """`PATCH /notifications {"query", "data"}`: only ever the caller's visible rows."""
+        changes = validate_changes(data)
+        rows = await self.store.set_status_matching(visible(session), query, _status(changes))
+        return _objects(rows)
+
+    async def delete_many(self, session: Session, keys: Sequence[int]) -> list[int]:
+        """Delete `keys`: all of them, or (403) none when one is missing or not deletable."""
+        if not keys:
+            return []
+        deleted = await self.store.delete(deletable(session), keys)
+        if deleted is None:
+            raise forbidden()
+        return sorted(deleted)
+
+    async def delete_one(self, session: Session, key: int | None) -> int:
+        """`DELETE /notifications/{id}`: the sender or an admin; 403 otherwise."""
+        if key is None:
+            raise forbidden()
+        await self.delete_many(session, [key])
+        return key
+
+    async def delete_by_query(self, session: Session, query: Query) -> list[int]:
+        """Delete the visible rows matching `query`; 403 (and nothing deleted) when one of
+        them is only the caller's to read, not to delete."""
+        deleted = await self.store.delete_matching(visible(session), deletable(session), query)
+        if deleted is None:
+            raise forbidden()
+        return sorted(deleted)

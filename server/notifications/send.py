@@ -1,7 +1,8 @@
 """Create = send (contract §5-§6): decide the sender, write the rows, forward, record.
 
 Every surface (Directus REST and GraphQL, the monday-compatible `/v2`, automations)
-calls `SendService.send`, so there is one send path.
+calls `SendService.send`, so there is one send path. The service sees the database and
+monday only through the ports in `notifications/ports.py`.
 """
 
 from __future__ import annotations
@@ -11,24 +12,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from server.delivery import outbox
-from server.delivery.deliver import Deliverer
-from server.installations.crypto import CredentialCipher
-from server.installations.store import Installation, get_credential, get_installation
+from server.errors import ApiError, forbidden
 from server.monday.client import CREATE_NOTIFICATION
-from server.notifications.inputs import NotificationInput
+from server.notifications.inputs import NotificationInput, RelayOutcome
+from server.notifications.model import (
+    AuditEntry,
+    DeliveryStatus,
+    NewNotification,
+    Notification,
+    delivery_error,
+)
+from server.notifications.ports import Dispatcher, NotificationStore, SenderFactsSource
 from server.notifications.send_limit import SendRateLimiter
-from server.notifications.store import AuditEntry, fetch_rows, insert_rows, write_audit
 from server.sender import (
-    DEFAULT_POLICY,
-    POLICIES,
     Caller,
     ConnectedCredentials,
     InstallationFacts,
     SenderDecision,
-    SenderPolicy,
     SenderRefused,
     SenderRequest,
     decide_sender,
@@ -67,41 +67,37 @@ class SendRequest:
         )
 
 
-def installation_facts(installation: Installation | None) -> InstallationFacts:
-    if installation is None:
-        return InstallationFacts(known=False, installed=False, installer_user_id=None)
-    # A row that no lifecycle event wrote and nobody installed (e.g. only a policy was saved
-    # in local development) does not mean "uninstalled": monday never told us that.
-    known = installation.from_lifecycle or installation.installed
-    policy: SenderPolicy = (
-        installation.sender_policy if installation.sender_policy in POLICIES else DEFAULT_POLICY
-    )
-    return InstallationFacts(
-        known=known,
-        installed=installation.installed,
-        installer_user_id=installation.installer_user_id,
-        sender_policy=policy,
-    )
-
-
-def relay_payload(row: dict[str, Any]) -> dict[str, Any]:
+def relay_payload(row: Notification) -> dict[str, Any]:
     """The exact mutation and variables a view runs through monday's seamless `api()`."""
     return {
         "query": CREATE_NOTIFICATION,
         "variables": {
-            "user_id": row["recipient"],
-            "target_id": row["item"],
-            "text": row["message"],
-            "target_type": row["collection"],
+            "user_id": row.recipient,
+            "target_id": row.item,
+            "text": row.message,
+            "target_type": row.collection,
         },
     }
 
 
+def _new_row(item: NotificationInput, decision: SenderDecision) -> NewNotification:
+    return NewNotification(
+        recipient=item.recipient,
+        message=item.message,
+        collection=item.collection,
+        item=item.item,
+        subject=item.subject,
+        sent_as=decision.sent_as,
+        transport=decision.transport,
+        credential_owner=decision.credential_owner,
+    )
+
+
 @dataclass
 class SendService:
-    engine: AsyncEngine
-    cipher: CredentialCipher
-    deliverer: Deliverer
+    store: NotificationStore
+    facts: SenderFactsSource
+    dispatcher: Dispatcher
     lease_seconds: int = 60
     # Per-user rows-per-minute limit (settings.send_rate_per_minute); None or 0 = off.
     limiter: SendRateLimiter | None = None
@@ -112,8 +108,7 @@ class SendService:
     async def _usable(self, account_id: str, user_id: str | None, kind: str) -> bool:
         if user_id is None:
             return False
-        credential = await get_credential(self.engine, self.cipher, account_id, user_id, kind)  # type: ignore[arg-type]
-        return credential is not None and not credential.needs_reconnect
+        return await self.facts.credential_usable(account_id, user_id, kind)
 
     async def connected(
         self, request: SendRequest, facts: InstallationFacts
@@ -138,7 +133,7 @@ class SendService:
         self, request: SendRequest, items: Sequence[NotificationInput]
     ) -> tuple[list[SenderDecision], str]:
         """One decision per distinct `send_as` (and the policy); any refusal refuses all."""
-        facts = installation_facts(await get_installation(self.engine, request.account_id))
+        facts = await self.facts.installation(request.account_id)
         credentials = await self.connected(request, facts)
         caller = Caller(request.user_id, request.is_view_only, request.is_guest)
         decided: dict[str | None, SenderDecision] = {}
@@ -149,14 +144,13 @@ class SendService:
                 )
             except SenderRefused as refused:
                 entry = request.audit(hint, facts.sender_policy, refused.code, refused.message)
-                async with self.engine.begin() as connection:
-                    await write_audit(connection, entry)
+                await self.store.write_audit(entry)
                 raise
         return [decided[item.send_as] for item in items], facts.sender_policy
 
     async def send(
         self, request: SendRequest, items: Sequence[NotificationInput]
-    ) -> list[dict[str, Any]]:
+    ) -> list[Notification]:
         """Decide, write the rows, forward those the server sends; return the rows as stored.
 
         Raises 429 `REQUESTS_EXCEEDED` (nothing written) when the user is over the send rate.
@@ -164,33 +158,63 @@ class SendService:
         if self.limiter is not None:
             self.limiter.take(request.account_id, request.user_id, len(items))
         decisions, policy = await self.decide(request, items)
-        lease = outbox.lease_token(self.deliverer.owner)
-        async with self.engine.begin() as connection:
-            ids = await insert_rows(
-                connection,
-                account_id=request.account_id,
-                sender=request.user_id,
-                items=items,
-                decisions=decisions,
-                idempotency_key=request.idempotency_key,
-                lease_owner=lease,
-                lease_seconds=self.lease_seconds,
-            )
-            for row_id, item, decision in zip(ids, items, decisions, strict=True):
-                entry = request.audit(item.send_as, policy, "decided", decision.reason, decision)
-                await write_audit(connection, entry, notification_id=row_id)
+        audits = [
+            request.audit(item.send_as, policy, "decided", decision.reason, decision)
+            for item, decision in zip(items, decisions, strict=True)
+        ]
+        # Rows the server sends are written already leased to this request: no claim, and
+        # no race with the background worker before the inline attempt.
+        rows = await self.store.insert(
+            account_id=request.account_id,
+            sender=request.user_id,
+            rows=[_new_row(item, d) for item, d in zip(items, decisions, strict=True)],
+            audits=audits,
+            idempotency_key=request.idempotency_key,
+            lease_owner=self.dispatcher.lease_token(),
+            lease_seconds=self.lease_seconds,
+        )
         for decision in decisions:
             accepted_counts[(decision.sent_as, decision.transport)] += 1
-        server_ids = [
-            row_id
-            for row_id, decision in zip(ids, decisions, strict=True)
-            if decision.transport == "server"
-        ]
+        server_rows = [row for row in rows if row.transport == "server"]
         if request.short_lived_token is not None:
-            for row_id in server_ids:
-                self.deliverer.short_lived.put(row_id, request.short_lived_token)
-        if server_ids:
-            # Already leased to this request at insert: no claim, no race with the worker.
-            leased = await fetch_rows(self.engine, server_ids)
-            await self.deliverer.deliver(leased, max_wait=self.inline_max_wait)
-        return await fetch_rows(self.engine, ids)
+            for row in server_rows:
+                self.dispatcher.hold_short_lived(row.id, request.short_lived_token)
+        if not server_rows:
+            return rows
+        await self.dispatcher.dispatch(server_rows, max_wait=self.inline_max_wait)
+        return await self.store.get_many([row.id for row in rows])
+
+    async def relay(
+        self, account_id: str, user_id: str, row_id: int | None, outcome: RelayOutcome
+    ) -> Notification:
+        """Record what a view reports after its seamless call (`POST .../relay`).
+
+        Only the user whose view was asked to relay may report; anything else looks missing
+        (403). A row that is not awaiting a relay is 409 NOT_AWAITING_CLIENT.
+        """
+        row = await self.store.get(row_id) if row_id is not None else None
+        if row is None or row.account_id != account_id or row.sender != user_id:
+            raise forbidden()
+        if row.delivery_status != DeliveryStatus.AWAITING_CLIENT:
+            raise ApiError(
+                409,
+                "NOT_AWAITING_CLIENT",
+                f"This notification is {row.delivery_status}, not awaiting a relay.",
+            )
+        error = None
+        if not outcome.ok:
+            raw = outcome.error or {}
+            error = delivery_error(
+                str(raw.get("code") or "SEAMLESS_ERROR")[:64],
+                str(raw.get("message") or "monday refused the seamless call.")[:500],
+                raw.get("request_id") or raw.get("monday_request_id"),
+            )
+        status = DeliveryStatus.SENT if outcome.ok else DeliveryStatus.FAILED
+        updated = await self.store.record_relay(
+            row_id=row.id, status=status, monday_id=outcome.monday_id, error=error
+        )
+        if updated is None:
+            raise ApiError(
+                409, "NOT_AWAITING_CLIENT", "This notification is no longer awaiting a relay."
+            )
+        return updated

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
+
+from server.notifications.model import Notification
 
 # The public fields, in the order the API lists them.
 API_FIELDS: tuple[str, ...] = (
@@ -47,20 +50,22 @@ def iso_datetime(value: datetime) -> str:
 
 
 def api_value(value: Any) -> Any:
-    """A stored value in its JSON form (datetimes as ISO strings, the rest unchanged)."""
+    """A stored value in its JSON form (datetimes as ISO strings, enums as their value)."""
     if isinstance(value, datetime):
         return iso_datetime(value)
+    if isinstance(value, StrEnum):
+        return value.value
     return value
 
 
-def notification_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The API object for a `notifications` row (a mapping of column name to value).
-
-    Missing columns come out as null, so a partial row never breaks the shape.
+def notification_to_api(row: Notification | Mapping[str, Any]) -> dict[str, Any]:
+    """The Directus object for a `Notification` (or a mapping of column name to value, as
+    the ledger's reads select them). Missing columns come out as null, so a partial row
+    never breaks the shape.
     """
     out: dict[str, Any] = {}
     for name in API_FIELDS:
-        value = row.get(name)
+        value = getattr(row, name) if isinstance(row, Notification) else row.get(name)
         if name == "id" and value is not None:
             value = int(value)
         out[name] = api_value(value)

@@ -23,9 +23,8 @@ from server.installations.store import (
     upsert_installation,
     utcnow,
 )
-from server.notifications.store import fetch_row
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY, INSTALLER, FakeMondayServer, make_settings
-from tests.notifications.helpers import MEMBER, connect, install, notification
+from tests.notifications.helpers import MEMBER, connect, fetch_row, install, notification
 
 Client = TestClient[web.Request, web.Application]
 

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from server.appkeys import ENGINE
-from server.delivery.setup import SEND
+from server.appkeys import ENGINE, SERVICES
 from server.errors import ApiError
 from server.notifications.send_limit import SendRateLimiter
 from server.storage.tables import notifications
@@ -65,7 +64,7 @@ async def test_a_refused_idempotency_key_can_be_used_after_waiting(
 
         # A minute later (the limiter's clock moved on), the same key sends: the 429 was
         # not kept as the key's answer.
-        limiter = client.app[SEND].limiter
+        limiter = client.app[SERVICES].send.limiter
         assert limiter is not None
         limiter.clock = lambda: time.monotonic() + 61
         again = await client.post("/notifications", json=body, headers=keyed)

@@ -15,9 +15,9 @@ from sqlalchemy import insert, select
 
 from server.app import create_app
 from server.appkeys import ENGINE
-from server.notifications import store
 from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, make_settings, start_app
+from tests.notifications import helpers
 
 OTHER_ACCOUNT = "2002"
 ADMIN = "11"  # the installer, an admin in these tests
@@ -142,7 +142,7 @@ async def insert_rows(client: Client, *rows: dict[str, Any]) -> list[int]:
 
 
 async def fetch_row(client: Client, row_id: int) -> dict[str, Any] | None:
-    return await store.fetch_row(client.app[ENGINE], row_id)
+    return await helpers.fetch_row(client.app[ENGINE], row_id)
 
 
 async def all_ids(client: Client) -> set[int]:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE
 from server.installations.crypto import CredentialCipher
 from server.installations.store import store_credential, upsert_installation, utcnow
+from server.storage.notifications import SqlNotificationRows
 from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY, INSTALLER
 
 MEMBER = "12"
 OTHER_ACCOUNT = "2002"
+
+
+async def fetch_row(engine: AsyncEngine, row_id: int) -> dict[str, Any] | None:
+    """A ledger row as the store returns it, as a dict (every column, typed values)."""
+    row = await SqlNotificationRows(engine).get(row_id)
+    return asdict(row) if row is not None else None
 
 
 async def install(

@@ -8,9 +8,8 @@ from typing import Any
 from server.appkeys import ENGINE
 from server.installations.crypto import CredentialCipher
 from server.installations.store import get_credential
-from server.notifications.store import fetch_row
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY
-from tests.notifications.helpers import MEMBER, connect, install, notification
+from tests.notifications.helpers import MEMBER, connect, fetch_row, install, notification
 
 
 async def send(client: Any, mint: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import update
 
 from server.appkeys import ENGINE
-from server.notifications.store import utcnow
+from server.clock import utcnow
 from server.storage.tables import idempotency_keys
 from tests.notifications.helpers import MEMBER, connect, install, notification
 

@@ -1,0 +1,54 @@
+"""`Idempotency-Key` for every send surface (REST, `/v2`, automation actions), in one place.
+
+A route hands over who asks, the key, the parsed body and the work; this wrapper checks the
+key, runs the work at most once per key and body (`notifications/idempotency.py`), and
+answers: the first answer, replayed verbatim with `Idempotent-Replayed: true` after that.
+What differs per surface is only how a refusal of the key itself (reused with another body,
+still in flight) is rendered: `refuse`, or the §8 error envelope when it is not given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from server.appkeys import SERVICES
+from server.errors import ApiError
+from server.notifications.idempotency import REPLAYED_HEADERS, body_digest, check_key
+
+Work = Callable[[], Awaitable[tuple[int, Any]]]
+
+
+async def idempotent(
+    request: web.Request,
+    *,
+    account_id: str,
+    user_id: str,
+    key: str | None,
+    body: Any,
+    work: Work,
+    refuse: Callable[[ApiError], web.Response] | None = None,
+    validate: bool = True,
+) -> web.Response:
+    """`work()` answers `(status, json body)`; without a key it simply runs.
+
+    `validate=False` is for keys the route built and checked itself (an action's run id).
+    An `ApiError` raised by `work` propagates unchanged (and is kept as the key's answer).
+    """
+    if key is None:
+        status, answer = await work()
+        return web.json_response(answer, status=status)
+    try:
+        if validate:
+            check_key(key)
+        status, answer, replayed = await request.app[SERVICES].idempotency.once(
+            account_id, user_id, key, body_digest(body), work
+        )
+    except ApiError as error:
+        if refuse is None:
+            raise
+        return refuse(error)
+    headers = REPLAYED_HEADERS if replayed else None
+    return web.json_response(answer, status=status, headers=headers)

@@ -1,0 +1,147 @@
+"""What the notification services need from the outside, as small protocols.
+
+Each has one real adapter: the stores in `server/storage/notifications/`, the dispatcher
+in `server/delivery/deliver.py`, the installation facts in `server/services.py`. The
+services depend on these protocols only, so `notifications` never imports `delivery`
+or `storage` (the composition root, `server/services.py`, plugs the adapters in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from server.notifications.model import (
+    AuditEntry,
+    DeliveryStatus,
+    Finish,
+    IdempotencyRecord,
+    LedgerStatus,
+    NewNotification,
+    Notification,
+    Visibility,
+)
+from server.notifications.query import Query
+from server.sender import InstallationFacts
+
+
+class NotificationStore(Protocol):
+    """The ledger rows and the sender audit log."""
+
+    async def insert(
+        self,
+        *,
+        account_id: str,
+        sender: str,
+        rows: Sequence[NewNotification],
+        audits: Sequence[AuditEntry],
+        idempotency_key: str | None,
+        lease_owner: str | None = None,
+        lease_seconds: int = 60,
+    ) -> list[Notification]: ...
+
+    async def write_audit(self, entry: AuditEntry) -> None: ...
+
+    async def get(self, row_id: int) -> Notification | None: ...
+
+    async def get_many(self, ids: Sequence[int]) -> list[Notification]: ...
+
+    async def record_relay(
+        self,
+        row_id: int,
+        *,
+        status: DeliveryStatus,
+        monday_id: str | None,
+        error: Mapping[str, Any] | None,
+    ) -> Notification | None: ...
+
+    async def set_status(
+        self, visibility: Visibility, changes: Sequence[tuple[int, LedgerStatus | None]]
+    ) -> list[Notification] | None: ...
+
+    async def set_status_all(
+        self, visibility: Visibility, keys: Sequence[int], status: LedgerStatus | None
+    ) -> list[Notification] | None: ...
+
+    async def set_status_matching(
+        self, visibility: Visibility, query: Query, status: LedgerStatus | None
+    ) -> list[Notification]: ...
+
+    async def delete(self, deletable: Visibility, keys: Sequence[int]) -> list[int] | None: ...
+
+    async def delete_matching(
+        self, visible: Visibility, deletable: Visibility, query: Query
+    ) -> list[int] | None: ...
+
+
+class OutboxStore(Protocol):
+    """Leases and delivery outcomes on ledger rows (used by delivery, not by the services)."""
+
+    async def claim(
+        self, owner: str, *, lease_seconds: int, limit: int, ids: Sequence[int] | None = None
+    ) -> list[Notification]: ...
+
+    async def mark_sending(
+        self, owner: str, ids: Sequence[int], *, lease_seconds: float | None = None
+    ) -> list[int]: ...
+
+    async def finish(
+        self,
+        owner: str,
+        row_id: int,
+        *,
+        delivery_status: DeliveryStatus,
+        error: Mapping[str, Any] | None = None,
+        monday_id: str | None = None,
+        retry_after: float | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None: ...
+
+    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> None: ...
+
+    async def defer(
+        self, owner: str, ids: Sequence[int], *, until: datetime, error: Mapping[str, Any]
+    ) -> int: ...
+
+    async def release(self, owner: str, ids: Sequence[int]) -> None: ...
+
+    async def expire_stale_sending(self) -> int: ...
+
+    async def queue_depth(self) -> tuple[dict[str, int], float]: ...
+
+
+class IdempotencyStore(Protocol):
+    async def reserve(self, account_id: str, user_id: str, key: str, digest: str) -> bool: ...
+
+    async def read(self, account_id: str, user_id: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def forget(self, account_id: str, user_id: str, key: str) -> None: ...
+
+    async def keep_answer(
+        self, account_id: str, user_id: str, key: str, status: int, body: Any
+    ) -> None: ...
+
+
+class Dispatcher(Protocol):
+    """Sends rows the send service wrote (already leased to it) and records their outcomes."""
+
+    def lease_token(self) -> str:
+        """A fresh lease token for one request's rows."""
+        ...
+
+    def hold_short_lived(self, row_id: int, token: str) -> None:
+        """Keep an automation's short-lived token (memory only) for the row's delivery."""
+        ...
+
+    async def dispatch(self, rows: Sequence[Notification], *, max_wait: float | None) -> None:
+        """Attempt `rows` now; each ends with a recorded status (sent, retry, failed...)."""
+        ...
+
+
+class SenderFactsSource(Protocol):
+    """The installation and credential facts the sender decision needs."""
+
+    async def installation(self, account_id: str) -> InstallationFacts: ...
+
+    async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool: ...

@@ -1,0 +1,82 @@
+"""Statements on `idempotency_keys`: reserve a key, read it, keep the answer, forget it.
+
+The rules (the replay window, who waits for whom, which answers are kept) live in
+`notifications/idempotency.py`; the primary key makes a reservation atomic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.clock import utcnow
+from server.notifications.model import IdempotencyRecord
+from server.storage.tables import idempotency_keys
+
+c = idempotency_keys.c
+
+
+def _where(account_id: str, user_id: str, key: str) -> Any:
+    return and_(c.account_id == account_id, c.user_id == user_id, c.key == key)
+
+
+class SqlIdempotencyKeys:
+    """The `idempotency_keys` statements over one SQLAlchemy engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def reserve(self, account_id: str, user_id: str, key: str, digest: str) -> bool:
+        """Insert the key row; False if it exists already (someone else holds the key)."""
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    insert(idempotency_keys).values(
+                        account_id=account_id,
+                        user_id=user_id,
+                        key=key,
+                        body_digest=digest,
+                        created_at=utcnow(),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def read(self, account_id: str, user_id: str, key: str) -> IdempotencyRecord | None:
+        # A plain read: waiting duplicates must not take SQLite's single write lock while
+        # they poll.
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(idempotency_keys).where(_where(account_id, user_id, key))
+            )
+            row = result.mappings().first()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            body_digest=row["body_digest"],
+            created_at=row["created_at"],
+            response_status=row["response_status"],
+            response_body=row["response_body"],
+        )
+
+    async def forget(self, account_id: str, user_id: str, key: str) -> None:
+        """Give the key back (expired, or its request failed in a way a retry may repeat)."""
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                delete(idempotency_keys).where(_where(account_id, user_id, key))
+            )
+
+    async def keep_answer(
+        self, account_id: str, user_id: str, key: str, status: int, body: Any
+    ) -> None:
+        """Store the first answer, replayed to later requests with the key."""
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(idempotency_keys)
+                .where(_where(account_id, user_id, key))
+                .values(response_status=status, response_body=body)
+            )

@@ -1,0 +1,283 @@
+"""The outbox over the ledger table: claim due rows under a lease, record outcomes.
+
+A row is claimed (lease taken, status unchanged) before it is sent, and moved to
+`sending` just before the HTTP call. So a process that dies after claiming leaves a row
+that another worker re-claims when the lease expires (it was never sent), while a row
+left in `sending` may have reached monday and becomes `unknown` (never sent twice).
+Every status guard comes from the transition table in `notifications/model.py`.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.clock import utcnow
+from server.notifications.model import (
+    CLAIMABLE,
+    WAITING,
+    DeliveryStatus,
+    Finish,
+    Notification,
+    delivery_error,
+    sources,
+)
+from server.storage.tables import notifications
+
+t = notifications.c
+_CLAIMABLE = sorted(s.value for s in CLAIMABLE)
+
+
+def lease_token(owner: str) -> str:
+    """A lease token unique to one claim (or one request's rows) of process `owner`."""
+    return f"{owner}/{secrets.token_hex(4)}"
+
+
+def _lease_free(now: datetime) -> Any:
+    return or_(t.lease_expires_at.is_(None), t.lease_expires_at < now)
+
+
+def _from(target: DeliveryStatus) -> list[str]:
+    return sorted(s.value for s in sources(target))
+
+
+def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
+    status = outcome.delivery_status
+    values: dict[str, Any] = {
+        "delivery_status": status.value,
+        "last_error": outcome.error,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+    }
+    if status == DeliveryStatus.SENT:
+        values.update(sent_at=now, monday_id=outcome.monday_id)
+    if status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
+        values["next_attempt_at"] = outcome.next_attempt_at
+    elif status == DeliveryStatus.RETRY_SCHEDULED:
+        delay = max(outcome.retry_after or 1.0, 0.05)
+        # Jitter spreads retries of many rows that were told the same wait.
+        jitter = random.uniform(1.0, 1.2)  # noqa: S311
+        values["next_attempt_at"] = now + timedelta(seconds=delay * jitter)
+    return values
+
+
+class SqlOutbox:
+    """The outbox statements over one SQLAlchemy engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim(
+        self,
+        owner: str,
+        *,
+        lease_seconds: int,
+        limit: int,
+        ids: Sequence[int] | None = None,
+    ) -> list[Notification]:
+        """Take a lease on up to `limit` due rows (or on exactly `ids` if due); return them.
+
+        Each claim gets its own lease token (`owner/<random>`), stored as `lease_owner`: two
+        claims in one process (the inline send and the worker) can never both take a row.
+        """
+        now = utcnow()
+        token = lease_token(owner)
+        due = and_(
+            t.delivery_status.in_(_CLAIMABLE),
+            or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
+            _lease_free(now),
+        )
+        if ids is not None:
+            due = and_(due, t.id.in_(list(ids)))
+        async with self.engine.begin() as connection:
+            candidates = select(t.id).where(due).order_by(t.next_attempt_at, t.id).limit(limit)
+            if connection.dialect.name == "postgresql":
+                # Several instances share one queue: skip rows another transaction is claiming.
+                candidates = candidates.with_for_update(skip_locked=True)
+            chosen = [row[0] for row in (await connection.execute(candidates)).all()]
+            if not chosen:
+                return []
+            await connection.execute(
+                update(notifications)
+                .where(t.id.in_(chosen), due)
+                .values(lease_owner=token, lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            result = await connection.execute(
+                select(notifications).where(t.id.in_(chosen), t.lease_owner == token)
+            )
+            return [Notification.from_row(row) for row in result.mappings()]
+
+    async def mark_sending(
+        self, owner: str, ids: Sequence[int], *, lease_seconds: float | None = None
+    ) -> list[int]:
+        """Just before the HTTP call: from here on a crash means `unknown`, not a retry.
+
+        Only rows whose lease is still ours move; `lease_seconds` renews the lease so a live
+        sender's row is not declared stale while its request is in flight.
+        """
+        now = utcnow()
+        values: dict[str, Any] = {
+            "delivery_status": DeliveryStatus.SENDING.value,
+            "attempts": t.attempts + 1,
+        }
+        if lease_seconds is not None:
+            values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(notifications)
+                .where(
+                    t.id.in_(list(ids)),
+                    t.lease_owner == owner,
+                    t.delivery_status.in_(_from(DeliveryStatus.SENDING)),
+                    t.lease_expires_at >= now,
+                )
+                .values(**values)
+            )
+            result = await connection.execute(
+                select(t.id).where(
+                    t.id.in_(list(ids)),
+                    t.lease_owner == owner,
+                    t.delivery_status == DeliveryStatus.SENDING.value,
+                )
+            )
+            return [row[0] for row in result.all()]
+
+    async def finish(
+        self,
+        owner: str,
+        row_id: int,
+        *,
+        delivery_status: DeliveryStatus,
+        error: Mapping[str, Any] | None = None,
+        monday_id: str | None = None,
+        retry_after: float | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """Record one row's outcome and release its lease (see `finish_many`)."""
+        outcome = Finish(row_id, delivery_status, error, monday_id, next_attempt_at, retry_after)
+        await self.finish_many(owner, [outcome])
+
+    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> None:
+        """Record the outcomes of rows leased to `owner` and release their leases, in one
+        transaction (one commit per batch sent, not one per row). A row moves only if the
+        transition table allows its new status from the one it is in.
+
+        A `retry_scheduled` row is due at `next_attempt_at` when given, else after
+        `retry_after` seconds with a little jitter.
+        """
+        if not outcomes:
+            return
+        now = utcnow()
+        async with self.engine.begin() as connection:
+            for outcome in outcomes:
+                await connection.execute(
+                    update(notifications)
+                    .where(
+                        t.id == outcome.row_id,
+                        t.lease_owner == owner,
+                        t.delivery_status.in_(_from(outcome.delivery_status)),
+                    )
+                    .values(**_finish_values(outcome, now))
+                )
+
+    async def defer(
+        self,
+        owner: str,
+        ids: Sequence[int],
+        *,
+        until: datetime,
+        error: Mapping[str, Any],
+    ) -> int:
+        """Rows claimed but held back by the governor: due again at `until`, not attempted."""
+        if not ids:
+            return 0
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(notifications)
+                .where(
+                    t.id.in_(list(ids)),
+                    t.lease_owner == owner,
+                    t.delivery_status.in_(_CLAIMABLE),
+                )
+                .values(
+                    delivery_status=DeliveryStatus.RETRY_SCHEDULED.value,
+                    next_attempt_at=until,
+                    last_error=error,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+        return int(result.rowcount or 0)
+
+    async def release(self, owner: str, ids: Sequence[int]) -> None:
+        """Give back rows claimed but not sent (e.g. on shutdown)."""
+        if not ids:
+            return
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(notifications)
+                .where(
+                    t.id.in_(list(ids)),
+                    t.lease_owner == owner,
+                    t.delivery_status.in_(_CLAIMABLE),
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    async def expire_stale_sending(self) -> int:
+        """Rows left `sending` by a dead process: they may have reached monday, so `unknown`."""
+        now = utcnow()
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(notifications)
+                .where(
+                    t.delivery_status == DeliveryStatus.SENDING.value,
+                    t.lease_expires_at < now,
+                )
+                .values(
+                    delivery_status=DeliveryStatus.UNKNOWN.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error=delivery_error(
+                        "DELIVERY_INTERRUPTED",
+                        "The server stopped while sending; monday may or may not have it.",
+                    ),
+                )
+            )
+        return int(result.rowcount or 0)
+
+    async def queue_depth(self) -> tuple[dict[str, int], float]:
+        """Rows waiting per status (`queued`, `retry_scheduled`, `sending`) and the age in
+        seconds of the oldest row that is due now (0 when none is): read by /metrics."""
+        now = utcnow()
+        waiting = [s.value for s in WAITING]
+        async with self.engine.connect() as connection:
+            counts = {status: 0 for status in waiting}
+            result = await connection.execute(
+                select(t.delivery_status, func.count())
+                .where(t.delivery_status.in_(waiting))
+                .group_by(t.delivery_status)
+            )
+            for status, count in result.all():
+                counts[str(status)] = int(count)
+            oldest = (
+                await connection.execute(
+                    select(func.min(func.coalesce(t.next_attempt_at, t.timestamp))).where(
+                        t.delivery_status.in_(_CLAIMABLE),
+                        or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
+                    )
+                )
+            ).scalar()
+        age = 0.0
+        if isinstance(oldest, datetime):
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=UTC)
+            age = max((now - oldest).total_seconds(), 0.0)
+        return counts, age

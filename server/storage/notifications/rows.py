@@ -1,0 +1,287 @@
+"""Statements on the `notifications` rows and the `sender_audit` log (not the outbox).
+
+The send path's insert (rows and their audit entries in one transaction), reads by id, the
+relay outcome, and the ledger API's status changes and deletes. Who may reach which rows is
+the ledger service's rule, handed in as a `Visibility`; this module only turns it into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from server.clock import utcnow
+from server.notifications.model import (
+    AuditEntry,
+    DeliveryStatus,
+    LedgerStatus,
+    NewNotification,
+    Notification,
+    Visibility,
+    transition,
+)
+from server.notifications.query import Query, order_by
+from server.storage.tables import notifications, sender_audit
+
+t = notifications.c
+
+
+def visibility_condition(visibility: Visibility) -> ColumnElement[bool]:
+    """The WHERE clause of `visibility`: the account, and for a user, their roles' rows."""
+    account = t.account_id == visibility.account_id
+    if visibility.user_id is None:
+        return account
+    roles = [t[role] == visibility.user_id for role in visibility.roles]
+    return and_(account, or_(*roles))
+
+
+def _audit_values(entry: AuditEntry, notification_id: int | None) -> dict[str, Any]:
+    decision = entry.decision
+    return {
+        "at": utcnow(),
+        "account_id": entry.account_id,
+        "user_id": entry.user_id,
+        "surface": entry.surface,
+        "send_as_hint": entry.send_as_hint,
+        "policy": entry.policy,
+        "outcome": entry.outcome,
+        "sent_as": decision.sent_as if decision else None,
+        "transport": decision.transport if decision else None,
+        "credential_owner": decision.credential_owner if decision else None,
+        "reason": entry.reason,
+        "notification_id": notification_id,
+    }
+
+
+def _matching_ids(visibility: Visibility, query: Query) -> Select[Any]:
+    """The ids a `{query}` write reaches: visible rows matching filter and search, in the
+    query's order and window (all of them unless the caller set a limit)."""
+    limit, offset = query.write_window()
+    where = and_(visibility_condition(visibility), *query.conditions())
+    stmt = select(t.id).where(where).order_by(*order_by(query))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return stmt
+
+
+class _NotAll(Exception):
+    """Raised inside a transaction to roll it back when a batch reached fewer rows than asked."""
+
+
+def _status_values(status: LedgerStatus | None) -> dict[str, Any]:
+    # An empty change still runs the scoped UPDATE, so visibility is checked the same way.
+    return {"status": status} if status is not None else {"status": t.status}
+
+
+class SqlNotificationRows:
+    """The `notifications` and `sender_audit` statements, over one SQLAlchemy engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------ the send path
+
+    async def insert(
+        self,
+        *,
+        account_id: str,
+        sender: str,
+        rows: Sequence[NewNotification],
+        audits: Sequence[AuditEntry],
+        idempotency_key: str | None,
+        lease_owner: str | None = None,
+        lease_seconds: int = 60,
+    ) -> list[Notification]:
+        """Write `rows` and one audit entry each (`audits[i]` for `rows[i]`), in one
+        transaction; the rows as stored, in order.
+
+        With `lease_owner`, rows the server sends are written already leased to the caller,
+        so the background worker cannot take them before the request's own first attempt.
+        """
+        now = utcnow()
+        lease_expires_at = now + timedelta(seconds=lease_seconds)
+        stored: list[Notification] = []
+        async with self.engine.begin() as connection:
+            for row, audit in zip(rows, audits, strict=True):
+                status = row.initial_status
+                leased = status == DeliveryStatus.QUEUED and lease_owner is not None
+                result = await connection.execute(
+                    insert(notifications)
+                    .values(
+                        timestamp=now,
+                        status="inbox",
+                        recipient=row.recipient,
+                        sender=sender,
+                        subject=row.subject,
+                        message=row.message,
+                        collection=row.collection,
+                        item=row.item,
+                        account_id=account_id,
+                        sent_as=row.sent_as,
+                        transport=row.transport,
+                        credential_owner=row.credential_owner,
+                        delivery_status=status.value,
+                        attempts=0,
+                        next_attempt_at=now if status == DeliveryStatus.QUEUED else None,
+                        idempotency_key=idempotency_key,
+                        lease_owner=lease_owner if leased else None,
+                        lease_expires_at=lease_expires_at if leased else None,
+                    )
+                    .returning(*notifications.c)
+                )
+                notification = Notification.from_row(result.mappings().one())
+                await connection.execute(
+                    insert(sender_audit).values(_audit_values(audit, notification.id))
+                )
+                stored.append(notification)
+        return stored
+
+    async def write_audit(self, entry: AuditEntry) -> None:
+        """An audit entry with no row (a refusal)."""
+        async with self.engine.begin() as connection:
+            await connection.execute(insert(sender_audit).values(_audit_values(entry, None)))
+
+    async def get_many(self, ids: Sequence[int]) -> list[Notification]:
+        """Rows by id, in the order of `ids` (missing ones left out)."""
+        if not ids:
+            return []
+        async with self.engine.connect() as connection:
+            result = await connection.execute(select(notifications).where(t.id.in_(list(ids))))
+            by_id = {int(row["id"]): Notification.from_row(row) for row in result.mappings()}
+        return [by_id[i] for i in ids if i in by_id]
+
+    async def get(self, row_id: int) -> Notification | None:
+        rows = await self.get_many([row_id])
+        return rows[0] if rows else None
+
+    async def record_relay(
+        self,
+        row_id: int,
+        *,
+        status: DeliveryStatus,
+        monday_id: str | None,
+        error: Mapping[str, Any] | None,
+    ) -> Notification | None:
+        """Record a seamless send's outcome; None when the row could not move (it was not
+        in a status that may move to `status`, i.e. no longer awaiting the client)."""
+        values: dict[str, Any] = {
+            "attempts": t.attempts + 1,
+            "delivery_status": status.value,
+            "last_error": error,
+        }
+        if status == DeliveryStatus.SENT:
+            values.update(sent_at=utcnow(), monday_id=monday_id)
+        awaiting = DeliveryStatus.AWAITING_CLIENT
+        transition(awaiting, status)  # a relay only ever ends a seamless send
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(notifications)
+                .where(t.id == row_id, t.delivery_status == awaiting.value)
+                .values(**values)
+                .returning(*notifications.c)
+            )
+            row = result.mappings().first()
+        return Notification.from_row(row) if row is not None else None
+
+    # ------------------------------------------------------------ the ledger API's writes
+
+    async def _set_status(
+        self,
+        connection: AsyncConnection,
+        visibility: Visibility,
+        keys: Sequence[int],
+        status: LedgerStatus | None,
+    ) -> list[Notification]:
+        stmt = (
+            update(notifications)
+            .where(t.id.in_(list(keys)), visibility_condition(visibility))
+            .values(_status_values(status))
+            .returning(*notifications.c)
+        )
+        rows = [Notification.from_row(r) for r in (await connection.execute(stmt)).mappings()]
+        if len(rows) != len(set(keys)):
+            raise _NotAll
+        return rows
+
+    async def set_status(
+        self, visibility: Visibility, changes: Sequence[tuple[int, LedgerStatus | None]]
+    ) -> list[Notification] | None:
+        """Apply each `(id, status)` (None: no change) in one transaction; the changed rows,
+        or None, with nothing changed, when a key is missing or outside `visibility`."""
+        changed: list[Notification] = []
+        try:
+            async with self.engine.begin() as connection:
+                for key, status in changes:
+                    changed.extend(await self._set_status(connection, visibility, [key], status))
+        except _NotAll:
+            return None
+        return changed
+
+    async def set_status_all(
+        self, visibility: Visibility, keys: Sequence[int], status: LedgerStatus | None
+    ) -> list[Notification] | None:
+        """One status for all `keys`: the rows, or None (nothing changed) as in `set_status`."""
+        try:
+            async with self.engine.begin() as connection:
+                return await self._set_status(connection, visibility, keys, status)
+        except _NotAll:
+            return None
+
+    async def set_status_matching(
+        self, visibility: Visibility, query: Query, status: LedgerStatus | None
+    ) -> list[Notification]:
+        """The visible rows matching `query` get `status`; the changed rows."""
+        ids = _matching_ids(visibility, query).scalar_subquery()
+        stmt = (
+            update(notifications)
+            .where(t.id.in_(ids), visibility_condition(visibility))
+            .values(_status_values(status))
+            .returning(*notifications.c)
+        )
+        async with self.engine.begin() as connection:
+            rows = (await connection.execute(stmt)).mappings().all()
+        return [Notification.from_row(r) for r in rows]
+
+    async def delete(self, deletable: Visibility, keys: Sequence[int]) -> list[int] | None:
+        """Delete `keys`: their ids, or None (nothing deleted) when one is outside `deletable`."""
+        unique = list(dict.fromkeys(keys))
+        stmt = (
+            delete(notifications)
+            .where(t.id.in_(unique), visibility_condition(deletable))
+            .returning(t.id)
+        )
+        try:
+            async with self.engine.begin() as connection:
+                deleted = [int(k) for k in (await connection.execute(stmt)).scalars().all()]
+                if len(deleted) != len(unique):
+                    raise _NotAll
+        except _NotAll:
+            return None
+        return deleted
+
+    async def delete_matching(
+        self, visible: Visibility, deletable: Visibility, query: Query
+    ) -> list[int] | None:
+        """Delete the `visible` rows matching `query`: their ids, or None (nothing deleted)
+        when one of them is outside `deletable`."""
+        ids = _matching_ids(visible, query).scalar_subquery()
+        stmt = (
+            delete(notifications)
+            .where(t.id.in_(ids), visibility_condition(visible))
+            .returning(t.id, visibility_condition(deletable).label("deletable"))
+        )
+        try:
+            async with self.engine.begin() as connection:
+                rows = (await connection.execute(stmt)).all()
+                if not all(bool(ok) for _id, ok in rows):
+                    raise _NotAll
+        except _NotAll:
+            return None
+        return [int(row_id) for row_id, _ok in rows]
