@@ -60,16 +60,20 @@ class SQLiteEngine(AsyncEngine):
             # Waiting for our own lock would hang forever: fail loudly instead.
             raise RuntimeError("engine.begin() inside another engine.begin() of the same task")
         lock = self._locks.setdefault(loop, asyncio.Lock())
-        async with lock:
-            if task is not None:
-                self._owners[loop] = task
-            try:
-                async with self.connect() as connection:
+        async with contextlib.AsyncExitStack() as stack:
+            # The lock is taken before a connection is checked out (a waiting writer holds
+            # no pooled connection) and given back right after COMMIT, before the
+            # connection's return to the pool: the next writer need not wait for that.
+            async with lock:
+                if task is not None:
+                    self._owners[loop] = task
+                try:
+                    connection = await stack.enter_async_context(self.connect())
                     await connection.execution_options(**{_WRITE: True})
                     async with connection.begin():
                         yield connection
-            finally:
-                self._owners.pop(loop, None)
+                finally:
+                    self._owners.pop(loop, None)
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
