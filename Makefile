@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean
+.PHONY: run test lint typecheck pytest stress bench bench-quick system-deps clean
 
 run: $(STAMP) node_modules/.installed
 	$(BIN)/monday-notify serve --dev
@@ -34,6 +34,11 @@ typecheck: $(STAMP)
 # pytest's exit code 5 ("no tests collected") must fail the build, so it is not special-cased.
 pytest: $(STAMP) node_modules/.installed system-deps
 	source scripts/pg-env.sh && $(BIN)/pytest -q -p no:cacheprovider
+
+# Long contention runs (tests marked `stress`, left out of `make pytest`): e.g. issue 10's
+# 50 rounds of concurrent Idempotency-Key duplicates on SQLite and PostgreSQL.
+stress: $(STAMP) system-deps
+	source scripts/pg-env.sh && $(BIN)/pytest -q -p no:cacheprovider -m stress
 
 # The benchmarks run once in --quick mode so they cannot rot; they print figures, never pass/fail on time.
 bench-quick: $(STAMP) system-deps
