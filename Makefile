@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest bench bench-quick system-deps clean vendor screenshots
+.PHONY: run test lint typecheck pytest stress bench bench-quick system-deps clean vendor screenshots
 
 # The pages' front-end files ship inside the package (server/views/vendor): no Node to run.
 run: $(RUN_STAMP)
@@ -48,6 +48,11 @@ typecheck: $(STAMP)
 # pytest's exit code 5 ("no tests collected") must fail the build, so it is not special-cased.
 pytest: $(STAMP) node_modules/.installed system-deps
 	source scripts/pg-env.sh && $(BIN)/pytest -q -p no:cacheprovider
+
+# Long contention runs (tests marked `stress`, left out of `make pytest`): e.g. issue 10's
+# 50 rounds of concurrent Idempotency-Key duplicates on SQLite and PostgreSQL.
+stress: $(STAMP) system-deps
+	source scripts/pg-env.sh && $(BIN)/pytest -q -p no:cacheprovider -m stress
 
 # The benchmarks run once in --quick mode so they cannot rot; they print figures, never pass/fail on time.
 bench-quick: $(STAMP) system-deps

@@ -1,36 +1,107 @@
-"""The async engine: one per process, SQLite in WAL mode or PostgreSQL."""
+"""The async engine: one per process, SQLite in WAL mode or PostgreSQL.
+
+On SQLite (see docs/storage.md) the engine keeps one writer at a time itself, so callers keep
+writing `async with engine.begin() as conn:` on both databases:
+
+- `engine.begin()` is a write transaction. It first waits its turn on an in-process
+  `asyncio.Lock` (queued fairly in asyncio, holding no pooled connection while it waits), then
+  opens `BEGIN IMMEDIATE`, which takes SQLite's write lock up front. A deferred transaction
+  that reads and later writes has to upgrade its lock halfway, and on a busy database that ends
+  in SQLite's busy handler (sleep and retry, no queue) or `database is locked`.
+- `engine.connect()` is for reads: a deferred `BEGIN`, no lock, never waits for the writer
+  (WAL lets readers read the last committed state while one writer writes).
+- Other processes on the same file (the CLI, a second server) still meet at SQLite's own
+  lock; `busy_timeout` covers those short waits.
+
+PostgreSQL is unchanged: no process-wide lock, a pool of connections, row locks in the database.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+BUSY_TIMEOUT_SECONDS = 30
+_WRITE = "monday_notify_write"  # connection execution option: this transaction will write
 
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+class SQLiteEngine(AsyncEngine):
+    """An `AsyncEngine` whose `begin()` is the process' single SQLite writer (see above)."""
+
+    __slots__ = ("_locks", "_owners")
+
+    def __init__(self, sync_engine: Engine) -> None:
+        super().__init__(sync_engine)
+        # One lock per event loop: an asyncio.Lock belongs to the loop that first waits on it.
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._owners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is not None and self._owners.get(loop) is task:
+            # Waiting for our own lock would hang forever: fail loudly instead.
+            raise RuntimeError("engine.begin() inside another engine.begin() of the same task")
+        lock = self._locks.setdefault(loop, asyncio.Lock())
+        async with contextlib.AsyncExitStack() as stack:
+            # The lock is taken before a connection is checked out (a waiting writer holds
+            # no pooled connection) and given back right after COMMIT, before the
+            # connection's return to the pool: the next writer need not wait for that.
+            async with lock:
+                if task is not None:
+                    self._owners[loop] = task
+                try:
+                    connection = await stack.enter_async_context(self.connect())
+                    await connection.execution_options(**{_WRITE: True})
+                    async with connection.begin():
+                        yield connection
+                finally:
+                    self._owners.pop(loop, None)
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An engine for `url`; SQLite gets its folder created, WAL, and a busy timeout."""
+    """An engine for `url`: SQLite gets its folder, WAL and one writer; PostgreSQL a pool."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
+        plain = create_async_engine(url, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+        event.listen(plain.sync_engine, "connect", _sqlite_connect)
+        event.listen(plain.sync_engine, "begin", _sqlite_begin)
+        return SQLiteEngine(plain.sync_engine)
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not open transactions itself (its implicit, deferred BEGIN comes before
+    # the first write, too late to take the lock up front): `_sqlite_begin` opens them.
+    dbapi_connection.isolation_level = None
     # WAL lets readers run while the single writer writes; foreign keys are off by default.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    writes = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
