@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from aiohttp import web
 from cryptography.fernet import Fernet
 
 from server.logs import configure_logging
@@ -39,12 +38,19 @@ def _serve(args: argparse.Namespace) -> int:
     )
     configure_logging(fmt)
     from server.app import create_app
+    from server.http import protocol
 
     app = create_app(settings)
     print(f"monday-notify listening on http://{settings.host}:{settings.port}", flush=True)
     if settings.is_dev:
         print(f"local monday: {settings.base_url}/dev", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    protocol.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        head_timeout=settings.request_head_timeout_seconds,
+        body_timeout=settings.request_body_timeout_seconds,
+    )
     return 0
 
 
