@@ -55,6 +55,7 @@ from server.errors import ApiError, error_body, invalid_payload
 from server.graphql_limits import DocumentTooCostly, Limits, check, literal_int
 from server.http.auth import require_session
 from server.http.body import read_json
+from server.http.respond import json_response
 from server.http.send import send_from_request
 from server.notifications import ledger
 from server.notifications.filters import FIELD_KINDS, Context
@@ -494,7 +495,7 @@ async def graphql_system(request: web.Request) -> web.Response:
     except GraphQLError as error:
         return _refuse([error])
     try:
-        check(document, LIMITS, lambda field: row_cost(field, variables or {}))
+        cost = check(document, LIMITS, lambda field: row_cost(field, variables or {}))
     except DocumentTooCostly as refused:
         return web.json_response(
             error_body(
@@ -525,4 +526,4 @@ async def graphql_system(request: web.Request) -> web.Response:
     payload: dict[str, Any] = {"data": result.data}
     if errors:
         payload["errors"] = [_format_error(e) for e in errors]
-    return web.json_response(payload)
+    return await json_response(payload, rows=cost.rows)
