@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_BATCH = 500
 # monday does not document a limit for `text`; a bell entry longer than this is unreadable.
@@ -37,16 +37,47 @@ def _monday_id(value: Any) -> str:
 MondayId = Annotated[str, BeforeValidator(_monday_id)]
 
 
+def storable(text: str) -> str:
+    """`text` if every database and monday can hold it (contract §10): PostgreSQL refuses
+    NUL in text, and a lone surrogate (JSON "\\ud800") is not encodable as UTF-8."""
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text: it contains a lone surrogate") from None
+    return text
+
+
+# A caller's text that will be stored or sent: strict str, no NUL, no lone surrogate.
+Text = Annotated[str, Field(strict=True), AfterValidator(storable)]
+
+
+def storable_values(value: Any) -> Any:
+    """`value` if every string inside it (keys too) is `storable`; walks without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            storable(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
 class NotificationInput(BaseModel):
     """One notification to send: Directus' field names mapped to monday's arguments."""
 
     model_config = ConfigDict(extra="forbid", strict=False)
 
     recipient: MondayId
-    message: Annotated[str, Field(strict=True, max_length=MAX_MESSAGE_CHARS)]
+    message: Annotated[Text, Field(max_length=MAX_MESSAGE_CHARS)]
     collection: Literal["Project", "Post"]
     item: MondayId
-    subject: Annotated[str | None, Field(strict=True, max_length=255)] = None
+    subject: Annotated[Text | None, Field(max_length=255)] = None
     send_as: Literal["app", "installer"] | None = None
 
     @field_validator("message")
@@ -63,5 +94,6 @@ class RelayOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ok: bool
-    monday_id: str | None = None
-    error: dict[str, Any] | None = None
+    monday_id: Text | None = None
+    # What monday said, stored as the row's last_error: its strings must be storable too.
+    error: Annotated[dict[str, Any] | None, AfterValidator(storable_values)] = None
