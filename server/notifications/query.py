@@ -276,6 +276,8 @@ def _parse_aggregate(value: Any) -> tuple[Aggregate, ...]:
     if isinstance(value, str):
         try:
             value = jsonlimits.loads(value)
+        except jsonlimits.JsonTooDeep as error:
+            raise invalid_query(f"The aggregate object's {error}") from None
         except ValueError:
             raise invalid_query("Invalid JSON for aggregate object") from None
     if not isinstance(value, dict) or not value:
@@ -307,6 +309,8 @@ def _parse_filter(value: Any, ctx: Context) -> ColumnElement[bool] | None:
     if isinstance(value, str):
         try:
             value = jsonlimits.loads(value)
+        except jsonlimits.JsonTooDeep as error:
+            raise invalid_query(f"The filter object's {error}") from None
         except ValueError:
             raise invalid_query("Invalid JSON for filter object") from None
     if value is None:
