@@ -130,7 +130,9 @@ class GuardedRequestHandler(RequestHandler):
         """aiohttp's last-resort answer, in the contract's envelope. aiohttp's own puts the
         parser's message (which quotes the bad bytes) in the body and the log: neither here."""
         status, code, text = refusal(status, exc)
-        if status >= 500:
+        if isinstance(exc, ConnectionError):
+            log.info("connection lost during %s %s", request.method, request.path)
+        elif status >= 500:
             log.error("request failed at the protocol level: %s", type(exc).__name__)
         else:
             log.info("refused a malformed request: %s %s", status, type(exc).__name__)
