@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from aiohttp import web
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
@@ -149,11 +148,12 @@ def _serve(args: argparse.Namespace) -> int:
     _require_database(settings.database_url)
     configure_logging(fmt)
     from server.app import create_app
+    from server.http import protocol
 
     app = create_app(settings)
 
-    def listening(_: object) -> None:
-        # aiohttp calls this once the socket is bound, so a busy port never says "listening".
+    def listening() -> None:
+        # Called once the socket is bound, so a busy port never says "listening".
         print(f"monday-notify listening on http://{settings.host}:{settings.port}", flush=True)
         if settings.is_dev:
             print(f"local monday: {settings.base_url}/dev", flush=True)
@@ -161,7 +161,14 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"dev secrets in {state} (elsewhere: {VAR_DIR_ENV}={state})", flush=True)
 
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=listening, access_log=None)
+        protocol.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            head_timeout=settings.request_head_timeout_seconds,
+            body_timeout=settings.request_body_timeout_seconds,
+            on_listening=listening,
+        )
     except OSError as error:
         _refuse(_listen_problem(settings.host, settings.port, error))
     return 0

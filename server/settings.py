@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     delivery_lease_seconds: int = Field(default=60, ge=5)
     delivery_concurrency: int = Field(default=10, ge=1)
     send_rate_per_minute: int = Field(default=600, ge=0)
+    # Slow clients (contract §10): a request head must arrive within this many seconds of the
+    # connection (or of its first byte), and its body within this many of the head.
+    request_head_timeout_seconds: float = Field(default=10.0, gt=0)
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
     dev_mode: bool = False
 
     @field_validator("database_url")

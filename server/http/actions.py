@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from server import jsonlimits
 from server.appkeys import SERVICES
 from server.errors import ApiError
 from server.http import shapes
@@ -169,7 +170,9 @@ async def notify(request: web.Request) -> web.Response:
         )
     raw = await request.read()
     try:
-        body = json.loads(raw) if raw else None
+        body = jsonlimits.loads(raw) if raw else None
+    except jsonlimits.JsonTooDeep as error:
+        return action_error(400, "INVALID_PAYLOAD", f"The action request's {error}.")
     except (UnicodeDecodeError, json.JSONDecodeError):
         return action_error(400, "INVALID_PAYLOAD", "The action request is not valid JSON.")
     inputs = _inputs(body)

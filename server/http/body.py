@@ -8,18 +8,21 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from server import jsonlimits
 from server.errors import invalid_payload
 
 M = TypeVar("M", bound=BaseModel)
 
 
 async def read_json(request: web.Request) -> Any:
-    """The decoded JSON body, or 400 INVALID_PAYLOAD."""
+    """The decoded JSON body, or 400 INVALID_PAYLOAD (also when nested over 64 levels)."""
     raw = await request.read()
     if not raw:
         raise invalid_payload("The request body is empty; send a JSON document")
     try:
-        return json.loads(raw)
+        return jsonlimits.loads(raw)
+    except jsonlimits.JsonTooDeep as exc:
+        raise invalid_payload(str(exc), max_depth=exc.max_depth) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise invalid_payload(
             f"Malformed JSON: {exc.msg if hasattr(exc, 'msg') else exc}"

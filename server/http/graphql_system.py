@@ -16,10 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from graphql import (
-    DocumentNode,
     FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLArgument,
     GraphQLBoolean,
     GraphQLError,
@@ -37,32 +34,39 @@ from graphql import (
     GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-    SelectionSetNode,
     execute,
     parse,
     validate,
 )
-from graphql.language import FloatValueNode, IntValueNode, StringValueNode, ValueNode
+from graphql.execution.collect_fields import collect_sub_fields
+from graphql.language import (
+    FloatValueNode,
+    IntValueNode,
+    ListValueNode,
+    StringValueNode,
+    ValueNode,
+    VariableNode,
+)
 from graphql.utilities import value_from_ast_untyped
 
 from server.appkeys import SERVICES
 from server.errors import ApiError, error_body, invalid_payload
+from server.graphql_limits import DocumentTooCostly, Limits, check, literal_int
 from server.http import shapes
 from server.http.auth import require_session
 from server.http.body import read_json
 from server.http.openapi import Operation
+from server.http.respond import json_response
 from server.http.send import send_from_request
 from server.notifications import ledger
 from server.notifications.filters import FIELD_KINDS, Context
-from server.notifications.query import ORDERABLE, parse_query
+from server.notifications.query import DEFAULT_LIMIT, MAX_LIMIT, ORDERABLE, parse_query
 from server.tokens import Session
 
 log = logging.getLogger(__name__)
 
-MAX_DEPTH = 16  # the standard introspection query needs 15; our own types need 3
-MAX_ALIASES = 30
+# The standard introspection query needs depth 15, our own types 3. Rows: contract §10.
+LIMITS = Limits(max_depth=16, max_aliases=30, max_rows=MAX_LIMIT)
 MAX_TOKENS = 5000
 
 # ---------------------------------------------------------------- scalars
@@ -241,43 +245,30 @@ async def resolve_by_id(_root: Any, info: GraphQLResolveInfo, id: str) -> Any:
     return await ctx.ledger.read_one(ctx.session, ledger.path_key(str(id)))
 
 
-def _selected(
-    selection_set: SelectionSetNode | None, info: GraphQLResolveInfo, seen: frozenset[str]
-) -> list[FieldNode]:
-    """The fields of a selection set, fragments flattened."""
-    found: list[FieldNode] = []
-    if selection_set is None:
-        return found
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            found.append(selection)
-        elif isinstance(selection, InlineFragmentNode):
-            found.extend(_selected(selection.selection_set, info, seen))
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = info.fragments.get(name)
-            if fragment is not None and name not in seen:
-                found.extend(_selected(fragment.selection_set, info, seen | {name}))
-    return found
-
-
 async def resolve_aggregated(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
     """Directus reads the wanted aggregates from the selection: `countAll`, `count { id }`."""
     ctx = _ctx(info)
     aggregate: dict[str, list[str]] = {}
-    for node in info.field_nodes:
-        for field in _selected(node.selection_set, info, frozenset()):
-            function = field.name.value
-            if function == "countAll":
-                aggregate.setdefault("countAll", ["*"])
-            elif function in ("count", "countDistinct", "min", "max"):
-                names = [
-                    sub.name.value
-                    for sub in _selected(field.selection_set, info, frozenset())
-                    if not sub.name.value.startswith("__")
-                ]
-                aggregate.setdefault(function, [])
-                aggregate[function] = list(dict.fromkeys(aggregate[function] + names))
+    # graphql-core's own field collection: each fragment once, @skip/@include honoured.
+    wanted = collect_sub_fields(
+        info.schema, info.fragments, info.variable_values, AggregatedType, info.field_nodes
+    )
+    for nodes in wanted.values():
+        function = nodes[0].name.value
+        if function == "countAll":
+            aggregate.setdefault("countAll", ["*"])
+        elif function in ("count", "countDistinct", "min", "max"):
+            sub_type = AggregatedType.fields[function].type
+            assert isinstance(sub_type, GraphQLObjectType)
+            names = [
+                name
+                for sub in collect_sub_fields(
+                    info.schema, info.fragments, info.variable_values, sub_type, nodes
+                ).values()
+                if not (name := sub[0].name.value).startswith("__")
+            ]
+            aggregate.setdefault(function, [])
+            aggregate[function] = list(dict.fromkeys(aggregate[function] + names))
     aggregate = {k: v for k, v in aggregate.items() if v}
     params = _params(args)
     if not aggregate and not params.get("groupBy"):
@@ -405,44 +396,52 @@ SCHEMA = GraphQLSchema(
 # ---------------------------------------------------------------- limits
 
 
-def document_limits(document: DocumentNode) -> tuple[int, int]:
-    """(deepest operation's depth, most aliases an operation resolves), fragments expanded.
-
-    Memoised per fragment and cycle-safe, so a hostile document can't make this slow.
-    """
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+# Rows each list field may return, priced statically before anything runs (contract §10).
+_LIST_FIELDS = {"notifications": "limit", "notifications_aggregated": "limit"}
+_BATCH_ARGUMENTS = {
+    "create_notifications_items": "data",
+    "update_notifications_items": "ids",
+    "delete_notifications_items": "ids",
+}
+_ONE_ROW = frozenset(
+    {
+        "notifications_by_id",
+        "create_notifications_item",
+        "update_notifications_item",
+        "delete_notifications_item",
     }
-    memo: dict[str, tuple[int, int]] = {}
+)
 
-    def walk(selection_set: SelectionSetNode | None, stack: frozenset[str]) -> tuple[int, int]:
-        if selection_set is None:
-            return 0, 0
-        depth, aliases = 0, 0
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                sub_depth, sub_aliases = walk(selection.selection_set, stack)
-                depth = max(depth, 1 + sub_depth)
-                aliases += sub_aliases + (1 if selection.alias else 0)
-            elif isinstance(selection, InlineFragmentNode):
-                sub_depth, sub_aliases = walk(selection.selection_set, stack)
-                depth, aliases = max(depth, sub_depth), aliases + sub_aliases
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in stack or name not in fragments:
-                    continue  # cycles and unknown fragments are left to validation
-                if name not in memo:
-                    memo[name] = walk(fragments[name].selection_set, stack | {name})
-                sub_depth, sub_aliases = memo[name]
-                depth, aliases = max(depth, sub_depth), aliases + sub_aliases
-        return depth, aliases
 
-    worst_depth, worst_aliases = 0, 0
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode):
-            depth, aliases = walk(definition.selection_set, frozenset())
-            worst_depth, worst_aliases = max(worst_depth, depth), max(worst_aliases, aliases)
-    return worst_depth, worst_aliases
+def row_cost(field: FieldNode, variables: dict[str, Any]) -> int:
+    """The most rows `field` may return: an absent limit is the default page (100), and
+    `limit: -1` (or a limit given by a variable that is missing) counts as the maximum."""
+    name = field.name.value
+    if name in _LIST_FIELDS:
+        if name == "notifications_aggregated" and not any(
+            a.name.value == "groupBy" for a in field.arguments
+        ):
+            return 1  # one aggregate row without groupBy
+        given = any(a.name.value == "limit" for a in field.arguments)
+        limit = literal_int(field, "limit", variables)
+        if limit is None:
+            return MAX_LIMIT if given else DEFAULT_LIMIT
+        return MAX_LIMIT if limit == -1 else max(limit, 0)
+    if name in _BATCH_ARGUMENTS:
+        return _list_length(field, _BATCH_ARGUMENTS[name], variables)
+    return 1 if name in _ONE_ROW else 0
+
+
+def _list_length(field: FieldNode, argument: str, variables: dict[str, Any]) -> int:
+    for arg in field.arguments:
+        if arg.name.value != argument:
+            continue
+        if isinstance(arg.value, ListValueNode):
+            return len(arg.value.values)
+        if isinstance(arg.value, VariableNode):
+            given = variables.get(arg.value.name.value)
+            return len(given) if isinstance(given, list) else 1
+    return 1
 
 
 # ---------------------------------------------------------------- HTTP
@@ -514,15 +513,17 @@ async def graphql_system(request: web.Request) -> web.Response:
         document = parse(source, max_tokens=MAX_TOKENS)
     except GraphQLError as error:
         return _refuse([error])
-    depth, aliases = document_limits(document)
-    if depth > MAX_DEPTH or aliases > MAX_ALIASES:
-        reason = (
-            f"The document is nested {depth} levels deep; the limit is {MAX_DEPTH}."
-            if depth > MAX_DEPTH
-            else f"The document uses {aliases} aliases; the limit is {MAX_ALIASES}."
-        )
+    try:
+        cost = check(document, LIMITS, lambda field: row_cost(field, variables or {}))
+    except DocumentTooCostly as refused:
         return web.json_response(
-            error_body("GRAPHQL_VALIDATION", reason, max_depth=MAX_DEPTH, max_aliases=MAX_ALIASES),
+            error_body(
+                "GRAPHQL_VALIDATION",
+                refused.message,
+                limit=refused.limit,
+                value=refused.value,
+                maximum=refused.maximum,
+            ),
             status=400,
         )
     validation_errors = validate(SCHEMA, document)
@@ -544,4 +545,4 @@ async def graphql_system(request: web.Request) -> web.Response:
     payload: dict[str, Any] = {"data": result.data}
     if errors:
         payload["errors"] = [_format_error(e) for e in errors]
-    return web.json_response(payload)
+    return await json_response(payload, rows=cost.rows)

@@ -76,6 +76,10 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         return web.json_response(
             error_body("HTTP_ERROR", exc.reason or "Request failed."), status=exc.status
         )
+    except ConnectionResetError:
+        # The client went away (or a read timeout closed it, server/http/protocol.py):
+        # nobody is left to answer, and it is not a server bug worth a traceback.
+        raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response(

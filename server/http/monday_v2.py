@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server import jsonlimits
 from server.appkeys import SERVICES
 from server.errors import ApiError
 from server.http import shapes
@@ -129,7 +130,10 @@ async def monday_v2(request: web.Request) -> web.Response:
         return web.json_response(refusal, status=401)
     raw = await request.read()
     try:
-        body = json.loads(raw) if raw else None
+        body = jsonlimits.loads(raw) if raw else None
+    except jsonlimits.JsonTooDeep as error:
+        too_deep = MondayError(f"Invalid payload. {error}.", "INVALID_PAYLOAD", 400)
+        return web.json_response(_envelope([too_deep], account_id=session.account_id), status=400)
     except (UnicodeDecodeError, json.JSONDecodeError):
         bad_json = MondayError("Syntax error in JSON input", "JsonParseException", 400)
         return web.json_response(_envelope([bad_json], account_id=session.account_id), status=400)

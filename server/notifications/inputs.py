@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from server.ids import MONDAY_ID_SCHEMA, monday_id
 from server.notifications.api_types import Collection
@@ -19,6 +27,37 @@ MAX_MESSAGE_CHARS = 5000
 MondayId = Annotated[str, BeforeValidator(monday_id), WithJsonSchema(MONDAY_ID_SCHEMA)]
 
 
+def storable(text: str) -> str:
+    """`text` if every database and monday can hold it (contract §10): PostgreSQL refuses
+    NUL in text, and a lone surrogate (JSON "\\ud800") is not encodable as UTF-8."""
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text: it contains a lone surrogate") from None
+    return text
+
+
+# A caller's text that will be stored or sent: strict str, no NUL, no lone surrogate.
+Text = Annotated[str, Field(strict=True), AfterValidator(storable)]
+
+
+def storable_values(value: Any) -> Any:
+    """`value` if every string inside it (keys too) is `storable`; walks without recursion."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            storable(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
 class NotificationInput(BaseModel):
     """One notification to send: Directus' field names mapped to monday's arguments."""
 
@@ -26,12 +65,11 @@ class NotificationInput(BaseModel):
 
     recipient: MondayId
     message: Annotated[
-        str,
-        Field(strict=True, max_length=MAX_MESSAGE_CHARS, json_schema_extra={"minLength": 1}),
+        Text, Field(max_length=MAX_MESSAGE_CHARS, json_schema_extra={"minLength": 1})
     ]
     collection: Collection
     item: MondayId
-    subject: Annotated[str | None, Field(strict=True, max_length=255)] = None
+    subject: Annotated[Text | None, Field(max_length=255)] = None
     send_as: SendAs | None = None
 
     @field_validator("message")
@@ -48,5 +86,6 @@ class RelayOutcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ok: bool
-    monday_id: str | None = None
-    error: dict[str, Any] | None = None
+    monday_id: Text | None = None
+    # What monday said, stored as the row's last_error: its strings must be storable too.
+    error: Annotated[dict[str, Any] | None, AfterValidator(storable_values)] = None

@@ -9,7 +9,6 @@ Access scoping is not done here: the ledger service ANDs it into every statement
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
+from server import jsonlimits
 from server.errors import invalid_query
 from server.notifications.filters import (
     FIELD_KINDS,
@@ -275,7 +275,9 @@ def _parse_group_by(value: Any) -> tuple[str, ...]:
 def _parse_aggregate(value: Any) -> tuple[Aggregate, ...]:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = jsonlimits.loads(value)
+        except jsonlimits.JsonTooDeep as error:
+            raise invalid_query(f"The aggregate object's {error}") from None
         except ValueError:
             raise invalid_query("Invalid JSON for aggregate object") from None
     if not isinstance(value, dict) or not value:
@@ -306,7 +308,9 @@ def _parse_aggregate(value: Any) -> tuple[Aggregate, ...]:
 def _parse_filter(value: Any, ctx: Context) -> ColumnElement[bool] | None:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = jsonlimits.loads(value)
+        except jsonlimits.JsonTooDeep as error:
+            raise invalid_query(f"The filter object's {error}") from None
         except ValueError:
             raise invalid_query("Invalid JSON for filter object") from None
     if value is None:

@@ -11,7 +11,7 @@ Pure functions over graphql-core: no aiohttp, no database, so every refusal is c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,16 +19,13 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLSyntaxError,
-    InlineFragmentNode,
     Lexer,
     OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
     Source,
     TokenKind,
     build_schema,
@@ -40,6 +37,7 @@ from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 from graphql.execution.values import get_argument_values, get_variable_values
 from pydantic import ValidationError
 
+from server.graphql_limits import DocumentTooCostly, Limits, check
 from server.notifications.inputs import NotificationInput
 
 FIELD = "create_notification"
@@ -47,6 +45,9 @@ FIELD = "create_notification"
 MAX_FIELDS = 100
 # mutation -> create_notification -> id is depth 2; the margin leaves room for fragments.
 MAX_DEPTH = 4
+# Each field may alias itself and its two subfields; more is not a real request.
+MAX_ALIASES = 3 * MAX_FIELDS
+LIMITS = Limits(max_depth=MAX_DEPTH, max_aliases=MAX_ALIASES, max_rows=MAX_FIELDS)
 MAX_TOKENS = 20_000
 MAX_VALIDATION_ERRORS = 20
 
@@ -263,49 +264,27 @@ def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
 
 
 def _check_limits(document: DocumentNode) -> None:
-    """Refuse oversized documents before validation does any work on them."""
-    fragments = _fragments(document)
-    root_fields = 0
-    for definition in document.definitions:
-        if not isinstance(definition, OperationDefinitionNode):
-            continue
-        for node, depth in _walk(definition.selection_set, fragments, 1, frozenset()):
-            if depth > MAX_DEPTH:
-                message = (
-                    f"The document is nested too deeply: at most {MAX_DEPTH} levels "
-                    "of fields are allowed."
-                )
-                raise V2Refused([_invalid(node, message, max_depth=MAX_DEPTH)])
-            if depth == 1:
-                root_fields += 1
-                if root_fields > MAX_FIELDS:
-                    message = (
-                        f"Too many fields: at most {MAX_FIELDS} create_notification "
-                        "fields (aliases) are allowed in one request; split it."
-                    )
-                    raise V2Refused([_invalid(node, message, max_fields=MAX_FIELDS)])
-
-
-def _walk(
-    selection_set: SelectionSetNode | None,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    depth: int,
-    seen: frozenset[str],
-) -> Iterator[tuple[FieldNode, int]]:
-    """Every field with its depth, fragments expanded (a fragment cycle stops expanding)."""
-    if selection_set is None:
-        return
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection, depth
-            yield from _walk(selection.selection_set, fragments, depth + 1, seen)
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _walk(selection.selection_set, fragments, depth, seen)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is not None and name not in seen:
-                yield from _walk(fragment.selection_set, fragments, depth, seen | {name})
+    """Refuse oversized documents before validation does any work on them (contract §10):
+    depth, aliases and create_notification fields counted with fragments expanded, by the
+    one memoised walker (server/graphql_limits.py), so the check is linear in the text."""
+    try:
+        check(document, LIMITS, lambda _field: 1)  # every root field is one notification
+    except DocumentTooCostly as refused:
+        if refused.limit == "depth":
+            message = (
+                f"The document is nested too deeply: at most {MAX_DEPTH} levels "
+                "of fields are allowed."
+            )
+            data: dict[str, int] = {"max_depth": MAX_DEPTH}
+        elif refused.limit == "rows":
+            message = (
+                f"Too many fields: at most {MAX_FIELDS} create_notification "
+                "fields (aliases) are allowed in one request; split it."
+            )
+            data = {"max_fields": MAX_FIELDS}
+        else:
+            message, data = refused.message, {"max_aliases": MAX_ALIASES}
+        raise V2Refused([MondayError(message, VALIDATION_FAILED, error_data=data)]) from None
 
 
 def _check_operations(document: DocumentNode) -> None:

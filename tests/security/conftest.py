@@ -73,3 +73,9 @@ async def sqlite_app(
     settings = make_settings(tmp_path, monday_api_url=fake_monday.api_url)
     async for client in start_app(create_app(settings)):
         yield client
+
+
+@pytest.fixture
+def both_client(app: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The cost-limit tests' name for `app` (SQLite and PostgreSQL)."""
+    return app

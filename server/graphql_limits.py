@@ -1,0 +1,210 @@
+"""What a GraphQL document costs, measured before it is validated or run (contract §8, §10).
+
+Both GraphQL surfaces (`POST /graphql/system` and the monday-compatible `POST /v2`) measure
+their documents here, with one walker: fragments expanded, each fragment summarised once
+(memoised), so the work is linear in the document's size however often fragments spread each
+other. A document where each of 20 fragments spreads the next twice expands to a million
+fields; this walker visits each selection of the text once and reports the expanded counts.
+
+Three numbers are measured per operation, fragments expanded:
+- `depth`: the deepest field nesting (the root fields are depth 1);
+- `aliases`: how many aliased fields the operation resolves;
+- `rows`: the rows its root fields may return, as the surface's `row_cost` prices each root
+  field statically (e.g. `notifications(limit: -1)` costs the per-request maximum).
+A document is as costly as its costliest operation (only one of them runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+)
+
+# How many rows a root field may return; priced by the surface that runs the document.
+RowCost = Callable[[FieldNode], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The most a document may cost on one surface."""
+
+    max_depth: int
+    max_aliases: int
+    max_rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """A document's measured cost; `visits` is the walker's work (selections looked at)."""
+
+    depth: int
+    aliases: int
+    rows: int
+    visits: int
+
+
+class DocumentTooCostly(Exception):
+    """The document exceeds one of its surface's limits; nothing of it was run."""
+
+    def __init__(self, limit: str, value: int, maximum: int, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit  # "depth", "aliases" or "rows"
+        self.value = value
+        self.maximum = maximum
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """A selection set's cost, fragments expanded; `rows` counts its own top-level fields."""
+
+    depth: int
+    aliases: int
+    rows: int
+
+
+_EMPTY = _Summary(0, 0, 0)
+
+
+class _Walker:
+    def __init__(self, document: DocumentNode, row_cost: RowCost) -> None:
+        self.fragments: dict[str, FragmentDefinitionNode] = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.row_cost = row_cost
+        self.memo: dict[str, _Summary] = {}
+        self.visits = 0
+        self._summarise_fragments()
+
+    def _summarise_fragments(self) -> None:
+        """Every fragment's summary, dependencies first, without recursion over fragments:
+        a chain of a thousand fragments must not exhaust Python's stack. A fragment in a
+        cycle counts as empty where it closes the cycle (validation refuses cycles later)."""
+        state: dict[str, int] = {}  # 1 = on the stack, 2 = summarised
+        for root in self.fragments:
+            if root in state:
+                continue
+            stack: list[tuple[str, list[str]]] = [(root, self._spreads(root))]
+            state[root] = 1
+            while stack:
+                name, pending = stack[-1]
+                if pending:
+                    child = pending.pop()
+                    if child in self.fragments and child not in state:
+                        state[child] = 1
+                        stack.append((child, self._spreads(child)))
+                    continue
+                stack.pop()
+                self.memo[name] = self._selection_set(self.fragments[name].selection_set)
+                state[name] = 2
+
+    def _spreads(self, name: str) -> list[str]:
+        """The fragment names spread anywhere inside fragment `name` (its dependencies)."""
+        found: list[str] = []
+        sets: list[SelectionSetNode] = [self.fragments[name].selection_set]
+        while sets:
+            for selection in sets.pop().selections:
+                if isinstance(selection, FragmentSpreadNode):
+                    found.append(selection.name.value)
+                elif isinstance(selection, FieldNode | InlineFragmentNode):
+                    if selection.selection_set is not None:
+                        sets.append(selection.selection_set)
+        return found
+
+    def _selection_set(self, selection_set: SelectionSetNode | None) -> _Summary:
+        """Recursive over field nesting only, which the GraphQL parser already bounds."""
+        if selection_set is None:
+            return _EMPTY
+        depth = aliases = rows = 0
+        for selection in selection_set.selections:
+            self.visits += 1
+            if isinstance(selection, FieldNode):
+                sub = self._selection_set(selection.selection_set)
+                depth = max(depth, 1 + sub.depth)
+                aliases += sub.aliases + (1 if selection.alias else 0)
+                rows += self.row_cost(selection)
+                continue
+            if isinstance(selection, InlineFragmentNode):
+                sub = self._selection_set(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                # Unknown fragments and cycle closers count as empty: validation refuses them.
+                sub = self.memo.get(selection.name.value, _EMPTY)
+            else:
+                continue
+            depth, aliases, rows = max(depth, sub.depth), aliases + sub.aliases, rows + sub.rows
+        return _Summary(depth, aliases, rows)
+
+    def operation(self, operation: OperationDefinitionNode) -> _Summary:
+        return self._selection_set(operation.selection_set)
+
+
+def measure(document: DocumentNode, row_cost: RowCost) -> Cost:
+    """The cost of the document's costliest operation, in work linear in its size."""
+    walker = _Walker(document, row_cost)
+    depth = aliases = rows = 0
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            summary = walker.operation(definition)
+            depth = max(depth, summary.depth)
+            aliases = max(aliases, summary.aliases)
+            rows = max(rows, summary.rows)
+    return Cost(depth, aliases, rows, walker.visits)
+
+
+def check(document: DocumentNode, limits: Limits, row_cost: RowCost) -> Cost:
+    """`measure`, then `DocumentTooCostly` for the first limit the document exceeds."""
+    cost = measure(document, row_cost)
+    if cost.depth > limits.max_depth:
+        raise DocumentTooCostly(
+            "depth",
+            cost.depth,
+            limits.max_depth,
+            f"The document is nested {cost.depth} levels deep; at most {limits.max_depth} "
+            "levels of fields are allowed.",
+        )
+    if cost.aliases > limits.max_aliases:
+        raise DocumentTooCostly(
+            "aliases",
+            cost.aliases,
+            limits.max_aliases,
+            f"The document uses {cost.aliases} aliases (fragments expanded); at most "
+            f"{limits.max_aliases} are allowed.",
+        )
+    if cost.rows > limits.max_rows:
+        raise DocumentTooCostly(
+            "rows",
+            cost.rows,
+            limits.max_rows,
+            f"The document may return {cost.rows} rows in total; at most {limits.max_rows} "
+            "are allowed in one request. Ask for fewer rows (a smaller limit, fewer aliases) "
+            "and page through the rest.",
+        )
+    return cost
+
+
+def literal_int(node: FieldNode, argument: str, variables: Mapping[str, object]) -> int | None:
+    """An integer argument's value, given literally or as a variable; None when absent,
+    null or not an integer (the schema's validation reports the latter)."""
+    for arg in node.arguments:
+        if arg.name.value != argument:
+            continue
+        value = arg.value
+        if isinstance(value, IntValueNode):
+            return int(value.value)
+        if isinstance(value, VariableNode):
+            given = variables.get(value.name.value)
+            if isinstance(given, int) and not isinstance(given, bool):
+                return given
+        return None
+    return None

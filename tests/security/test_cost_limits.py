@@ -1,0 +1,122 @@
+"""A GraphQL document may return at most 10,000 rows in total, across all its aliases and
+fragments, and is refused before anything runs when it could return more (contract §10)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import INSTALLER, Mint
+from tests.ledger.conftest import insert_rows, row
+from tests.notifications.helpers import connect, install, row_count
+
+MAX_ROWS = 10_000  # contract §10
+
+
+async def graphql(client: Any, mint: Mint, query: str, **variables: Any) -> tuple[int, Any]:
+    response = await client.post(
+        "/graphql/system",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": mint(user=INSTALLER, admin=True)},
+    )
+    return response.status, await response.json()
+
+
+def aliases(count: int, limit: str) -> str:
+    return " ".join(f"a{i}: notifications(limit: {limit}) {{ id }}" for i in range(count))
+
+
+def assert_rows_refused(status: int, body: Any) -> None:
+    assert status == 400, body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION"
+    assert error["extensions"]["limit"] == "rows"
+    assert error["extensions"]["maximum"] == MAX_ROWS
+    assert str(MAX_ROWS) in error["message"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ " + aliases(30, "-1") + " }",
+        "{ " + aliases(2, "-1") + " }",
+        "{ " + aliases(3, "5000") + " }",
+        # An explicit limit in a variable, and a declared default, count as what they say.
+        "query ($n: Int) { " + aliases(2, "$n") + " }",
+        "query ($m: Int = -1) { " + aliases(2, "$m") + " }",
+        # Fragments count as often as they are spread.
+        "{ ...A ...B } fragment A on Query { a: notifications(limit: -1) { id } } "
+        "fragment B on Query { b: notifications(limit: -1) { id } }",
+        # Grouped aggregates return a row per group.
+        '{ a: notifications_aggregated(groupBy: ["id"], limit: -1) { countAll } '
+        'b: notifications_aggregated(groupBy: ["id"], limit: -1) { countAll } }',
+    ],
+    ids=["30-aliases", "2-aliases", "3x5000", "variable", "default", "fragments", "groupBy"],
+)
+async def test_over_the_row_cap_is_refused_before_running(
+    client: Any, mint: Mint, query: str
+) -> None:
+    await insert_rows(client, row(recipient=INSTALLER))
+    status, body = await graphql(client, mint, query, n=-1)
+    assert_rows_refused(status, body)
+    assert "data" not in body
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ " + aliases(1, "-1") + " }",
+        "{ " + aliases(2, "5000") + " }",
+        "{ " + aliases(30, "100") + " }",
+        "{ " + " ".join(f"a{i}: notifications {{ id }}" for i in range(30)) + " }",
+    ],
+    ids=["one-unbounded", "2x5000", "30x100", "30-default"],
+)
+async def test_within_the_row_cap_runs(client: Any, mint: Mint, query: str) -> None:
+    ids = await insert_rows(client, *(row(recipient=INSTALLER) for _ in range(3)))
+    status, body = await graphql(client, mint, query)
+    assert status == 200, body
+    assert "errors" not in body
+    for answer in body["data"].values():
+        assert sorted(int(item["id"]) for item in answer) == sorted(ids)
+
+
+def doubling_fragments(levels: int, on: str, selection: str) -> str:
+    """Each fragment spreads the next twice: 2**levels copies of `selection` when expanded."""
+    spreads = " ".join(
+        f"fragment F{i} on {on} {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)
+    )
+    return spreads + f" fragment F{levels} on {on} {{ {selection} }}"
+
+
+async def test_exponential_fragments_are_handled_on_graphql_system(client: Any, mint: Mint) -> None:
+    await insert_rows(client, row(recipient=INSTALLER))
+    # Without aliases the expansion merges into one field: it runs, and answers once.
+    plain = "{ notifications { ...F0 } } " + doubling_fragments(20, "directus_notifications", "id")
+    status, body = await graphql(client, mint, plain)
+    assert status == 200 and len(body["data"]["notifications"]) == 1, body
+    # With an alias in each copy, the expanded alias count (2**20) is refused.
+    aliased = "{ notifications { ...F0 } } " + doubling_fragments(
+        20, "directus_notifications", "x: id"
+    )
+    status, body = await graphql(client, mint, aliased)
+    assert status == 400 and body["errors"][0]["extensions"]["limit"] == "aliases", body
+
+
+async def test_exponential_fragments_are_refused_on_v2(
+    monday_client: Any, fake_monday: Any, mint: Mint
+) -> None:
+    await install(monday_client)
+    await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="oauth")
+    query = (
+        'mutation { create_notification(user_id: 11, target_id: 1, text: "x", '
+        "target_type: Project) { ...F0 } } "
+    ) + doubling_fragments(16, "Notification", "x: id")
+    response = await monday_client.post(
+        "/v2", json={"query": query}, headers={"Authorization": mint(user=INSTALLER)}
+    )
+    body = await response.json()
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
+    assert "aliases" in body["errors"][0]["message"]
+    assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
