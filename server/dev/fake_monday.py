@@ -11,7 +11,9 @@ Routes (relative to where it is mounted; `/dev/monday` in development mode):
 - `POST /oauth2/token`: form or JSON; `authorization_code`, and `refresh_token` when
   `fake.issue_refresh_tokens` is on (rotating refresh tokens, `expires_in`).
 - `/_control/`: `GET requests`, `GET notifications[?user_id=]`, `GET users`, `POST fail`
-  (`{"kind": "rate_limit", "retry_in_seconds": 2, "count": 1}`), `POST reset`,
+  (`{"kind": "rate_limit", "retry_in_seconds": 2, "count": 1}`; `{"kind": "server_error",
+  "executes": true, "status": 200}` runs the mutation first, then answers the error, with
+  HTTP 500 by default or inside an HTTP 200), `POST reset`,
   `POST budget` (`{"minute_budget": 100}` or null).
 
 Nothing here is a secret: the dev users' API keys are the fake strings `dev-personal-key-user-<id>`.
@@ -177,7 +179,11 @@ def _failure_response(
                 {"error_message": "Internal server error", "status_code": 500}, status=500
             )
         error = _error("Internal Server Error", "INTERNAL_SERVER_ERROR", 500)
-        return _answer(fake, record, account_id, status=500, errors=[error])
+        # `status: 200` is monday's newer habit: the same error inside an HTTP 200.
+        status = int(params.get("status", 500))
+        return _answer(
+            fake, record, account_id, status=status, include_data=status == 200, errors=[error]
+        )
     if kind == "bad_gateway":
         status = int(params.get("status", 502))
         return web.Response(
@@ -237,6 +243,9 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
             )
             invalid_users = {str(i) for i in ids}
         elif failure is not None:
+            if failure.kind == "server_error" and failure.params.get("executes"):
+                # monday did the work (the bell has it), then failed while answering.
+                _execute(fake, record, token, None)
             return _failure_response(fake, failure, record, account_id)
         return _execute(fake, record, token, invalid_users)
     finally:
