@@ -581,8 +581,20 @@ def _paths() -> dict[str, Schema]:
                         "additionalProperties": False,
                         "properties": {
                             "ok": {"type": "boolean"},
-                            "monday_id": _nullable({"type": "string"}),
-                            "error": _nullable({"type": "object"}),
+                            "monday_id": _nullable({"type": "string", "maxLength": 64}),
+                            # Bounds: server/notifications/relay_input.py; other keys dropped.
+                            "error": _nullable(
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "code": _nullable({"type": "string", "maxLength": 64}),
+                                        "message": _nullable({"type": "string"}),
+                                        "monday_request_id": _nullable(
+                                            {"type": "string", "maxLength": 128}
+                                        ),
+                                    },
+                                }
+                            ),
                         },
                         "required": ["ok"],
                     }

@@ -11,8 +11,9 @@ from server.errors import ApiError, forbidden, invalid_payload
 from server.http.auth import require_session
 from server.http.body import parse_model, read_json
 from server.notifications import idempotency
-from server.notifications.inputs import MAX_BATCH, NotificationInput, RelayOutcome
+from server.notifications.inputs import MAX_BATCH, NotificationInput
 from server.notifications.ledger import path_key
+from server.notifications.relay_input import RelayError, RelayOutcome
 from server.notifications.send import SendRequest, relay_payload
 from server.notifications.serialize import notification_to_api
 from server.notifications.store import fetch_row, record_relay
@@ -119,14 +120,8 @@ async def relay(request: web.Request) -> web.Response:
             "NOT_AWAITING_CLIENT",
             f"This notification is {row['delivery_status']}, not awaiting a relay.",
         )
-    error = None
-    if not outcome.ok:
-        raw = outcome.error or {}
-        error = {
-            "code": str(raw.get("code") or "SEAMLESS_ERROR")[:64],
-            "message": str(raw.get("message") or "monday refused the seamless call.")[:500],
-            "monday_request_id": raw.get("request_id") or raw.get("monday_request_id"),
-        }
+    # Only the documented fields, each bounded (notifications/relay_input.py).
+    error = None if outcome.ok else (outcome.error or RelayError()).to_last_error()
     if not await record_relay(
         engine, row_id, ok=outcome.ok, monday_id=outcome.monday_id, error=error
     ):

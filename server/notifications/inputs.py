@@ -55,13 +55,3 @@ class NotificationInput(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
-
-
-class RelayOutcome(BaseModel):
-    """What a view reports after running a seamless mutation itself."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ok: bool
-    monday_id: str | None = None
-    error: dict[str, Any] | None = None
