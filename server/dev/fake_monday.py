@@ -8,7 +8,10 @@ Routes (relative to where it is mounted; `/dev/monday` in development mode):
   `RateLimit` / `RateLimit-Policy` on every answer, and can be told to fail.
 - `GET /oauth2/authorize`: auto-consent; redirects to `redirect_uri` with `code` and `state`
   for `?user_id=&account_id=` (or the default user). `?deny=1` answers `error=access_denied`.
-- `POST /oauth2/token`: form or JSON; `authorization_code`, and `refresh_token` when
+  PKCE as monday's newer flow: `code_challenge` with `code_challenge_method=S256` only;
+  without a challenge, `error=invalid_request` when `fake.require_pkce` is on.
+- `POST /oauth2/token`: form or JSON; `authorization_code` (with `code_verifier` when the code
+  was issued for a challenge: S256 of it must equal the challenge), and `refresh_token` when
   `fake.issue_refresh_tokens` is on (rotating refresh tokens, `expires_in`).
 - `/_control/`: `GET requests`, `GET notifications[?user_id=]`, `GET users`, `POST fail`
   (`{"kind": "rate_limit", "retry_in_seconds": 2, "count": 1}`; `{"kind": "server_error",
@@ -22,6 +25,8 @@ Nothing here is a secret: the dev users' API keys are the fake strings `dev-pers
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import re
 import uuid
@@ -50,6 +55,8 @@ from server.dev.fake_monday_state import (
 from server.monday.outcome import seconds_until_midnight_utc
 
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|dev)$")
+# RFC 7636 §4.1: 43 to 128 unreserved characters.
+CODE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
 __all__ = [
     "DEV_ACCOUNT_ID",
@@ -334,6 +341,12 @@ async def oauth_authorize(request: web.Request) -> web.StreamResponse:
     state = {"state": query["state"]} if "state" in query else {}
     if not client_id or (fake.clients and client_id not in fake.clients):
         raise web.HTTPFound(_with_query(redirect_uri, {"error": "unauthorized_client", **state}))
+    challenge = query.get("code_challenge")
+    if (challenge and query.get("code_challenge_method") != "S256") or (
+        not challenge and fake.require_pkce
+    ):
+        # monday's newer flow: PKCE is required, and S256 is the only method.
+        raise web.HTTPFound(_with_query(redirect_uri, {"error": "invalid_request", **state}))
     if query.get("deny"):
         raise web.HTTPFound(_with_query(redirect_uri, {"error": "access_denied", **state}))
     user_id = query.get("user_id") or (fake.default_oauth_user or ("", ""))[0]
@@ -347,12 +360,21 @@ async def oauth_authorize(request: web.Request) -> web.StreamResponse:
         client_id=client_id,
         redirect_uri=redirect_uri,
         scope=query.get("scope") or "me:read notifications:write boards:read",
+        code_challenge=challenge or None,
     )
     raise web.HTTPFound(_with_query(redirect_uri, {"code": code, **state}))
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
     return web.json_response({"error": error, "error_description": description}, status=status)
+
+
+def _verifier_matches(challenge: str, verifier: str | None) -> bool:
+    """RFC 7636 §4.6 for S256: BASE64URL(SHA256(verifier)) == challenge."""
+    if verifier is None or not CODE_VERIFIER.match(verifier):
+        return False
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") == challenge
 
 
 async def oauth_token(request: web.Request) -> web.Response:
@@ -372,6 +394,10 @@ async def oauth_token(request: web.Request) -> web.Response:
             return _oauth_error(400, "invalid_grant", "The code is invalid, expired or used")
         if code.redirect_uri and values.get("redirect_uri") != code.redirect_uri:
             return _oauth_error(400, "invalid_grant", "redirect_uri does not match")
+        if code.code_challenge and not _verifier_matches(
+            code.code_challenge, values.get("code_verifier")
+        ):
+            return _oauth_error(400, "invalid_grant", "code_verifier does not match the challenge")
         return web.json_response(fake.grant_tokens(code.user_id, code.account_id, code.scope))
     if grant == "refresh_token" and fake.issue_refresh_tokens:
         found = fake.take_refresh_token(values.get("refresh_token", ""))
@@ -404,6 +430,7 @@ def setup(app: web.Application) -> None:
     """Development mode: mount a fake monday seeded with the dev users at `/dev/monday`."""
     settings = app[SETTINGS]
     fake = FakeMonday()
+    fake.require_pkce = True  # the server always sends a challenge: hold it to it
     seed_dev_users(fake)
     for secret in settings.client_secrets:
         fake.register_client(settings.monday_client_id, secret)
