@@ -75,6 +75,7 @@ async def _send_path(app: web.Application) -> AsyncIterator[None]:
         deliverer,
         poll_seconds=settings.delivery_poll_seconds,
         lease_seconds=settings.delivery_lease_seconds,
+        retention_days=settings.uninstall_retention_days,
     )
     app[WORKER] = worker
     worker.start()

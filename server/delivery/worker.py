@@ -2,7 +2,9 @@
 
 It claims due rows (retries whose time has come, rows a crashed instance left behind),
 sends them, and turns rows stuck in `sending` past their lease into `unknown`. On
-shutdown it finishes the batch in flight before the process exits.
+shutdown it finishes the batch in flight before the process exits. Once an hour it also
+purges the data of accounts uninstalled for UNINSTALL_RETENTION_DAYS
+(installations/retention.py); every instance may do so, the purge is idempotent.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 from server.delivery import outbox
 from server.delivery.deliver import Deliverer
+from server.installations.retention import purge_uninstalled
 from server.notifications.store import utcnow
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,10 @@ class DeliveryWorker:
     poll_seconds: float = 1.0
     lease_seconds: int = 60
     claim_limit: int = 100
+    # None: no retention purge in this process.
+    retention_days: int | None = None
+    purge_every_seconds: float = 3600.0
+    _next_purge: float = 0.0  # monotonic; 0 = at the first pass
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -55,8 +63,19 @@ class DeliveryWorker:
             await self.deliverer.deliver(rows)
         return len(rows)
 
+    async def purge_if_due(self) -> None:
+        """The retention purge (bounded batches, short transactions), at most once an interval."""
+        if self.retention_days is None or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + self.purge_every_seconds
+        try:
+            await purge_uninstalled(self.deliverer.engine, retention_days=self.retention_days)
+        except Exception:
+            log.exception("retention purge failed; trying again at the next interval")
+
     async def _run(self) -> None:
         while not self._stop.is_set():
+            await self.purge_if_due()
             try:
                 handled = await self.run_once()
             except Exception:
