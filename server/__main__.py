@@ -81,7 +81,7 @@ def _plain_settings(args: argparse.Namespace) -> Settings:
     except ValidationError as error:
         _refuse(*validation_problems(error))
     if getattr(args, "dev", False):
-        settings.dev_mode = True
+        settings.app_env = "development"
     return settings
 
 

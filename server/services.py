@@ -13,6 +13,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +25,7 @@ from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
 from server.installations.credentials import fresh_oauth_token
 from server.installations.crypto import CIPHER, CredentialCipher, setup_cipher
+from server.installations.retention import purge_uninstalled
 from server.installations.store import (
     CredentialKind,
     Installation,
@@ -175,6 +177,7 @@ def build(app: web.Application) -> Services:
         deliverer,
         poll_seconds=settings.delivery_poll_seconds,
         lease_seconds=settings.delivery_lease_seconds,
+        purge=partial(purge_uninstalled, engine, retention_days=settings.uninstall_retention_days),
     )
     return Services(
         send=send,

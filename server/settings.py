@@ -1,13 +1,15 @@
 """Settings, read from the environment (and `.env`), validated at start-up.
 
 Production refuses to start when a required secret is missing, with one line per
-problem. Development mode (`--dev` or `APP_ENV=development`) needs nothing: it
-generates secrets once and keeps them under `var/` so tokens minted yesterday
-still verify today.
+problem. Development mode (`--dev` or `APP_ENV=development`, nothing else) needs nothing:
+it generates secrets once and keeps them under `var/` so tokens minted yesterday still
+verify today. It refuses, in one line, to run with production settings (contract §10):
+its harness mints admin tokens for anyone, signed with the configured client secret.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from pathlib import Path
@@ -80,7 +82,11 @@ class Settings(BaseSettings):
     # connection (or of its first byte), and its body within this many of the head.
     request_head_timeout_seconds: float = Field(default=10.0, gt=0)
     request_body_timeout_seconds: float = Field(default=30.0, gt=0)
-    dev_mode: bool = False
+    # Retention of an uninstalled account's data (monday's marketplace rule: 10 days).
+    uninstall_retention_days: int = Field(default=10, ge=0)
+    # Not a setting: read only so that the old, undocumented `DEV_MODE=1` is refused rather
+    # than silently ignored (development mode is `--dev` or `APP_ENV=development`).
+    dev_mode: str | None = Field(default=None, exclude=True, repr=False)
 
     @field_validator("database_url")
     @classmethod
@@ -104,7 +110,7 @@ class Settings(BaseSettings):
 
     @property
     def is_dev(self) -> bool:
-        return self.dev_mode or self.app_env == "development"
+        return self.app_env == "development"
 
     @property
     def base_url(self) -> str:
@@ -167,12 +173,66 @@ def _load_dev_secrets(var_dir: Path) -> dict[str, str]:
     return generated
 
 
+DEV_MODE_REFUSED = (
+    "DEV_MODE is not a setting: development mode is `serve --dev` or APP_ENV=development "
+    "(and never with production secrets); remove DEV_MODE."
+)
+# In development mode, any of these set means a production configuration is loaded.
+PRODUCTION_ONLY = (
+    ("MONDAY_CLIENT_ID", "monday_client_id"),
+    ("MONDAY_CLIENT_SECRET", "monday_client_secret"),
+    ("MONDAY_SIGNING_SECRET", "monday_signing_secret"),
+    ("ENCRYPTION_KEYS", "encryption_keys"),
+)
+
+
+def _remote_database(url: str) -> bool:
+    """A PostgreSQL server not on this machine (a local one is a developer's own)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if not parsed.get_backend_name().startswith("postgres"):
+        return False
+    host = (parsed.host or "").strip("[]")
+    if not host or host == "localhost" or host.startswith("/"):
+        return False  # no host or a socket directory: this machine
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name other than localhost
+
+
+def dev_refusal(settings: Settings) -> str | None:
+    """Why development mode must not start with these settings, in one line (never a value)."""
+    found: list[str] = []
+    if "app_env" in settings.model_fields_set and settings.app_env == "production":
+        found.append("APP_ENV=production")
+    for env_name, field_name in PRODUCTION_ONLY:
+        value = getattr(settings, field_name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value and str(value).strip():
+            found.append(env_name)
+    if _remote_database(settings.database_url):
+        found.append("DATABASE_URL (a PostgreSQL server on another host)")
+    if not found:
+        return None
+    return (
+        f"development mode refuses to run with production settings: {', '.join(found)} "
+        "set; unset them for --dev / APP_ENV=development, or run in production mode."
+    )
+
+
 def load_settings(*, dev: bool = False, var_dir: Path = VAR_DIR, **overrides: Any) -> Settings:
     """Read and validate the settings; fill development defaults; raise `SettingsError`."""
     settings = Settings(**overrides)
-    if dev:
-        settings.dev_mode = True
-    if settings.is_dev:
+    if settings.dev_mode is not None:
+        raise SettingsError([DEV_MODE_REFUSED])
+    if dev or settings.is_dev:
+        refusal = dev_refusal(settings)
+        if refusal is not None:
+            raise SettingsError([refusal])
         settings = _with_dev_defaults(settings, var_dir)
     problems = settings.problems()
     if problems:
@@ -182,15 +242,14 @@ def load_settings(*, dev: bool = False, var_dir: Path = VAR_DIR, **overrides: An
 
 def _with_dev_defaults(settings: Settings, var_dir: Path) -> Settings:
     dev = _load_dev_secrets(var_dir)
-    updates: dict[str, object] = {"dev_mode": True}
-    if not settings.monday_client_id:
-        updates["monday_client_id"] = DEV_CLIENT_ID
-    if not settings.client_secrets:
-        updates["monday_client_secret"] = SecretStr(dev["client_secret"])
-    if not settings.signing_secrets:
-        updates["monday_signing_secret"] = SecretStr(dev["signing_secret"])
-    if not settings.fernet_keys:
-        updates["encryption_keys"] = SecretStr(dev["encryption_key"])
+    # `dev_refusal` made sure none of these was configured: development uses only its own.
+    updates: dict[str, object] = {
+        "app_env": "development",
+        "monday_client_id": DEV_CLIENT_ID,
+        "monday_client_secret": SecretStr(dev["client_secret"]),
+        "monday_signing_secret": SecretStr(dev["signing_secret"]),
+        "encryption_keys": SecretStr(dev["encryption_key"]),
+    }
     if "database_url" not in settings.model_fields_set:  # the dev database lives beside its secrets
         updates["database_url"] = f"sqlite+aiosqlite:///{var_dir / 'monday-notify.db'}"
     if "monday_api_url" not in settings.model_fields_set:

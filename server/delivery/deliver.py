@@ -2,8 +2,9 @@
 
 Rows that share a credential go out as one document of aliased `create_notification`
 fields (batch size from settings; 1 turns batching off). A per-alias error fails only
-its own row. What may have reached monday without an answer becomes `unknown` and is
-never retried; what monday proved it did not execute is retried later.
+its own row. What monday may have executed (no answer, any 5xx, `INTERNAL_SERVER_ERROR`:
+see monday/outcome.py) becomes `unknown`, never `failed`, and is not retried here; what
+monday proved it did not execute is retried later.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 It claims due rows (retries whose time has come, rows a crashed instance left behind),
 sends them, and turns rows stuck in `sending` past their lease into `unknown`. On
-shutdown it finishes the batch in flight before the process exits.
+shutdown it finishes the batch in flight before the process exits. Once an hour it also
+purges the data of accounts uninstalled for UNINSTALL_RETENTION_DAYS
+(installations/retention.py); every instance may do so, the purge is idempotent.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from server.clock import utcnow
@@ -24,6 +28,11 @@ class DeliveryWorker:
     poll_seconds: float = 1.0
     lease_seconds: int = 60
     claim_limit: int = 100
+    # The retention purge (installations/retention.py), wired by the composition root so
+    # delivery does not import the installations side; None: no purge in this process.
+    purge: Callable[[], Awaitable[object]] | None = None
+    purge_every_seconds: float = 3600.0
+    _next_purge: float = 0.0  # monotonic; 0 = at the first pass
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -54,8 +63,19 @@ class DeliveryWorker:
             await self.deliverer.deliver(rows)
         return len(rows)
 
+    async def purge_if_due(self) -> None:
+        """The retention purge (bounded batches, short transactions), at most once an interval."""
+        if self.purge is None or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + self.purge_every_seconds
+        try:
+            await self.purge()
+        except Exception:
+            log.exception("retention purge failed; trying again at the next interval")
+
     async def _run(self) -> None:
         while not self._stop.is_set():
+            await self.purge_if_due()
             try:
                 handled = await self.run_once()
             except Exception:

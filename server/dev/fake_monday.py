@@ -8,10 +8,15 @@ Routes (relative to where it is mounted; `/dev/monday` in development mode):
   `RateLimit` / `RateLimit-Policy` on every answer, and can be told to fail.
 - `GET /oauth2/authorize`: auto-consent; redirects to `redirect_uri` with `code` and `state`
   for `?user_id=&account_id=` (or the default user). `?deny=1` answers `error=access_denied`.
-- `POST /oauth2/token`: form or JSON; `authorization_code`, and `refresh_token` when
+  PKCE as monday's newer flow: `code_challenge` with `code_challenge_method=S256` only;
+  without a challenge, `error=invalid_request` when `fake.require_pkce` is on.
+- `POST /oauth2/token`: form or JSON; `authorization_code` (with `code_verifier` when the code
+  was issued for a challenge: S256 of it must equal the challenge), and `refresh_token` when
   `fake.issue_refresh_tokens` is on (rotating refresh tokens, `expires_in`).
 - `/_control/`: `GET requests`, `GET notifications[?user_id=]`, `GET users`, `POST fail`
-  (`{"kind": "rate_limit", "retry_in_seconds": 2, "count": 1}`), `POST reset`,
+  (`{"kind": "rate_limit", "retry_in_seconds": 2, "count": 1}`; `{"kind": "server_error",
+  "executes": true, "status": 200}` runs the mutation first, then answers the error, with
+  HTTP 500 by default or inside an HTTP 200), `POST reset`,
   `POST budget` (`{"minute_budget": 100}` or null).
 
 Nothing here is a secret: the dev users' API keys are the fake strings `dev-personal-key-user-<id>`.
@@ -20,6 +25,8 @@ Nothing here is a secret: the dev users' API keys are the fake strings `dev-pers
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import re
 import uuid
@@ -48,6 +55,8 @@ from server.dev.fake_monday_state import (
 from server.monday.outcome import seconds_until_midnight_utc
 
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|dev)$")
+# RFC 7636 §4.1: 43 to 128 unreserved characters.
+CODE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
 __all__ = [
     "DEV_ACCOUNT_ID",
@@ -177,7 +186,11 @@ def _failure_response(
                 {"error_message": "Internal server error", "status_code": 500}, status=500
             )
         error = _error("Internal Server Error", "INTERNAL_SERVER_ERROR", 500)
-        return _answer(fake, record, account_id, status=500, errors=[error])
+        # `status: 200` is monday's newer habit: the same error inside an HTTP 200.
+        status = int(params.get("status", 500))
+        return _answer(
+            fake, record, account_id, status=status, include_data=status == 200, errors=[error]
+        )
     if kind == "bad_gateway":
         status = int(params.get("status", 502))
         return web.Response(
@@ -237,6 +250,9 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
             )
             invalid_users = {str(i) for i in ids}
         elif failure is not None:
+            if failure.kind == "server_error" and failure.params.get("executes"):
+                # monday did the work (the bell has it), then failed while answering.
+                _execute(fake, record, token, None)
             return _failure_response(fake, failure, record, account_id)
         return _execute(fake, record, token, invalid_users)
     finally:
@@ -325,6 +341,12 @@ async def oauth_authorize(request: web.Request) -> web.StreamResponse:
     state = {"state": query["state"]} if "state" in query else {}
     if not client_id or (fake.clients and client_id not in fake.clients):
         raise web.HTTPFound(_with_query(redirect_uri, {"error": "unauthorized_client", **state}))
+    challenge = query.get("code_challenge")
+    if (challenge and query.get("code_challenge_method") != "S256") or (
+        not challenge and fake.require_pkce
+    ):
+        # monday's newer flow: PKCE is required, and S256 is the only method.
+        raise web.HTTPFound(_with_query(redirect_uri, {"error": "invalid_request", **state}))
     if query.get("deny"):
         raise web.HTTPFound(_with_query(redirect_uri, {"error": "access_denied", **state}))
     user_id = query.get("user_id") or (fake.default_oauth_user or ("", ""))[0]
@@ -338,12 +360,21 @@ async def oauth_authorize(request: web.Request) -> web.StreamResponse:
         client_id=client_id,
         redirect_uri=redirect_uri,
         scope=query.get("scope") or "me:read notifications:write boards:read",
+        code_challenge=challenge or None,
     )
     raise web.HTTPFound(_with_query(redirect_uri, {"code": code, **state}))
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
     return web.json_response({"error": error, "error_description": description}, status=status)
+
+
+def _verifier_matches(challenge: str, verifier: str | None) -> bool:
+    """RFC 7636 §4.6 for S256: BASE64URL(SHA256(verifier)) == challenge."""
+    if verifier is None or not CODE_VERIFIER.match(verifier):
+        return False
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") == challenge
 
 
 async def oauth_token(request: web.Request) -> web.Response:
@@ -363,6 +394,10 @@ async def oauth_token(request: web.Request) -> web.Response:
             return _oauth_error(400, "invalid_grant", "The code is invalid, expired or used")
         if code.redirect_uri and values.get("redirect_uri") != code.redirect_uri:
             return _oauth_error(400, "invalid_grant", "redirect_uri does not match")
+        if code.code_challenge and not _verifier_matches(
+            code.code_challenge, values.get("code_verifier")
+        ):
+            return _oauth_error(400, "invalid_grant", "code_verifier does not match the challenge")
         return web.json_response(fake.grant_tokens(code.user_id, code.account_id, code.scope))
     if grant == "refresh_token" and fake.issue_refresh_tokens:
         found = fake.take_refresh_token(values.get("refresh_token", ""))
@@ -395,6 +430,7 @@ def setup(app: web.Application) -> None:
     """Development mode: mount a fake monday seeded with the dev users at `/dev/monday`."""
     settings = app[SETTINGS]
     fake = FakeMonday()
+    fake.require_pkce = True  # the server always sends a challenge: hold it to it
     seed_dev_users(fake)
     for secret in settings.client_secrets:
         fake.register_client(settings.monday_client_id, secret)

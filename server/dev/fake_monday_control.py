@@ -9,7 +9,7 @@ from aiohttp import web
 
 from server.dev.fake_monday_state import FAILURE_KINDS, FAKE_MONDAY, FakeMonday, ReceivedRequest
 
-REDACTED_BODY_FIELDS = frozenset({"client_secret", "refresh_token"})
+REDACTED_BODY_FIELDS = frozenset({"client_secret", "refresh_token", "code_verifier"})
 
 
 def _request_json(fake: FakeMonday, record: ReceivedRequest) -> dict[str, Any]:

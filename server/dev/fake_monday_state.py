@@ -135,6 +135,7 @@ class OAuthCode:
     redirect_uri: str | None
     scope: str
     expires_at: float
+    code_challenge: str | None = None  # PKCE (S256): the exchange must bring its verifier
 
 
 @dataclass
@@ -161,6 +162,9 @@ class FakeMonday:
         self.complexity_budget: int = 10_000_000
         self.concurrency_limit: int = 250
         self.issue_refresh_tokens: bool = False
+        # monday's newer OAuth flow: an authorize request without a PKCE challenge is refused.
+        # Off by default so the legacy flow can be exercised; development mode turns it on.
+        self.require_pkce: bool = False
         self.access_token_lifetime_seconds: int = 3600
         self.default_oauth_user: tuple[str, str] | None = None
         self.in_flight: int = 0
@@ -221,11 +225,18 @@ class FakeMonday:
         client_id: str | None = None,
         redirect_uri: str | None = None,
         scope: str = "me:read notifications:write boards:read",
+        code_challenge: str | None = None,
     ) -> str:
         """An authorization code, valid 10 minutes and once, as monday's consent page gives."""
         code = secrets.token_urlsafe(16)
         self._codes[code] = OAuthCode(
-            str(user_id), str(account_id), client_id, redirect_uri, scope, time.time() + 600
+            str(user_id),
+            str(account_id),
+            client_id,
+            redirect_uri,
+            scope,
+            time.time() + 600,
+            code_challenge,
         )
         return code
 

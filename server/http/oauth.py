@@ -38,7 +38,7 @@ def _page_headers(request: web.Request) -> dict[str, str]:
 async def oauth_start(request: web.Request) -> web.Response:
     session = require_session(request)
     app = request.app
-    url = await start_oauth(app[ENGINE], app[SETTINGS], session)
+    url = await start_oauth(app[ENGINE], app[CIPHER], app[SETTINGS], session)
     return web.json_response(
         {"data": {"authorize_url": url}}, headers={"Cache-Control": "no-store"}
     )

@@ -15,9 +15,10 @@ from server.http.idempotent import idempotent
 from server.http.openapi import ID, IDEMPOTENCY_KEY, Operation
 from server.notifications.api_types import Notification as NotificationObject
 from server.notifications.api_types import SentNotification
-from server.notifications.inputs import MAX_BATCH, NotificationInput, RelayOutcome
+from server.notifications.inputs import MAX_BATCH, NotificationInput
 from server.notifications.ledger import path_key
 from server.notifications.model import DeliveryStatus, Notification
+from server.notifications.relay_input import RelayOutcome
 from server.notifications.send import SendRequest, relay_payload
 from server.notifications.serialize import notification_to_api
 from server.tokens import Session

@@ -2,13 +2,17 @@
 
 No cookies (third-party cookies do not work inside monday's iframe): the `state` is the
 binding. It is random, stored only as a SHA-256 digest together with the account and user
-who started the flow, valid 10 minutes and consumed on first use. The callback exchanges
-the code, asks monday (`me`) whose token it got, and stores it only if that is the same user
-in the same account.
+who started the flow, valid 10 minutes and consumed on first use. Every flow carries PKCE
+(RFC 7636, S256 only, as monday's newer OAuth flow requires): the verifier is random, kept
+with the state encrypted with ENCRYPTION_KEYS (it must go back to monday in clear, so it
+cannot be a digest), sent only with the code exchange, and never logged or returned. The
+callback exchanges the code, asks monday (`me`) whose token it got, and stores it only if
+that is the same user in the same account.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import secrets
@@ -21,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.errors import ApiError
 from server.installations.credentials import installer_for_connect
-from server.installations.crypto import CredentialCipher
+from server.installations.crypto import CipherError, CredentialCipher
 from server.installations.store import (
     consume_oauth_state,
     create_oauth_state,
@@ -69,8 +73,24 @@ def redirect_uri(settings: Settings) -> str:
     return settings.base_url + CALLBACK_PATH
 
 
+def new_code_verifier() -> str:
+    """86 characters of [A-Za-z0-9_-]: within RFC 7636's 43 to 128 unreserved characters."""
+    return secrets.token_urlsafe(64)
+
+
+def code_challenge(verifier: str) -> str:
+    """S256: base64url(SHA-256(verifier)) without padding (43 characters)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 async def start_oauth(
-    engine: AsyncEngine, settings: Settings, session: Session, *, now: datetime | None = None
+    engine: AsyncEngine,
+    cipher: CredentialCipher,
+    settings: Settings,
+    session: Session,
+    *,
+    now: datetime | None = None,
 ) -> str:
     """A monday authorize URL carrying a fresh single-use state bound to the caller."""
     now = now or utcnow()
@@ -84,6 +104,7 @@ async def start_oauth(
     # Development fallback: an admin connecting to an unclaimed account becomes its installer.
     await installer_for_connect(engine, session)
     state = secrets.token_urlsafe(32)
+    verifier = new_code_verifier()
     await create_oauth_state(
         engine,
         state_digest=state_digest(state),
@@ -91,6 +112,7 @@ async def start_oauth(
         user_id=session.user_id,
         now=now,
         expires_at=now + STATE_TTL,
+        code_verifier_encrypted=cipher.encrypt(verifier),
     )
     query = urlencode(
         {
@@ -98,6 +120,8 @@ async def start_oauth(
             "redirect_uri": redirect_uri(settings),
             "scope": OAUTH_SCOPES,
             "state": state,
+            "code_challenge": code_challenge(verifier),
+            "code_challenge_method": "S256",
         }
     )
     base = settings.monday_oauth_authorize_url
@@ -140,6 +164,15 @@ async def complete_oauth(
         raise OAuthFlowError(
             400, "Not connected", f"monday sent no authorization code. {START_AGAIN}"
         )
+    verifier: str | None = None
+    if bound.code_verifier_encrypted is not None:
+        try:
+            verifier = cipher.decrypt(bound.code_verifier_encrypted)
+        except CipherError:
+            # ENCRYPTION_KEYS changed during the 10 minutes of the flow.
+            raise OAuthFlowError(
+                400, "This link has expired", f"The sign-in must be started again. {START_AGAIN}"
+            ) from None
 
     try:
         tokens = await exchange_code(
@@ -149,6 +182,7 @@ async def complete_oauth(
             client_secret=settings.client_secrets[0],
             code=code,
             redirect_uri=redirect_uri(settings),
+            code_verifier=verifier,
             timeout_seconds=settings.monday_timeout_seconds,
         )
     except (MondayUnreachable, MondayNoAnswer):

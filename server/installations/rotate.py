@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from server.installations.crypto import CredentialCipher
 from server.settings import Settings
 from server.storage.db import create_engine
-from server.storage.tables import credentials
+from server.storage.tables import credentials, oauth_states
 
 
 async def rotate_keys(settings: Settings) -> int:
@@ -41,6 +41,21 @@ async def rotate_keys(settings: Settings) -> int:
                     )
                 )
                 count += 1
+            # PKCE verifiers of flows still in progress (10 minutes at most): without this,
+            # removing the old key would break a sign-in that is under way.
+            pending = (
+                await conn.execute(
+                    select(
+                        oauth_states.c.state_digest, oauth_states.c.code_verifier_encrypted
+                    ).where(oauth_states.c.code_verifier_encrypted.is_not(None))
+                )
+            ).all()
+            for state in pending:
+                await conn.execute(
+                    update(oauth_states)
+                    .where(oauth_states.c.state_digest == state.state_digest)
+                    .values(code_verifier_encrypted=cipher.rotate(state.code_verifier_encrypted))
+                )
     finally:
         await engine.dispose()
     return count

@@ -97,6 +97,7 @@ class OAuthState:
     user_id: str
     expires_at: datetime
     used_at: datetime | None
+    code_verifier_encrypted: str | None = None  # PKCE; None for a state made before it
 
 
 def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
@@ -441,6 +442,7 @@ async def create_oauth_state(
     user_id: str,
     now: datetime,
     expires_at: datetime,
+    code_verifier_encrypted: str | None = None,
 ) -> None:
     async with engine.begin() as conn:
         # Expired states are useless; sweeping them here keeps the table small.
@@ -452,6 +454,7 @@ async def create_oauth_state(
                 user_id=user_id,
                 created_at=now,
                 expires_at=expires_at,
+                code_verifier_encrypted=code_verifier_encrypted,
             )
         )
 
@@ -482,10 +485,15 @@ async def consume_oauth_state(
                     oauth_states.c.used_at.is_(None),
                 )
             )
-            .values(used_at=now)
+            # The verifier is needed once, now: it does not stay stored after that.
+            .values(used_at=now, code_verifier_encrypted=None)
         )
         if result.rowcount != 1:
             return None
     return OAuthState(
-        account_id=row.account_id, user_id=row.user_id, expires_at=expires_at, used_at=now
+        account_id=row.account_id,
+        user_id=row.user_id,
+        expires_at=expires_at,
+        used_at=now,
+        code_verifier_encrypted=row.code_verifier_encrypted,
     )

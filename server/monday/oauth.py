@@ -135,19 +135,27 @@ async def exchange_code(
     client_secret: str,
     code: str,
     redirect_uri: str,
+    code_verifier: str | None = None,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> OAuthTokens:
-    """Trade an authorization `code` for tokens (`grant_type=authorization_code`)."""
+    """Trade an authorization `code` for tokens (`grant_type=authorization_code`).
+
+    `code_verifier` is the PKCE verifier whose S256 challenge was in the authorize URL; like
+    the secret and the code it is scrubbed from every error message.
+    """
+    payload = {
+        "grant_type": "authorization_code",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "code": code,
+        "redirect_uri": redirect_uri,
+    }
+    if code_verifier is not None:
+        payload["code_verifier"] = code_verifier
     return await _post(
         http,
         token_url,
-        {
-            "grant_type": "authorization_code",
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "code": code,
-            "redirect_uri": redirect_uri,
-        },
+        payload,
         what="exchange the authorization code",
         timeout_seconds=timeout_seconds,
     )

@@ -5,11 +5,13 @@ A send ends in one of four states:
 - ``sent``: monday answered with the notification (it has an id).
 - ``retry``: proven *not* executed (rate limits, complexity budget, concurrency, the daily
   limit, or the connection never opened), so sending again cannot notify twice.
-- ``failed``: monday answered and said no (an error in ``errors[]``, a 4xx, a 500 with an
-  error body). A 401 also sets ``unauthorized`` so the caller marks the credential
-  ``needs_reconnect``.
-- ``unknown``: the request may have reached monday but no readable answer came (timeout after
-  sending, 502/503/504, a body that is not JSON). Never retried automatically.
+- ``failed``: monday answered and said no (an error in ``errors[]``, a 4xx). A 401 also sets
+  ``unauthorized`` so the caller marks the credential ``needs_reconnect``.
+- ``unknown``: monday may have executed the mutation (contract §10): no answer (timeout after
+  sending, a body that is not JSON), any 5xx, or an ``INTERNAL_SERVER_ERROR`` (or any error
+  whose ``status_code`` is 5xx) even inside an HTTP 200. monday can fail *after* putting the
+  notification in the bell, so such an answer proves nothing either way. Never retried here
+  (a retry could notify twice); never ``failed`` (the bell may have it).
 
 All three pre-2025 error shapes are read as well as the current one (monday-platform.md §5.4).
 Messages are scrubbed of the credential before they leave this module.
@@ -54,7 +56,10 @@ RETRY_MESSAGES = (
 )
 UNAUTHORIZED_CODES = frozenset({"UNAUTHORIZED", "Unauthorized", "USER_UNAUTHORIZED"})
 UNAUTHORIZED_MESSAGES = ("not authenticated", "unauthorized")
-NO_ANSWER_STATUSES = frozenset({502, 503, 504})
+# An error that does not prove the mutation was not executed: monday failed while (or after)
+# running it. Matched by code, by a 5xx `status_code`, or by the legacy message.
+MAYBE_EXECUTED_CODES = frozenset({"INTERNAL_SERVER_ERROR", "InternalServerError"})
+MAYBE_EXECUTED_MESSAGES = ("internal server error",)
 _RESET_IN = re.compile(r"reset in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
 
 
@@ -105,6 +110,14 @@ class ErrorEntry:
             return True
         lowered = self.message.lower()
         return any(text in lowered for text in RETRY_MESSAGES)
+
+    @property
+    def maybe_executed(self) -> bool:
+        if self.code in MAYBE_EXECUTED_CODES:
+            return True
+        if self.status_code is not None and self.status_code >= 500:
+            return True
+        return self.message.strip().lower() in MAYBE_EXECUTED_MESSAGES
 
     @property
     def is_daily_limit(self) -> bool:
@@ -306,7 +319,7 @@ def classify_answer(
                 http_status=status,
             )
         )
-    if body is None or not isinstance(body, Mapping) or status in NO_ANSWER_STATUSES:
+    if not isinstance(body, Mapping):
         if status == 429:
             return every(
                 _retry_outcome(
@@ -359,6 +372,13 @@ def _classify_one(
     request_id: str | None,
     now: datetime | None,
 ) -> SendOutcome:
+    if status >= 500 or any(e.maybe_executed for e in entries):
+        if not entries and isinstance(value, Mapping) and value.get("id") is not None:
+            # A 5xx that still carries this alias' notification: monday did send it.
+            return SendOutcome(
+                status="sent", monday_id=str(value["id"]), request_id=request_id, http_status=status
+            )
+        return _maybe_executed(entries, status=status, request_id=request_id)
     retry_entry = next((e for e in entries if e.is_retry), None)
     if retry_entry is not None or status == 429:
         return _retry_outcome(
@@ -396,6 +416,22 @@ def _classify_one(
         status="unknown",
         code="EMPTY_RESULT",
         message="monday answered without the notification and without an error.",
+        request_id=request_id,
+        http_status=status,
+    )
+
+
+def _maybe_executed(
+    entries: list[ErrorEntry], *, status: int, request_id: str | None
+) -> SendOutcome:
+    """`unknown`: monday may have put the notification in the bell before it failed."""
+    first = next((e for e in entries if e.maybe_executed), entries[0] if entries else None)
+    said = f" ({first.message})" if first is not None else ""
+    return SendOutcome(
+        status="unknown",
+        code=(first.code if first is not None and first.code else f"HTTP_{status}"),
+        message=f"monday answered HTTP {status} with an error{said} that does not prove the "
+        "notification was not sent; it may be in the bell, so it is not sent again.",
         request_id=request_id,
         http_status=status,
     )

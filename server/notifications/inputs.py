@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -43,21 +43,6 @@ def storable(text: str) -> str:
 Text = Annotated[str, Field(strict=True), AfterValidator(storable)]
 
 
-def storable_values(value: Any) -> Any:
-    """`value` if every string inside it (keys too) is `storable`; walks without recursion."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            storable(item)
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return value
-
-
 class NotificationInput(BaseModel):
     """One notification to send: Directus' field names mapped to monday's arguments."""
 
@@ -78,14 +63,3 @@ class NotificationInput(BaseModel):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
-
-
-class RelayOutcome(BaseModel):
-    """What a view reports after running a seamless mutation itself."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ok: bool
-    monday_id: Text | None = None
-    # What monday said, stored as the row's last_error: its strings must be storable too.
-    error: Annotated[dict[str, Any] | None, AfterValidator(storable_values)] = None

@@ -14,15 +14,15 @@ from typing import Any
 
 from server.errors import ApiError, forbidden
 from server.monday.client import CREATE_NOTIFICATION
-from server.notifications.inputs import NotificationInput, RelayOutcome
+from server.notifications.inputs import NotificationInput
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
     NewNotification,
     Notification,
-    delivery_error,
 )
 from server.notifications.ports import Dispatcher, NotificationStore, SenderFactsSource
+from server.notifications.relay_input import RelayError, RelayOutcome
 from server.notifications.send_limit import SendRateLimiter
 from server.sender import (
     Caller,
@@ -201,14 +201,8 @@ class SendService:
                 "NOT_AWAITING_CLIENT",
                 f"This notification is {row.delivery_status}, not awaiting a relay.",
             )
-        error = None
-        if not outcome.ok:
-            raw = outcome.error or {}
-            error = delivery_error(
-                str(raw.get("code") or "SEAMLESS_ERROR")[:64],
-                str(raw.get("message") or "monday refused the seamless call.")[:500],
-                raw.get("request_id") or raw.get("monday_request_id"),
-            )
+        # Only the documented fields, each bounded (notifications/relay_input.py).
+        error = None if outcome.ok else (outcome.error or RelayError()).to_last_error()
         status = DeliveryStatus.SENT if outcome.ok else DeliveryStatus.FAILED
         updated = await self.store.record_relay(
             row_id=row.id, status=status, monday_id=outcome.monday_id, error=error

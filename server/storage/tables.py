@@ -138,6 +138,9 @@ oauth_states = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("used_at", UtcDateTime()),
+    # PKCE: the code verifier, Fernet-encrypted (it goes back to monday in clear, so it
+    # cannot be a digest); cleared when the state is spent.
+    Column("code_verifier_encrypted", Text),
 )
 
 notifications = Table(

@@ -94,7 +94,7 @@ async def test_daily_limit_stops_the_account_until_midnight_utc(
     assert governor.rate_limit_waits[("DAILY_LIMIT_EXCEEDED", "deferred")] >= 1
 
 
-async def test_server_error_fails_once(
+async def test_server_error_is_unknown_and_sent_once(
     tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
 ) -> None:
     fake = fake_monday.fake
@@ -103,7 +103,8 @@ async def test_server_error_fails_once(
         sent = await post(client, mint, "monday broke")
         await asyncio.sleep(0.3)
         found = await row(client, sent["id"])
-    assert found["delivery_status"] == "failed"
+    # Contract §10: a 500 may follow an executed mutation: unknown, never failed.
+    assert found["delivery_status"] == "unknown"
     assert found["last_error"]["code"] == "INTERNAL_SERVER_ERROR"
     assert found["attempts"] == 1
     assert len(fake.requests_to("/v2")) == 1

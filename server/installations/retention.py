@@ -1,0 +1,155 @@
+"""Purge the data of accounts that stay uninstalled (contract §10, monday's marketplace rule).
+
+monday requires an app to delete an account's data within 10 days of the uninstall. An account
+uninstalled for at least `UNINSTALL_RETENTION_DAYS` (default 10) loses, in this order:
+
+- its sender audit entries, ledger rows (`notifications`) and idempotency records;
+- any credential or OAuth state left (the uninstall already deleted them; belt and braces);
+- the installer's name and e-mail on the installation record.
+
+Kept: the installation record itself (account id, installed flag, `uninstalled_at`, last
+event, policy), because lifecycle handling needs it, and `lifecycle_events` (the digests
+that make a replayed webhook change nothing). A reinstall before the deadline clears
+`uninstalled_at`, so nothing of that account is purged.
+
+Every delete is a short transaction of at most `batch_size` rows, and each one re-checks that
+the account is still uninstalled past the deadline, so a reinstall during a purge stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    exists,
+    false,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.installations.store import utcnow
+from server.storage.tables import (
+    credentials,
+    idempotency_keys,
+    installations,
+    notifications,
+    oauth_states,
+    sender_audit,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_MAX_ACCOUNTS = 50
+# Purged per account, in this order (audit entries reference ledger rows).
+PURGED: tuple[Table, ...] = (
+    sender_audit,
+    notifications,
+    idempotency_keys,
+    credentials,
+    oauth_states,
+)
+
+
+@dataclass
+class PurgeReport:
+    accounts: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def _expired(account_id: str | None, cutoff: datetime) -> ColumnElement[bool]:
+    """The account is uninstalled, and was so before `cutoff`."""
+    condition = and_(
+        installations.c.installed == false(),
+        installations.c.uninstalled_at.is_not(None),
+        installations.c.uninstalled_at <= cutoff,
+    )
+    if account_id is not None:
+        condition = and_(installations.c.account_id == account_id, condition)
+    return condition
+
+
+def _has_data() -> ColumnElement[bool]:
+    """Something of the account is left to purge (so a purged account is not visited again)."""
+    account = installations.c.account_id
+    left = [exists().where(table.c.account_id == account) for table in PURGED]
+    return or_(
+        *left,
+        installations.c.installer_name.is_not(None),
+        installations.c.installer_email.is_not(None),
+    )
+
+
+async def _purge_table(
+    engine: AsyncEngine, table: Table, account_id: str, cutoff: datetime, batch_size: int
+) -> int:
+    """Delete the account's rows of `table`, `batch_size` per short transaction."""
+    key = list(table.primary_key.columns)
+    target = key[0] if len(key) == 1 else tuple_(*key)
+    batch = select(*key).where(table.c.account_id == account_id).limit(batch_size)
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            result = await conn.execute(
+                delete(table).where(target.in_(batch), exists().where(_expired(account_id, cutoff)))
+            )
+        removed = int(result.rowcount or 0)
+        total += removed
+        if removed < batch_size:
+            return total
+
+
+async def purge_uninstalled(
+    engine: AsyncEngine,
+    *,
+    retention_days: int,
+    now: datetime | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_accounts: int = DEFAULT_MAX_ACCOUNTS,
+) -> PurgeReport:
+    """Purge up to `max_accounts` accounts uninstalled for `retention_days` or more."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    async with engine.connect() as conn:
+        accounts: Sequence[str] = (
+            (
+                await conn.execute(
+                    select(installations.c.account_id)
+                    .where(_expired(None, cutoff), _has_data())
+                    .order_by(installations.c.uninstalled_at)
+                    .limit(max_accounts)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    report = PurgeReport()
+    for account_id in accounts:
+        for table in PURGED:
+            removed = await _purge_table(engine, table, account_id, cutoff, batch_size)
+            if removed:
+                report.rows[table.name] = report.rows.get(table.name, 0) + removed
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(installations)
+                .where(_expired(account_id, cutoff))
+                .values(installer_name=None, installer_email=None)
+            )
+        report.accounts.append(account_id)
+    if report.accounts:
+        log.info(
+            "purged the data of %d account(s) uninstalled for %d days or more",
+            len(report.accounts),
+            retention_days,
+            extra={"fields": {"accounts": report.accounts, "rows": report.rows}},
+        )
+    return report
