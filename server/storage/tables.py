@@ -171,6 +171,11 @@ notifications = Table(
         "timestamp",
     ),
     Index("ix_notifications_account_sender_ts", "account_id", "sender", "timestamp"),
+    # A non-admin's list reads two arms, recipient = me and sender = me (notifications/reads.py),
+    # each in sort order from an index: by time, or by id (Directus' default sort).
+    Index("ix_notifications_account_recipient_ts_id", "account_id", "recipient", "timestamp", "id"),
+    Index("ix_notifications_account_recipient_id", "account_id", "recipient", "id"),
+    Index("ix_notifications_account_sender_id", "account_id", "sender", "id"),
     Index("ix_notifications_account_item_ts", "account_id", "item", "timestamp"),
     Index("ix_notifications_due", "delivery_status", "next_attempt_at"),
 )
