@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
@@ -64,6 +64,10 @@ class Query:
     meta: frozenset[str] = frozenset()
     aggregates: tuple[Aggregate, ...] = ()
     group_by: tuple[str, ...] = ()
+    # SQL built from this query, by caller scope (notifications/reads.py): a Query reused from
+    # the REST route's parse cache is not rebuilt, and SQLAlchemy's cache key, memoised on the
+    # statement object, is not recomputed either.
+    statements: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_aggregate(self) -> bool:

@@ -21,7 +21,8 @@ Indexes (storage/tables.py): (account_id, recipient, status, timestamp) for the 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import CompoundSelect, Select, and_, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
@@ -32,6 +33,7 @@ from server.storage.tables import notifications
 from server.tokens import Session
 
 _T = notifications.c
+T = TypeVar("T")
 API_COLUMNS = [_T[name] for name in API_FIELDS]
 
 
@@ -44,8 +46,29 @@ def visible_arms(session: Session) -> tuple[ColumnElement[bool], ...]:
     return (and_(account, _T.recipient == me), and_(account, _T.sender == me, _T.recipient != me))
 
 
+def _memo(kind: str, session: Session, query: Query | None, build: Callable[[], T]) -> T:
+    """`build()` once per (kind, scope) for a `query` that is reused; the SQL of a query depends
+    only on these and the query, never on data."""
+    if query is None:
+        return build()
+    key = (kind, session.account_id, session.user_id, session.is_admin)
+    stmt: T | None = query.statements.get(key)
+    if stmt is None:
+        stmt = query.statements[key] = build()
+    return stmt
+
+
 def page_statement(session: Session, query: Query) -> Select[Any] | CompoundSelect[Any]:
     """The visible rows matching `query`, in its order and window (every API column)."""
+    return _memo("page", session, query, lambda: _page_statement(session, query))
+
+
+def count_statement(session: Session, query: Query | None) -> Select[Any]:
+    """How many visible rows match `query` (None: every visible row, for total_count)."""
+    return _memo("count", session, query, lambda: _count_statement(session, query))
+
+
+def _page_statement(session: Session, query: Query) -> Select[Any] | CompoundSelect[Any]:
     limit, offset = query.read_window()
     conditions = query.conditions()
     arms = [select(*API_COLUMNS).where(arm, *conditions) for arm in visible_arms(session)]
@@ -62,8 +85,7 @@ def page_statement(session: Session, query: Query) -> Select[Any] | CompoundSele
     return merged.order_by(*terms).limit(limit).offset(offset)
 
 
-def count_statement(session: Session, query: Query | None) -> Select[Any]:
-    """How many visible rows match `query` (None: every visible row, for total_count)."""
+def _count_statement(session: Session, query: Query | None) -> Select[Any]:
     conditions = query.conditions() if query else []
     counts = [
         select(func.count()).select_from(notifications).where(arm, *conditions)

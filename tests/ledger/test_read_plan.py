@@ -7,6 +7,7 @@ import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import and_, func, insert, or_, select
@@ -19,7 +20,9 @@ from server.notifications.serialize import API_FIELDS
 from server.storage.db import create_engine
 from server.storage.tables import notifications
 from server.tokens import Session
-from tests.conftest import ACCOUNT
+from tests.conftest import ACCOUNT, Mint
+from tests.ledger.conftest import Client, bearer, insert_rows
+from tests.ledger.conftest import row as ledger_row
 
 ME = "12"
 USERS = [ME, "13", "14", "15"]
@@ -195,3 +198,19 @@ async def test_sqlite_plan_needs_no_temporary_sort(
             plans.extend(str(r[-1]) for r in result.all())
     assert not [line for line in plans if "TEMP B-TREE" in line], plans
     assert not [line for line in plans if line.startswith("SCAN notifications")], plans
+
+
+@pytest.mark.parametrize("now", ["$NOW", "\\u0024NOW"], ids=["plain", "json-escaped"])
+async def test_a_repeated_query_with_now_reads_the_time_of_each_request(
+    sqlite_client: Client, mint: Mint, now: str
+) -> None:
+    """The REST route reuses parsed queries; one that depends on `$NOW` must not be reused."""
+    path = "/notifications?filter=" + quote(f'{{"timestamp": {{"_lte": "{now}"}}}}')
+    headers = bearer(mint(user=ME))
+    first = await sqlite_client.get(path, headers=headers)
+    assert first.status == 200 and (await first.json())["data"] == []
+    [row_id] = await insert_rows(
+        sqlite_client, ledger_row(recipient=ME, timestamp=datetime.now(UTC))
+    )
+    second = await sqlite_client.get(path, headers=headers)
+    assert [item["id"] for item in (await second.json())["data"]] == [row_id]
