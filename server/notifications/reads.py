@@ -14,9 +14,9 @@ and a recipient arm's count reads only the index. Admins read their account in o
 The same filter and search apply to both arms, so the rows, their order and the counts are the
 ones the single OR statement gives.
 
-Indexes (storage/tables.py): (account_id, recipient, status, timestamp) for the inbox bell,
-(account_id, recipient, timestamp, id) and (account_id, sender, timestamp) for lists by time,
-(account_id, recipient, id) and (account_id, sender, id) for lists by id (Directus' default).
+Indexes (storage/tables.py), each ending in the `id` tie-breaker: (account_id, recipient,
+status, timestamp, id) for the inbox bell; (account_id, recipient|sender, timestamp, id) for
+lists by time; (account_id, recipient|sender, id) for lists by id (Directus' default sort).
 """
 
 from __future__ import annotations
