@@ -40,9 +40,9 @@ from bench.common import (
     session_token,
     write_result,
 )
-from server.notifications import ledger
+from server.notifications import ledger, reads
 from server.notifications.filters import Context
-from server.notifications.query import order_by, parse_query, parse_url_query
+from server.notifications.query import parse_query, parse_url_query
 from server.storage.db import create_engine
 from server.storage.tables import notifications
 from server.tokens import verify_session
@@ -96,6 +96,11 @@ def make_rows(count: int, seed: int = 42) -> list[dict[str, Any]]:
                 "delivery_status": delivery,
                 "attempts": 1,
                 "sent_at": ts if delivery == "sent" else None,
+                # A retry is due tomorrow: a row with no next_attempt_at would be due now, and
+                # the server's delivery worker would write to the ledger while it is measured.
+                "next_attempt_at": now + timedelta(days=1)
+                if delivery == "retry_scheduled"
+                else None,
             }
         )
     return rows
@@ -148,13 +153,10 @@ def statements(params: dict[str, str]) -> tuple[Any, Any]:
     query = parse_query(
         parse_url_query(params.items()), Context(user_id=session.user_id, now=datetime.now(UTC))
     )
-    where = ledger._where(session, query)
     if query.is_aggregate:
+        where = ledger._where(session, query)
         return select(func.count()).select_from(notifications).where(where), None
-    limit, offset = query.read_window()
-    rows = ledger._row_select(session, query).order_by(*order_by(query)).limit(limit).offset(offset)
-    count = select(func.count()).select_from(notifications).where(where)
-    return rows, count
+    return reads.page_statement(session, query), reads.count_statement(session, query)
 
 
 async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list[float]:
@@ -206,18 +208,13 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
             seconds = await seed(engine, rows)
             say(f"  [{kind}] seeded {rows:,} rows in {seconds:.1f} s")
             async with engine.connect() as conn:
-                where = ledger._where(
-                    verify_session(
-                        session_token(MEMBER, admin=False),
-                        secrets=[CLIENT_SECRET],
-                        client_id=CLIENT_ID,
-                        app_id=None,
-                    ),
-                    None,
+                reader = verify_session(
+                    session_token(MEMBER, admin=False),
+                    secrets=[CLIENT_SECRET],
+                    client_id=CLIENT_ID,
+                    app_id=None,
                 )
-                visible = (
-                    await conn.execute(select(func.count()).select_from(notifications).where(where))
-                ).scalar_one()
+                visible = (await conn.execute(reads.count_statement(reader, None))).scalar_one()
             plans = await explain(engine)
             sql_list = await sql_baseline(engine, calls, aggregate=False)
             sql_count = await sql_baseline(engine, calls, aggregate=True)

@@ -7,6 +7,7 @@ Routes only parse the request, call one ledger service function and render the e
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -129,7 +130,23 @@ def _url_params(request: web.Request) -> dict[str, Any]:
 
 
 def _url_query(request: web.Request, session: Session) -> Query:
-    return parse_query(_url_params(request), _context(session))
+    pairs = tuple(request.query.items())
+    # `$NOW` makes a query depend on the time; a JSON `\u` escape could spell `$NOW` unseen.
+    if any("$NOW" in value or "\\u" in value for _key, value in pairs):
+        return parse_query(parse_url_query(pairs), _context(session))
+    return _parsed(session.user_id, pairs)
+
+
+@lru_cache(maxsize=512)
+def _parsed(user_id: str, pairs: tuple[tuple[str, str], ...]) -> Query:
+    """A URL query parsed once per (caller, exact parameters) and then reused, with the SQL it
+    has built (a widget polls the same query again and again).
+
+    Safe to share: a Query is immutable, and without `$NOW` it depends only on the parameters
+    and `$CURRENT_USER`; the caller's account and role are applied to its SQL per request
+    (notifications/reads.py keys its statements by them). Invalid queries raise and are not kept.
+    """
+    return parse_query(parse_url_query(pairs), Context(user_id=user_id, now=datetime.now(UTC)))
 
 
 def _body_object(body: Any, allowed: frozenset[str]) -> dict[str, Any]:

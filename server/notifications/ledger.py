@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden, invalid_payload
+from server.notifications import reads
 from server.notifications.filters import MAX_SAFE_INTEGER
 from server.notifications.model import LEDGER_STATUSES, LedgerStatus, Notification, Visibility
 from server.notifications.ports import NotificationStore
@@ -153,9 +154,7 @@ async def read_by_query(engine: AsyncEngine, session: Session, query: Query) -> 
         if query.is_aggregate:
             data = await _aggregate(conn, session, query)
         else:
-            limit, offset = query.read_window()
-            stmt = _row_select(session, query).order_by(*order_by(query)).limit(limit)
-            rows = (await conn.execute(stmt.offset(offset))).mappings().all()
+            rows = (await conn.execute(reads.page_statement(session, query))).mappings().all()
             data = [project(notification_to_api(dict(r)), query.fields) for r in rows]
         meta = await _meta(conn, session, query) if query.meta else None
     return Page(data=data, meta=meta)
@@ -192,10 +191,10 @@ async def _meta(conn: AsyncConnection, session: Session, query: Query) -> dict[s
     meta: dict[str, int] = {}
     if "total_count" in query.meta:
         # total_count ignores the request's filter but never the caller's scope.
-        stmt = select(func.count()).select_from(notifications).where(visible_scope(session))
+        stmt = reads.count_statement(session, None)
         meta["total_count"] = int((await conn.execute(stmt)).scalar_one())
     if "filter_count" in query.meta:
-        stmt = select(func.count()).select_from(notifications).where(_where(session, query))
+        stmt = reads.count_statement(session, query)
         meta["filter_count"] = int((await conn.execute(stmt)).scalar_one())
     return meta
 

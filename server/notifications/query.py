@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
@@ -64,6 +64,10 @@ class Query:
     meta: frozenset[str] = frozenset()
     aggregates: tuple[Aggregate, ...] = ()
     group_by: tuple[str, ...] = ()
+    # SQL built from this query, by caller scope (notifications/reads.py): a Query reused from
+    # the REST route's parse cache is not rebuilt, and SQLAlchemy's cache key, memoised on the
+    # statement object, is not recomputed either.
+    statements: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_aggregate(self) -> bool:
@@ -321,17 +325,28 @@ def _parse_filter(value: Any, ctx: Context) -> ColumnElement[bool] | None:
 # ---------------------------------------------------------------- ordering
 
 
+def sort_keys(query: Query) -> tuple[tuple[str, bool], ...]:
+    """(field, descending) of a row read: the asked sort (default `id`), then `id` so pages
+    are stable.
+
+    The `id` tie-breaker runs in the direction of the last sort field (`-timestamp` lists equal
+    timestamps highest id first). Directus adds no tie-breaker at all, so this orders only what
+    Directus leaves unspecified; in this direction an index on (..., timestamp) read backwards
+    delivers the whole ORDER BY (SQLite keeps the rowid at the end of every index), where `id`
+    ascending after `timestamp DESC` needed a temporary sort of every matching row.
+    """
+    keys = query.sort or (("id", False),)
+    if all(name != "id" for name, _ in keys):
+        keys = (*keys, ("id", keys[-1][1]))
+    return keys
+
+
 def order_by(query: Query) -> list[UnaryExpression[Any]]:
-    """The ORDER BY of a row read: the asked sort, then id so pages are stable."""
-    terms: list[UnaryExpression[Any]] = []
-    names: set[str] = set()
-    for name, descending in query.sort:
-        col = notifications.c[name]
-        terms.append(col.desc() if descending else col.asc())
-        names.add(name)
-    if "id" not in names:
-        terms.append(notifications.c.id.asc())
-    return terms
+    """The ORDER BY of a row read over the notifications table (see `sort_keys`)."""
+    return [
+        notifications.c[name].desc() if descending else notifications.c[name].asc()
+        for name, descending in sort_keys(query)
+    ]
 
 
 def group_order_by(query: Query) -> list[UnaryExpression[Any]]:

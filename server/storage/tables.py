@@ -170,14 +170,21 @@ notifications = Table(
     Column("lease_expires_at", UtcDateTime()),
     # The monday `create_notification` id, when monday returned one.
     Column("monday_id", String(64)),
+    # A non-admin's list reads two arms, recipient = me and sender = me (notifications/reads.py),
+    # each in sort order from an index: by time (id breaks ties: PostgreSQL needs it spelled
+    # out, SQLite keeps the rowid at the end of every index anyway), or by id (Directus' default).
     Index(
-        "ix_notifications_account_recipient_status_ts",
+        "ix_notifications_account_recipient_status_ts_id",
         "account_id",
         "recipient",
         "status",
         "timestamp",
+        "id",
     ),
-    Index("ix_notifications_account_sender_ts", "account_id", "sender", "timestamp"),
+    Index("ix_notifications_account_recipient_ts_id", "account_id", "recipient", "timestamp", "id"),
+    Index("ix_notifications_account_recipient_id", "account_id", "recipient", "id"),
+    Index("ix_notifications_account_sender_ts_id", "account_id", "sender", "timestamp", "id"),
+    Index("ix_notifications_account_sender_id", "account_id", "sender", "id"),
     Index("ix_notifications_account_item_ts", "account_id", "item", "timestamp"),
     Index("ix_notifications_due", "delivery_status", "next_attempt_at"),
 )

@@ -1,0 +1,96 @@
+"""The SQL of a ledger list read: the page of rows and its counts, shaped for the indexes.
+
+A non-admin sees rows they received or sent. Written as one `recipient = me OR sender = me`
+condition, no single index delivers those rows in sort order, so SQLite sorted every visible
+row in a temporary B-tree on each page. Here the rule is two disjoint arms,
+
+* `recipient = me` and
+* `sender = me AND recipient <> me` (recipient and sender are NOT NULL, so the arms never
+  overlap and together are exactly the OR),
+
+each read in sort order from its own index, merged (`UNION ALL ... ORDER BY`: SQLite's MERGE,
+PostgreSQL's Merge Append) and cut by LIMIT/OFFSET; a count is the sum of the two arms' counts,
+and a recipient arm's count reads only the index. Admins read their account in one statement.
+The same filter and search apply to both arms, so the rows, their order and the counts are the
+ones the single OR statement gives.
+
+Indexes (storage/tables.py), each ending in the `id` tie-breaker: (account_id, recipient,
+status, timestamp, id) for the inbox bell; (account_id, recipient|sender, timestamp, id) for
+lists by time; (account_id, recipient|sender, id) for lists by id (Directus' default sort).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import CompoundSelect, Select, and_, func, select, union_all
+from sqlalchemy.sql.elements import ColumnElement
+
+from server.notifications.query import Query, sort_keys
+from server.notifications.serialize import API_FIELDS
+from server.storage.tables import notifications
+from server.tokens import Session
+
+_T = notifications.c
+T = TypeVar("T")
+API_COLUMNS = [_T[name] for name in API_FIELDS]
+
+
+def visible_arms(session: Session) -> tuple[ColumnElement[bool], ...]:
+    """Disjoint conditions whose union is what `session` may read (ledger.visible_scope)."""
+    account = _T.account_id == session.account_id
+    if session.is_admin:
+        return (account,)
+    me = session.user_id
+    return (and_(account, _T.recipient == me), and_(account, _T.sender == me, _T.recipient != me))
+
+
+def _memo(kind: str, session: Session, query: Query | None, build: Callable[[], T]) -> T:
+    """`build()` once per (kind, scope) for a `query` that is reused; the SQL of a query depends
+    only on these and the query, never on data."""
+    if query is None:
+        return build()
+    key = (kind, session.account_id, session.user_id, session.is_admin)
+    stmt: T | None = query.statements.get(key)
+    if stmt is None:
+        stmt = query.statements[key] = build()
+    return stmt
+
+
+def page_statement(session: Session, query: Query) -> Select[Any] | CompoundSelect[Any]:
+    """The visible rows matching `query`, in its order and window (every API column)."""
+    return _memo("page", session, query, lambda: _page_statement(session, query))
+
+
+def count_statement(session: Session, query: Query | None) -> Select[Any]:
+    """How many visible rows match `query` (None: every visible row, for total_count)."""
+    return _memo("count", session, query, lambda: _count_statement(session, query))
+
+
+def _page_statement(session: Session, query: Query) -> Select[Any] | CompoundSelect[Any]:
+    limit, offset = query.read_window()
+    conditions = query.conditions()
+    arms = [select(*API_COLUMNS).where(arm, *conditions) for arm in visible_arms(session)]
+    keys = sort_keys(query)
+    if len(arms) == 1:
+        ordered = arms[0].order_by(
+            *(_T[name].desc() if desc else _T[name].asc() for name, desc in keys)
+        )
+        return ordered.limit(limit).offset(offset)
+    merged = union_all(*arms)
+    # The compound's ORDER BY names its result columns (every sort field is an API column).
+    columns = merged.selected_columns
+    terms = [columns[name].desc() if desc else columns[name].asc() for name, desc in keys]
+    return merged.order_by(*terms).limit(limit).offset(offset)
+
+
+def _count_statement(session: Session, query: Query | None) -> Select[Any]:
+    conditions = query.conditions() if query else []
+    counts = [
+        select(func.count()).select_from(notifications).where(arm, *conditions)
+        for arm in visible_arms(session)
+    ]
+    if len(counts) == 1:
+        return counts[0]
+    return select(counts[0].scalar_subquery() + counts[1].scalar_subquery())
