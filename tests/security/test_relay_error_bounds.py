@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from server.notifications.store import fetch_row
 
 from server.appkeys import ENGINE
-from tests.notifications.helpers import MEMBER, install, notification
+from tests.notifications.helpers import MEMBER, fetch_row, install, notification
 
 
 async def awaiting_row(client: Any, mint: Any) -> int:

@@ -163,10 +163,14 @@ async def awaiting_relay(client: Any, mint: Mint) -> int:
     ("outcome", "field"),
     [
         (lambda bad: {"ok": True, "monday_id": bad}, "monday_id"),
-        (lambda bad: {"ok": False, "error": {"code": "X", "message": bad}}, "error"),
-        (lambda bad: {"ok": False, "error": {"request_id": {"nested": [bad]}}}, "error"),
+        (lambda bad: {"ok": False, "error": {"code": "X", "message": bad}}, "error.message"),
+        (lambda bad: {"ok": False, "error": {"code": bad}}, "error.code"),
+        (
+            lambda bad: {"ok": False, "error": {"monday_request_id": bad}},
+            "error.monday_request_id",
+        ),
     ],
-    ids=["monday_id", "error.message", "error.request_id"],
+    ids=["monday_id", "error.message", "error.code", "error.monday_request_id"],
 )
 async def test_relay(
     both_client: Any, fake_monday: Any, mint: Mint, bad: str, outcome: Any, field: str

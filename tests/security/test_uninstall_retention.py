@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server.delivery.setup import WORKER
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.appkeys import SERVICES
 from server.installations.retention import purge_uninstalled
 from server.installations.store import get_installation, upsert_installation
 from server.storage.db import create_engine
@@ -201,7 +201,9 @@ async def test_the_delivery_worker_runs_the_purge(tmp_path: Path) -> None:
         engine = client.app[ENGINE]
         await seed(engine, GONE_11_DAYS, uninstalled_days_ago=11)
         await seed(engine, INSTALLED, uninstalled_days_ago=None)
-        client.app[WORKER]._next_purge = 0.0  # the first pass may have run before the seed
+        worker = client.app[SERVICES].worker
+        worker._next_purge = 0.0  # the first pass may have run before the seed
+        worker.wake()
         deadline = asyncio.get_running_loop().time() + 10
         while (await counts(engine, GONE_11_DAYS))["notifications"]:
             assert asyncio.get_running_loop().time() < deadline, "the worker never purged"

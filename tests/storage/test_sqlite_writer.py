@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from server.notifications.store import utcnow
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.clock import utcnow
 from server.storage.db import create_engine
 from server.storage.migrate import upgrade
 from server.storage.tables import idempotency_keys
