@@ -23,6 +23,7 @@ from server.settings import (
     VAR_DIR_ENV,
     Settings,
     SettingsError,
+    dev_refusal,
     load_settings,
     validation_problems,
 )
@@ -88,8 +89,12 @@ def _plain_settings(args: argparse.Namespace) -> Settings:
 def _existing_dev_secrets(args: argparse.Namespace) -> None:
     """Commands that sign or decrypt with the server's dev secrets (mint-token, keys rotate)
     use the ones `serve --dev` made; new ones would make tokens the server then refuses."""
-    if not _plain_settings(args).is_dev:
+    plain = _plain_settings(args)
+    if not plain.is_dev:
         return
+    refusal = dev_refusal(plain)  # production settings first: that is the mistake to fix
+    if refusal is not None:
+        _refuse(refusal)
     found = _var_dir() / DEV_SECRETS_FILE
     if not found.is_file():
         _refuse(
