@@ -36,19 +36,19 @@ class Wire:
         return await asyncio.wait_for(loop(), WAIT)
 
     async def closed(self) -> int | None:
-        """Read until the server closes; its close code."""
+        """Read until the server closes; the code of its close frame."""
 
-        async def loop() -> None:
+        async def loop() -> int | None:
             while True:
                 msg = await self.ws.receive()
                 if msg.type == WSMsgType.TEXT:
                     self.seen.append(json.loads(msg.data))
-                    continue
-                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-                    return
+                elif msg.type == WSMsgType.CLOSE:
+                    return int(msg.data)
+                elif msg.type in (WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
+                    return self.ws.close_code
 
-        await asyncio.wait_for(loop(), WAIT)
-        return self.ws.close_code
+        return await asyncio.wait_for(loop(), WAIT)
 
     async def auth(self, token: str) -> dict[str, Any]:
         await self.send({"type": "auth", "access_token": token})
