@@ -40,6 +40,7 @@ from server.notifications.ledger import Ledger
 from server.notifications.ports import OutboxStore
 from server.notifications.send import SendService
 from server.notifications.send_limit import SendRateLimiter
+from server.realtime.runtime import build as build_realtime
 from server.sender import DEFAULT_POLICY, POLICIES, InstallationFacts, SenderPolicy
 from server.settings import Settings
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
@@ -152,8 +153,10 @@ def build(app: web.Application) -> Services:
     settings = app[SETTINGS]
     engine = app[ENGINE]
     cipher = app[CIPHER]
-    rows = SqlNotificationRows(engine)
-    outbox = SqlOutbox(engine)
+    # Every committed row change goes to the realtime change bus (contract §13).
+    publish = build_realtime(app).bus.publish
+    rows = SqlNotificationRows(engine, publish)
+    outbox = SqlOutbox(engine, publish)
     credentials = CredentialResolver(engine, cipher, app[HTTP], settings)
     deliverer = Deliverer(
         outbox=outbox,

@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
+from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     CLAIMABLE,
     WAITING,
@@ -71,8 +72,15 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
 class SqlOutbox:
     """The outbox statements over one SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_change: OnChange = ignore) -> None:
         self.engine = engine
+        # Called after each committed delivery status change (the realtime change bus, §13);
+        # the outbox knows only ids, so the bus finds their accounts.
+        self.on_change = on_change
+
+    def _updated(self, ids: Sequence[int]) -> None:
+        if ids:
+            self.on_change(RowChange("update", tuple(ids)))
 
     async def claim(
         self,
@@ -147,7 +155,9 @@ class SqlOutbox:
                     t.delivery_status == DeliveryStatus.SENDING.value,
                 )
             )
-            return [row[0] for row in result.all()]
+            moved = [row[0] for row in result.all()]
+        self._updated(moved)
+        return moved
 
     async def finish(
         self,
@@ -186,6 +196,7 @@ class SqlOutbox:
                     )
                     .values(**_finish_values(outcome, now))
                 )
+        self._updated([outcome.row_id for outcome in outcomes])
 
     async def defer(
         self,
@@ -214,7 +225,10 @@ class SqlOutbox:
                     lease_expires_at=None,
                 )
             )
-        return int(result.rowcount or 0)
+        count = int(result.rowcount or 0)
+        if count:
+            self._updated(ids)
+        return count
 
     async def release(self, owner: str, ids: Sequence[int]) -> None:
         """Give back rows claimed but not sent (e.g. on shutdown)."""
@@ -250,8 +264,11 @@ class SqlOutbox:
                         "The server stopped while sending; monday may or may not have it.",
                     ),
                 )
+                .returning(t.id)
             )
-        return int(result.rowcount or 0)
+            expired = [int(row_id) for row_id in result.scalars().all()]
+        self._updated(expired)
+        return len(expired)
 
     async def queue_depth(self) -> tuple[dict[str, int], float]:
         """Rows waiting per status (`queued`, `retry_scheduled`, `sending`) and the age in

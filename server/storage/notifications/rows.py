@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.clock import utcnow
+from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
@@ -83,8 +84,14 @@ def _status_values(status: LedgerStatus | None) -> dict[str, Any]:
 class SqlNotificationRows:
     """The `notifications` and `sender_audit` statements, over one SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_change: OnChange = ignore) -> None:
         self.engine = engine
+        # Called after each committed write (the realtime change bus; contract §13).
+        self.on_change = on_change
+
+    def _updated(self, rows: Sequence[Notification]) -> None:
+        if rows:
+            self.on_change(RowChange("update", tuple(r.id for r in rows), rows[0].account_id))
 
     # ------------------------------------------------------------ the send path
 
@@ -141,6 +148,7 @@ class SqlNotificationRows:
                     insert(sender_audit).values(_audit_values(audit, notification.id))
                 )
                 stored.append(notification)
+        self.on_change(RowChange("create", tuple(n.id for n in stored), account_id))
         return stored
 
     async def write_audit(self, entry: AuditEntry) -> None:
@@ -188,7 +196,11 @@ class SqlNotificationRows:
                 .returning(*notifications.c)
             )
             row = result.mappings().first()
-        return Notification.from_row(row) if row is not None else None
+        if row is None:
+            return None
+        stored = Notification.from_row(row)
+        self._updated([stored])
+        return stored
 
     # ------------------------------------------------------------ the ledger API's writes
 
@@ -222,6 +234,7 @@ class SqlNotificationRows:
                     changed.extend(await self._set_status(connection, visibility, [key], status))
         except _NotAll:
             return None
+        self._updated(changed)
         return changed
 
     async def set_status_all(
@@ -230,9 +243,11 @@ class SqlNotificationRows:
         """One status for all `keys`: the rows, or None (nothing changed) as in `set_status`."""
         try:
             async with self.engine.begin() as connection:
-                return await self._set_status(connection, visibility, keys, status)
+                rows = await self._set_status(connection, visibility, keys, status)
         except _NotAll:
             return None
+        self._updated(rows)
+        return rows
 
     async def set_status_matching(
         self, visibility: Visibility, query: Query, status: LedgerStatus | None
@@ -247,7 +262,9 @@ class SqlNotificationRows:
         )
         async with self.engine.begin() as connection:
             rows = (await connection.execute(stmt)).mappings().all()
-        return [Notification.from_row(r) for r in rows]
+        changed = [Notification.from_row(r) for r in rows]
+        self._updated(changed)
+        return changed
 
     async def delete(self, deletable: Visibility, keys: Sequence[int]) -> list[int] | None:
         """Delete `keys`: their ids, or None (nothing deleted) when one is outside `deletable`."""
@@ -255,16 +272,22 @@ class SqlNotificationRows:
         stmt = (
             delete(notifications)
             .where(t.id.in_(unique), visibility_condition(deletable))
-            .returning(t.id)
+            .returning(t.id, t.recipient, t.sender)
         )
         try:
             async with self.engine.begin() as connection:
-                deleted = [int(k) for k in (await connection.execute(stmt)).scalars().all()]
-                if len(deleted) != len(unique):
+                gone = [(int(k), str(r), str(s)) for k, r, s in (await connection.execute(stmt))]
+                if len(gone) != len(unique):
                     raise _NotAll
         except _NotAll:
             return None
-        return deleted
+        self._deleted(deletable.account_id, gone)
+        return [row_id for row_id, _r, _s in gone]
+
+    def _deleted(self, account_id: str, gone: Sequence[tuple[int, str, str]]) -> None:
+        if gone:
+            ids = tuple(row_id for row_id, _r, _s in gone)
+            self.on_change(RowChange("delete", ids, account_id, tuple(gone)))
 
     async def delete_matching(
         self, visible: Visibility, deletable: Visibility, query: Query
@@ -275,13 +298,16 @@ class SqlNotificationRows:
         stmt = (
             delete(notifications)
             .where(t.id.in_(ids), visibility_condition(visible))
-            .returning(t.id, visibility_condition(deletable).label("deletable"))
+            .returning(
+                t.id, visibility_condition(deletable).label("deletable"), t.recipient, t.sender
+            )
         )
         try:
             async with self.engine.begin() as connection:
                 rows = (await connection.execute(stmt)).all()
-                if not all(bool(ok) for _id, ok in rows):
+                if not all(bool(ok) for _id, ok, _r, _s in rows):
                     raise _NotAll
         except _NotAll:
             return None
-        return [int(row_id) for row_id, _ok in rows]
+        self._deleted(visible.account_id, [(int(i), str(r), str(s)) for i, _ok, r, s in rows])
+        return [int(row_id) for row_id, _ok, _r, _s in rows]
