@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from server.clock import utcnow
 from server.delivery.deliver import Deliverer
+from server.delivery.resend import RESEND_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class DeliveryWorker:
                 await self._task
 
     async def run_once(self) -> int:
-        """One pass: expire stale `sending` rows, claim due rows, deliver. Returns rows sent."""
+        """One pass: expire stale `sending` rows, claim due rows, deliver, retry due `unknown`
+        rows with their first request. Returns rows handled."""
         outbox = self.deliverer.outbox
         await outbox.expire_stale_sending()
         rows = await outbox.claim(
@@ -61,7 +63,16 @@ class DeliveryWorker:
         )
         if rows:
             await self.deliverer.deliver(rows)
-        return len(rows)
+        # `unknown` rows whose request may be asked again with its key (contract §11).
+        unknown = await outbox.claim_unknown(
+            self.deliverer.owner,
+            lease_seconds=self.lease_seconds,
+            limit=self.claim_limit,
+            since=utcnow() - RESEND_WINDOW,
+        )
+        if unknown:
+            await self.deliverer.redeliver(unknown)
+        return len(rows) + len(unknown)
 
     async def purge_if_due(self) -> None:
         """The retention purge (bounded batches, short transactions), at most once an interval."""

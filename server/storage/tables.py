@@ -170,6 +170,12 @@ notifications = Table(
     Column("lease_expires_at", UtcDateTime()),
     # The monday `create_notification` id, when monday returned one.
     Column("monday_id", String(64)),
+    # The monday request the row was last sent in (contract §11): its Idempotency-Key, the
+    # batch's row ids in alias order, and when that key was first sent. An `unknown` row is
+    # retried with exactly this request while the window since `delivery_request_at` lasts.
+    Column("delivery_request_key", String(64), index=True),
+    Column("delivery_request_rows", JSON),
+    Column("delivery_request_at", UtcDateTime()),
     # A non-admin's list reads two arms, recipient = me and sender = me (notifications/reads.py),
     # each in sort order from an index: by time (id breaks ties: PostgreSQL needs it spelled
     # out, SQLite keeps the rowid at the end of every index anyway), or by id (Directus' default).

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
@@ -29,6 +29,7 @@ from server.notifications.model import (
     delivery_error,
     sources,
 )
+from server.storage.notifications.resend import ResendStatements
 from server.storage.tables import notifications
 
 t = notifications.c
@@ -59,7 +60,10 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
     }
     if status == DeliveryStatus.SENT:
         values.update(sent_at=now, monday_id=outcome.monday_id)
-    if status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
+    if status == DeliveryStatus.UNKNOWN and outcome.next_attempt_at is not None:
+        # Retried with the same request and Idempotency-Key then (contract §11).
+        values["next_attempt_at"] = outcome.next_attempt_at
+    elif status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
         values["next_attempt_at"] = outcome.next_attempt_at
     elif status == DeliveryStatus.RETRY_SCHEDULED:
         delay = max(outcome.retry_after or 1.0, 0.05)
@@ -69,8 +73,9 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
     return values
 
 
-class SqlOutbox:
-    """The outbox statements over one SQLAlchemy engine."""
+class SqlOutbox(ResendStatements):
+    """The outbox statements over one SQLAlchemy engine (the exactly-once retry's statements
+    are in resend.py)."""
 
     def __init__(self, engine: AsyncEngine, on_change: OnChange = ignore) -> None:
         self.engine = engine
@@ -246,7 +251,8 @@ class SqlOutbox:
             )
 
     async def expire_stale_sending(self) -> int:
-        """Rows left `sending` by a dead process: they may have reached monday, so `unknown`."""
+        """Rows left `sending` by a dead process: they may have reached monday, so `unknown`
+        (due at once for a retry of the same request, see resend.py)."""
         now = utcnow()
         async with self.engine.begin() as connection:
             result = await connection.execute(
@@ -257,6 +263,8 @@ class SqlOutbox:
                 )
                 .values(
                     delivery_status=DeliveryStatus.UNKNOWN.value,
+                    # A row stamped with its request is retried with it at once (§11).
+                    next_attempt_at=case((t.delivery_request_key.is_not(None), now), else_=None),
                     lease_owner=None,
                     lease_expires_at=None,
                     last_error=delivery_error(
