@@ -297,3 +297,16 @@ async def test_the_cache_sees_a_change_made_by_another_store(stores: Stores) -> 
     assert await elsewhere.delete(ACCOUNT, "11", "api_key")
     assert stores.changed.count(ACCOUNT) == 2  # this process was not told
     assert await cache.credential(ACCOUNT, "11", "api_key", check=True) is None
+
+
+async def test_a_write_in_this_process_drops_the_entry_at_once(stores: Stores) -> None:
+    """In-process invalidation, without relying on the revision check (frozen clock)."""
+    cache = InstallationCache(
+        stores.installations, stores.credentials, stores.changes, monotonic=lambda: 0.0
+    )
+    await apply(stores, event("install"))
+    await stores.credentials.put(account_id=ACCOUNT, user_id="11", kind="api_key", secret="k-1")
+    await cache.installation(ACCOUNT)
+    assert await cache.credential(ACCOUNT, "11", "api_key") is not None
+    assert await stores.credentials.delete(ACCOUNT, "11", "api_key")
+    assert await cache.credential(ACCOUNT, "11", "api_key") is None
