@@ -4,7 +4,7 @@ It claims due rows (retries whose time has come, rows a crashed instance left be
 sends them, and turns rows stuck in `sending` past their lease into `unknown`. On
 shutdown it finishes the batch in flight before the process exits. Once an hour it also
 purges the data of accounts uninstalled for UNINSTALL_RETENTION_DAYS
-(installations/retention.py); every instance may do so, the purge is idempotent.
+(storage/retention.py); every instance may do so, the purge is idempotent.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class DeliveryWorker:
     poll_seconds: float = 1.0
     lease_seconds: int = 60
     claim_limit: int = 100
-    # The retention purge (installations/retention.py), wired by the composition root so
+    # The retention purge (storage/retention.py), wired by the composition root so
     # delivery does not import the installations side; None: no purge in this process.
     purge: Callable[[], Awaitable[object]] | None = None
     purge_every_seconds: float = 3600.0

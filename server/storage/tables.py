@@ -92,6 +92,9 @@ installations = Table(
     Column("installed_at", UtcDateTime()),
     Column("uninstalled_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # +1 in the same transaction as every change to the account's installation or
+    # credentials: a cache of those facts compares it (installations/facts.py).
+    Column("revision", BigInteger, nullable=False, server_default="0"),
 )
 
 lifecycle_events = Table(

@@ -1,7 +1,7 @@
 """notifications: the monday request a row was last sent in (contract §11)
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-28 12:00:00.000000
 
 A row that ends `unknown` is retried with the *same* request and `Idempotency-Key`, so the
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
