@@ -159,7 +159,9 @@ async def read_by_query(engine: AsyncEngine, session: Session, query: Query) -> 
         if query.is_aggregate:
             data = await _aggregate(conn, session, query)
         else:
-            rows = (await conn.execute(reads.page_statement(session, query))).all()
+            rows = (
+                await conn.execute(reads.page_statement(session, query, conn.dialect.name))
+            ).all()
             data = rows_to_api(rows)  # the statement selects every API column, in order
             if query.fields is not None:
                 data = [project(item, query.fields) for item in data]
