@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 BUSY_TIMEOUT_SECONDS = 30
 _WRITE = "monday_notify_write"  # connection execution option: this transaction will write
+_PER_STATEMENT = "monday_notify_per_statement"  # option: a read that needs no common snapshot
 
 
 def is_sqlite(url: str) -> bool:
@@ -76,6 +77,17 @@ class SQLiteEngine(AsyncEngine):
                     self._owners.pop(loop, None)
 
 
+@contextlib.asynccontextmanager
+async def statement_reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads whose statements need not share one snapshot (a page and its
+    count): on SQLite no `BEGIN`, so each SELECT reads the last committed state by itself, as
+    every statement does under PostgreSQL's READ COMMITTED (which is unchanged here). That
+    saves the `BEGIN`'s round trips to aiosqlite's thread on every API read."""
+    async with engine.connect() as connection:
+        await connection.execution_options(**{_PER_STATEMENT: True})
+        yield connection
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An engine for `url`: SQLite gets its folder, WAL and one writer; PostgreSQL a pool."""
     if is_sqlite(url):
@@ -103,5 +115,8 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    writes = connection.get_execution_options().get(_WRITE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+    options = connection.get_execution_options()
+    if options.get(_WRITE, False):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif not options.get(_PER_STATEMENT, False):
+        connection.exec_driver_sql("BEGIN")
