@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -26,6 +27,7 @@ from server.notifications.model import (
     transition,
 )
 from server.notifications.query import Query, order_by
+from server.storage.db import write
 from server.storage.tables import notifications, sender_audit
 
 t = notifications.c
@@ -107,12 +109,13 @@ class SqlNotificationRows:
         """
         now = utcnow()
         lease_expires_at = now + timedelta(seconds=lease_seconds)
-        stored: list[Notification] = []
-        async with self.engine.begin() as connection:
+
+        def run(connection: Connection) -> list[Notification]:
+            stored: list[Notification] = []
             for row, audit in zip(rows, audits, strict=True):
                 status = row.initial_status
                 leased = status == DeliveryStatus.QUEUED and lease_owner is not None
-                result = await connection.execute(
+                result = connection.execute(
                     insert(notifications)
                     .values(
                         timestamp=now,
@@ -137,11 +140,13 @@ class SqlNotificationRows:
                     .returning(*notifications.c)
                 )
                 notification = Notification.from_row(result.mappings().one())
-                await connection.execute(
+                connection.execute(
                     insert(sender_audit).values(_audit_values(audit, notification.id))
                 )
                 stored.append(notification)
-        return stored
+            return stored
+
+        return await write(self.engine, run)
 
     async def write_audit(self, entry: AuditEntry) -> None:
         """An audit entry with no row (a refusal)."""
