@@ -133,6 +133,18 @@ async def write(engine: AsyncEngine, fn: WriteFn[T]) -> T:
         return await connection.run_sync(fn)
 
 
+async def read(engine: AsyncEngine, fn: WriteFn[T]) -> T:
+    """Run `fn(connection)` (synchronous SELECTs only) in one read transaction; its result.
+
+    On SQLite with a file, on a dedicated reader connection: one call into its thread per
+    read, where aiosqlite makes one per statement, fetch and cursor close.
+    """
+    if isinstance(engine, SQLiteEngine) and engine.writer is not None:
+        return await engine.writer.read(fn)
+    async with engine.connect() as connection:
+        return await connection.run_sync(fn)
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not open transactions itself (its implicit, deferred BEGIN comes before
     # the first write, too late to take the lock up front): `_sqlite_begin` opens them.

@@ -81,6 +81,10 @@ class SQLiteWriter:
         self._engine: Engine | None = None
         self._connection: Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # The reader: its own connection and thread (see `read`).
+        self._read_engine: Engine | None = None
+        self._read_connection: Connection | None = None
+        self._read_executor: ThreadPoolExecutor | None = None
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
@@ -129,6 +133,15 @@ class SQLiteWriter:
         finally:
             state.draining = False
 
+    async def read(self, fn: WriteFn[T]) -> T:
+        """Run `fn(connection)` in a read transaction (a deferred `BEGIN`, a snapshot) on a
+        dedicated reader connection: one call into its thread for the whole read."""
+        with self._guard:
+            if self._read_executor is None:
+                self._read_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+            executor = self._read_executor
+        return await asyncio.get_running_loop().run_in_executor(executor, self._run_read, fn)
+
     def _pool(self) -> ThreadPoolExecutor:
         with self._guard:
             if self._executor is None:
@@ -139,13 +152,32 @@ class SQLiteWriter:
 
     def _conn(self) -> Connection:
         if self._connection is None:
-            engine = create_sync_engine(self._url, poolclass=StaticPool)
-            event.listen(engine, "connect", self._on_connect)
-            event.listen(engine, "begin", self._on_begin)
+            engine = self._new_engine()
             self._engine = engine
             connection = engine.connect()
             self._connection = connection.execution_options(**{self._write_option: True})
         return self._connection
+
+    def _new_engine(self) -> Engine:
+        engine = create_sync_engine(self._url, poolclass=StaticPool)
+        event.listen(engine, "connect", self._on_connect)
+        event.listen(engine, "begin", self._on_begin)
+        return engine
+
+    def _run_read(self, fn: WriteFn[T]) -> T:
+        if self._read_connection is None:
+            self._read_engine = self._new_engine()
+            self._read_connection = self._read_engine.connect()
+        connection = self._read_connection
+        try:
+            with connection.begin() as transaction:
+                result = fn(connection)
+                transaction.rollback()  # nothing to keep; ends the snapshot
+                return result
+        except BaseException:
+            connection.close()
+            self._read_connection = None
+            raise
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         connection = self._conn()
@@ -192,3 +224,17 @@ class SQLiteWriter:
         if executor is not None:
             executor.submit(self._close).result()
             executor.shutdown(wait=True)
+        with self._guard:
+            reader, self._read_executor = self._read_executor, None
+        if reader is not None:
+            reader.submit(self._close_reader).result()
+            reader.shutdown(wait=True)
+
+    def _close_reader(self) -> None:
+        if self._read_connection is not None:
+            with contextlib.suppress(Exception):
+                self._read_connection.close()
+            self._read_connection = None
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+            self._read_engine = None

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
 from server.notifications.model import IdempotencyRecord
-from server.storage.db import write
+from server.storage.db import read, write
 from server.storage.tables import idempotency_keys
 
 c = idempotency_keys.c
@@ -48,11 +48,10 @@ class SqlIdempotencyKeys:
     async def read(self, account_id: str, user_id: str, key: str) -> IdempotencyRecord | None:
         # A plain read: waiting duplicates must not take SQLite's single write lock while
         # they poll.
-        async with self.engine.connect() as connection:
-            result = await connection.execute(
-                select(idempotency_keys).where(_where(account_id, user_id, key))
-            )
-            row = result.mappings().first()
+        statement = select(idempotency_keys).where(_where(account_id, user_id, key))
+        row = await read(
+            self.engine, lambda connection: connection.execute(statement).mappings().first()
+        )
         if row is None:
             return None
         return IdempotencyRecord(

@@ -27,7 +27,7 @@ from server.notifications.model import (
     transition,
 )
 from server.notifications.query import Query, order_by
-from server.storage.db import write
+from server.storage.db import read, write
 from server.storage.tables import notifications, sender_audit
 
 t = notifications.c
@@ -157,9 +157,13 @@ class SqlNotificationRows:
         """Rows by id, in the order of `ids` (missing ones left out)."""
         if not ids:
             return []
-        async with self.engine.connect() as connection:
-            result = await connection.execute(select(notifications).where(t.id.in_(list(ids))))
-            by_id = {int(row["id"]): Notification.from_row(row) for row in result.mappings()}
+        statement = select(notifications).where(t.id.in_(list(ids)))
+
+        def run(connection: Connection) -> dict[int, Notification]:
+            result = connection.execute(statement)
+            return {int(row["id"]): Notification.from_row(row) for row in result.mappings()}
+
+        by_id = await read(self.engine, run)
         return [by_id[i] for i in ids if i in by_id]
 
     async def get(self, row_id: int) -> Notification | None:
