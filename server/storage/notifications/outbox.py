@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
@@ -29,6 +30,7 @@ from server.notifications.model import (
     delivery_error,
     sources,
 )
+from server.storage.db import write
 from server.storage.notifications.resend import ResendStatements
 from server.storage.tables import notifications
 
@@ -142,8 +144,9 @@ class SqlOutbox(ResendStatements):
         }
         if lease_seconds is not None:
             values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
-        async with self.engine.begin() as connection:
-            await connection.execute(
+
+        def run(connection: Connection) -> list[int]:
+            connection.execute(
                 update(notifications)
                 .where(
                     t.id.in_(list(ids)),
@@ -153,14 +156,16 @@ class SqlOutbox(ResendStatements):
                 )
                 .values(**values)
             )
-            result = await connection.execute(
+            result = connection.execute(
                 select(t.id).where(
                     t.id.in_(list(ids)),
                     t.lease_owner == owner,
                     t.delivery_status == DeliveryStatus.SENDING.value,
                 )
             )
-            moved = [row[0] for row in result.all()]
+            return [row[0] for row in result.all()]
+
+        moved = await write(self.engine, run)
         self._updated(moved)
         return moved
 
@@ -190,17 +195,24 @@ class SqlOutbox(ResendStatements):
         if not outcomes:
             return
         now = utcnow()
-        async with self.engine.begin() as connection:
-            for outcome in outcomes:
-                await connection.execute(
-                    update(notifications)
-                    .where(
-                        t.id == outcome.row_id,
-                        t.lease_owner == owner,
-                        t.delivery_status.in_(_from(outcome.delivery_status)),
-                    )
-                    .values(**_finish_values(outcome, now))
-                )
+        statements = [
+            update(notifications)
+            .where(
+                t.id == outcome.row_id,
+                t.lease_owner == owner,
+                t.delivery_status.in_(_from(outcome.delivery_status)),
+            )
+            .values(**_finish_values(outcome, now))
+            for outcome in outcomes
+        ]
+
+        def run(connection: Connection) -> None:
+            for statement in statements:
+                connection.execute(statement)
+
+        # Outcomes of concurrent requests (and batches) arriving while a commit is in
+        # flight are committed together (group commit, storage/writer.py).
+        await write(self.engine, run)
         self._updated([outcome.row_id for outcome in outcomes])
 
     async def defer(

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,6 +28,7 @@ from server.notifications.model import (
     transition,
 )
 from server.notifications.query import Query, order_by
+from server.storage.db import read, write
 from server.storage.tables import notifications, sender_audit
 
 t = notifications.c
@@ -114,12 +116,13 @@ class SqlNotificationRows:
         """
         now = utcnow()
         lease_expires_at = now + timedelta(seconds=lease_seconds)
-        stored: list[Notification] = []
-        async with self.engine.begin() as connection:
+
+        def run(connection: Connection) -> list[Notification]:
+            stored: list[Notification] = []
             for row, audit in zip(rows, audits, strict=True):
                 status = row.initial_status
                 leased = status == DeliveryStatus.QUEUED and lease_owner is not None
-                result = await connection.execute(
+                result = connection.execute(
                     insert(notifications)
                     .values(
                         timestamp=now,
@@ -144,10 +147,13 @@ class SqlNotificationRows:
                     .returning(*notifications.c)
                 )
                 notification = Notification.from_row(result.mappings().one())
-                await connection.execute(
+                connection.execute(
                     insert(sender_audit).values(_audit_values(audit, notification.id))
                 )
                 stored.append(notification)
+            return stored
+
+        stored = await write(self.engine, run)
         self.on_change(RowChange("create", tuple(n.id for n in stored), account_id))
         return stored
 
@@ -160,9 +166,13 @@ class SqlNotificationRows:
         """Rows by id, in the order of `ids` (missing ones left out)."""
         if not ids:
             return []
-        async with self.engine.connect() as connection:
-            result = await connection.execute(select(notifications).where(t.id.in_(list(ids))))
-            by_id = {int(row["id"]): Notification.from_row(row) for row in result.mappings()}
+        statement = select(notifications).where(t.id.in_(list(ids)))
+
+        def run(connection: Connection) -> dict[int, Notification]:
+            result = connection.execute(statement)
+            return {int(row["id"]): Notification.from_row(row) for row in result.mappings()}
+
+        by_id = await read(self.engine, run)
         return [by_id[i] for i in ids if i in by_id]
 
     async def get(self, row_id: int) -> Notification | None:
