@@ -121,3 +121,12 @@ async def database_url(empty_database_url: str) -> str:
     """A fresh database with every migration applied, once per engine."""
     await upgrade(empty_database_url)
     return empty_database_url
+
+
+@pytest.fixture
+async def sqlite_database_url(tmp_path: Path) -> str:
+    """A fresh SQLite database with every migration applied, for SQLite-only behaviour
+    (query plans, the process-wide writer): no PostgreSQL variant that would only skip."""
+    url = sqlite_url(tmp_path / "store.db")
+    await upgrade(url)
+    return url

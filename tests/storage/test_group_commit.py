@@ -85,10 +85,18 @@ async def test_a_write_and_begin_take_turns_and_both_land(engine: AsyncEngine) -
 
 
 async def test_a_write_inside_begin_of_the_same_task_fails_instead_of_hanging(
-    engine: AsyncEngine,
+    sqlite_database_url: str,
 ) -> None:
-    if not isinstance(engine, SQLiteEngine):
-        pytest.skip("only SQLite has a process-wide writer lock")
+    """Only SQLite has a process-wide writer lock, so this case exists only there."""
+    engine = create_engine(sqlite_database_url)
+    assert isinstance(engine, SQLiteEngine)
+    try:
+        await _nested_write_fails(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _nested_write_fails(engine: AsyncEngine) -> None:
     async with engine.begin():
         with pytest.raises(RuntimeError, match="inside another"):
             await write(engine, add_key("nested"))
