@@ -84,6 +84,10 @@ async def wait_until_settled(database_url: str, within: float) -> dict[str, int]
         await asyncio.sleep(0.25)
 
 
+class PortTaken(AssertionError):
+    """The server refused to start because its port was taken meanwhile."""
+
+
 class ServerProcess:
     """`python -m server serve` in production mode on a free 127.0.0.1 port."""
 
@@ -111,6 +115,23 @@ class ServerProcess:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self, within: float = 30.0) -> None:
+        """Start and wait until ready. A free port can be taken by another process between
+        `free_port()` and the bind (busy machines, parallel runs): then take another."""
+        for attempt in range(3):
+            try:
+                await self._start_once(within)
+                return
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self._move_to(free_port())
+
+    def _move_to(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env.update(PORT=str(port), PUBLIC_BASE_URL=self.url)
+
+    async def _start_once(self, within: float) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         try:
@@ -131,7 +152,11 @@ class ServerProcess:
         async with aiohttp.ClientSession() as http:
             while True:
                 if self.process.returncode is not None:
-                    raise AssertionError(f"the server exited at start:\n{self.log_tail()}")
+                    tail = self.log_tail()
+                    last = tail.splitlines()[-1] if tail else ""
+                    if f"{self.port} is already in use" in last:
+                        raise PortTaken(tail)
+                    raise AssertionError(f"the server exited at start:\n{tail}")
                 try:
                     async with http.get(self.url + "/readyz") as response:
                         if response.status == 200:
