@@ -25,7 +25,7 @@ from server.appkeys import HTTP, SETTINGS
 from server.errors import ApiError, invalid_payload
 from server.http.templates import setup_templates
 from server.http.views import frame_ancestors
-from server.tokens import mint_session
+from server.token_mint import mint_session
 
 ROLES = ("admin", "member", "guest", "view_only")
 # The role each dev user has by default (see fake_monday_state.DEV_USERS).
