@@ -1,6 +1,6 @@
 """The GraphQL types of `POST /graphql/system` (contract §7): Directus' names and shapes.
 
-Every notification field's type comes from the field catalogue (`notifications.filters`
+Every notification field's type comes from the field catalogue (`notifications.fields`
 `FIELD_KINDS`), so a new field appears here without editing this module. The schema itself
 (which root field resolves how) is assembled in `graphql_system.py`.
 """
@@ -28,7 +28,7 @@ from graphql import (
 from graphql.language import FloatValueNode, IntValueNode, StringValueNode, ValueNode
 from graphql.utilities import value_from_ast_untyped
 
-from server.notifications.filters import FIELD_KINDS
+from server.notifications.fields import FIELD_KINDS
 from server.notifications.query import ORDERABLE
 
 # ---------------------------------------------------------------- scalars
