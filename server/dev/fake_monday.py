@@ -48,18 +48,16 @@ from server.dev.fake_monday_graphql import run_document
 from server.dev.fake_monday_http import monday_answer, monday_error, record_request, unauthorized
 from server.dev.fake_monday_idempotency import IdempotencySlot
 from server.dev.fake_monday_oauth import oauth_authorize, oauth_token
-from server.dev.fake_monday_state import (
+from server.dev.fake_monday_records import (
     DEV_ACCOUNT_ID,
     DEV_USERS,
     FAILURE_KINDS,
-    FAKE_MONDAY,
     Failure,
-    FakeMonday,
     FakeToken,
     ReceivedRequest,
     dev_personal_key,
-    seed_dev_users,
 )
+from server.dev.fake_monday_state import FAKE_MONDAY, FakeMonday, seed_dev_users
 
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|dev)$")
 

@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from server.dev.fake_monday_http import account_number, monday_answer, monday_error, unauthorized
-from server.dev.fake_monday_state import Failure, FakeMonday, ReceivedRequest
+from server.dev.fake_monday_records import Failure, ReceivedRequest
+from server.dev.fake_monday_state import FakeMonday
 from server.monday.outcome import seconds_until_midnight_utc
 
 

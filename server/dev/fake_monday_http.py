@@ -14,7 +14,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from server.dev.fake_monday_state import FakeMonday, ReceivedRequest, utc_now
+from server.dev.fake_monday_records import ReceivedRequest, utc_now
+from server.dev.fake_monday_state import FakeMonday
 
 
 async def record_request(request: web.Request, fake: FakeMonday) -> ReceivedRequest:
