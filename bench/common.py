@@ -39,7 +39,7 @@ from server.installations.crypto import CredentialCipher
 from server.storage.db import create_engine
 from server.storage.installations import SqlCredentials, upsert_installation
 from server.storage.migrate import upgrade
-from server.tokens import mint_session
+from server.token_mint import mint_session
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"

@@ -27,7 +27,8 @@ from server.settings import (
     load_settings,
     validation_problems,
 )
-from server.tokens import LIFECYCLE_PATH, mint_integration, mint_lifecycle, mint_session
+from server.token_mint import mint_integration, mint_lifecycle, mint_session
+from server.tokens import LIFECYCLE_PATH
 
 
 def _refuse(*problems: str) -> NoReturn:

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from server.app import create_app
 from server.settings import Settings
-from server.tokens import mint_session
+from server.token_mint import mint_session
 
 # pg_url, empty_database_url, database_url: one database per test on SQLite and PostgreSQL.
 pytest_plugins = ("tests.pg",)

@@ -11,7 +11,8 @@ import pytest
 
 from server import tokens
 from server.token_cache import SessionCache
-from server.tokens import TokenError, mint_session
+from server.token_mint import mint_session
+from server.tokens import TokenError
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, OLD_CLIENT_SECRET
 
 NOW = 1_800_000_000.0

@@ -10,11 +10,10 @@ from typing import Any
 import jwt
 import pytest
 
+from server.token_mint import mint_integration, mint_session
 from server.tokens import (
     TokenError,
     extract_token,
-    mint_integration,
-    mint_session,
     verify_integration,
     verify_lifecycle,
     verify_session,

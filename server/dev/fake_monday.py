@@ -26,44 +26,40 @@ answer is replayed for 30 minutes with `Idempotency-Replayed: true`; a duplicate
 first is in flight is 409 with `Retry-After`.
 
 Nothing here is a secret: the dev users' API keys are the fake strings `dev-personal-key-user-<id>`.
+
+This module holds the `/v2` route and the app; the OAuth routes are in
+`fake_monday_oauth.py`, the canned failures in `fake_monday_faults.py`, the request log and
+answer shapes in `fake_monday_http.py`, the document execution in `fake_monday_graphql.py`,
+the `/_control/` routes in `fake_monday_control.py` and the state in `fake_monday_state.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 import re
-import uuid
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
 from server.appkeys import SETTINGS
 from server.dev.fake_monday_control import add_control_routes
+from server.dev.fake_monday_faults import failure_response, reset_connection
 from server.dev.fake_monday_graphql import run_document
+from server.dev.fake_monday_http import monday_answer, monday_error, record_request, unauthorized
 from server.dev.fake_monday_idempotency import IdempotencySlot
-from server.dev.fake_monday_state import (
+from server.dev.fake_monday_oauth import oauth_authorize, oauth_token
+from server.dev.fake_monday_records import (
     DEV_ACCOUNT_ID,
     DEV_USERS,
     FAILURE_KINDS,
-    FAKE_MONDAY,
     Failure,
-    FakeMonday,
     FakeToken,
     ReceivedRequest,
     dev_personal_key,
-    seed_dev_users,
-    utc_now,
 )
-from server.monday.outcome import seconds_until_midnight_utc
+from server.dev.fake_monday_state import FAKE_MONDAY, FakeMonday, seed_dev_users
 
 API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|dev)$")
-# RFC 7636 §4.1: 43 to 128 unreserved characters.
-CODE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 
 __all__ = [
     "DEV_ACCOUNT_ID",
@@ -78,164 +74,10 @@ __all__ = [
 ]
 
 
-# -- answers -----------------------------------------------------------------------------
-def _account_number(account_id: str | None) -> int | str | None:
-    if account_id is None:
-        return None
-    return int(account_id) if account_id.isdigit() else account_id
-
-
-def _rate_headers(fake: FakeMonday, account_id: str | None) -> dict[str, str]:
-    window = int(fake.minute_window_seconds)
-    policy = (
-        f'"minuteRate";q={fake.minute_quota};w={window}, '
-        f'"concurrency";q={fake.concurrency_limit};qu="concurrent-requests", '
-        f'"complexityMinute";q={fake.complexity_budget};w=60;qu="content-bytes"'
-    )
-    headers = {"RateLimit-Policy": policy}
-    if account_id is not None:
-        reset = fake.window_reset_in(account_id)
-        concurrency_left = max(fake.concurrency_limit - fake.in_flight, 0)
-        headers["RateLimit"] = (
-            f'"minuteRate";r={fake.minute_remaining(account_id)};t={reset}, '
-            f'"concurrency";r={concurrency_left}, '
-            f'"complexityMinute";r={max(fake.complexity_left(account_id), 0)};t={reset}'
-        )
-    return headers
-
-
-def _answer(
-    fake: FakeMonday,
-    record: ReceivedRequest,
-    account_id: str | None,
-    *,
-    status: int = 200,
-    data: Any = None,
-    include_data: bool = False,
-    errors: list[dict[str, Any]] | None = None,
-    headers: Mapping[str, str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> web.Response:
-    body: dict[str, Any] = {}
-    if include_data:
-        body["data"] = data
-    if errors:
-        body["errors"] = errors
-    if extra:
-        body.update(extra)
-    body["extensions"] = {"request_id": record.request_id}
-    if account_id is not None:
-        body["account_id"] = _account_number(account_id)
-    all_headers = _rate_headers(fake, account_id)
-    all_headers.update(headers or {})
-    return web.json_response(body, status=status, headers=all_headers)
-
-
-def _error(message: str, code: str, status_code: int, **extensions: Any) -> dict[str, Any]:
-    return {
-        "message": message,
-        "locations": [],
-        "extensions": {"code": code, "status_code": status_code, **extensions},
-    }
-
-
-def _unauthorized(fake: FakeMonday, record: ReceivedRequest) -> web.Response:
-    return _answer(
-        fake, record, None, status=401, errors=[_error("Unauthorized", "UNAUTHORIZED", 401)]
-    )
-
-
-def _failure_response(
-    fake: FakeMonday, failure: Failure, record: ReceivedRequest, account_id: str | None
-) -> web.Response:
-    params = failure.params
-    retry = params.get("retry_in_seconds", 10)
-    retry_header = {"Retry-After": str(retry)} if params.get("retry_after_header", True) else {}
-    in_body: dict[str, Any] = (
-        {"retry_in_seconds": retry} if params.get("retry_in_body", True) else {}
-    )
-    kind = failure.kind
-    if kind == "rate_limit":
-        error = _error("Rate Limit Exceeded", "RATE_LIMIT_EXCEEDED", 429, **in_body)
-        return _answer(fake, record, account_id, status=429, errors=[error], headers=retry_header)
-    if kind == "complexity":
-        error = _error(
-            "Complexity budget exhausted",
-            "COMPLEXITY_BUDGET_EXHAUSTED",
-            429,
-            complexity=params.get("complexity", 30),
-            complexity_budget_left=params.get("budget_left", 10),
-            complexity_budget_limit=fake.complexity_budget,
-            **in_body,
-        )
-        return _answer(fake, record, account_id, status=429, errors=[error], headers=retry_header)
-    if kind == "legacy_complexity":
-        body = {
-            "error_code": "ComplexityException",
-            "status_code": 429,
-            "error_message": "Complexity budget exhausted, query cost 30 budget remaining 10 "
-            f"out of {fake.complexity_budget} reset in {retry} seconds",
-            "account_id": _account_number(account_id),
-        }
-        return web.json_response(body, status=int(params.get("http_status", 200)))
-    if kind == "daily_limit":
-        wait = int(seconds_until_midnight_utc())
-        error = _error("Daily limit exceeded", "DAILY_LIMIT_EXCEEDED", 429, retry_in_seconds=wait)
-        return _answer(
-            fake, record, account_id, status=429, errors=[error], headers={"Retry-After": str(wait)}
-        )
-    if kind == "concurrency":
-        error = _error("Concurrency limit exceeded", "maxConcurrencyExceeded", 429, **in_body)
-        return _answer(fake, record, account_id, status=429, errors=[error], headers=retry_header)
-    if kind == "server_error":
-        if params.get("legacy"):
-            return web.json_response(
-                {"error_message": "Internal server error", "status_code": 500}, status=500
-            )
-        error = _error("Internal Server Error", "INTERNAL_SERVER_ERROR", 500)
-        # `status: 200` is monday's newer habit: the same error inside an HTTP 200.
-        status = int(params.get("status", 500))
-        return _answer(
-            fake, record, account_id, status=status, include_data=status == 200, errors=[error]
-        )
-    if kind == "bad_gateway":
-        status = int(params.get("status", 502))
-        return web.Response(
-            status=status,
-            text=f"<html><body><h1>{status} Bad Gateway</h1></body></html>",
-            content_type="text/html",
-        )
-    if kind == "unauthorized":
-        return _unauthorized(fake, record)
-    raise ValueError(f"no canned answer for {kind!r}")
-
-
 # -- /v2 ---------------------------------------------------------------------------------
-async def _record(request: web.Request, fake: FakeMonday) -> ReceivedRequest:
-    raw = await request.read()
-    body: Any
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    if body is None and raw and request.content_type == "application/x-www-form-urlencoded":
-        body = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-    record = ReceivedRequest(
-        method=request.method,
-        path=request.path,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=body,
-        raw_body=raw,
-        at=utc_now(),
-        request_id=str(uuid.uuid4()),
-    )
-    fake.requests.append(record)
-    return record
-
-
 async def graphql_endpoint(request: web.Request) -> web.StreamResponse:
     fake = request.app[FAKE_MONDAY]
-    record = await _record(request, fake)
+    record = await record_request(request, fake)
     token = fake.lookup(request.headers.get("Authorization"))
     if token is not None:
         record.token_kind, record.token_user_id = token.kind, token.user_id
@@ -267,7 +109,7 @@ async def graphql_endpoint(request: web.Request) -> web.StreamResponse:
             invalid_users = {str(i) for i in ids}
         elif failure is not None and failure.kind == "execute_then_connection_reset":
             _execute(fake, record, token, None, slot)
-            return _reset_connection(request)
+            return reset_connection(request)
         elif failure is not None:
             if failure.kind == "execute_then_500" or (
                 failure.kind == "server_error" and failure.params.get("executes")
@@ -275,20 +117,12 @@ async def graphql_endpoint(request: web.Request) -> web.StreamResponse:
                 # monday did the work (the bell has it), then failed while answering.
                 _execute(fake, record, token, None, slot)
                 failure = Failure("server_error", 1, failure.params)
-            return _failure_response(fake, failure, record, account_id)
+            return failure_response(fake, failure, record, account_id)
         return _execute(fake, record, token, invalid_users, slot)
     finally:
         fake.in_flight -= 1
         if slot is not None and not hung:
             slot.release()  # a no-op once an execution's answer was kept
-
-
-def _reset_connection(request: web.Request) -> web.StreamResponse:
-    """Drop the TCP connection without an answer (the caller sees a connection reset)."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-    raise asyncio.CancelledError  # aiohttp stops handling a request whose peer is gone
 
 
 async def _hang(
@@ -320,34 +154,36 @@ def _execute(
     slot: IdempotencySlot | None = None,
 ) -> web.Response:
     if token is None:
-        return _unauthorized(fake, record)
+        return unauthorized(fake, record)
     account_id = token.account_id
     if fake.in_flight > fake.concurrency_limit:
-        error = _error(
+        error = monday_error(
             "Concurrency limit exceeded", "maxConcurrencyExceeded", 429, retry_in_seconds=1
         )
-        return _answer(fake, record, account_id, status=429, errors=[error])
+        return monday_answer(fake, record, account_id, status=429, errors=[error])
     if not fake.charge_minute(account_id):
         wait = fake.window_reset_in(account_id)
-        error = _error("Rate Limit Exceeded", "RATE_LIMIT_EXCEEDED", 429, retry_in_seconds=wait)
-        return _answer(
+        error = monday_error(
+            "Rate Limit Exceeded", "RATE_LIMIT_EXCEEDED", 429, retry_in_seconds=wait
+        )
+        return monday_answer(
             fake, record, account_id, status=429, errors=[error], headers={"Retry-After": str(wait)}
         )
     body = record.body
     if not isinstance(body, Mapping):
-        error = _error("Unexpected body: expected a JSON object", "JsonParseException", 400)
-        return _answer(fake, record, account_id, status=400, errors=[error])
+        error = monday_error("Unexpected body: expected a JSON object", "JsonParseException", 400)
+        return monday_answer(fake, record, account_id, status=400, errors=[error])
     query, variables = body.get("query"), body.get("variables")
     if not isinstance(query, str) or not query.strip():
-        error = _error("No query string was present", "BadRequest", 400)
-        return _answer(fake, record, account_id, status=400, errors=[error])
+        error = monday_error("No query string was present", "BadRequest", 400)
+        return monday_answer(fake, record, account_id, status=400, errors=[error])
     if variables is not None and not isinstance(variables, Mapping):
-        error = _error("Variables must be a JSON object", "BadRequest", 400)
-        return _answer(fake, record, account_id, status=400, errors=[error])
+        error = monday_error("Variables must be a JSON object", "BadRequest", 400)
+        return monday_answer(fake, record, account_id, status=400, errors=[error])
     version = record.api_version
     if version is not None and not API_VERSION.match(version):
-        error = _error(f"Invalid API version {version!r}", "InvalidVersionException", 200)
-        return _answer(fake, record, account_id, errors=[error])
+        error = monday_error(f"Invalid API version {version!r}", "InvalidVersionException", 200)
+        return monday_answer(fake, record, account_id, errors=[error])
     operation = body.get("operationName")
     result = run_document(
         fake,
@@ -358,7 +194,7 @@ def _execute(
         request_id=record.request_id,
         invalid_users=invalid_users,
     )
-    answer = _answer(
+    answer = monday_answer(
         fake,
         record,
         account_id,
@@ -369,90 +205,6 @@ def _execute(
     if slot is not None and result.executed:
         slot.keep(answer)  # what a retry with the same Idempotency-Key is answered
     return answer
-
-
-# -- OAuth -------------------------------------------------------------------------------
-def _with_query(url: str, params: Mapping[str, str]) -> str:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-async def oauth_authorize(request: web.Request) -> web.StreamResponse:
-    fake = request.app[FAKE_MONDAY]
-    await _record(request, fake)
-    query = request.query
-    redirect_uri = query.get("redirect_uri", "")
-    if not redirect_uri.startswith(("http://", "https://")):
-        return web.Response(status=400, text="invalid_request: redirect_uri is required")
-    client_id = query.get("client_id", "")
-    state = {"state": query["state"]} if "state" in query else {}
-    if not client_id or (fake.clients and client_id not in fake.clients):
-        raise web.HTTPFound(_with_query(redirect_uri, {"error": "unauthorized_client", **state}))
-    challenge = query.get("code_challenge")
-    if (challenge and query.get("code_challenge_method") != "S256") or (
-        not challenge and fake.require_pkce
-    ):
-        # monday's newer flow: PKCE is required, and S256 is the only method.
-        raise web.HTTPFound(_with_query(redirect_uri, {"error": "invalid_request", **state}))
-    if query.get("deny"):
-        raise web.HTTPFound(_with_query(redirect_uri, {"error": "access_denied", **state}))
-    user_id = query.get("user_id") or (fake.default_oauth_user or ("", ""))[0]
-    user = fake.users.get(user_id)
-    if user is None:
-        return web.Response(status=400, text=f"unknown user {user_id!r} in the fake monday")
-    account_id = query.get("account_id") or user.account_id
-    code = fake.issue_oauth_code(
-        user.id,
-        account_id,
-        client_id=client_id,
-        redirect_uri=redirect_uri,
-        scope=query.get("scope") or "me:read notifications:write boards:read",
-        code_challenge=challenge or None,
-    )
-    raise web.HTTPFound(_with_query(redirect_uri, {"code": code, **state}))
-
-
-def _oauth_error(status: int, error: str, description: str) -> web.Response:
-    return web.json_response({"error": error, "error_description": description}, status=status)
-
-
-def _verifier_matches(challenge: str, verifier: str | None) -> bool:
-    """RFC 7636 §4.6 for S256: BASE64URL(SHA256(verifier)) == challenge."""
-    if verifier is None or not CODE_VERIFIER.match(verifier):
-        return False
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") == challenge
-
-
-async def oauth_token(request: web.Request) -> web.Response:
-    fake = request.app[FAKE_MONDAY]
-    record = await _record(request, fake)
-    form = record.body if isinstance(record.body, Mapping) else {}
-    values = {k: str(v) for k, v in form.items() if v is not None}
-    client_id, client_secret = values.get("client_id", ""), values.get("client_secret", "")
-    if fake.clients and client_secret not in fake.clients.get(client_id, set()):
-        return _oauth_error(401, "invalid_client", "Client authentication failed")
-    grant = values.get("grant_type", "authorization_code")
-    if grant == "authorization_code":
-        if not values.get("code"):
-            return _oauth_error(400, "invalid_request", "code is required")
-        code = fake.take_code(values["code"])
-        if code is None or (code.client_id and code.client_id != client_id):
-            return _oauth_error(400, "invalid_grant", "The code is invalid, expired or used")
-        if code.redirect_uri and values.get("redirect_uri") != code.redirect_uri:
-            return _oauth_error(400, "invalid_grant", "redirect_uri does not match")
-        if code.code_challenge and not _verifier_matches(
-            code.code_challenge, values.get("code_verifier")
-        ):
-            return _oauth_error(400, "invalid_grant", "code_verifier does not match the challenge")
-        return web.json_response(fake.grant_tokens(code.user_id, code.account_id, code.scope))
-    if grant == "refresh_token" and fake.issue_refresh_tokens:
-        found = fake.take_refresh_token(values.get("refresh_token", ""))
-        if found is None:
-            return _oauth_error(400, "invalid_grant", "The refresh token is invalid or used")
-        return web.json_response(fake.grant_tokens(*found))
-    return _oauth_error(400, "unsupported_grant_type", f"grant_type {grant!r} is not supported")
 
 
 async def _stop_hung_requests(app: web.Application) -> None:

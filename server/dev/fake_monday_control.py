@@ -7,7 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from server.dev.fake_monday_state import FAILURE_KINDS, FAKE_MONDAY, FakeMonday, ReceivedRequest
+from server.dev.fake_monday_records import FAILURE_KINDS, ReceivedRequest
+from server.dev.fake_monday_state import FAKE_MONDAY, FakeMonday
 
 REDACTED_BODY_FIELDS = frozenset({"client_secret", "refresh_token", "code_verifier"})
 

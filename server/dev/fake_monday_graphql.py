@@ -22,7 +22,8 @@ from graphql import (
     validate,
 )
 
-from server.dev.fake_monday_state import FakeMonday, FakeToken
+from server.dev.fake_monday_records import FakeToken
+from server.dev.fake_monday_state import FakeMonday
 
 SDL = """
 type Account { id: ID! name: String! slug: String! }

@@ -1,7 +1,8 @@
 """The fake monday's memory: users, tokens, what it received, what it delivered, what to break.
 
 Kept apart from the HTTP layer so tests and the developer harness can read and steer it
-in-process (`FakeMonday`) or over HTTP (the `/_control/` routes in `fake_monday.py`).
+in-process (`FakeMonday`) or over HTTP (the `/_control/` routes in `fake_monday_control.py`).
+The records it holds are defined in `fake_monday_records.py`.
 """
 
 from __future__ import annotations
@@ -11,138 +12,27 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from server.dev.fake_monday_idempotency import IdempotencyCache
-
-TokenKind = Literal["personal", "oauth", "short_lived", "seamless"]
-TOKEN_KINDS: tuple[str, ...] = ("personal", "oauth", "short_lived", "seamless")
-# Which tokens monday shows as "from the app". monday documents this for seamless auth and
-# personal keys only; treating the app's OAuth and short-lived tokens as the app too is our
-# assumption (monday-platform.md §5.3 marks it UNCONFIRMED).
-APP_TOKEN_KINDS = frozenset({"oauth", "short_lived", "seamless"})
-
-FAILURE_KINDS: tuple[str, ...] = (
-    "rate_limit",
-    "complexity",
-    "legacy_complexity",
-    "daily_limit",
-    "concurrency",
-    "server_error",
-    "bad_gateway",
-    "timeout",
-    "unauthorized",
-    "invalid_user",
-    # monday ran the mutation, then: no answer within the client's timeout / an HTTP 500 /
-    # the connection dropped. Only an Idempotency-Key retry can learn what happened.
-    "execute_then_hang",
-    "execute_then_500",
-    "execute_then_connection_reset",
+from server.dev.fake_monday_records import (
+    APP_TOKEN_KINDS,
+    DEV_ACCOUNT_ID,
+    DEV_USERS,
+    FAILURE_KINDS,
+    TOKEN_KINDS,
+    DeliveredNotification,
+    Failure,
+    FakeToken,
+    FakeUser,
+    OAuthCode,
+    ReceivedRequest,
+    dev_personal_key,
+    utc_now,
 )
-
-DEV_ACCOUNT_ID = "1001"
-# The development users of account 1001. Their personal API keys are deliberately fake strings:
-# they only ever open the fake monday. User 11 is the installer (tests' INSTALLER).
-DEV_USERS: tuple[tuple[str, str, str], ...] = (
-    ("11", "Ada Admin", "ada.admin@example.com"),
-    ("12", "Max Member", "max.member@example.com"),
-    ("13", "Gus Guest", "gus.guest@example.com"),
-    ("14", "Vera Viewer", "vera.viewer@example.com"),
-)
-
-
-def dev_personal_key(user_id: str) -> str:
-    """The fake personal API key of a dev user, e.g. `dev-personal-key-user-11`."""
-    return f"dev-personal-key-user-{user_id}"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class FakeUser:
-    id: str
-    name: str
-    email: str
-    account_id: str
-
-
-@dataclass
-class FakeToken:
-    token: str
-    user_id: str
-    account_id: str
-    kind: str
-    expires_at: float | None = None  # wall-clock epoch seconds; None = never
-
-
-@dataclass
-class ReceivedRequest:
-    """One request as the fake monday received it (header names are lower-cased)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-    raw_body: bytes
-    at: datetime
-    request_id: str
-    token_kind: str | None = None
-    token_user_id: str | None = None
-
-    @property
-    def authorization(self) -> str | None:
-        return self.headers.get("authorization")
-
-    @property
-    def api_version(self) -> str | None:
-        return self.headers.get("api-version")
-
-
-@dataclass(frozen=True)
-class DeliveredNotification:
-    """A notification the fake monday "put in a bell"."""
-
-    monday_id: str
-    recipient_user_id: str
-    target_id: str
-    target_type: str
-    text: str
-    account_id: str
-    token_kind: str
-    token_owner_user_id: str
-    from_app: bool
-    shown_from: str  # "the app" or the token owner's name
-    request_id: str
-    at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["at"] = self.at.isoformat()
-        return data
-
-
-@dataclass
-class Failure:
-    kind: str
-    remaining: int
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class OAuthCode:
-    user_id: str
-    account_id: str
-    client_id: str | None
-    redirect_uri: str | None
-    scope: str
-    expires_at: float
-    code_challenge: str | None = None  # PKCE (S256): the exchange must bring its verifier
 
 
 @dataclass

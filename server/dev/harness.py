@@ -25,7 +25,7 @@ from server.appkeys import HTTP, SETTINGS
 from server.errors import ApiError, invalid_payload
 from server.http.templates import setup_templates
 from server.http.views import frame_ancestors
-from server.tokens import mint_session
+from server.token_mint import mint_session
 
 ROLES = ("admin", "member", "guest", "view_only")
 # The role each dev user has by default (see fake_monday_state.DEV_USERS).
@@ -80,7 +80,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def _users(app: web.Application) -> list[dict[str, Any]]:
-    from server.dev.fake_monday_state import DEV_ACCOUNT_ID
+    from server.dev.fake_monday_records import DEV_ACCOUNT_ID
 
     fake = _fake(app)
     return [
@@ -112,7 +112,7 @@ async def _page(request: web.Request) -> web.Response:
 
 
 async def _state(request: web.Request) -> web.Response:
-    from server.dev.fake_monday_state import DEV_ACCOUNT_ID, FAILURE_KINDS
+    from server.dev.fake_monday_records import DEV_ACCOUNT_ID, FAILURE_KINDS
 
     settings = request.app[SETTINGS]
     return web.json_response(

@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from server.ids import monday_id_or_none
+from server.monday.error_body import error_entries
 from server.monday.outcome import (
     AnswerView,
     MondayAuthError,
@@ -25,7 +26,6 @@ from server.monday.outcome import (
     MondayUnreachable,
     SendOutcome,
     classify_answer,
-    error_entries,
     no_answer_outcome,
     scrub,
     scrubbed,

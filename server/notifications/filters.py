@@ -4,7 +4,7 @@ Every value reaches the database as a bound parameter of the column's own type (
 are parsed to aware UTC datetimes first), so the same filter compares correctly on SQLite
 and PostgreSQL and nothing a caller writes is ever pasted into SQL. Anything malformed is a
 400 `INVALID_QUERY` that says what to fix. The rest of Directus' query parameters are read in
-`server.notifications.query`.
+`server.notifications.query`; the fields and their kinds in `server.notifications.fields`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Integer, String, Text, and_, cast, false, func, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
@@ -23,54 +23,20 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from server.errors import invalid_query
-from server.notifications.serialize import API_FIELDS
+from server.notifications.fields import (
+    FIELD_KINDS,
+    INT_RANGES,
+    SEARCH_NUMBER_FIELDS,
+    SEARCH_TEXT_FIELDS,
+    Kind,
+    known_field,
+)
 from server.storage.tables import notifications
-
-MAX_SAFE_INTEGER = 2**53 - 1
 
 # A filter tree deeper than this is not a real query; refusing it keeps recursion bounded.
 MAX_FILTER_DEPTH = 16
 MAX_FILTER_RULES = 500
 MAX_LIST_VALUES = 10_000
-
-Kind = Literal["int", "str", "datetime", "json"]
-
-FIELD_KINDS: dict[str, Kind] = {
-    "id": "int",
-    "timestamp": "datetime",
-    "status": "str",
-    "recipient": "str",
-    "sender": "str",
-    "subject": "str",
-    "message": "str",
-    "collection": "str",
-    "item": "str",
-    "account_id": "str",
-    "sent_as": "str",
-    "transport": "str",
-    "credential_owner": "str",
-    "delivery_status": "str",
-    "attempts": "int",
-    "next_attempt_at": "datetime",
-    "sent_at": "datetime",
-    "last_error": "json",
-    "idempotency_key": "str",
-}
-assert tuple(FIELD_KINDS) == API_FIELDS  # one list of public fields
-
-# What the integer columns hold on every database (attempts is a 32-bit INTEGER on PostgreSQL,
-# so a larger bound parameter would fail there instead of simply not matching).
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "id": (-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
-    "attempts": (-(2**31), 2**31 - 1),
-}
-
-# `search` looks at text fields; account_id is the caller's own on every row, so it is left
-# out (otherwise searching "1001" would match everything).
-SEARCH_TEXT_FIELDS = tuple(
-    name for name, kind in FIELD_KINDS.items() if kind == "str" and name != "account_id"
-)
-SEARCH_NUMBER_FIELDS = ("id", "attempts")
 
 _EQUALITY = {"_eq", "_neq"}
 _COMPARISON = {"_lt", "_lte", "_gt", "_gte"}
@@ -100,17 +66,6 @@ class Context:
 
     user_id: str
     now: datetime
-
-
-def known_field(name: str, what: str) -> str:
-    """`name` when it is a notification field; otherwise a 400 saying why it is not."""
-    if name in FIELD_KINDS:
-        return name
-    if "." in name:
-        raise invalid_query(f'{what} "{name}" is relational; notifications have no related fields')
-    if "(" in name:
-        raise invalid_query(f'{what} "{name}" uses a function; functions are not supported')
-    raise invalid_query(f'{what} "{name}" doesn\'t exist on notifications')
 
 
 # ---------------------------------------------------------------- filter

@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden, invalid_payload
 from server.notifications import reads
-from server.notifications.filters import MAX_SAFE_INTEGER
+from server.notifications.fields import MAX_SAFE_INTEGER
 from server.notifications.model import LEDGER_STATUSES, LedgerStatus, Notification, Visibility
 from server.notifications.ports import NotificationStore
 from server.notifications.query import MAX_LIMIT, Aggregate, Query, group_order_by, order_by

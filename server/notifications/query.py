@@ -18,14 +18,8 @@ from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
 from server import jsonlimits
 from server.errors import invalid_query
-from server.notifications.filters import (
-    FIELD_KINDS,
-    MAX_SAFE_INTEGER,
-    Context,
-    compile_filter,
-    compile_search,
-    known_field,
-)
+from server.notifications.fields import FIELD_KINDS, MAX_SAFE_INTEGER, known_field
+from server.notifications.filters import Context, compile_filter, compile_search
 from server.storage.tables import notifications
 
 DEFAULT_LIMIT = 100

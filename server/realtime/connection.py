@@ -18,35 +18,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.errors import ApiError
 from server.notifications.changes import RowChange
-from server.notifications.filters import Context
 from server.notifications.ledger import Ledger
-from server.notifications.query import Query, parse_query
 from server.realtime.hub import Hub
 from server.realtime.limits import COLLECTION, RealtimeLimits
+from server.realtime.messages import (
+    EVENTS,
+    Subscription,
+    error,
+    parse_query_message,
+    subscription_key,
+    with_uid,
+)
 from server.tokens import Session
 
 Verify = Callable[[str], Session]
-EVENTS = ("create", "update", "delete")
-QUERY_KEYS = ("fields", "filter", "search", "sort", "limit", "offset", "page")
 _CLOSE = object()  # the writer's "send nothing more, close" marker
-
-
-@dataclass(slots=True)
-class Subscription:
-    key: str
-    uid: str | None
-    query: Query
-    event: str | None
 
 
 class Closed(Exception):
@@ -117,7 +110,7 @@ class RealtimeConnection:
                 except Closed:
                     return
             elif msg.type == WSMsgType.BINARY:
-                self.send(_error("unknown", "INVALID_PAYLOAD", "Messages must be JSON text."))
+                self.send(error("unknown", "INVALID_PAYLOAD", "Messages must be JSON text."))
             if self.closing:
                 return
 
@@ -161,7 +154,7 @@ class RealtimeConnection:
         self.closing = True
         self._close_with = (WSCloseCode.TRY_AGAIN_LATER, "too far behind")
         self._drop_and_close(
-            _error(
+            error(
                 "subscription",
                 "LIMIT_EXCEEDED",
                 "The connection fell too far behind the changes; reconnect and subscribe again.",
@@ -200,7 +193,7 @@ class RealtimeConnection:
                     await self._change(session, job)
             except ApiError as exc:
                 uid = job.uid if isinstance(job, Subscription) else None
-                self.send(_error("subscription", exc.code, exc.message, uid))
+                self.send(error("subscription", exc.code, exc.message, uid))
 
     async def _init(self, session: Session, sub: Subscription) -> None:
         if self.subscriptions.get(sub.key) is not sub:
@@ -208,7 +201,7 @@ class RealtimeConnection:
         message: dict[str, Any] = {"type": "subscription", "event": "init"}
         if sub.event is None:
             message["data"] = (await self.ledger.read_by_query(session, sub.query)).data
-        self.send(_with_uid(message, sub.uid))
+        self.send(with_uid(message, sub.uid))
 
     async def _change(self, session: Session, change: RowChange) -> None:
         if change.account_id != session.account_id:
@@ -224,7 +217,7 @@ class RealtimeConnection:
                 ]
                 if ids:
                     message = {"type": "subscription", "event": "delete", "data": ids}
-                    self.send(_with_uid(message, sub.uid))
+                    self.send(with_uid(message, sub.uid))
                 continue
             step = self.limits.ids_per_read
             for start in range(0, len(change.ids), step):
@@ -232,7 +225,7 @@ class RealtimeConnection:
                 rows = await self.ledger.read_many(session, chunk, sub.query)
                 if rows and self.subscriptions.get(sub.key) is sub:
                     message = {"type": "subscription", "event": change.event, "data": rows}
-                    self.send(_with_uid(message, sub.uid))
+                    self.send(with_uid(message, sub.uid))
 
     # ------------------------------------------------------------ timers
 
@@ -245,7 +238,7 @@ class RealtimeConnection:
                 deadline = self.started + limits.auth_timeout
                 if now >= deadline:
                     self.close(
-                        _error("auth", "AUTH_FAILED", "No auth message arrived in time."),
+                        error("auth", "AUTH_FAILED", "No auth message arrived in time."),
                         WSCloseCode.POLICY_VIOLATION,
                         "auth timeout",
                     )
@@ -254,7 +247,7 @@ class RealtimeConnection:
                 deadline = self.expired_at + limits.expiry_grace
                 if now >= deadline:
                     self.close(
-                        _error("auth", "AUTH_TIMEOUT", "The token expired and no new one came."),
+                        error("auth", "AUTH_TIMEOUT", "The token expired and no new one came."),
                         WSCloseCode.POLICY_VIOLATION,
                         "auth timeout",
                     )
@@ -264,7 +257,7 @@ class RealtimeConnection:
                 if now >= deadline:
                     self.expired_at = now
                     self.authed.clear()
-                    self.send(_error("auth", "TOKEN_EXPIRED", "The token has expired."))
+                    self.send(error("auth", "TOKEN_EXPIRED", "The token has expired."))
                     continue
             if now >= last_ping + limits.ping_interval:
                 if not self.heard:
@@ -284,10 +277,10 @@ class RealtimeConnection:
         try:
             message = json.loads(text)
         except ValueError:
-            self.send(_error("unknown", "INVALID_PAYLOAD", "Messages must be JSON objects."))
+            self.send(error("unknown", "INVALID_PAYLOAD", "Messages must be JSON objects."))
             return
         if not isinstance(message, dict):
-            self.send(_error("unknown", "INVALID_PAYLOAD", "Messages must be JSON objects."))
+            self.send(error("unknown", "INVALID_PAYLOAD", "Messages must be JSON objects."))
             return
         kind = message.get("type")
         raw_uid = message.get("uid")
@@ -296,13 +289,13 @@ class RealtimeConnection:
             self._auth(message, uid)
         elif self.session is None:
             self.close(
-                _error("auth", "AUTH_FAILED", 'The first message must be {"type": "auth"}.', uid),
+                error("auth", "AUTH_FAILED", 'The first message must be {"type": "auth"}.', uid),
                 WSCloseCode.POLICY_VIOLATION,
                 "auth required",
             )
             raise Closed
         elif kind == "ping":
-            self.send(_with_uid({"type": "pong"}, uid))
+            self.send(with_uid({"type": "pong"}, uid))
         elif kind == "pong":
             pass
         elif kind == "subscribe":
@@ -312,7 +305,7 @@ class RealtimeConnection:
         else:
             name = kind if isinstance(kind, str) else "unknown"
             text = f'"{str(kind)[:40]}" messages are not supported here; see docs/realtime.md.'
-            self.send(_error(name, "INVALID_PAYLOAD", text, uid))
+            self.send(error(name, "INVALID_PAYLOAD", text, uid))
 
     def _auth(self, message: dict[str, Any], uid: str | None) -> None:
         token = message.get("access_token")
@@ -322,7 +315,7 @@ class RealtimeConnection:
             session = self.verify(token)
         except ApiError as exc:
             self.close(
-                _error("auth", "AUTH_FAILED", exc.message, uid),
+                error("auth", "AUTH_FAILED", exc.message, uid),
                 WSCloseCode.POLICY_VIOLATION,
                 "auth failed",
             )
@@ -335,7 +328,7 @@ class RealtimeConnection:
                 limit = self.limits.max_connections_per_user
                 text = f"At most {limit} realtime connections per user; close another one first."
                 self.close(
-                    _error("auth", "LIMIT_EXCEEDED", text, uid),
+                    error("auth", "LIMIT_EXCEEDED", text, uid),
                     WSCloseCode.TRY_AGAIN_LATER,
                     "too many connections",
                 )
@@ -344,7 +337,7 @@ class RealtimeConnection:
         elif (current.account_id, current.user_id) != (session.account_id, session.user_id):
             # Subscriptions were checked for one caller; another one starts a new connection.
             self.close(
-                _error("auth", "AUTH_FAILED", "A new token must be for the same user.", uid),
+                error("auth", "AUTH_FAILED", "A new token must be for the same user.", uid),
                 WSCloseCode.POLICY_VIOLATION,
                 "auth failed",
             )
@@ -353,33 +346,33 @@ class RealtimeConnection:
         self.expired_at = None
         self.authed.set()
         self.wake.set()
-        self.send(_with_uid({"type": "auth", "status": "ok"}, uid))
+        self.send(with_uid({"type": "auth", "status": "ok"}, uid))
 
     def _subscribe(self, message: dict[str, Any], uid: str | None) -> None:
         assert self.session is not None
         if self.expired_at is not None:
-            self.send(_error("subscribe", "TOKEN_EXPIRED", "Send a fresh token first.", uid))
+            self.send(error("subscribe", "TOKEN_EXPIRED", "Send a fresh token first.", uid))
             return
         if message.get("collection") != COLLECTION:
             text = f'Only "{COLLECTION}" can be subscribed to here.'
-            self.send(_error("subscribe", "INVALID_COLLECTION", text, uid))
+            self.send(error("subscribe", "INVALID_COLLECTION", text, uid))
             return
         event = message.get("event")
         if event is not None and event not in EVENTS:
             text = 'event must be "create", "update" or "delete".'
-            self.send(_error("subscribe", "INVALID_PAYLOAD", text, uid))
+            self.send(error("subscribe", "INVALID_PAYLOAD", text, uid))
             return
-        key = _key(uid)
+        key = subscription_key(uid)
         if key not in self.subscriptions and len(self.subscriptions) >= (
             self.limits.max_subscriptions
         ):
             text = f"At most {self.limits.max_subscriptions} subscriptions per connection."
-            self.send(_error("subscribe", "LIMIT_EXCEEDED", text, uid))
+            self.send(error("subscribe", "LIMIT_EXCEEDED", text, uid))
             return
         try:
-            query = _parse(message.get("query"), self.session)
+            query = parse_query_message(message.get("query"), self.session)
         except ApiError as exc:
-            self.send(_error("subscribe", exc.code, exc.message, uid))
+            self.send(error("subscribe", exc.code, exc.message, uid))
             return
         sub = Subscription(key, uid, query, event)
         self.subscriptions[key] = sub
@@ -392,40 +385,5 @@ class RealtimeConnection:
         if uid is None:
             self.subscriptions.clear()
         else:
-            self.subscriptions.pop(_key(uid), None)
-        self.send(_with_uid({"type": "subscription", "event": "unsubscribe"}, uid))
-
-
-def _key(uid: str | None) -> str:
-    # A subscription without uid gets a private key (Directus allows several of them).
-    return uid if uid is not None else "\0" + secrets.token_hex(8)
-
-
-def _with_uid(message: dict[str, Any], uid: str | None) -> dict[str, Any]:
-    if uid is not None:
-        message["uid"] = uid
-    return message
-
-
-def _error(kind: str, code: str, message: str, uid: str | None = None) -> dict[str, Any]:
-    body = {"type": kind, "status": "error", "error": {"code": code, "message": message}}
-    return _with_uid(body, uid)
-
-
-def _parse(raw: Any, session: Session) -> Query:
-    """A subscription's query: `fields`/`filter` as objects or strings (newer SDKs send
-    strings), the read parameters Directus allows; aggregates and the like are refused."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ApiError(400, "INVALID_QUERY", "query must be an object.")
-    unknown = sorted(str(k) for k in raw if k not in QUERY_KEYS)
-    if unknown:
-        raise ApiError(400, "INVALID_QUERY", f"query can't use {', '.join(unknown)} here.")
-    params = dict(raw)
-    if isinstance(params.get("filter"), str):
-        try:
-            params["filter"] = json.loads(params["filter"])
-        except ValueError:
-            raise ApiError(400, "INVALID_QUERY", "query.filter must be JSON.") from None
-    return parse_query(params, Context(user_id=session.user_id, now=datetime.now(UTC)))
+            self.subscriptions.pop(subscription_key(uid), None)
+        self.send(with_uid({"type": "subscription", "event": "unsubscribe"}, uid))

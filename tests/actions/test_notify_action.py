@@ -9,7 +9,7 @@ from sqlalchemy import select
 from server.appkeys import ENGINE
 from server.monday.client import CREATE_NOTIFICATION
 from server.storage.tables import notifications
-from server.tokens import mint_integration
+from server.token_mint import mint_integration
 from tests.conftest import ACCOUNT, SIGNING_SECRET
 from tests.notifications.helpers import MEMBER, install, row_count
 

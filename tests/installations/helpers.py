@@ -12,7 +12,7 @@ from server.installations.crypto import CIPHER
 from server.installations.model import CredentialKind
 from server.settings import Settings
 from server.storage.installations import SqlCredentials
-from server.tokens import mint_lifecycle
+from server.token_mint import mint_lifecycle
 from tests.conftest import ACCOUNT, CLIENT_SECRET, INSTALLER
 
 SUBSCRIPTION_TYPES = [

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from server.appkeys import ENGINE
-from server.dev.fake_monday_state import dev_personal_key
+from server.dev.fake_monday_records import dev_personal_key
 from server.installations.crypto import CIPHER
 from server.settings import Settings
 from server.storage.installations import SqlCredentials

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
-from server.dev.fake_monday_state import dev_personal_key
+from server.dev.fake_monday_records import dev_personal_key
 from tests.conftest import INSTALLER, FakeMondayServer, make_settings
 from tests.installations.helpers import auth, event, post_event
 from tests.notifications.helpers import MEMBER, notification

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
 
-from server.notifications.filters import FIELD_KINDS, OPERATORS
+from server.notifications.fields import FIELD_KINDS
+from server.notifications.filters import OPERATORS
 from tests.conftest import ACCOUNT, Mint
 from tests.ledger.conftest import ADMIN, ALICE, BOB, CAROL, OTHER_ACCOUNT, Client, bearer, fetch_row
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
+from server.monday.error_body import retry_after_header
 from server.monday.outcome import (
     DEFAULT_RETRY_SECONDS,
     AnswerView,
     SendOutcome,
     classify_answer,
-    retry_after_header,
     scrub,
     seconds_until_midnight_utc,
 )

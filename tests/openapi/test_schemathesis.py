@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from server.http.openapi import build_document
 from server.ids import InvalidMondayId, monday_id
-from server.tokens import mint_integration, mint_lifecycle, mint_session
+from server.token_mint import mint_integration, mint_lifecycle, mint_session
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER, SIGNING_SECRET
 from tests.openapi.live import SHORT_LIVED, LiveServer, insert_awaiting_row, live_server
 

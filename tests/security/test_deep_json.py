@@ -11,7 +11,7 @@ import pytest
 
 from server.app import create_app
 from server.settings import Settings
-from server.tokens import mint_integration
+from server.token_mint import mint_integration
 from tests.conftest import ACCOUNT, INSTALLER, SIGNING_SECRET, Mint
 from tests.installations.helpers import lifecycle_token
 from tests.notifications.helpers import MEMBER

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server.ids import InvalidMondayId, monday_id
-from server.tokens import mint_integration, mint_session
+from server.token_mint import mint_integration, mint_session
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER, SIGNING_SECRET
 from tests.installations.helpers import event, lifecycle_token
 from tests.notifications.helpers import connect, install, notification

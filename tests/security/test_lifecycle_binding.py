@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from server.appkeys import ENGINE
 from server.storage.tables import notifications
-from server.tokens import mint_integration
+from server.token_mint import mint_integration
 from tests.conftest import ACCOUNT, CLIENT_SECRET, INSTALLER, SIGNING_SECRET, Mint
 from tests.installations.helpers import event, lifecycle_token, seed_credential
 from tests.notifications.helpers import connect, install, notification

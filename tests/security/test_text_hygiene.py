@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.tokens import mint_integration
+from server.token_mint import mint_integration
 from tests.conftest import ACCOUNT, INSTALLER, SIGNING_SECRET, Mint
 from tests.notifications.helpers import MEMBER, connect, install, notification, row_count
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from server.tokens import mint_integration, mint_lifecycle, mint_session
+from server.token_mint import mint_integration, mint_lifecycle, mint_session
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER, SIGNING_SECRET
 from tests.installations.helpers import event
 from tests.notifications.helpers import install

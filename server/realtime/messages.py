@@ -1,0 +1,64 @@
+"""The messages of Directus' realtime protocol for `directus_notifications` (§13).
+
+What a client's subscription is, how its query is read, and the shape of the error and
+`uid`-tagged answers; `connection.py` runs the connection that exchanges them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from server.errors import ApiError
+from server.notifications.filters import Context
+from server.notifications.query import Query, parse_query
+from server.tokens import Session
+
+EVENTS = ("create", "update", "delete")
+QUERY_KEYS = ("fields", "filter", "search", "sort", "limit", "offset", "page")
+
+
+@dataclass(slots=True)
+class Subscription:
+    key: str
+    uid: str | None
+    query: Query
+    event: str | None
+
+
+def subscription_key(uid: str | None) -> str:
+    # A subscription without uid gets a private key (Directus allows several of them).
+    return uid if uid is not None else "\0" + secrets.token_hex(8)
+
+
+def with_uid(message: dict[str, Any], uid: str | None) -> dict[str, Any]:
+    if uid is not None:
+        message["uid"] = uid
+    return message
+
+
+def error(kind: str, code: str, message: str, uid: str | None = None) -> dict[str, Any]:
+    body = {"type": kind, "status": "error", "error": {"code": code, "message": message}}
+    return with_uid(body, uid)
+
+
+def parse_query_message(raw: Any, session: Session) -> Query:
+    """A subscription's query: `fields`/`filter` as objects or strings (newer SDKs send
+    strings), the read parameters Directus allows; aggregates and the like are refused."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ApiError(400, "INVALID_QUERY", "query must be an object.")
+    unknown = sorted(str(k) for k in raw if k not in QUERY_KEYS)
+    if unknown:
+        raise ApiError(400, "INVALID_QUERY", f"query can't use {', '.join(unknown)} here.")
+    params = dict(raw)
+    if isinstance(params.get("filter"), str):
+        try:
+            params["filter"] = json.loads(params["filter"])
+        except ValueError:
+            raise ApiError(400, "INVALID_QUERY", "query.filter must be JSON.") from None
+    return parse_query(params, Context(user_id=session.user_id, now=datetime.now(UTC)))
