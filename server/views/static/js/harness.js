@@ -212,9 +212,41 @@ async function answer(message) {
   }
 }
 
+// ------------------------------------------------------------------ the view's socket
+
+// The framed view keeps a log of its realtime socket (live.js) and announces each message with
+// a "monday-notify:socket" event on its own window; the view is same-origin, so we can read
+// both. Attaching on the view's first SDK message (or its load) is early enough, because the
+// log holds what came before: nothing is missed and nothing is shown twice.
+// Keyed by the view's log array, which is new on every page load (the frame's WindowProxy is
+// not: it stays the same object across reloads).
+const watchedLogs = new WeakSet();
+
+function showSocketEntry(entry) {
+  const kind = entry.direction === "state" ? "socket-state" : `socket-${entry.direction}`;
+  const li = line($("socket-messages"), String(entry.summary || ""), kind, 120);
+  if (entry.message) li.title = JSON.stringify(entry.message).slice(0, 2000);
+}
+
+function watchSocketOf(win) {
+  let log;
+  try {
+    log = win && win.mondayNotifySocketLog;
+    if (!Array.isArray(log) || watchedLogs.has(log)) return;
+    win.addEventListener("monday-notify:socket", (event) => showSocketEntry(event.detail));
+  } catch (_) {
+    return; // not readable yet (about:blank during a reload): the next message tries again
+  }
+  watchedLogs.add(log);
+  for (const entry of log) showSocketEntry(entry);
+}
+
+frame.addEventListener("load", () => watchSocketOf(frame.contentWindow));
+
 window.addEventListener("message", (event) => {
   // Only the framed view speaks to us, and only from our own origin.
   if (event.source !== frame.contentWindow || event.origin !== window.location.origin) return;
+  watchSocketOf(frame.contentWindow);
   const message = event.data;
   if (!message || typeof message !== "object" || typeof message.method !== "string") return;
   answer(message);
