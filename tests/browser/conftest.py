@@ -138,6 +138,7 @@ class Harness:
     dialogs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     responses: list[tuple[str, str, int]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, URL without query)
 
     def open(self, view: str, user: str = "11", role: str = "admin", theme: str = "light") -> Any:
         """Load /dev framing `view` and wait until the view says it is ready."""
@@ -214,6 +215,7 @@ def harness(browser: Any, server: Server) -> Iterator[Harness]:
         "response",
         lambda r: h.responses.append((r.request.method, r.url.split("?")[0], r.status)),
     )
+    page.on("request", lambda r: h.requests.append((r.method, r.url.split("?")[0])))
     try:
         yield h
     finally:
