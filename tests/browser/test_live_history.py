@@ -84,3 +84,54 @@ def test_board_history_falls_back_to_polling_when_the_socket_is_refused(
     item.locator(".chip-sent").wait_for(timeout=15000)
     assert _history_polls(harness) != []  # it came by polling
     assert _live_mode(frame) == "polling"
+
+
+def _api(harness: Harness, method: str, path: str, user: str, body: Any = None) -> Any:
+    """A call to our API as a dev user, outside any browser (a third client)."""
+    minted = harness.server.post_json("/dev/api/token", {"user": user})
+    return harness.server.request_json(method, path, body, token=minted["data"]["token"])
+
+
+def test_widget_unread_count_follows_the_socket(harness: Harness, other_tab: Harness) -> None:
+    frame = harness.open("widget", user=ADA, role="admin")
+    frame.wait_for_function("() => document.body.dataset.live === 'socket'", timeout=15000)
+    start = int(frame.inner_text("#unread"))
+    harness.requests.clear()
+
+    text = f"Unread hello {uuid.uuid4().hex[:8]}"
+    _send_from(other_tab, ADA, text)
+    frame.locator("#latest .history-item", has_text=text).wait_for(timeout=15000)
+    frame.wait_for_function(
+        "n => document.getElementById('unread').textContent === String(n)", arg=start + 1
+    )
+    # Archived elsewhere: the row leaves the unread filter, and the badge still hears of it.
+    rows = _api(harness, "GET", "/notifications?limit=-1", ADA)["data"]
+    row_id = next(r["id"] for r in rows if r["message"] == text)
+    _api(harness, "PATCH", f"/notifications/{row_id}", ADA, {"status": "archived"})
+    frame.wait_for_function(
+        "n => document.getElementById('unread').textContent === String(n)", arg=start
+    )
+    assert _history_polls(harness) == []
+    assert _live_mode(frame) == "socket"
+
+
+def test_the_socket_reauthenticates_before_the_token_expires(
+    harness: Harness, other_tab: Harness
+) -> None:
+    harness.open("board", user=ADA, role="admin")
+    # Tokens that live 66 s: the view re-authenticates a minute before `exp`, i.e. after ~6 s.
+    harness.page.fill("#token-lifetime", "66")
+    harness.page.click("#reload")
+    frame = harness.wait_for_view("board")
+    frame.wait_for_function("() => document.body.dataset.live === 'socket'", timeout=15000)
+    count = "s => window.mondayNotifySocketLog.filter(e => e.summary === s).length"
+    frame.wait_for_function(f"() => ({count})('→ auth') >= 2", timeout=20000)
+    frame.wait_for_function(f"() => ({count})('← auth ok') >= 2", timeout=10000)
+    harness.requests.clear()
+    # Still the same live socket afterwards: a change arrives without polling.
+    text = f"After re-auth {uuid.uuid4().hex[:8]}"
+    _send_from(other_tab, ADA, text)
+    frame.locator(".history-item", has_text=text).wait_for(timeout=15000)
+    assert _live_mode(frame) == "socket"
+    assert _history_polls(harness) == []
+    assert frame.evaluate(f"() => ({count})('socket open')") == 1

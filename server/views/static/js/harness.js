@@ -11,6 +11,7 @@ const controls = {
   role: $("role"),
   theme: $("theme"),
   expireNext: $("expire-next"),
+  tokenLifetime: $("token-lifetime"),
   failureKind: $("failure-kind"),
   failureCount: $("failure-count"),
 };
@@ -162,7 +163,8 @@ async function answer(message) {
     if (method === "get" && type === "sessionToken") {
       const expired = controls.expireNext.checked;
       controls.expireNext.checked = false;
-      const data = await call("/dev/api/token", { user: controls.user.value, role: controls.role.value, expired });
+      const lifetime = Number.parseInt(controls.tokenLifetime.value, 10) || 300;
+      const data = await call("/dev/api/token", { user: controls.user.value, role: controls.role.value, expired, lifetime });
       if (expired) line($("messages"), "handed out an expired session token");
       reply({ data: data.token });
     } else if (method === "get" && type === "context") {
