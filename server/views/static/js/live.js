@@ -180,6 +180,7 @@ function openSocket({ subscriptions, uids, onEvent, onLive, onGone }) {
 
   // A fresh token for every auth, the first one and each re-auth (contract §13).
   const authenticate = async () => {
+    if (ended) return;
     let token;
     try {
       token = await sessionToken();
@@ -187,6 +188,7 @@ function openSocket({ subscriptions, uids, onEvent, onLive, onGone }) {
       end("no session token");
       return;
     }
+    if (ended) return; // closed while monday was answering: no timer for a dead socket
     send({ type: "auth", access_token: token });
     clearTimeout(reauthTimer);
     reauthTimer = setTimeout(authenticate, reauthDelayMs(token));
@@ -215,12 +217,11 @@ function openSocket({ subscriptions, uids, onEvent, onLive, onGone }) {
         authenticate(); // the server holds our changes for 10 s: resume them now
       }
       // Any other auth error: the server closes the socket and `close` falls back.
+    } else if (message.status === "error" && uids.includes(message.uid)) {
+      // A refused `subscribe` (type "subscribe") or a failed read (type "subscription"): the
+      // page cannot be kept up to date without this subscription, so it polls instead.
+      end(`subscription refused: ${(message.error && message.error.code) || "error"}`);
     } else if (message.type === "subscription" && uids.includes(message.uid)) {
-      if (message.status === "error") {
-        // The page cannot be kept up to date without this subscription: poll instead.
-        end(`subscription refused: ${(message.error && message.error.code) || "error"}`);
-        return;
-      }
       if (message.event === "unsubscribe") return;
       onEvent(message.uid, message.event, Array.isArray(message.data) ? message.data : []);
       if (message.event === "init") {
