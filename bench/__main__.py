@@ -1,4 +1,4 @@
-"""`python -m bench [send|ledger|fanout|ratelimited|accept ...] [--quick]`.
+"""`python -m bench [send|ledger|fanout|ratelimited|accept|realtime ...] [--quick]`.
 
 Runs the named benchmarks (all of them by default), prints figures and ratios measured in the
 same run, and writes bench/results/<name>.json and docs/bench/<name>.png. `--quick` runs a few
@@ -18,7 +18,7 @@ import traceback
 
 from bench.common import Options, say
 
-BENCHMARKS = ("send", "ledger", "fanout", "ratelimited", "accept")
+BENCHMARKS = ("send", "ledger", "fanout", "ratelimited", "accept", "realtime")
 
 
 def redraw(names: list[str], opts: Options) -> int:
@@ -29,7 +29,11 @@ def redraw(names: list[str], opts: Options) -> int:
         if not path.exists():
             say(f"{name}: no {path}; run the benchmark first")
             continue
-        getattr(charts, f"{name}_chart")(opts, json.loads(path.read_text())["results"])
+        chart = getattr(charts, f"{name}_chart", None)
+        if chart is None:
+            say(f"{name}: no chart (figures only)")
+            continue
+        chart(opts, json.loads(path.read_text())["results"])
     return 0
 
 

@@ -4,7 +4,8 @@ The page (views/static/js/harness.js) answers monday-sdk-js' postMessage protoco
 cannot do in the browser lives here, under `/dev/api/`, and only in development mode:
 
 - `POST /dev/api/token` mints a session token for a dev user and role with the configured
-  client secret (optionally already expired, to exercise the views' retry);
+  client secret (optionally already expired, to exercise the views' retry, or with a chosen
+  `lifetime`, to watch the realtime socket re-authenticate);
 - `POST /dev/api/seamless` executes an SDK `api()` call against the fake monday as a seamless
   call (so the fake shows it "from the app"); the board's people and items, which the fake
   monday does not model, and `users(ids:)` lookups are answered from the harness' dev data;
@@ -132,6 +133,17 @@ async def _state(request: web.Request) -> web.Response:
     )
 
 
+def _lifetime(body: dict[str, Any]) -> int:
+    """Seconds a minted token lives: monday's 5 minutes, or shorter/longer on request, so the
+    views' re-authentication of their realtime socket can be seen without waiting minutes."""
+    value = body.get("lifetime", 300)
+    if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 3600:
+        raise invalid_payload(
+            "lifetime must be a whole number of seconds, 10 to 3600", field="lifetime"
+        )
+    return value
+
+
 async def _token(request: web.Request) -> web.Response:
     body = await _json_body(request)
     settings = request.app[SETTINGS]
@@ -140,7 +152,9 @@ async def _token(request: web.Request) -> web.Response:
     if role not in ROLES:
         raise invalid_payload(f"role must be one of {', '.join(ROLES)}", field="role")
     # An expired token is past exp by more than the leeway, so the server refuses it.
-    lifetime = -(settings.jwt_leeway_seconds + 60) if body.get("expired") is True else 300
+    lifetime = (
+        -(settings.jwt_leeway_seconds + 60) if body.get("expired") is True else _lifetime(body)
+    )
     token = mint_session(
         settings.client_secrets[0],
         account_id=user.account_id,

@@ -54,6 +54,23 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=5) as answer:  # noqa: S310
             return json.loads(answer.read())
 
+    def request_json(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if token is not None:
+            headers["Authorization"] = token
+        request = urllib.request.Request(  # noqa: S310 (our own server on 127.0.0.1)
+            self.url + path, data=data, method=method, headers=headers
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+            raw = answer.read()
+        return json.loads(raw) if raw else None
+
+    def post_json(self, path: str, body: Any) -> Any:
+        return self.request_json("POST", path, body)
+
     def bell(self, user_id: str) -> list[dict[str, Any]]:
         for entry in self.get_json("/dev/api/bell")["data"]:
             if entry["user"]["id"] == user_id:
@@ -138,6 +155,7 @@ class Harness:
     dialogs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     responses: list[tuple[str, str, int]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, URL without query)
 
     def open(self, view: str, user: str = "11", role: str = "admin", theme: str = "light") -> Any:
         """Load /dev framing `view` and wait until the view says it is ready."""
@@ -214,6 +232,7 @@ def harness(browser: Any, server: Server) -> Iterator[Harness]:
         "response",
         lambda r: h.responses.append((r.request.method, r.url.split("?")[0], r.status)),
     )
+    page.on("request", lambda r: h.requests.append((r.method, r.url.split("?")[0])))
     try:
         yield h
     finally:

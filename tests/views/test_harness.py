@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,25 @@ async def test_harness_can_hand_out_an_expired_token(dev_client: TestClient[Any,
     api = await dev_client.get("/installation", headers={"Authorization": token})
     assert api.status == 401
     assert (await api.json())["errors"][0]["extensions"]["code"] == "TOKEN_EXPIRED"
+
+
+async def test_harness_mints_tokens_with_a_chosen_lifetime(
+    dev_client: TestClient[Any, Any],
+) -> None:
+    """Short-lived tokens let the views' socket re-authentication be watched in /dev."""
+    response = await dev_client.post("/dev/api/token", json={"user": "11", "lifetime": 30})
+    assert response.status == 200
+    data = (await response.json())["data"]
+    assert data["expires_in"] == 30
+    session = verify_session(
+        data["token"], secrets=[CLIENT_SECRET], client_id=CLIENT_ID, app_id=None
+    )
+    assert 20 <= session.expires_at - time.time() <= 31
+    for bad in (5, 4000, "60", 1.5, True):
+        refused = await dev_client.post("/dev/api/token", json={"user": "11", "lifetime": bad})
+        assert refused.status == 400, bad
+        body = await refused.json()
+        assert body["errors"][0]["extensions"]["code"] == "INVALID_PAYLOAD"
 
 
 async def test_harness_refuses_unknown_users_and_roles(dev_client: TestClient[Any, Any]) -> None:

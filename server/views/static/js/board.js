@@ -12,15 +12,16 @@ import {
   monday,
   newIdempotencyKey,
   notice,
-  poll,
   renderList,
   sendNotification,
   showError,
   watchContext,
   withTimeout,
 } from "./common.js";
+import { applyChange, liveOrPoll } from "./live.js";
 
 const HISTORY_EVERY_MS = 3000;
+const HISTORY_LIMIT = 20;
 const BOARD_QUERY = `query ($ids: [ID!]) {
   boards(ids: $ids) { id name subscribers { id name } items_page(limit: 100) { items { id name } } }
 }`;
@@ -46,6 +47,7 @@ const state = {
   viewOnly: false,
   guest: false,
   sending: false,
+  history: [],
 };
 
 function nameOf(userId) {
@@ -130,18 +132,44 @@ async function loadInstallation() {
   describeSender();
 }
 
+// ------------------------------------------------------------------ the history
+
+/** This board's history: the board itself and its items, newest first (one query, two uses). */
+function historyQuery() {
+  const items = [String(state.boardId), ...state.itemIds];
+  return { filter: { item: { _in: items } }, sort: "-timestamp", limit: HISTORY_LIMIT };
+}
+
+function showHistory(rows, how) {
+  state.history = rows;
+  renderList(history, historyEmpty, rows, nameOf);
+  historyUpdated.textContent = `· ${how} ${new Date().toLocaleTimeString()}`;
+}
+
+/** The fallback when the socket is not live: poll the same query. */
 async function refreshHistory() {
   if (!state.boardId) return;
-  const items = [String(state.boardId), ...state.itemIds];
   try {
-    const answer = await api(
-      ledgerQuery({ filter: { item: { _in: items } }, sort: "-timestamp", limit: 20 }),
-    );
-    renderList(history, historyEmpty, (answer && answer.data) || [], nameOf);
-    historyUpdated.textContent = `· updated ${new Date().toLocaleTimeString()}`;
+    const answer = await api(ledgerQuery(historyQuery()));
+    showHistory((answer && answer.data) || [], "updated");
   } catch (error) {
     historyUpdated.textContent = "· couldn't refresh";
   }
+}
+
+/** A socket event (init/create/update/delete) applied to the list on screen. */
+function onHistoryEvent(_uid, event, data) {
+  showHistory(applyChange(state.history, event, data, HISTORY_LIMIT), "live");
+}
+
+/** Live history over the socket, polling when it is not open; returns "refresh now". */
+function watchHistory() {
+  return liveOrPoll({
+    subscriptions: { history: { query: historyQuery() } },
+    onEvent: onHistoryEvent,
+    poll: refreshHistory,
+    pollEveryMs: HISTORY_EVERY_MS,
+  });
 }
 
 let refreshNow = () => undefined;
@@ -218,7 +246,7 @@ async function main() {
   await loadInstallation();
   sendAs.addEventListener("change", describeSender);
   form.addEventListener("submit", onSubmit);
-  refreshNow = poll(refreshHistory, HISTORY_EVERY_MS);
+  refreshNow = watchHistory();
   document.body.dataset.ready = "1";
 }
 

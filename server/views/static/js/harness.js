@@ -11,6 +11,7 @@ const controls = {
   role: $("role"),
   theme: $("theme"),
   expireNext: $("expire-next"),
+  tokenLifetime: $("token-lifetime"),
   failureKind: $("failure-kind"),
   failureCount: $("failure-count"),
 };
@@ -162,7 +163,8 @@ async function answer(message) {
     if (method === "get" && type === "sessionToken") {
       const expired = controls.expireNext.checked;
       controls.expireNext.checked = false;
-      const data = await call("/dev/api/token", { user: controls.user.value, role: controls.role.value, expired });
+      const lifetime = Number.parseInt(controls.tokenLifetime.value, 10) || 300;
+      const data = await call("/dev/api/token", { user: controls.user.value, role: controls.role.value, expired, lifetime });
       if (expired) line($("messages"), "handed out an expired session token");
       reply({ data: data.token });
     } else if (method === "get" && type === "context") {
@@ -212,9 +214,41 @@ async function answer(message) {
   }
 }
 
+// ------------------------------------------------------------------ the view's socket
+
+// The framed view keeps a log of its realtime socket (live.js) and announces each message with
+// a "monday-notify:socket" event on its own window; the view is same-origin, so we can read
+// both. Attaching on the view's first SDK message (or its load) is early enough, because the
+// log holds what came before: nothing is missed and nothing is shown twice.
+// Keyed by the view's log array, which is new on every page load (the frame's WindowProxy is
+// not: it stays the same object across reloads).
+const watchedLogs = new WeakSet();
+
+function showSocketEntry(entry) {
+  const kind = entry.direction === "state" ? "socket-state" : `socket-${entry.direction}`;
+  const li = line($("socket-messages"), String(entry.summary || ""), kind, 120);
+  if (entry.message) li.title = JSON.stringify(entry.message).slice(0, 2000);
+}
+
+function watchSocketOf(win) {
+  let log;
+  try {
+    log = win && win.mondayNotifySocketLog;
+    if (!Array.isArray(log) || watchedLogs.has(log)) return;
+    win.addEventListener("monday-notify:socket", (event) => showSocketEntry(event.detail));
+  } catch (_) {
+    return; // not readable yet (about:blank during a reload): the next message tries again
+  }
+  watchedLogs.add(log);
+  for (const entry of log) showSocketEntry(entry);
+}
+
+frame.addEventListener("load", () => watchSocketOf(frame.contentWindow));
+
 window.addEventListener("message", (event) => {
   // Only the framed view speaks to us, and only from our own origin.
   if (event.source !== frame.contentWindow || event.origin !== window.location.origin) return;
+  watchSocketOf(frame.contentWindow);
   const message = event.data;
   if (!message || typeof message !== "object" || typeof message.method !== "string") return;
   answer(message);

@@ -13,14 +13,23 @@ import {
   monday,
   newIdempotencyKey,
   notice,
-  poll,
   renderList,
   sendNotification,
   showError,
   watchContext,
 } from "./common.js";
+import { applyChange, liveOrPoll } from "./live.js";
 
 const REFRESH_EVERY_MS = 4000;
+const LATEST_LIMIT = 5;
+// The caller's latest notifications, sent or received (the list) ...
+const LATEST_QUERY = {
+  filter: { _or: [{ recipient: { _eq: "$CURRENT_USER" } }, { sender: { _eq: "$CURRENT_USER" } }] },
+  sort: "-timestamp",
+  limit: LATEST_LIMIT,
+};
+// ... and what is unread: received and still in the inbox (the badge).
+const UNREAD_FILTER = { _and: [{ recipient: { _eq: "$CURRENT_USER" } }, { status: { _eq: "inbox" } }] };
 
 const button = document.getElementById("notify-owner");
 const status = document.getElementById("notify-status");
@@ -28,7 +37,15 @@ const unread = document.getElementById("unread");
 const latest = document.getElementById("latest");
 const latestEmpty = document.getElementById("latest-empty");
 
-const state = { context: null, settings: {}, installation: null, inFlight: false, viewOnly: false };
+const state = {
+  context: null,
+  settings: {},
+  installation: null,
+  inFlight: false,
+  viewOnly: false,
+  latest: [],
+  unread: new Set(),
+};
 
 function nameOf(userId) {
   if (userId === null || userId === undefined || userId === "") return "someone";
@@ -57,32 +74,29 @@ function renderButton() {
   button.disabled = state.inFlight || state.viewOnly || !c.owner || !c.item;
 }
 
+/** The fallback when the socket is not live: poll the list and the count. */
 async function refresh() {
   try {
     const [rows, count] = await Promise.all([
-      api(
-        ledgerQuery({
-          filter: { _or: [{ recipient: { _eq: "$CURRENT_USER" } }, { sender: { _eq: "$CURRENT_USER" } }] },
-          sort: "-timestamp",
-          limit: 5,
-        }),
-      ),
-      api(
-        ledgerQuery({
-          filter: { _and: [{ recipient: { _eq: "$CURRENT_USER" } }, { status: { _eq: "inbox" } }] },
-          aggregate: { count: "*" },
-        }),
-      ),
+      api(ledgerQuery(LATEST_QUERY)),
+      api(ledgerQuery({ filter: UNREAD_FILTER, aggregate: { count: "*" } })),
     ]);
-    const list = (rows && rows.data) || [];
-    await loadUserNames(list.flatMap((row) => [row.recipient, row.sender, row.credential_owner]));
-    renderList(latest, latestEmpty, list, nameOf);
-    const unreadCount = countOf(count);
-    unread.textContent = String(unreadCount);
-    unread.classList.toggle("badge-zero", unreadCount === 0);
+    await showLatest((rows && rows.data) || []);
+    showUnread(countOf(count));
   } catch (_) {
     // The next poll tries again; a transient failure is not worth a notice every few seconds.
   }
+}
+
+async function showLatest(list) {
+  state.latest = list;
+  await loadUserNames(list.flatMap((row) => [row.recipient, row.sender, row.credential_owner]));
+  renderList(latest, latestEmpty, state.latest, nameOf);
+}
+
+function showUnread(unreadCount) {
+  unread.textContent = String(unreadCount);
+  unread.classList.toggle("badge-zero", unreadCount === 0);
 }
 
 /** The answer of `aggregate[count]=*` is `{"data": [{"count": N}]}`. */
@@ -90,6 +104,46 @@ function countOf(answer) {
   const first = answer && Array.isArray(answer.data) ? answer.data[0] : null;
   const number = Number(first && first.count);
   return Number.isFinite(number) ? number : 0;
+}
+
+// ------------------------------------------------------------------ live over the socket
+
+// An aggregate cannot be subscribed to (§13), so the badge counts ids: `unread` lists the
+// unread ids (init) and hears of new ones; `unread-changes` hears every update to a received
+// row, whatever its status, because an update that no longer matches `unread`'s filter (read,
+// archived) is not sent to `unread` at all. `limit: -1` is the ledger's maximum (10,000).
+const LIVE_SUBSCRIPTIONS = {
+  latest: { query: LATEST_QUERY },
+  unread: { query: { filter: UNREAD_FILTER, fields: ["id"], limit: -1 } },
+  "unread-changes": {
+    query: { filter: { recipient: { _eq: "$CURRENT_USER" } }, fields: ["id", "status"] },
+    event: "update",
+  },
+};
+
+function onLiveEvent(uid, event, data) {
+  if (uid === "latest") {
+    showLatest(applyChange(state.latest, event, data, LATEST_LIMIT));
+    return;
+  }
+  if (event === "init" && uid === "unread") state.unread = new Set(data.map((row) => String(row.id)));
+  if (event === "create" || (event === "update" && uid === "unread")) {
+    for (const row of data) state.unread.add(String(row.id));
+  }
+  if (event === "update" && uid === "unread-changes") {
+    for (const row of data) if (row.status !== "inbox") state.unread.delete(String(row.id));
+  }
+  if (event === "delete") for (const id of data) state.unread.delete(String(id));
+  showUnread(state.unread.size);
+}
+
+function watchLedger() {
+  return liveOrPoll({
+    subscriptions: LIVE_SUBSCRIPTIONS,
+    onEvent: onLiveEvent,
+    poll: refresh,
+    pollEveryMs: REFRESH_EVERY_MS,
+  });
 }
 
 let refreshNow = () => undefined;
@@ -147,7 +201,7 @@ async function main() {
   if (state.viewOnly) banner("You have view-only access, so you can't send notifications.");
   renderButton();
   button.addEventListener("click", onClick);
-  refreshNow = poll(refresh, REFRESH_EVERY_MS);
+  refreshNow = watchLedger();
   document.body.dataset.ready = "1";
 }
 
