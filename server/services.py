@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE, HTTP, SERVICES, SETTINGS
 from server.delivery.deliver import Deliverer
+from server.delivery.gate import ScheduleGate, TimeZones
 from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
 from server.installations.credentials import fresh_oauth_token
@@ -43,6 +44,7 @@ from server.notifications.send_limit import SendRateLimiter
 from server.sender import DEFAULT_POLICY, POLICIES, InstallationFacts, SenderPolicy
 from server.settings import Settings
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
+from server.storage.notifications.schedule import SqlSchedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,9 @@ class Services:
     # Read by /metrics (queue depth); delivery's own use goes through the deliverer.
     outbox: OutboxStore
     worker: DeliveryWorker
+    # Contract §12: mutes and reschedules (routes), and the recipients' time zones.
+    schedule: SqlSchedule | None = None
+    time_zones: TimeZones | None = None
 
 
 def _kind(sent_as: str) -> CredentialKind:
@@ -173,18 +178,26 @@ def build(app: web.Application) -> Services:
         lease_seconds=settings.delivery_lease_seconds,
         limiter=SendRateLimiter(settings.send_rate_per_minute),
     )
+    # Contract §12: due scheduled rows are released before each claim; every batch passes
+    # the gate (mutes, quiet hours) on its way out.
+    schedule = SqlSchedule(engine)
+    time_zones = TimeZones(app[MONDAY], credentials.resolve, deliverer.short_lived.get)
+    deliverer.gate = ScheduleGate(schedule, time_zones)
     worker = DeliveryWorker(
         deliverer,
         poll_seconds=settings.delivery_poll_seconds,
         lease_seconds=settings.delivery_lease_seconds,
         purge=partial(purge_uninstalled, engine, retention_days=settings.uninstall_retention_days),
+        release_scheduled=schedule.release_due,
     )
     return Services(
         send=send,
-        ledger=Ledger(engine, rows),
+        ledger=Ledger(engine, rows, schedule),
         idempotency=Idempotency(SqlIdempotencyKeys(engine)),
         outbox=outbox,
         worker=worker,
+        schedule=schedule,
+        time_zones=time_zones,
     )
 
 

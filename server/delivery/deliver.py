@@ -86,6 +86,9 @@ class Deliverer:
     # The earliest time (UTC) this process scheduled a row for: the worker wakes for it
     # rather than at its next poll. Rows other instances scheduled are found by polling.
     next_due: datetime | None = None
+    # Contract §12: decides, as rows become due, which are muted (suppressed) or held back
+    # (quiet hours); returns the rows to send now. None: every row goes out (delivery/gate.py).
+    gate: Callable[[Sequence[Notification]], Awaitable[list[Notification]]] | None = None
 
     def _due_at(self, when: datetime) -> None:
         if self.next_due is None or when < self.next_due or self.next_due < utcnow():
@@ -106,6 +109,8 @@ class Deliverer:
         Batches go out concurrently, as far as the governor lets them; a batch whose account
         is held back longer than `max_wait` seconds is rescheduled, not sent.
         """
+        if self.gate is not None:
+            rows = await self.gate(rows)
         groups: dict[tuple[str, str, str, bool], list[Notification]] = defaultdict(list)
         for row in rows:
             owner = row.credential_owner or ""

@@ -11,7 +11,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -63,6 +63,8 @@ class FakeUser:
     name: str
     email: str
     account_id: str
+    # IANA zone monday reports as `time_zone_identifier` (None: monday gives none).
+    time_zone: str | None = None
 
 
 @dataclass
@@ -182,6 +184,10 @@ class FakeMonday:
         if self.default_oauth_user is None:
             self.default_oauth_user = (user.id, user.account_id)
         return user
+
+    def set_time_zone(self, user_id: str, time_zone: str | None) -> None:
+        """What `users { time_zone_identifier }` answers for this user (contract §12)."""
+        self.users[str(user_id)] = replace(self.users[str(user_id)], time_zone=time_zone)
 
     def add_account(self, account_id: str, name: str, slug: str) -> None:
         self.account_names[str(account_id)] = (name, slug)

@@ -33,7 +33,7 @@ MAX_FILTER_DEPTH = 16
 MAX_FILTER_RULES = 500
 MAX_LIST_VALUES = 10_000
 
-Kind = Literal["int", "str", "datetime", "json"]
+Kind = Literal["int", "str", "datetime", "json", "bool"]
 
 FIELD_KINDS: dict[str, Kind] = {
     "id": "int",
@@ -55,6 +55,10 @@ FIELD_KINDS: dict[str, Kind] = {
     "sent_at": "datetime",
     "last_error": "json",
     "idempotency_key": "str",
+    "send_at": "datetime",
+    "urgent": "bool",
+    "digest_id": "str",
+    "deferred_reason": "str",
 }
 assert tuple(FIELD_KINDS) == API_FIELDS  # one list of public fields
 
@@ -187,6 +191,8 @@ def _operator(name: str, op: str, operand: Any, ctx: Context) -> ColumnElement[b
         between = col.between(low, high)
         return between if op == "_between" else not_(between)
     value = _value(kind, operand, name, op, ctx)
+    if kind == "bool" and op in _COMPARISON:
+        raise invalid_query(f'"{op}" does not apply to "{name}" (true or false)')
     if op in _TEXT:
         if kind != "str":
             raise invalid_query(f'"{op}" only applies to text fields, not "{name}"')
@@ -265,6 +271,14 @@ def _value(kind: Kind, raw: Any, name: str, op: str, ctx: Context) -> Any:
         if isinstance(value, float) and math.isfinite(value):
             return repr(value)
         raise invalid_query(f'"{op}" on "{name}" needs a string value')
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "1", 1):
+            return True
+        if value in ("false", "0", 0):
+            return False
+        raise invalid_query(f'"{op}" on "{name}" needs true or false')
     if kind == "int":
         number: int | None = None
         if isinstance(value, bool):

@@ -18,16 +18,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Integer, Select, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from server.clock import utcnow
 from server.errors import forbidden, invalid_payload
 from server.notifications import reads
-from server.notifications.filters import MAX_SAFE_INTEGER
-from server.notifications.model import LEDGER_STATUSES, LedgerStatus, Notification, Visibility
-from server.notifications.ports import NotificationStore
+from server.notifications.filters import FIELD_KINDS, MAX_SAFE_INTEGER
+from server.notifications.model import (
+    LEDGER_STATUSES,
+    DeliveryStatus,
+    LedgerStatus,
+    Notification,
+    Visibility,
+)
+from server.notifications.ports import NotificationStore, ScheduleChanges
 from server.notifications.query import MAX_LIMIT, Aggregate, Query, group_order_by, order_by
+from server.notifications.schedule_rules import is_future, parse_send_at
 from server.notifications.serialize import (
     API_FIELDS,
     api_value,
@@ -40,6 +48,8 @@ from server.tokens import Session
 
 STATUSES = LEDGER_STATUSES
 WRITABLE_FIELDS = frozenset({"status"})
+# Contract §12: while a row is `scheduled`, its sender or an admin may move or cancel it.
+SCHEDULE_FIELDS = frozenset({"send_at", "delivery_status"})
 MAX_KEYS = MAX_LIMIT
 
 _API_COLUMNS = [notifications.c[name] for name in API_FIELDS]
@@ -120,7 +130,7 @@ def validate_changes(data: Any, *, field: str = "data") -> dict[str, Any]:
     """
     if not isinstance(data, Mapping):
         raise invalid_payload(f'"{field}" must be an object', field=field)
-    others = sorted(str(k) for k in data if k not in WRITABLE_FIELDS)
+    others = sorted(str(k) for k in data if k not in WRITABLE_FIELDS | SCHEDULE_FIELDS)
     if others:
         raise forbidden(
             f"You don't have permission to change {', '.join(others)}: only status can change."
@@ -133,7 +143,48 @@ def validate_changes(data: Any, *, field: str = "data") -> dict[str, Any]:
                 f'"{field}.status" must be "inbox" or "archived"', field=f"{field}.status"
             )
         changes["status"] = status
+    changes.update(_schedule_changes(data, field))
     return changes
+
+
+def _schedule_changes(data: Mapping[str, Any], field: str) -> dict[str, Any]:
+    """The §12 part of an update as column values: cancel, or a new `send_at`.
+
+    Any `delivery_status` other than "cancelled" is 403 (only the outbox moves rows on);
+    a `send_at` follows the send rules again (400 naming it), and one within the last five
+    minutes releases the row at once.
+    """
+    out: dict[str, Any] = {}
+    if "delivery_status" in data:
+        if data["delivery_status"] != DeliveryStatus.CANCELLED.value:
+            raise forbidden(
+                'You don\'t have permission to set delivery_status: only "cancelled", '
+                "and only while the notification is scheduled."
+            )
+        if "send_at" in data:
+            raise invalid_payload(
+                f'"{field}.send_at" can\'t be changed while cancelling', field=f"{field}.send_at"
+            )
+        out.update(
+            delivery_status=DeliveryStatus.CANCELLED.value,
+            next_attempt_at=None,
+            deferred_reason=None,
+        )
+    elif "send_at" in data:
+        now = utcnow()
+        try:
+            when = parse_send_at(data["send_at"], now)
+        except ValueError as error:
+            raise invalid_payload(f'"{field}.send_at" {error}', field=f"{field}.send_at") from None
+        out.update(send_at=when, next_attempt_at=max(when, now), deferred_reason=None)
+        if not is_future(when, now):
+            out["delivery_status"] = DeliveryStatus.QUEUED.value
+    return out
+
+
+def _split(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The schedule columns of validated `changes` (empty: a plain status change)."""
+    return {k: v for k, v in changes.items() if k != "status"}
 
 
 def _status(changes: Mapping[str, Any]) -> LedgerStatus | None:
@@ -202,7 +253,9 @@ async def _meta(conn: AsyncConnection, session: Session, query: Query) -> dict[s
 def _aggregate_column(agg: Aggregate) -> Any:
     if agg.field == "*":
         return func.count().label(agg.label)
-    col = notifications.c[agg.field]
+    col: Any = notifications.c[agg.field]
+    if FIELD_KINDS[agg.field] == "bool" and agg.function in ("min", "max"):
+        col = cast(col, Integer)  # PostgreSQL has no min/max of boolean
     if agg.function == "count":
         return func.count(col).label(agg.label)
     if agg.function == "countDistinct":
@@ -252,6 +305,24 @@ class Ledger:
 
     engine: AsyncEngine
     store: NotificationStore
+    schedule: ScheduleChanges | None = None
+
+    async def _reschedule(
+        self, session: Session, changes: Sequence[tuple[Sequence[int], Mapping[str, Any]]]
+    ) -> list[Notification]:
+        """Contract §12: the sender's or an admin's rows, all still `scheduled`, or 403."""
+        if self.schedule is None:
+            raise forbidden()
+        planned: list[tuple[Sequence[int], dict[str, Any]]] = []
+        for keys, values in changes:
+            columns = _split(values)
+            if "status" in values:
+                columns["status"] = values["status"]
+            planned.append((keys, columns))
+        rows = await self.schedule.change_schedule(deletable(session), planned)
+        if rows is None:
+            raise forbidden()
+        return rows
 
     async def read_by_query(self, session: Session, query: Query) -> Page:
         return await read_by_query(self.engine, session, query)
@@ -271,6 +342,8 @@ class Ledger:
         changes = validate_changes(data)
         if key is None:
             raise forbidden()
+        if _split(changes):
+            return notification_to_api((await self._reschedule(session, [([key], changes)]))[0])
         rows = await self.store.set_status_all(visible(session), [key], _status(changes))
         if rows is None:
             raise forbidden()
@@ -283,6 +356,8 @@ class Ledger:
         changes = validate_changes(data)
         if not keys:
             return []
+        if _split(changes):
+            return _objects(await self._reschedule(session, [(keys, changes)]))
         rows = await self.store.set_status_all(visible(session), keys, _status(changes))
         if rows is None:
             raise forbidden()  # some key is missing or not the caller's: nothing changed
@@ -295,6 +370,7 @@ class Ledger:
         if len(items) > MAX_KEYS:
             raise invalid_payload(f"A batch can hold at most {MAX_KEYS} items")
         planned: list[tuple[int, LedgerStatus | None]] = []
+        validated: list[tuple[int, dict[str, Any]]] = []
         for index, item in enumerate(items):
             if not isinstance(item, Mapping) or "id" not in item:
                 raise invalid_payload(
@@ -302,7 +378,13 @@ class Ledger:
                 )
             key = parse_key(item["id"], field=f"[{index}].id")
             rest = {k: v for k, v in item.items() if k != "id"}
-            planned.append((key, _status(validate_changes(rest, field=f"[{index}]"))))
+            changes = validate_changes(rest, field=f"[{index}]")
+            validated.append((key, changes))
+            planned.append((key, _status(changes)))
+        if any(_split(changes) for _key, changes in validated):
+            # A batch that reschedules anything is a schedule change for every item in it.
+            rescheduled = await self._reschedule(session, [([k], c) for k, c in validated])
+            return _objects({row.id: row for row in rescheduled}.values())
         rows = await self.store.set_status(visible(session), planned)
         if rows is None:
             raise forbidden()
@@ -314,6 +396,13 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         """`PATCH /notifications {"query", "data"}`: only ever the caller's visible rows."""
         changes = validate_changes(data)
+        if _split(changes):
+            # The matching rows first (an unchanged status), then one all-or-nothing change.
+            matching = await self.store.set_status_matching(visible(session), query, None)
+            if not matching:
+                return []
+            keys = [row.id for row in matching]
+            return _objects(await self._reschedule(session, [(keys, changes)]))
         rows = await self.store.set_status_matching(visible(session), query, _status(changes))
         return _objects(rows)
 

@@ -127,6 +127,11 @@ class Notification:
     lease_owner: str | None
     lease_expires_at: datetime | None
     monday_id: str | None
+    # Contract §12: asked send time, quiet-hours/digest bypass, shared digest, why held back.
+    send_at: datetime | None = None
+    urgent: bool = False
+    digest_id: str | None = None
+    deferred_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Notification:
@@ -154,6 +159,10 @@ class Notification:
             lease_owner=row["lease_owner"],
             lease_expires_at=row["lease_expires_at"],
             monday_id=row["monday_id"],
+            send_at=row["send_at"],
+            urgent=bool(row["urgent"]),
+            digest_id=row["digest_id"],
+            deferred_reason=row["deferred_reason"],
         )
 
 
@@ -182,10 +191,16 @@ class NewNotification:
     sent_as: SendAs
     transport: Transport
     credential_owner: str
+    # Contract §12: a future `send_at` makes the row `scheduled` until then.
+    send_at: datetime | None = None
+    urgent: bool = False
+    scheduled: bool = False
 
     @property
     def initial_status(self) -> DeliveryStatus:
         # A seamless row waits for the caller's view to relay it; the server sends the rest.
+        if self.scheduled:
+            return S.SCHEDULED
         return S.AWAITING_CLIENT if self.transport == "seamless" else S.QUEUED
 
 

@@ -40,6 +40,11 @@ CONTRACT_FIELDS = [
     "sent_at",
     "last_error",
     "idempotency_key",
+    # contract §12
+    "send_at",
+    "urgent",
+    "digest_id",
+    "deferred_reason",
 ]
 
 
