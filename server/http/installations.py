@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE
 from server.errors import forbidden, invalid_payload
 from server.http import shapes
 from server.http.auth import require_lifecycle, require_session
 from server.http.body import parse_model, read_json
+from server.http.installation_schedule import InstallationPatch, schedule_view, store_schedule
 from server.http.openapi import Operation
 from server.installations.credentials import (
     MAX_API_KEY_CHARS,
@@ -22,14 +26,7 @@ from server.installations.crypto import CIPHER, setup_cipher
 from server.installations.lifecycle import LifecycleEvent, handle_lifecycle_event
 from server.installations.store import set_sender_policy
 from server.monday.client import MONDAY
-from server.sender import SenderPolicy
-from server.tokens import LIFECYCLE_PATH
-
-
-class SenderPolicyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sender_policy: SenderPolicy
+from server.tokens import LIFECYCLE_PATH, Session
 
 
 class ApiKeyBody(BaseModel):
@@ -77,19 +74,28 @@ async def lifecycle(request: web.Request) -> web.Response:
     )
 
 
+async def _view(engine: AsyncEngine, session: Session) -> dict[str, Any]:
+    view: dict[str, Any] = dict(await installation_view(engine, session))
+    view.update(await schedule_view(engine, session.account_id))  # contract §12
+    return view
+
+
 async def get_installation_route(request: web.Request) -> web.Response:
     session = require_session(request)
-    return web.json_response({"data": await installation_view(request.app[ENGINE], session)})
+    return web.json_response({"data": await _view(request.app[ENGINE], session)})
 
 
 async def patch_installation(request: web.Request) -> web.Response:
+    """Any subset of `sender_policy`, `quiet_hours`, `digest_window_seconds` (contract §12)."""
     session = require_session(request)
     if not session.is_admin or session.is_view_only:
-        raise forbidden("Only an account admin can change who notifications are sent as.")
-    body = parse_model(SenderPolicyBody, await read_json(request))
+        raise forbidden("Only an account admin can change the account's notification settings.")
+    body = parse_model(InstallationPatch, await read_json(request))
     engine = request.app[ENGINE]
-    await set_sender_policy(engine, session.account_id, body.sender_policy)
-    return web.json_response({"data": await installation_view(engine, session)})
+    if body.sender_policy is not None:
+        await set_sender_policy(engine, session.account_id, body.sender_policy)
+    await store_schedule(engine, session.account_id, body.schedule_values())
+    return web.json_response({"data": await _view(engine, session)})
 
 
 async def put_api_key(request: web.Request) -> web.Response:
@@ -134,9 +140,9 @@ OPENAPI_PATHS = (
         method="patch",
         path="/installation",
         operation_id="updateInstallation",
-        summary="Set the sender policy (admins only).",
+        summary="Set any of the sender policy, quiet hours and digest window (admins only).",
         tag="installation",
-        body=SenderPolicyBody,
+        body=InstallationPatch,
         ok=shapes.Installation,
         errors=(400, 401, 403, 413),
     ),

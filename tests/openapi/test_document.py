@@ -183,7 +183,7 @@ async def test_enums_are_the_literal_types_of_the_code(client: Any) -> None:
         (schemas["NotificationInput"]["properties"]["send_as"], SendAs),
         (schemas["StatusData"]["properties"]["status"], Status),
         (schemas["ErrorExtensions"]["properties"]["code"], ErrorCode),
-        (schemas["SenderPolicyBody"]["properties"]["sender_policy"], SenderPolicy),
+        (schemas["InstallationPatch"]["properties"]["sender_policy"], SenderPolicy),
         (schemas["LifecycleEvent"]["properties"]["type"], EventType),
     ]
     for schema, literal in expected:

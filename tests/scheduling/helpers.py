@@ -68,6 +68,18 @@ async def wait_for(client: Client, row_id: int, *statuses: str, within: float = 
         await asyncio.sleep(0.05)
 
 
+async def wait_row(client: Client, row_id: int, check: Any, within: float = 15.0) -> Any:
+    """The row once `check(row)` holds (fails after `within` s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        found = await row(client, row_id)
+        if check(found):
+            return found
+        assert loop.time() < deadline, f"row {row_id}: {found}"
+        await asyncio.sleep(0.05)
+
+
 async def worker_pass(client: Client) -> None:
     """One full pass of this server's delivery worker (release, claim, deliver), now."""
     await client.app[SERVICES].worker.run_once()
