@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest stress bench bench-quick system-deps clean vendor screenshots
+.PHONY: run test lint typecheck pytest stress busy-suite bench bench-quick system-deps clean vendor screenshots
 
 # The pages' front-end files ship inside the package (server/views/vendor): no Node to run.
 run: $(RUN_STAMP)
@@ -53,6 +53,10 @@ pytest: $(STAMP) node_modules/.installed system-deps
 # 50 rounds of concurrent Idempotency-Key duplicates on SQLite and PostgreSQL.
 stress: $(STAMP) system-deps
 	source scripts/pg-env.sh && $(BIN)/pytest -q -p no:cacheprovider -m stress
+
+# The whole suite three times with every core busy (issue 12): no test may need an idle machine.
+busy-suite: $(STAMP) node_modules/.installed system-deps
+	bash scripts/busy-suite.sh
 
 # The benchmarks run once in --quick mode so they cannot rot; they print figures, never pass/fail on time.
 bench-quick: $(STAMP) system-deps

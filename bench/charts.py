@@ -55,40 +55,27 @@ def _bars(
 
 def send_chart(opts: Options, results: dict[str, Any]) -> None:
     plt = _plt()
-    bare, app = results["bare"], results["app_sqlite"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    labels = ["bare\n(token + forward)", "monday-notify\n(SQLite ledger)"]
-    _bars(
-        left, labels, [bare["requests_per_s"], app["requests_per_s"]], [BARE_COLOR, APP_COLOR], ""
-    )
+    runs = [("bare\n(token + forward)", results["bare"], BARE_COLOR)]
+    runs.append(("monday-notify\n(SQLite ledger)", results["app_sqlite"], APP_COLOR))
+    if isinstance(results.get("app_postgres"), dict):
+        runs.append(("monday-notify\n(PostgreSQL ledger)", results["app_postgres"], PG_COLOR))
+    labels = [label for label, _, _ in runs]
+    colors = [color for _, _, color in runs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    _bars(left, labels, [run["requests_per_s"] for _, run, _ in runs], colors, "")
     left.set_title("POST /notifications: requests/s (higher is better)", fontsize=9)
-    x = range(2)
+    left.tick_params(axis="x", labelsize=7)
+    x = range(len(runs))
     width = 0.38
-    right.bar(
-        [i - width / 2 for i in x],
-        [bare["p50_ms"] or 0, app["p50_ms"] or 0],
-        width,
-        label="p50",
-        color=[BARE_COLOR, APP_COLOR],
-    )
-    right.bar(
-        [i + width / 2 for i in x],
-        [bare["p99_ms"] or 0, app["p99_ms"] or 0],
-        width,
-        label="p99",
-        color=[BARE_COLOR, APP_COLOR],
-        alpha=0.55,
-    )
-    for i, (p50, p99) in enumerate(
-        [(bare["p50_ms"], bare["p99_ms"]), (app["p50_ms"], app["p99_ms"])]
-    ):
-        right.annotate(
-            f"p50 {p50:.1f}", (i - width / 2, p50 or 0), ha="center", va="bottom", fontsize=7
-        )
-        right.annotate(
-            f"p99 {p99:.1f}", (i + width / 2, p99 or 0), ha="center", va="bottom", fontsize=7
-        )
+    p50s = [run["p50_ms"] or 0 for _, run, _ in runs]
+    p99s = [run["p99_ms"] or 0 for _, run, _ in runs]
+    right.bar([i - width / 2 for i in x], p50s, width, label="p50", color=colors)
+    right.bar([i + width / 2 for i in x], p99s, width, label="p99", color=colors, alpha=0.55)
+    for i, (p50, p99) in enumerate(zip(p50s, p99s, strict=True)):
+        right.annotate(f"p50 {p50:.1f}", (i - width / 2, p50), ha="center", va="bottom", fontsize=7)
+        right.annotate(f"p99 {p99:.1f}", (i + width / 2, p99), ha="center", va="bottom", fontsize=7)
     right.set_xticks(list(x), labels)
+    right.tick_params(axis="x", labelsize=7)
     right.set_ylabel("ms")
     right.set_title("latency (lower is better)", fontsize=9)
     right.margins(y=0.15)

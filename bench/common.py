@@ -33,10 +33,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from server.clock import utcnow
 from server.dev.fake_monday import FakeMonday, create_fake_monday_app, seed_dev_users
 from server.installations.crypto import CredentialCipher
-from server.installations.store import store_credential, upsert_installation, utcnow
 from server.storage.db import create_engine
+from server.storage.installations import SqlCredentials, upsert_installation
 from server.storage.migrate import upgrade
 from server.tokens import mint_session
 
@@ -316,9 +317,7 @@ async def install_account(database_url: str) -> None:
                 },
                 now=utcnow(),
             )
-        await store_credential(
-            engine,
-            CredentialCipher([ENCRYPTION_KEY]),
+        await SqlCredentials(engine, CredentialCipher([ENCRYPTION_KEY])).put(
             account_id=ACCOUNT,
             user_id=INSTALLER,
             kind="oauth",

@@ -141,7 +141,7 @@ def count_params() -> dict[str, str]:
     return {**FILTER, "aggregate[count]": "*"}
 
 
-def statements(params: dict[str, str]) -> tuple[Any, Any]:
+def statements(params: dict[str, str], dialect: str) -> tuple[Any, Any]:
     """The SQL the API runs for `params` as user 12, from the ledger's own builders:
     (rows or aggregate statement, filter_count statement or None)."""
     session = verify_session(
@@ -156,12 +156,12 @@ def statements(params: dict[str, str]) -> tuple[Any, Any]:
     if query.is_aggregate:
         where = ledger._where(session, query)
         return select(func.count()).select_from(notifications).where(where), None
-    return reads.page_statement(session, query), reads.count_statement(session, query)
+    return reads.page_statement(session, query, dialect), reads.count_statement(session, query)
 
 
 async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list[float]:
     prepared = [
-        statements(count_params() if aggregate else list_params(1 + i % PAGES))
+        statements(count_params() if aggregate else list_params(1 + i % PAGES), engine.dialect.name)
         for i in range(PAGES)
     ]
     latencies = []
@@ -181,8 +181,8 @@ async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list
 
 async def explain(engine: AsyncEngine) -> dict[str, list[str]]:
     plans: dict[str, list[str]] = {}
-    rows_stmt, count_stmt = statements(list_params(3))
-    agg_stmt, _ = statements(count_params())
+    rows_stmt, count_stmt = statements(list_params(3), engine.dialect.name)
+    agg_stmt, _ = statements(count_params(), engine.dialect.name)
     async with engine.connect() as conn:
         for label, stmt in (
             ("list", rows_stmt),

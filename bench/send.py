@@ -12,6 +12,7 @@ from typing import Any
 from bench import charts
 from bench.common import (
     MEMBER,
+    PG_SKIPPED,
     FakeServer,
     Load,
     Options,
@@ -22,6 +23,7 @@ from bench.common import (
     fake_monday,
     fmt_ms,
     install_account,
+    pg_admin_url,
     ratio,
     run_load,
     say,
@@ -109,6 +111,7 @@ def describe(name: str, load: Load) -> None:
 async def run(opts: Options) -> dict[str, Any]:
     count, cap = sizes(opts)
     say(f"send: POST /notifications, {count} requests (cap {cap:g} s), concurrency {CONCURRENCY}")
+    pg: Load | None = None
     async with fake_monday() as fake:
         bare = await measure_bare(fake, opts, "send-bare")
         describe("bare (token + forward)", bare)
@@ -116,8 +119,15 @@ async def run(opts: Options) -> dict[str, Any]:
         app = await measure_app(fake, opts, "sqlite", "send-app")
         upstream = fake.v2_requests() - before
         describe("monday-notify (SQLite)", app)
+        if pg_admin_url(opts) is not None:
+            before = fake.v2_requests()
+            pg = await measure_app(fake, opts, "postgres", "send-app-pg")
+            upstream_pg = fake.v2_requests() - before
+            describe("monday-notify (PostgreSQL)", pg)
+        else:
+            say(PG_SKIPPED)
     app_s, bare_s = app.summary(), bare.summary()
-    results = {
+    results: dict[str, Any] = {
         "bare": bare_s,
         "app_sqlite": {**app_s, "upstream_requests": upstream},
         "ratios": {
@@ -126,11 +136,24 @@ async def run(opts: Options) -> dict[str, Any]:
             "p99_app_over_bare": ratio(app_s["p99_ms"], bare_s["p99_ms"]),
         },
     }
+    if pg is not None:
+        pg_s = pg.summary()
+        results["app_postgres"] = {**pg_s, "upstream_requests": upstream_pg}
+        results["ratios"].update(
+            throughput_pg_over_bare=ratio(pg.rate, bare.rate),
+            p50_pg_over_bare=ratio(pg_s["p50_ms"], bare_s["p50_ms"]),
+            p99_pg_over_bare=ratio(pg_s["p99_ms"], bare_s["p99_ms"]),
+        )
     r = results["ratios"]
     say(
         f"  ratio app/bare: throughput x{r['throughput_app_over_bare']}, "
         f"p50 x{r['p50_app_over_bare']}, p99 x{r['p99_app_over_bare']}"
     )
+    if pg is not None:
+        say(
+            f"  ratio PostgreSQL/bare: throughput x{r['throughput_pg_over_bare']}, "
+            f"p50 x{r['p50_pg_over_bare']}, p99 x{r['p99_pg_over_bare']}"
+        )
     params = {
         "requests": count,
         "time_cap_s": cap,

@@ -240,7 +240,7 @@ def _keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(Fernet.generate_key().decode())
         return 0
-    from server.installations.rotate import rotate_keys
+    from server.storage.rotate import rotate_keys
 
     # Rotation needs the keys and the database, not the OAuth client's id or secret.
     _existing_dev_secrets(args)

@@ -79,6 +79,9 @@ def _setup_surfaces(app: web.Application) -> None:
     from server.http import mutes
 
     mutes.setup(app)  # GET/PUT/DELETE /preferences/mutes (contract §12)
+    from server.http import websocket
+
+    websocket.setup(app)  # GET /websocket, the ledger in realtime (Directus' protocol)
     from server.http import openapi
 
     openapi.setup(app)  # GET /openapi.json

@@ -15,36 +15,38 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 
-import aiohttp
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE, HTTP, SERVICES, SETTINGS
 from server.delivery.deliver import Deliverer
 from server.delivery.gate import ScheduleGate, TimeZones
 from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
-from server.installations.credentials import fresh_oauth_token
-from server.installations.crypto import CIPHER, CredentialCipher, setup_cipher
-from server.installations.retention import purge_uninstalled
-from server.installations.store import (
-    CredentialKind,
-    Installation,
-    get_credential,
-    get_installation,
-    mark_needs_reconnect,
+from server.installations.credentials import InstallationService, OAuthRefresher
+from server.installations.crypto import CIPHER, setup_cipher
+from server.installations.facts import (
+    CredentialResolver,
+    InstallationCache,
+    InstallationFactsReader,
+    installation_facts,
 )
+from server.installations.lifecycle import LifecycleService
+from server.installations.oauth_flow import OAuthFlow
+from server.installations.ports import AccountChanges
 from server.monday.client import MONDAY
-from server.monday.outcome import MondayError
 from server.notifications.idempotency import Idempotency
 from server.notifications.ledger import Ledger
 from server.notifications.ports import OutboxStore
 from server.notifications.send import SendService
 from server.notifications.send_limit import SendRateLimiter
-from server.sender import DEFAULT_POLICY, POLICIES, InstallationFacts, SenderPolicy
-from server.settings import Settings
+from server.realtime.runtime import build as build_realtime
+from server.storage.installations import SqlCredentials, SqlInstallations, SqlOAuthStates
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
 from server.storage.notifications.schedule import SqlSchedule
+from server.storage.retention import purge_uninstalled
+
+# Re-exported: these lived here before the installations side had its own module.
+__all__ = ["CredentialResolver", "InstallationFactsReader", "Services", "installation_facts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,109 +59,52 @@ class Services:
     # Read by /metrics (queue depth); delivery's own use goes through the deliverer.
     outbox: OutboxStore
     worker: DeliveryWorker
+    installations: InstallationServices
     # Contract §12: mutes and reschedules (routes), and the recipients' time zones.
     schedule: SqlSchedule | None = None
     time_zones: TimeZones | None = None
 
 
-def _kind(sent_as: str) -> CredentialKind:
-    return "api_key" if sent_as == "installer" else "oauth"
-
-
-def installation_facts(installation: Installation | None) -> InstallationFacts:
-    """What the sender decision needs to know about an account's installation."""
-    if installation is None:
-        return InstallationFacts(known=False, installed=False, installer_user_id=None)
-    # A row that no lifecycle event wrote and nobody installed (e.g. only a policy was saved
-    # in local development) does not mean "uninstalled": monday never told us that.
-    known = installation.from_lifecycle or installation.installed
-    policy: SenderPolicy = (
-        installation.sender_policy if installation.sender_policy in POLICIES else DEFAULT_POLICY
-    )
-    return InstallationFacts(
-        known=known,
-        installed=installation.installed,
-        installer_user_id=installation.installer_user_id,
-        sender_policy=policy,
-    )
-
-
 @dataclass(frozen=True, slots=True)
-class InstallationFactsReader:
-    """The send service's `SenderFactsSource`, over the installation store."""
+class InstallationServices:
+    """The installations side (contract §4): what its routes and the send path call."""
 
-    engine: AsyncEngine
-    cipher: CredentialCipher
-
-    async def installation(self, account_id: str) -> InstallationFacts:
-        return installation_facts(await get_installation(self.engine, account_id))
-
-    async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool:
-        credential = await get_credential(
-            self.engine,
-            self.cipher,
-            account_id,
-            user_id,
-            "api_key" if kind == "api_key" else "oauth",
-        )
-        return credential is not None and not credential.needs_reconnect
+    installation: InstallationService  # GET/PATCH /installation, the API key
+    lifecycle: LifecycleService  # POST /monday/lifecycle
+    oauth: OAuthFlow  # POST /oauth/start, GET /oauth/callback
+    # Installation and credential facts for the send path, cached (installations/facts.py).
+    cache: InstallationCache
+    credentials: CredentialResolver
+    changes: AccountChanges
 
 
-@dataclass(frozen=True, slots=True)
-class CredentialResolver:
-    """Delivery's view of credentials: a usable token per sender, and "needs reconnect"."""
-
-    engine: AsyncEngine
-    cipher: CredentialCipher
-    http: aiohttp.ClientSession
-    settings: Settings
-
-    async def resolve(
-        self, account_id: str, sent_as: str, owner: str, for_others: bool
-    ) -> str | None:
-        if (sent_as == "installer" or for_others) and not await self._owner_is_installer(
-            account_id, owner
-        ):
-            # Contract §10: a credential is only used for its own owner. The installer's key
-            # (or the installer's OAuth token lent to another caller) is usable only while
-            # its owner IS the current installer: a row queued before a reinstall by another
-            # admin fails NO_CREDENTIAL instead of going out with the former installer's key.
-            return None
-        credential = await get_credential(
-            self.engine, self.cipher, account_id, owner, _kind(sent_as)
-        )
-        if credential is not None and credential.kind == "oauth":
-            # monday's newer OAuth: refresh a token that expires within 5 minutes first.
-            try:
-                credential = await fresh_oauth_token(
-                    self.engine, self.cipher, self.http, self.settings, credential
-                )
-            except MondayError:
-                return None  # expired and monday unreachable: nothing usable right now
-        if credential is None or credential.needs_reconnect:
-            return None
-        return credential.secret
-
-    async def _owner_is_installer(self, account_id: str, owner: str) -> bool:
-        installation = await get_installation(self.engine, account_id)
-        return (
-            installation is not None
-            and installation.installed
-            and installation.installer_user_id == owner
-        )
-
-    async def reconnect(self, account_id: str, sent_as: str, owner: str) -> None:
-        await mark_needs_reconnect(self.engine, account_id, owner, _kind(sent_as))
+def build_installations(app: web.Application) -> InstallationServices:
+    """The installation stores (one cipher, one change feed) and the services over them."""
+    engine, settings, changes = app[ENGINE], app[SETTINGS], AccountChanges()
+    installations = SqlInstallations(engine, changes)
+    credentials = SqlCredentials(engine, app[CIPHER], changes)
+    installation = InstallationService(installations, credentials, app[MONDAY])
+    cache = InstallationCache(installations, credentials, changes)
+    return InstallationServices(
+        installation=installation,
+        lifecycle=LifecycleService(installations),
+        oauth=OAuthFlow(installation, SqlOAuthStates(engine, app[CIPHER]), app[HTTP], settings),
+        cache=cache,
+        credentials=CredentialResolver(cache, OAuthRefresher(credentials, app[HTTP], settings)),
+        changes=changes,
+    )
 
 
 def build(app: web.Application) -> Services:
     """Every service, wired once. Needs the engine, HTTP client, monday client and cipher."""
     settings = app[SETTINGS]
     engine = app[ENGINE]
-    cipher = app[CIPHER]
-    rows = SqlNotificationRows(engine)
-    outbox = SqlOutbox(engine)
-    credentials = CredentialResolver(engine, cipher, app[HTTP], settings)
+    installations = build_installations(app)
+    # Every committed row change goes to the realtime change bus (contract §13).
+    publish = build_realtime(app).bus.publish
+    rows = SqlNotificationRows(engine, publish)
+    outbox = SqlOutbox(engine, publish)
+    credentials = installations.credentials
     deliverer = Deliverer(
         outbox=outbox,
         monday=app[MONDAY],
@@ -173,21 +118,26 @@ def build(app: web.Application) -> Services:
     )
     send = SendService(
         store=rows,
-        facts=InstallationFactsReader(engine, cipher),
+        facts=InstallationFactsReader(installations.cache),
         dispatcher=deliverer,
         lease_seconds=settings.delivery_lease_seconds,
         limiter=SendRateLimiter(settings.send_rate_per_minute),
     )
     # Contract §12: due scheduled rows are released before each claim; every batch passes
     # the gate (mutes, quiet hours) on its way out.
-    schedule = SqlSchedule(engine)
+    schedule = SqlSchedule(engine, publish)
     time_zones = TimeZones(app[MONDAY], credentials.resolve, deliverer.short_lived.get)
     deliverer.gate = ScheduleGate(schedule, time_zones)
     worker = DeliveryWorker(
         deliverer,
         poll_seconds=settings.delivery_poll_seconds,
         lease_seconds=settings.delivery_lease_seconds,
-        purge=partial(purge_uninstalled, engine, retention_days=settings.uninstall_retention_days),
+        purge=partial(
+            purge_uninstalled,
+            engine,
+            retention_days=settings.uninstall_retention_days,
+            changes=installations.changes,
+        ),
         release_scheduled=schedule.release_due,
     )
     return Services(
@@ -196,6 +146,7 @@ def build(app: web.Application) -> Services:
         idempotency=Idempotency(SqlIdempotencyKeys(engine)),
         outbox=outbox,
         worker=worker,
+        installations=installations,
         schedule=schedule,
         time_zones=time_zones,
     )

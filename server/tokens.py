@@ -160,7 +160,7 @@ def _decode(
         _check_times(claims, family=family, require_exp=require_exp, leeway=leeway, now=clock())
         if shape is not None:
             shape(claims)
-        secret_matches[(family, index)] += 1
+        note_secret_match(family, index)
         return claims, index
     raise _fail(family, "TOKEN_INVALID_SIGNATURE", "The token's signature does not match.")
 
@@ -181,13 +181,24 @@ def _check_times(
     if exp is None and require_exp:
         raise _fail(family, "TOKEN_MALFORMED", "The token has no expiry ('exp').")
     if exp is not None and now > exp + leeway:
-        raise _fail(family, "TOKEN_EXPIRED", "The token has expired: fetch a new one.")
+        raise expired_error(family)
     nbf = _number(claims, "nbf", family)
     if nbf is not None and now + leeway < nbf:
         raise _fail(family, "TOKEN_NOT_YET_VALID", "The token is not valid yet.")
     iat = _number(claims, "iat", family)
     if iat is not None and now + leeway < iat:
         raise _fail(family, "TOKEN_NOT_YET_VALID", "The token was issued in the future.")
+
+
+def expired_error(family: str) -> TokenError:
+    """TOKEN_EXPIRED, counted (also raised by server/token_cache.py for a cached token)."""
+    return _fail(family, "TOKEN_EXPIRED", "The token has expired: fetch a new one.")
+
+
+def note_secret_match(family: str, index: int) -> None:
+    """Count an accepted token under the secret that signed it (also for a cached token, so
+    the metric still tells when an old secret is unused)."""
+    secret_matches[(family, index)] += 1
 
 
 def _fail(family: str, code: str, message: str) -> TokenError:

@@ -2,9 +2,11 @@
 
 Rows that share a credential go out as one document of aliased `create_notification`
 fields (batch size from settings; 1 turns batching off). A per-alias error fails only
-its own row. What monday may have executed (no answer, any 5xx, `INTERNAL_SERVER_ERROR`:
-see monday/outcome.py) becomes `unknown`, never `failed`, and is not retried here; what
-monday proved it did not execute is retried later.
+its own row. Every request carries an Idempotency-Key stamped on its rows (resend.py). What
+monday may have executed (no answer, any 5xx, `INTERNAL_SERVER_ERROR`: see monday/outcome.py)
+becomes `unknown`, never `failed`, and is retried only as the very same request with the same
+key, within the window of contract §11; what monday proved it did not execute is retried later
+as a new request.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from datetime import datetime, timedelta
 
 from server.clock import utcnow
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
+from server.delivery.resend import (
+    RESEND_WINDOW,
+    redeliver,
+    request_key,
+    requests_for,
+    unknown_due,
+)
 from server.logs import account_id_var
 from server.metrics import latency_histogram
-from server.monday.client import MondayClient, NotificationRequest
+from server.monday.client import MondayClient
 from server.monday.outcome import SendOutcome
 from server.notifications.model import DeliveryStatus, Finish, Notification, delivery_error
 from server.notifications.ports import OutboxStore
@@ -100,6 +109,13 @@ class Deliverer:
     def hold_short_lived(self, row_id: int, token: str) -> None:
         self.short_lived.put(row_id, token)
 
+    def call_lease_seconds(self) -> float:
+        return max(float(self.lease_seconds), self.monday.timeout_seconds + LEASE_MARGIN_SECONDS)
+
+    async def redeliver(self, rows: Sequence[Notification]) -> None:
+        """Retry claimed `unknown` rows with their first request and key (contract §11)."""
+        await redeliver(self, rows)
+
     async def dispatch(self, rows: Sequence[Notification], *, max_wait: float | None) -> None:
         await self.deliver(rows, max_wait=max_wait)
 
@@ -161,28 +177,42 @@ class Deliverer:
             await self._defer(rows, permit)
             return
         outcomes: list[SendOutcome] = []
+        window_end = utcnow() + RESEND_WINDOW  # the key is first sent now
         try:
-            sending = await self.outbox.mark_sending(
-                _lease(rows[0]),
-                [row.id for row in rows],
-                lease_seconds=max(
-                    float(self.lease_seconds), self.monday.timeout_seconds + LEASE_MARGIN_SECONDS
-                ),
-            )
-            rows = [row for row in rows if row.id in set(sending)]
+            rows, key = await self._stamp_request(sorted(rows, key=lambda row: row.id))
             if not rows:
                 return
             started = time.perf_counter()
-            outcomes = await self._call_monday(token, rows)
+            outcomes = await self.monday.send_notifications(
+                token, requests_for(rows), idempotency_key=key
+            )
             monday_latency.labels(_call_outcome(outcomes)).observe(time.perf_counter() - started)
         finally:
             rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
             self.governor.report(permit, outcomes, rate_limit)
         if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
             await self.mark_reconnect(account_id, sent_as, owner)
-        finishes = [self._finish(row, outcome) for row, outcome in zip(rows, outcomes, strict=True)]
+        finishes = [
+            self._finish(row, outcome, window_end)
+            for row, outcome in zip(rows, outcomes, strict=True)
+        ]
         await self._record(rows, finishes)
         _log_batch(sent_as, owner, outcomes)
+
+    async def _stamp_request(self, rows: list[Notification]) -> tuple[list[Notification], str]:
+        """Move `rows` to `sending` with the key of exactly them; if some lost their lease,
+        the request (and its key) is rebuilt for those still ours. ([], "") if none is."""
+        while rows:
+            key = request_key(rows)
+            ids = [row.id for row in rows]
+            moved = await self.outbox.mark_sending_request(
+                _lease(rows[0]), ids, request_key=key, lease_seconds=self.call_lease_seconds()
+            )
+            if moved == ids:
+                return rows, key
+            still = set(moved)
+            rows = [row for row in rows if row.id in still]
+        return [], ""
 
     async def _defer(self, rows: list[Notification], deferral: Deferral) -> None:
         error = delivery_error(deferral.code, deferral.message)
@@ -201,31 +231,20 @@ class Deliverer:
             extra={"fields": {"rows": len(rows), "until": deferral.until.isoformat()}},
         )
 
-    async def _call_monday(self, token: str, rows: list[Notification]) -> list[SendOutcome]:
-        requests = [
-            NotificationRequest(
-                user_id=row.recipient,
-                target_id=row.item,
-                text=row.message,
-                target_type=row.collection,
-            )
-            for row in rows
-        ]
-        if len(requests) == 1:
-            request = requests[0]
-            return [
-                await self.monday.create_notification(
-                    token,
-                    user_id=request.user_id,
-                    target_id=request.target_id,
-                    text=request.text,
-                    target_type=request.target_type,
-                )
-            ]
-        return await self.monday.create_notifications(token, requests)
+    def _finish(
+        self,
+        row: Notification,
+        outcome: SendOutcome,
+        window_end: datetime | None = None,
+        *,
+        resend: bool = False,
+    ) -> Finish:
+        """What to record for `row` after monday answered `outcome`.
 
-    def _finish(self, row: Notification, outcome: SendOutcome) -> Finish:
-        """What to record for `row` after monday answered `outcome`."""
+        On a retry of an `unknown` row (`resend`) only a notification or monday's no to the
+        same request moves it on; anything else leaves it `unknown`, since its first request
+        may have run: it must never become a new request (a new key).
+        """
         if outcome.status == "sent":
             return Finish(row.id, DeliveryStatus.SENT, monday_id=outcome.monday_id)
         monday_errors[outcome.code or "unknown"] += 1
@@ -234,6 +253,14 @@ class Deliverer:
             outcome.message or "monday did not accept the notification.",
             outcome.request_id,
         )
+        refused = outcome.status == "failed" and not outcome.unauthorized
+        if outcome.status == "unknown" or (resend and not refused):
+            due = None
+            if window_end is not None:
+                due = unknown_due(row.attempts + 1, outcome.retry_after_seconds, window_end)
+            if due is not None:
+                self._due_at(due)
+            return Finish(row.id, DeliveryStatus.UNKNOWN, error, next_attempt_at=due)
         if outcome.status != "retry":
             return Finish(row.id, DeliveryStatus(outcome.status), error)
         attempts = row.attempts + 1
@@ -256,7 +283,7 @@ class Deliverer:
         """Write the outcomes of one batch (one transaction), then count them."""
         await self.outbox.finish_many(_lease(rows[0]), finishes)
         for row, finish in zip(rows, finishes, strict=True):
-            if finish.delivery_status != DeliveryStatus.RETRY_SCHEDULED:
+            if finish.next_attempt_at is None:  # no further attempt needs the token
                 self.short_lived.drop(row.id)
             key = (row.sent_as or "", row.transport or "", finish.delivery_status.value)
             delivery_counts[key] += 1

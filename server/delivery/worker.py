@@ -4,7 +4,7 @@ It claims due rows (retries whose time has come, rows a crashed instance left be
 sends them, and turns rows stuck in `sending` past their lease into `unknown`. On
 shutdown it finishes the batch in flight before the process exits. Once an hour it also
 purges the data of accounts uninstalled for UNINSTALL_RETENTION_DAYS
-(installations/retention.py); every instance may do so, the purge is idempotent.
+(storage/retention.py); every instance may do so, the purge is idempotent.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from server.clock import utcnow
 from server.delivery.deliver import Deliverer
+from server.delivery.resend import RESEND_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class DeliveryWorker:
     poll_seconds: float = 1.0
     lease_seconds: int = 60
     claim_limit: int = 100
-    # The retention purge (installations/retention.py), wired by the composition root so
+    # The retention purge (storage/retention.py), wired by the composition root so
     # delivery does not import the installations side; None: no purge in this process.
     purge: Callable[[], Awaitable[object]] | None = None
     purge_every_seconds: float = 3600.0
@@ -56,7 +57,8 @@ class DeliveryWorker:
                 await self._task
 
     async def run_once(self) -> int:
-        """One pass: expire stale `sending` rows, claim due rows, deliver. Returns rows sent."""
+        """One pass: expire stale `sending` rows, claim due rows, deliver, retry due `unknown`
+        rows with their first request. Returns rows handled."""
         outbox = self.deliverer.outbox
         await outbox.expire_stale_sending()
         if self.release_scheduled is not None:
@@ -66,7 +68,16 @@ class DeliveryWorker:
         )
         if rows:
             await self.deliverer.deliver(rows)
-        return len(rows)
+        # `unknown` rows whose request may be asked again with its key (contract §11).
+        unknown = await outbox.claim_unknown(
+            self.deliverer.owner,
+            lease_seconds=self.lease_seconds,
+            limit=self.claim_limit,
+            since=utcnow() - RESEND_WINDOW,
+        )
+        if unknown:
+            await self.deliverer.redeliver(unknown)
+        return len(rows) + len(unknown)
 
     async def purge_if_due(self) -> None:
         """The retention purge (bounded batches, short transactions), at most once an interval."""

@@ -16,8 +16,14 @@ Routes (relative to where it is mounted; `/dev/monday` in development mode):
 - `/_control/`: `GET requests`, `GET notifications[?user_id=]`, `GET users`, `POST fail`
   (`{"kind": "rate_limit", "retry_in_seconds": 2, "count": 1}`; `{"kind": "server_error",
   "executes": true, "status": 200}` runs the mutation first, then answers the error, with
-  HTTP 500 by default or inside an HTTP 200), `POST reset`,
+  HTTP 500 by default or inside an HTTP 200; `execute-then-hang` (`seconds`, default 600),
+  `execute-then-500`, `execute-then-connection-reset` run it and then give no usable answer),
+  `POST reset`,
   `POST budget` (`{"minute_budget": 100}` or null).
+
+`Idempotency-Key` as monday documents it (fake_monday_idempotency.py): the first executed
+answer is replayed for 30 minutes with `Idempotency-Replayed: true`; a duplicate while the
+first is in flight is 409 with `Retry-After`.
 
 Nothing here is a secret: the dev users' API keys are the fake strings `dev-personal-key-user-<id>`.
 """
@@ -39,6 +45,7 @@ from aiohttp import web
 from server.appkeys import SETTINGS
 from server.dev.fake_monday_control import add_control_routes
 from server.dev.fake_monday_graphql import run_document
+from server.dev.fake_monday_idempotency import IdempotencySlot
 from server.dev.fake_monday_state import (
     DEV_ACCOUNT_ID,
     DEV_USERS,
@@ -226,21 +233,30 @@ async def _record(request: web.Request, fake: FakeMonday) -> ReceivedRequest:
     return record
 
 
-async def graphql_endpoint(request: web.Request) -> web.Response:
+async def graphql_endpoint(request: web.Request) -> web.StreamResponse:
     fake = request.app[FAKE_MONDAY]
     record = await _record(request, fake)
     token = fake.lookup(request.headers.get("Authorization"))
     if token is not None:
         record.token_kind, record.token_user_id = token.kind, token.user_id
     account_id = token.account_id if token else None
+    slot: IdempotencySlot | None = None
+    key = request.headers.get("Idempotency-Key")
+    if key and token is not None:
+        begun = fake.idempotency.begin(token.account_id, key, record.raw_body)
+        if isinstance(begun, web.Response):
+            return begun  # a replay, or 409 while the first is in flight: nothing runs
+        slot = begun
     fake.in_flight += 1
+    hung = False
     try:
         invalid_users: set[str] | None = None
         failure = fake.take_failure()
-        if failure is not None and failure.kind == "timeout":
+        if failure is not None and failure.kind in ("timeout", "execute_then_hang"):
             # Like a real server, monday keeps working after our client gives up: the hang
             # runs in its own task so a disconnect (and handler cancellation) cannot stop it.
-            task = asyncio.ensure_future(_hang(fake, record, token, failure))
+            hung = True
+            task = asyncio.ensure_future(_hang(fake, record, token, failure, slot))
             fake.background.add(task)
             task.add_done_callback(fake.background.discard)
             return await asyncio.shield(task)
@@ -249,23 +265,51 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
                 [failure.params["user_id"]] if "user_id" in failure.params else []
             )
             invalid_users = {str(i) for i in ids}
+        elif failure is not None and failure.kind == "execute_then_connection_reset":
+            _execute(fake, record, token, None, slot)
+            return _reset_connection(request)
         elif failure is not None:
-            if failure.kind == "server_error" and failure.params.get("executes"):
+            if failure.kind == "execute_then_500" or (
+                failure.kind == "server_error" and failure.params.get("executes")
+            ):
                 # monday did the work (the bell has it), then failed while answering.
-                _execute(fake, record, token, None)
+                _execute(fake, record, token, None, slot)
+                failure = Failure("server_error", 1, failure.params)
             return _failure_response(fake, failure, record, account_id)
-        return _execute(fake, record, token, invalid_users)
+        return _execute(fake, record, token, invalid_users, slot)
     finally:
         fake.in_flight -= 1
+        if slot is not None and not hung:
+            slot.release()  # a no-op once an execution's answer was kept
+
+
+def _reset_connection(request: web.Request) -> web.StreamResponse:
+    """Drop the TCP connection without an answer (the caller sees a connection reset)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    raise asyncio.CancelledError  # aiohttp stops handling a request whose peer is gone
 
 
 async def _hang(
-    fake: FakeMonday, record: ReceivedRequest, token: FakeToken | None, failure: Failure
+    fake: FakeMonday,
+    record: ReceivedRequest,
+    token: FakeToken | None,
+    failure: Failure,
+    slot: IdempotencySlot | None,
 ) -> web.Response:
-    await asyncio.sleep(float(failure.params.get("seconds", 30)))
-    if not failure.params.get("executes", False):
-        return web.Response(status=504, text="Gateway Timeout")
-    return _execute(fake, record, token, None)
+    try:
+        if failure.kind == "execute_then_hang":
+            executed = _execute(fake, record, token, None, slot)
+            await asyncio.sleep(float(failure.params.get("seconds", 600)))
+            return executed
+        await asyncio.sleep(float(failure.params.get("seconds", 30)))
+        if not failure.params.get("executes", False):
+            return web.Response(status=504, text="Gateway Timeout")
+        return _execute(fake, record, token, None, slot)
+    finally:
+        if slot is not None:
+            slot.release()
 
 
 def _execute(
@@ -273,6 +317,7 @@ def _execute(
     record: ReceivedRequest,
     token: FakeToken | None,
     invalid_users: set[str] | None,
+    slot: IdempotencySlot | None = None,
 ) -> web.Response:
     if token is None:
         return _unauthorized(fake, record)
@@ -313,7 +358,7 @@ def _execute(
         request_id=record.request_id,
         invalid_users=invalid_users,
     )
-    return _answer(
+    answer = _answer(
         fake,
         record,
         account_id,
@@ -321,6 +366,9 @@ def _execute(
         include_data=result.executed,
         errors=result.errors,
     )
+    if slot is not None and result.executed:
+        slot.keep(answer)  # what a retry with the same Idempotency-Key is answered
+    return answer
 
 
 # -- OAuth -------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from server.dev.fake_monday_idempotency import IdempotencyCache
+
 TokenKind = Literal["personal", "oauth", "short_lived", "seamless"]
 TOKEN_KINDS: tuple[str, ...] = ("personal", "oauth", "short_lived", "seamless")
 # Which tokens monday shows as "from the app". monday documents this for seamless auth and
@@ -35,6 +37,11 @@ FAILURE_KINDS: tuple[str, ...] = (
     "timeout",
     "unauthorized",
     "invalid_user",
+    # monday ran the mutation, then: no answer within the client's timeout / an HTTP 500 /
+    # the connection dropped. Only an Idempotency-Key retry can learn what happened.
+    "execute_then_hang",
+    "execute_then_500",
+    "execute_then_connection_reset",
 )
 
 DEV_ACCOUNT_ID = "1001"
@@ -171,6 +178,7 @@ class FakeMonday:
         self.default_oauth_user: tuple[str, str] | None = None
         self.in_flight: int = 0
         self.background: set[asyncio.Task[Any]] = set()  # hung requests still being served
+        self.idempotency = IdempotencyCache(clock=clock)  # Idempotency-Key answers
         self._codes: dict[str, OAuthCode] = {}
         self._refresh_tokens: dict[str, tuple[str, str, str]] = {}
         self._windows: dict[str, _Window] = {}
@@ -273,7 +281,11 @@ class FakeMonday:
         return self._refresh_tokens.pop(refresh_token, None)
 
     def fail_next(self, kind: str, count: int = 1, **params: Any) -> None:
-        """Make the next `count` API requests fail as `kind` (see FAILURE_KINDS)."""
+        """Make the next `count` API requests fail as `kind` (see FAILURE_KINDS).
+
+        `execute-then-hang` and the like may be spelled with hyphens.
+        """
+        kind = kind.replace("-", "_")
         if kind not in FAILURE_KINDS:
             raise ValueError(f"unknown failure kind {kind!r}; use one of {FAILURE_KINDS}")
         if count < 1:
@@ -291,6 +303,7 @@ class FakeMonday:
         self.failures.clear()
         self._windows.clear()
         self._complexity_used.clear()
+        self.idempotency.clear()
         self.minute_budget = None
         self.in_flight = 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server import token_cache
 from server.appkeys import SETTINGS
 from server.logs import account_id_var
 from server.tokens import (
@@ -19,13 +20,12 @@ from server.tokens import (
     extract_token,
     verify_integration,
     verify_lifecycle,
-    verify_session,
 )
 
 
 def session_from_token(request: web.Request, token: str) -> Session:
     settings = request.app[SETTINGS]
-    session = verify_session(
+    session = token_cache.sessions.verify(  # a verified token, kept until its `exp`
         token,
         secrets=settings.client_secrets,
         client_id=settings.monday_client_id or None,

@@ -1,20 +1,16 @@
-"""`PATCH /installation`'s body (any subset of `sender_policy`, `quiet_hours`,
-`digest_window_seconds`: contract §12) and the account's schedule settings as the API shows
-them. Kept apart from `installations.py` so the §12 keys are one additive module."""
+"""`PATCH /installation`'s body: any subset of `sender_policy`, `quiet_hours`,
+`digest_window_seconds` (contract §12). Kept apart from `installations.py` so the §12 keys
+are one additive module; the installation service writes them (`change_settings`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.clock import utcnow
-from server.installations.store import read_installation, upsert_installation
+from server.installations.model import SettingsChange
 from server.notifications.schedule_rules import MAX_DIGEST_WINDOW_SECONDS
 from server.sender import SenderPolicy
-from server.storage.tables import installations
 
 HHMM = Annotated[
     str,
@@ -71,42 +67,12 @@ class InstallationPatch(BaseModel):
             raise ValueError("can't be null")
         return value
 
-    def schedule_values(self) -> dict[str, Any]:
-        """The installation columns of the §12 keys present in the body."""
-        values: dict[str, Any] = {}
-        if "quiet_hours" in self.model_fields_set:
-            quiet = self.quiet_hours
-            values["quiet_hours_start"] = quiet.start if quiet else None
-            values["quiet_hours_end"] = quiet.end if quiet else None
-        if self.digest_window_seconds is not None:
-            values["digest_window_seconds"] = self.digest_window_seconds
-        return values
-
-
-async def store_schedule(engine: AsyncEngine, account_id: str, values: dict[str, Any]) -> None:
-    """Write the §12 columns (an account never heard of gets a row that is not installed,
-    as for the sender policy)."""
-    if not values:
-        return
-    now = utcnow()
-    async with engine.begin() as conn:
-        existing = await read_installation(conn, account_id)
-        extra = {"installed": False} if existing is None else {}
-        await upsert_installation(conn, account_id, {**values, **extra}, now=now)
-
-
-async def schedule_view(engine: AsyncEngine, account_id: str) -> dict[str, Any]:
-    """`quiet_hours` ({"start", "end"} or null) and `digest_window_seconds`."""
-    c = installations.c
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(c.quiet_hours_start, c.quiet_hours_end, c.digest_window_seconds).where(
-                    c.account_id == account_id
-                )
-            )
-        ).first()
-    if row is None:
-        return {"quiet_hours": None, "digest_window_seconds": 0}
-    quiet = {"start": row[0], "end": row[1]} if row[0] and row[1] else None
-    return {"quiet_hours": quiet, "digest_window_seconds": int(row[2] or 0)}
+    def change(self) -> SettingsChange:
+        """The settings the body names (absent keys keep their stored value)."""
+        quiet = self.quiet_hours
+        return SettingsChange(
+            sender_policy=self.sender_policy,
+            set_quiet_hours="quiet_hours" in self.model_fields_set,
+            quiet_hours=(quiet.start, quiet.end) if quiet else None,
+            digest_window_seconds=self.digest_window_seconds,
+        )

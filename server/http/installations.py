@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.appkeys import ENGINE
-from server.errors import forbidden, invalid_payload
+from server.appkeys import SERVICES
+from server.errors import invalid_payload
 from server.http import shapes
 from server.http.auth import require_lifecycle, require_session
 from server.http.body import parse_model, read_json
-from server.http.installation_schedule import InstallationPatch, schedule_view, store_schedule
+from server.http.installation_schedule import InstallationPatch
 from server.http.openapi import Operation
 from server.installations.credentials import (
     MAX_API_KEY_CHARS,
-    connect_api_key,
-    disconnect_api_key,
-    installation_view,
+    require_policy_admin,
     summary_json,
 )
-from server.installations.crypto import CIPHER, setup_cipher
-from server.installations.lifecycle import LifecycleEvent, handle_lifecycle_event
-from server.installations.store import set_sender_policy
-from server.monday.client import MONDAY
-from server.tokens import LIFECYCLE_PATH, Session
+from server.installations.lifecycle import LifecycleEvent
+from server.tokens import LIFECYCLE_PATH
 
 
 class ApiKeyBody(BaseModel):
@@ -59,9 +51,8 @@ async def lifecycle(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise invalid_payload('The body must be an object {"type", "data"}')
     event = parse_model(LifecycleEvent, body)
-    outcome = await handle_lifecycle_event(
-        request.app[ENGINE], body, event, token_account_id=caller.account_id
-    )
+    lifecycle_service = request.app[SERVICES].installations.lifecycle
+    outcome = await lifecycle_service.handle(body, event, token_account_id=caller.account_id)
     return web.json_response(
         {
             "data": {
@@ -74,42 +65,32 @@ async def lifecycle(request: web.Request) -> web.Response:
     )
 
 
-async def _view(engine: AsyncEngine, session: Session) -> dict[str, Any]:
-    view: dict[str, Any] = dict(await installation_view(engine, session))
-    view.update(await schedule_view(engine, session.account_id))  # contract §12
-    return view
-
-
 async def get_installation_route(request: web.Request) -> web.Response:
     session = require_session(request)
-    return web.json_response({"data": await _view(request.app[ENGINE], session)})
+    view = await request.app[SERVICES].installations.installation.view(session)
+    return web.json_response({"data": view})
 
 
 async def patch_installation(request: web.Request) -> web.Response:
     """Any subset of `sender_policy`, `quiet_hours`, `digest_window_seconds` (contract §12)."""
     session = require_session(request)
-    if not session.is_admin or session.is_view_only:
-        raise forbidden("Only an account admin can change the account's notification settings.")
+    service = request.app[SERVICES].installations.installation
+    require_policy_admin(session)  # before the body is read: a member learns nothing more
     body = parse_model(InstallationPatch, await read_json(request))
-    engine = request.app[ENGINE]
-    if body.sender_policy is not None:
-        await set_sender_policy(engine, session.account_id, body.sender_policy)
-    await store_schedule(engine, session.account_id, body.schedule_values())
-    return web.json_response({"data": await _view(engine, session)})
+    return web.json_response({"data": await service.change_settings(session, body.change())})
 
 
 async def put_api_key(request: web.Request) -> web.Response:
     session = require_session(request)
     body = parse_model(ApiKeyBody, await read_json(request))
-    summary = await connect_api_key(
-        request.app[ENGINE], request.app[CIPHER], request.app[MONDAY], session, body.api_key
-    )
+    service = request.app[SERVICES].installations.installation
+    summary = await service.connect_api_key(session, body.api_key)
     return web.json_response({"data": summary_json(summary)})
 
 
 async def delete_api_key(request: web.Request) -> web.Response:
     session = require_session(request)
-    await disconnect_api_key(request.app[ENGINE], session)
+    await request.app[SERVICES].installations.installation.disconnect_api_key(session)
     return web.Response(status=204)
 
 
@@ -170,7 +151,6 @@ OPENAPI_PATHS = (
 
 
 def setup(app: web.Application) -> None:
-    setup_cipher(app)
     app.router.add_post(LIFECYCLE_PATH, lifecycle)
     app.router.add_get("/installation", get_installation_route)
     app.router.add_patch("/installation", patch_installation)

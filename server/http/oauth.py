@@ -9,19 +9,12 @@ from __future__ import annotations
 import aiohttp_jinja2
 from aiohttp import web
 
-from server.appkeys import ENGINE, HTTP, SETTINGS
+from server.appkeys import SERVICES, SETTINGS
 from server.http import shapes
 from server.http.auth import require_session
 from server.http.openapi import Operation
 from server.http.templates import setup_templates
-from server.installations.crypto import CIPHER, setup_cipher
-from server.installations.oauth_flow import (
-    CALLBACK_PATH,
-    OAuthFlowError,
-    complete_oauth,
-    start_oauth,
-)
-from server.monday.client import MONDAY
+from server.installations.oauth_flow import CALLBACK_PATH, OAuthFlowError
 
 
 def _page_headers(request: web.Request) -> dict[str, str]:
@@ -37,8 +30,7 @@ def _page_headers(request: web.Request) -> dict[str, str]:
 
 async def oauth_start(request: web.Request) -> web.Response:
     session = require_session(request)
-    app = request.app
-    url = await start_oauth(app[ENGINE], app[CIPHER], app[SETTINGS], session)
+    url = await request.app[SERVICES].installations.oauth.start(session)
     return web.json_response(
         {"data": {"authorize_url": url}}, headers={"Cache-Control": "no-store"}
     )
@@ -50,14 +42,8 @@ def _query_value(request: web.Request, name: str) -> str | None:
 
 
 async def oauth_callback(request: web.Request) -> web.Response:
-    app = request.app
     try:
-        connected = await complete_oauth(
-            app[ENGINE],
-            app[CIPHER],
-            app[HTTP],
-            app[MONDAY],
-            app[SETTINGS],
+        connected = await request.app[SERVICES].installations.oauth.complete(
             code=_query_value(request, "code"),
             state=_query_value(request, "state"),
             error=_query_value(request, "error"),
@@ -93,7 +79,6 @@ OPENAPI_PATHS = (
 
 
 def setup(app: web.Application) -> None:
-    setup_cipher(app)
     setup_templates(app)
     app.router.add_post("/oauth/start", oauth_start)
     # GET only: a HEAD (link preview, scanner) must not spend the single-use state.

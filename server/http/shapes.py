@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import Field, RootModel, with_config
 from typing_extensions import TypedDict
 
-from server.installations.store import CredentialKind
+from server.installations.model import CredentialKind
 from server.notifications.api_types import NotificationFields, Status
 from server.notifications.inputs import MondayId
 from server.notifications.query import AGGREGATE_FUNCTIONS

@@ -24,22 +24,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
-from sqlalchemy import and_, delete, or_, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
+from server.clock import utcnow
 from server.errors import forbidden
 from server.ids import MONDAY_ID_SCHEMA, monday_id
-from server.installations.store import (
-    Installation,
-    delete_account_credentials,
-    dialect_insert,
-    read_installation,
-    upsert_installation,
-    utcnow,
+from server.installations.ports import (
+    CredentialDrop,
+    InstallationStore,
+    LifecycleChange,
+    LifecycleResult,
 )
 from server.sender import DEFAULT_POLICY
-from server.storage.tables import credentials, installations, lifecycle_events, oauth_states
 
 log = logging.getLogger(__name__)
 
@@ -185,123 +180,81 @@ def check_account_binding(event: LifecycleEvent, token_account_id: str) -> None:
         raise forbidden("This lifecycle event names another account than its token.")
 
 
-async def _take_turn(
-    conn: AsyncConnection, account_id: str, when: datetime | None, now: datetime
-) -> bool:
-    """Whether the event is not older than the last applied one; if so it is now the last.
-
-    One conditional UPDATE decides, so two deliveries racing for the same account are
-    ordered by the row lock (PostgreSQL re-checks the condition after waiting for it;
-    SQLite runs one writing transaction at a time).
-    """
-    ensure = dialect_insert(conn, installations).values(
-        account_id=account_id,
-        installed=False,
-        sender_policy=DEFAULT_POLICY,
-        updated_at=now,
-    )
-    await conn.execute(ensure.on_conflict_do_nothing(index_elements=["account_id"]))
-    last = installations.c.last_event_at
-    condition: ColumnElement[bool] = last.is_(None)
-    values: dict[str, Any] = {"updated_at": now}
-    if when is not None:
-        condition = or_(condition, last <= when)
-        values = {"last_event_at": when, "updated_at": now}
-    result = await conn.execute(
-        update(installations)
-        .where(and_(installations.c.account_id == account_id, condition))
-        .values(**values)
-    )
-    return result.rowcount == 1
+def _installer(data: LifecycleData, now: datetime) -> dict[str, Any]:
+    return {
+        "installed": True,
+        "installed_at": now,
+        "installer_user_id": data.user_id,
+        "installer_name": _short(data.user_name, 255),
+        "installer_email": _short(data.user_email, 320),
+    }
 
 
-async def handle_lifecycle_event(
-    engine: AsyncEngine,
-    body: dict[str, Any],
-    event: LifecycleEvent,
-    *,
-    token_account_id: str,
-    now: datetime | None = None,
-) -> LifecycleOutcome:
-    """Record and apply one event; a replay (same body) is acknowledged and changes nothing.
-
-    Raises 403 `FORBIDDEN` (nothing recorded) when the event names another account than
-    the token (`token_account_id`, already verified by `verify_lifecycle`).
-    """
-    check_account_binding(event, token_account_id)
-    now = now or utcnow()
+def change_for(body: dict[str, Any], event: LifecycleEvent, now: datetime) -> LifecycleChange:
+    """What applying `event` changes, decided here; the store records and applies it."""
     data = event.data
-    account_id = data.account_id
-    async with engine.begin() as conn:
-        recorded = await conn.execute(
-            dialect_insert(conn, lifecycle_events)
-            .values(
-                digest=event_digest(body),
-                account_id=account_id,
-                type=event.type,
-                data=body.get("data"),
-                received_at=now,
-                applied=True,
-            )
-            .on_conflict_do_nothing(index_elements=["digest"])
-        )
-        if recorded.rowcount != 1:
-            return LifecycleOutcome(event.type, account_id, replayed=True, applied=False)
+    values = _account_values(data)
+    values["last_event_type"] = event.type
+    if_new: dict[str, Any] = {"sender_policy": DEFAULT_POLICY}
+    drop: CredentialDrop = "none"
+    installer = _installer(data, now)
+    if event.type == "install":
+        values.update(installer, uninstalled_at=None)
+        # The API key is the installing user's personal token: once someone else (or, if
+        # monday named nobody, no one) is the installer, a former installer's key has no
+        # owner it may be used for, so it is deleted rather than left for the new one.
+        drop = "api_keys_of_others"
+    elif event.type == "uninstall":
+        values.update(installed=False, uninstalled_at=now)
+        drop = "everything"  # every credential and pending OAuth state of the account
+    else:
+        # A subscription event for an account whose install we never saw: it has the
+        # app, and monday names the account's first admin as the user.
+        if_new.update(installer)
+    return LifecycleChange(
+        digest=event_digest(body),
+        account_id=data.account_id,
+        event_type=event.type,
+        data=body.get("data"),
+        timestamp=data.timestamp,
+        now=now,
+        values=values,
+        values_if_new=if_new,
+        drop=drop,
+        keep_user_id=data.user_id,
+    )
 
-        existing = await read_installation(conn, account_id)
-        if not await _take_turn(conn, account_id, data.timestamp, now):
-            await conn.execute(
-                update(lifecycle_events)
-                .where(lifecycle_events.c.digest == event_digest(body))
-                .values(applied=False)
-            )
+
+@dataclass(frozen=True, slots=True)
+class LifecycleService:
+    """`POST /monday/lifecycle`: the rules of contract §4 and §10 over the store."""
+
+    installations: InstallationStore
+
+    async def handle(
+        self,
+        body: dict[str, Any],
+        event: LifecycleEvent,
+        *,
+        token_account_id: str,
+        now: datetime | None = None,
+    ) -> LifecycleOutcome:
+        """Record and apply one event; a replay (same body) is acknowledged, changes nothing.
+
+        Raises 403 `FORBIDDEN` (nothing recorded) when the event names another account
+        than the token (`token_account_id`, already verified by `verify_lifecycle`).
+        """
+        check_account_binding(event, token_account_id)
+        change = change_for(body, event, now or utcnow())
+        result = await self.installations.record_lifecycle(change)
+        if result is LifecycleResult.STALE:
             log.info(
                 "lifecycle event older than the last applied one: recorded, not applied",
                 extra={"fields": {"event_type": event.type}},
             )
-            return LifecycleOutcome(event.type, account_id, replayed=False, applied=False)
-        await _apply(conn, event, existing, now)
-    return LifecycleOutcome(event.type, account_id, replayed=False, applied=True)
-
-
-async def _apply(
-    conn: AsyncConnection, event: LifecycleEvent, existing: Installation | None, now: datetime
-) -> None:
-    data = event.data
-    account_id = data.account_id
-    values = _account_values(data)
-    values["last_event_type"] = event.type
-    if existing is None:
-        values["sender_policy"] = DEFAULT_POLICY
-
-    if event.type == "install":
-        values.update(
-            installed=True,
-            installed_at=now,
-            uninstalled_at=None,
-            installer_user_id=data.user_id,
-            installer_name=_short(data.user_name, 255),
-            installer_email=_short(data.user_email, 320),
+        return LifecycleOutcome(
+            event.type,
+            change.account_id,
+            replayed=result is LifecycleResult.REPLAYED,
+            applied=result is LifecycleResult.APPLIED,
         )
-        # The API key is the installing user's personal token: once someone else (or, if
-        # monday named nobody, no one) is the installer, a former installer's key has no
-        # owner it may be used for, so it is deleted rather than left for the new one.
-        stale = and_(credentials.c.account_id == account_id, credentials.c.kind == "api_key")
-        if data.user_id is not None:
-            stale = and_(stale, credentials.c.user_id != data.user_id)
-        await conn.execute(delete(credentials).where(stale))
-    elif event.type == "uninstall":
-        values.update(installed=False, uninstalled_at=now)
-        await delete_account_credentials(conn, account_id)
-        await conn.execute(delete(oauth_states).where(oauth_states.c.account_id == account_id))
-    elif existing is None:
-        # A subscription event for an account whose install we never saw: it has the
-        # app, and monday names the account's first admin as the user.
-        values.update(
-            installed=True,
-            installed_at=now,
-            installer_user_id=data.user_id,
-            installer_name=_short(data.user_name, 255),
-            installer_email=_short(data.user_email, 320),
-        )
-    await upsert_installation(conn, account_id, values, now=now)

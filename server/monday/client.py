@@ -133,6 +133,25 @@ def notification_variables(items: Sequence[NotificationRequest]) -> dict[str, st
     return variables
 
 
+def notification_payload(items: Sequence[NotificationRequest]) -> tuple[str, dict[str, str]]:
+    """The exact document and variables sent for `items`: the one-field mutation for one
+    notification, aliased fields `n0..` for several. The Idempotency-Key is derived from it."""
+    if len(items) == 1:
+        item = items[0]
+        variables = {
+            "user_id": item.user_id,
+            "target_id": item.target_id,
+            "text": item.text,
+            "target_type": item.target_type,
+        }
+        return CREATE_NOTIFICATION, variables
+    return notification_document(len(items)), notification_variables(items)
+
+
+def notification_aliases(count: int) -> list[str]:
+    return ["create_notification"] if count == 1 else [f"n{i}" for i in range(count)]
+
+
 class MondayClient:
     """Calls monday's GraphQL endpoint over a shared `aiohttp.ClientSession`."""
 
@@ -149,7 +168,12 @@ class MondayClient:
         self.timeout_seconds = timeout_seconds
 
     async def execute(
-        self, token: str, query: str, variables: Mapping[str, Any] | None = None
+        self,
+        token: str,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> MondayResponse:
         """POST one document; raise `MondayUnreachable` or `MondayNoAnswer` on transport failure.
 
@@ -164,6 +188,9 @@ class MondayClient:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+        if idempotency_key is not None:
+            # monday replays the first answer to this key for 30 minutes (contract §11).
+            headers["Idempotency-Key"] = idempotency_key
         timeout = aiohttp.ClientTimeout(
             total=self.timeout_seconds,
             sock_connect=min(self.timeout_seconds, CONNECT_TIMEOUT_CAP),
@@ -234,11 +261,34 @@ class MondayClient:
             token, notification_document(len(items)), notification_variables(items), aliases
         )
 
+    async def send_notifications(
+        self, token: str, items: Sequence[NotificationRequest], *, idempotency_key: str
+    ) -> list[SendOutcome]:
+        """Send `items` as `notification_payload` builds them, with monday's Idempotency-Key:
+        the same key and items on a retry get monday's first answer back, never a second
+        notification. One outcome per item."""
+        if not items:
+            return []
+        query, variables = notification_payload(items)
+        return await self._send(
+            token,
+            query,
+            variables,
+            notification_aliases(len(items)),
+            idempotency_key=idempotency_key,
+        )
+
     async def _send(
-        self, token: str, query: str, variables: Mapping[str, Any], aliases: list[str]
+        self,
+        token: str,
+        query: str,
+        variables: Mapping[str, Any],
+        aliases: list[str],
+        *,
+        idempotency_key: str | None = None,
     ) -> list[SendOutcome]:
         try:
-            response = await self.execute(token, query, variables)
+            response = await self.execute(token, query, variables, idempotency_key=idempotency_key)
         except MondayUnreachable:
             return [unreachable_outcome() for _ in aliases]
         except MondayNoAnswer as exc:

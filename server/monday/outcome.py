@@ -10,8 +10,10 @@ A send ends in one of four states:
 - ``unknown``: monday may have executed the mutation (contract §10): no answer (timeout after
   sending, a body that is not JSON), any 5xx, or an ``INTERNAL_SERVER_ERROR`` (or any error
   whose ``status_code`` is 5xx) even inside an HTTP 200. monday can fail *after* putting the
-  notification in the bell, so such an answer proves nothing either way. Never retried here
-  (a retry could notify twice); never ``failed`` (the bell may have it).
+  notification in the bell, so such an answer proves nothing either way. Never ``failed``
+  (the bell may have it); the deliverer retries it only with the same request and
+  Idempotency-Key (contract §11). A 409 to a keyed request (the first is still in flight)
+  is ``unknown`` too, with monday's ``Retry-After``.
 
 All three pre-2025 error shapes are read as well as the current one (monday-platform.md §5.4).
 Messages are scrubbed of the credential before they leave this module.
@@ -319,6 +321,10 @@ def classify_answer(
                 http_status=status,
             )
         )
+    if status == 409:
+        # A request with our Idempotency-Key is still in flight at monday (contract §11): it
+        # may yet execute, so the rows stay `unknown` and are asked about again later.
+        return every(in_flight_outcome(header_retry, request_id))
     if not isinstance(body, Mapping):
         if status == 429:
             return every(
@@ -448,6 +454,17 @@ def unreachable_outcome() -> SendOutcome:
         code="MONDAY_UNREACHABLE",
         message="Could not connect to monday; nothing was sent.",
         retry_after_seconds=CONNECT_RETRY_SECONDS,
+    )
+
+
+def in_flight_outcome(retry_after: float | None, request_id: str | None = None) -> SendOutcome:
+    return SendOutcome(
+        status="unknown",
+        code="IDEMPOTENCY_REQUEST_IN_FLIGHT",
+        message="monday is still processing the first request with this Idempotency-Key.",
+        request_id=request_id,
+        retry_after_seconds=retry_after if retry_after is not None else 1.0,
+        http_status=409,
     )
 
 

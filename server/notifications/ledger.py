@@ -41,7 +41,9 @@ from server.notifications.serialize import (
     api_value,
     notification_to_api,
     project,
+    rows_to_api,
 )
+from server.storage.db import statement_reads
 from server.storage.notifications import visibility_condition
 from server.storage.tables import notifications
 from server.tokens import Session
@@ -200,13 +202,20 @@ def _row_select(session: Session, query: Query | None) -> Select[Any]:
 
 
 async def read_by_query(engine: AsyncEngine, session: Session, query: Query) -> Page:
-    """`GET /notifications`: rows (or aggregates) the caller can see, with `meta` if asked."""
-    async with engine.connect() as conn:
+    """`GET /notifications`: rows (or aggregates) the caller can see, with `meta` if asked.
+
+    The page and its counts are separate statements, each reading the latest committed rows
+    (Directus runs them separately too): no transaction is opened for them."""
+    async with statement_reads(engine) as conn:
         if query.is_aggregate:
             data = await _aggregate(conn, session, query)
         else:
-            rows = (await conn.execute(reads.page_statement(session, query))).mappings().all()
-            data = [project(notification_to_api(dict(r)), query.fields) for r in rows]
+            rows = (
+                await conn.execute(reads.page_statement(session, query, conn.dialect.name))
+            ).all()
+            data = rows_to_api(rows)  # the statement selects every API column, in order
+            if query.fields is not None:
+                data = [project(item, query.fields) for item in data]
         meta = await _meta(conn, session, query) if query.meta else None
     return Page(data=data, meta=meta)
 

@@ -39,8 +39,9 @@ S = DeliveryStatus
 # What a new row may start as: the server sends it, a view relays it, or it waits for send_at.
 INITIAL: frozenset[DeliveryStatus] = frozenset({S.QUEUED, S.AWAITING_CLIENT, S.SCHEDULED})
 
-# Every allowed move. A status missing as a key (sent, failed, unknown, cancelled,
-# suppressed) is final: `unknown` is never retried, since a retry could notify twice.
+# Every allowed move. A status missing as a key (sent, failed, cancelled, suppressed) is
+# final. `unknown` goes back to `sending` only for a retry of the very same request with the
+# same Idempotency-Key, within the window of contract §11 (monday replays, never runs twice).
 TRANSITIONS: Mapping[DeliveryStatus, frozenset[DeliveryStatus]] = {
     # claimed rows go out (`sending`), are held back by the governor (`retry_scheduled`),
     # fail before any call (no credential), or are muted / cancelled before they are due.
@@ -51,6 +52,7 @@ TRANSITIONS: Mapping[DeliveryStatus, frozenset[DeliveryStatus]] = {
     S.SENDING: frozenset({S.SENT, S.RETRY_SCHEDULED, S.FAILED, S.UNKNOWN}),
     # The view reports the outcome of the seamless call (POST .../relay).
     S.AWAITING_CLIENT: frozenset({S.SENT, S.FAILED}),
+    S.UNKNOWN: frozenset({S.SENDING}),
     S.SCHEDULED: frozenset({S.QUEUED, S.SCHEDULED, S.CANCELLED, S.SUPPRESSED}),
 }
 
@@ -127,6 +129,11 @@ class Notification:
     lease_owner: str | None
     lease_expires_at: datetime | None
     monday_id: str | None
+    # The monday request the row was last sent in (contract §11): an `unknown` row is retried
+    # with exactly this request (same rows, same document, same Idempotency-Key).
+    delivery_request_key: str | None = None
+    delivery_request_rows: tuple[int, ...] = ()
+    delivery_request_at: datetime | None = None
     # Contract §12: asked send time, quiet-hours/digest bypass, shared digest, why held back.
     send_at: datetime | None = None
     urgent: bool = False
@@ -159,6 +166,9 @@ class Notification:
             lease_owner=row["lease_owner"],
             lease_expires_at=row["lease_expires_at"],
             monday_id=row["monday_id"],
+            delivery_request_key=row.get("delivery_request_key"),
+            delivery_request_rows=tuple(int(i) for i in row.get("delivery_request_rows") or ()),
+            delivery_request_at=row.get("delivery_request_at"),
             send_at=row["send_at"],
             urgent=bool(row["urgent"]),
             digest_id=row["digest_id"],

@@ -108,6 +108,31 @@ class OutboxStore(Protocol):
 
     async def expire_stale_sending(self) -> int: ...
 
+    # Contract §11 (storage/notifications/resend.py): requests stamped with their key, and
+    # `unknown` rows retried with exactly that request.
+    async def mark_sending_request(
+        self, owner: str, ids: Sequence[int], *, request_key: str, lease_seconds: float
+    ) -> list[int]: ...
+
+    async def mark_resending(
+        self, owner: str, ids: Sequence[int], *, request_key: str, lease_seconds: float
+    ) -> list[int]: ...
+
+    async def claim_unknown(
+        self, owner: str, *, lease_seconds: int, limit: int, since: datetime
+    ) -> list[Notification]: ...
+
+    async def request_rows(self, ids: Sequence[int]) -> list[Notification]: ...
+
+    async def reschedule_unknown(
+        self,
+        owner: str,
+        ids: Sequence[int],
+        *,
+        at: datetime | None,
+        error: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
     async def queue_depth(self) -> tuple[dict[str, int], float]: ...
 
 

@@ -1,7 +1,7 @@
 """What a view reports after running a seamless mutation (`POST /notifications/{id}/relay`).
 
 The report lands in the ledger's `last_error`, which every reader of the ledger sees, so only the
-documented fields are kept and each is a bounded string (docs/security-delivery.md): the code
+documented fields are kept and each is a bounded string (docs/security.md): the code
 and monday's request id are identifiers (too long is refused, cutting would change them); the
 message is monday's free text, cut to its bound so that a long refusal is still recorded.
 """

@@ -23,14 +23,19 @@ import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server.storage.writer import SQLiteWriter, WriteFn
+
+T = TypeVar("T")
+
 BUSY_TIMEOUT_SECONDS = 30
 _WRITE = "monday_notify_write"  # connection execution option: this transaction will write
+_PER_STATEMENT = "monday_notify_per_statement"  # option: a read that needs no common snapshot
 
 
 def is_sqlite(url: str) -> bool:
@@ -40,10 +45,12 @@ def is_sqlite(url: str) -> bool:
 class SQLiteEngine(AsyncEngine):
     """An `AsyncEngine` whose `begin()` is the process' single SQLite writer (see above)."""
 
-    __slots__ = ("_locks", "_owners")
+    __slots__ = ("_locks", "_owners", "writer")
 
-    def __init__(self, sync_engine: Engine) -> None:
+    def __init__(self, sync_engine: Engine, writer: SQLiteWriter | None = None) -> None:
         super().__init__(sync_engine)
+        # The dedicated writer connection of `write()` (None for an in-memory database).
+        self.writer = writer
         # One lock per event loop: an asyncio.Lock belongs to the loop that first waits on it.
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -52,14 +59,29 @@ class SQLiteEngine(AsyncEngine):
             weakref.WeakKeyDictionary()
         )
 
+    def write_lock(self) -> asyncio.Lock:
+        """The process' writer lock on the running loop (taken by `begin()` and `write()`)."""
+        return self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+
+    def check_not_writing(self) -> None:
+        """Waiting for our own lock would hang forever: fail loudly instead."""
+        task = asyncio.current_task()
+        if task is not None and self._owners.get(asyncio.get_running_loop()) is task:
+            raise RuntimeError(
+                "engine.begin() (or a write) inside another engine.begin() of the same task"
+            )
+
+    async def dispose(self, close: bool = True) -> None:
+        if self.writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+        await super().dispose(close)
+
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
-        if task is not None and self._owners.get(loop) is task:
-            # Waiting for our own lock would hang forever: fail loudly instead.
-            raise RuntimeError("engine.begin() inside another engine.begin() of the same task")
-        lock = self._locks.setdefault(loop, asyncio.Lock())
+        self.check_not_writing()
+        lock = self.write_lock()
         async with contextlib.AsyncExitStack() as stack:
             # The lock is taken before a connection is checked out (a waiting writer holds
             # no pooled connection) and given back right after COMMIT, before the
@@ -76,6 +98,17 @@ class SQLiteEngine(AsyncEngine):
                     self._owners.pop(loop, None)
 
 
+@contextlib.asynccontextmanager
+async def statement_reads(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads whose statements need not share one snapshot (a page and its
+    count): on SQLite no `BEGIN`, so each SELECT reads the last committed state by itself, as
+    every statement does under PostgreSQL's READ COMMITTED (which is unchanged here). That
+    saves the `BEGIN`'s round trips to aiosqlite's thread on every API read."""
+    async with engine.connect() as connection:
+        await connection.execution_options(**{_PER_STATEMENT: True})
+        yield connection
+
+
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An engine for `url`: SQLite gets its folder, WAL and one writer; PostgreSQL a pool."""
     if is_sqlite(url):
@@ -85,8 +118,43 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         plain = create_async_engine(url, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
         event.listen(plain.sync_engine, "connect", _sqlite_connect)
         event.listen(plain.sync_engine, "begin", _sqlite_begin)
-        return SQLiteEngine(plain.sync_engine)
+        engine = SQLiteEngine(plain.sync_engine)
+        if database and database != ":memory:":
+            engine.writer = SQLiteWriter(
+                url,
+                on_connect=_sqlite_connect,
+                on_begin=_sqlite_begin,
+                write_option=_WRITE,
+                lock_for=engine.write_lock,
+            )
+        return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+async def write(engine: AsyncEngine, fn: WriteFn[T]) -> T:
+    """Run `fn(connection)` (synchronous SQL only) in one write transaction; its result.
+
+    On SQLite with a file, `fn` goes to the dedicated writer connection and is committed
+    together with the writes that arrive meanwhile (server/storage/writer.py); elsewhere it
+    runs in `engine.begin()`.
+    """
+    if isinstance(engine, SQLiteEngine) and engine.writer is not None:
+        engine.check_not_writing()
+        return await engine.writer.submit(fn)
+    async with engine.begin() as connection:
+        return await connection.run_sync(fn)
+
+
+async def read(engine: AsyncEngine, fn: WriteFn[T]) -> T:
+    """Run `fn(connection)` (synchronous SELECTs only) in one read transaction; its result.
+
+    On SQLite with a file, on a dedicated reader connection: one call into its thread per
+    read, where aiosqlite makes one per statement, fetch and cursor close.
+    """
+    if isinstance(engine, SQLiteEngine) and engine.writer is not None:
+        return await engine.writer.read(fn)
+    async with engine.connect() as connection:
+        return await connection.run_sync(fn)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -103,5 +171,8 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    writes = connection.get_execution_options().get(_WRITE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+    options = connection.get_execution_options()
+    if options.get(_WRITE, False):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif not options.get(_PER_STATEMENT, False):
+        connection.exec_driver_sql("BEGIN")

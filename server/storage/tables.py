@@ -96,6 +96,9 @@ installations = Table(
     Column("installed_at", UtcDateTime()),
     Column("uninstalled_at", UtcDateTime()),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # +1 in the same transaction as every change to the account's installation or
+    # credentials: a cache of those facts compares it (installations/facts.py).
+    Column("revision", BigInteger, nullable=False, server_default="0"),
 )
 
 lifecycle_events = Table(
@@ -174,6 +177,12 @@ notifications = Table(
     Column("lease_expires_at", UtcDateTime()),
     # The monday `create_notification` id, when monday returned one.
     Column("monday_id", String(64)),
+    # The monday request the row was last sent in (contract §11): its Idempotency-Key, the
+    # batch's row ids in alias order, and when that key was first sent. An `unknown` row is
+    # retried with exactly this request while the window since `delivery_request_at` lasts.
+    Column("delivery_request_key", String(64), index=True),
+    Column("delivery_request_rows", JSON),
+    Column("delivery_request_at", UtcDateTime()),
     # Contract §12: when the sender asked for it (None = at once), whether it ignores quiet
     # hours and digests, the digest it went out in, and why it is held back (`quiet_hours`).
     Column("send_at", UtcDateTime()),

@@ -16,13 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.app import create_app
 from server.appkeys import ENGINE
+from server.clock import utcnow
 from server.installations.crypto import CredentialCipher
-from server.installations.store import (
-    CredentialKind,
-    store_credential,
-    upsert_installation,
-    utcnow,
-)
+from server.installations.model import CredentialKind
+from server.storage.installations import SqlCredentials, upsert_installation
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY, INSTALLER, FakeMondayServer, make_settings
 from tests.notifications.helpers import MEMBER, connect, fetch_row, install, notification
 
@@ -56,8 +53,8 @@ async def install_account(
         )
     cipher = CredentialCipher([ENCRYPTION_KEY])
     for user, kind, secret in credentials:
-        await store_credential(
-            engine, cipher, account_id=ACCOUNT, user_id=user, kind=kind, secret=secret
+        await SqlCredentials(engine, cipher).put(
+            account_id=ACCOUNT, user_id=user, kind=kind, secret=secret
         )
 
 

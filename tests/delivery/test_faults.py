@@ -94,20 +94,23 @@ async def test_daily_limit_stops_the_account_until_midnight_utc(
     assert governor.rate_limit_waits[("DAILY_LIMIT_EXCEEDED", "deferred")] >= 1
 
 
-async def test_server_error_is_unknown_and_sent_once(
+async def test_server_error_is_unknown_then_retried_with_its_key_and_sent_once(
     tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
 ) -> None:
     fake = fake_monday.fake
     async with server_on(tmp_path, fake_monday) as client:
         fake.fail_next("server_error")
         sent = await post(client, mint, "monday broke")
-        await asyncio.sleep(0.3)
-        found = await row(client, sent["id"])
-    # Contract §10: a 500 may follow an executed mutation: unknown, never failed.
-    assert found["delivery_status"] == "unknown"
-    assert found["last_error"]["code"] == "INTERNAL_SERVER_ERROR"
-    assert found["attempts"] == 1
-    assert len(fake.requests_to("/v2")) == 1
+        # Contract §10: a 500 may follow an executed mutation: unknown, never failed.
+        assert sent["delivery_status"] == "unknown"
+        assert sent["last_error"]["code"] == "INTERNAL_SERVER_ERROR"
+        # Contract §11: asked again with the same request and key, and sent.
+        found = await wait_for(client, sent["id"], "sent")
+    assert found["attempts"] == 2
+    calls = fake.requests_to("/v2")
+    assert len(calls) == 2
+    assert calls[0].headers["idempotency-key"] == calls[1].headers["idempotency-key"]
+    assert [n.text for n in fake.bell(MEMBER)] == ["monday broke"]
 
 
 async def test_slow_answer_within_the_timeout_is_sent(
@@ -121,21 +124,20 @@ async def test_slow_answer_within_the_timeout_is_sent(
     assert [n.text for n in fake.bell(MEMBER)] == ["slowly"]
 
 
-async def test_hanging_answer_past_the_timeout_is_unknown_and_not_retried(
+async def test_hanging_answer_past_the_timeout_is_unknown_then_sent_once(
     tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
 ) -> None:
     fake = fake_monday.fake
     async with server_on(tmp_path, fake_monday, monday_timeout_seconds=0.5) as client:
-        # monday executes it after we gave up: retrying would notify twice.
+        # monday executes it after we gave up; the retry with the same key is answered 409
+        # while it runs, then with its answer replayed: never a second notification.
         fake.fail_next("timeout", seconds=1.5, executes=True)
         sent = await post(client, mint, "maybe delivered")
         assert sent["delivery_status"] == "unknown"
         assert sent["last_error"]["code"] == "NO_ANSWER"
-        await asyncio.sleep(2.0)
-        found = await row(client, sent["id"])
-    assert found["delivery_status"] == "unknown"
-    assert found["attempts"] == 1
-    assert len(fake.requests_to("/v2")) == 1
+        found = await wait_for(client, sent["id"], "sent")
+    assert found["attempts"] >= 2
+    assert len({r.headers["idempotency-key"] for r in fake.requests_to("/v2")}) == 1
     assert [n.text for n in fake.bell(MEMBER)] == ["maybe delivered"]
 
 

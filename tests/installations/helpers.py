@@ -9,8 +9,9 @@ from sqlalchemy.engine import make_url
 
 from server.appkeys import ENGINE
 from server.installations.crypto import CIPHER
-from server.installations.store import CredentialKind, store_credential
+from server.installations.model import CredentialKind
 from server.settings import Settings
+from server.storage.installations import SqlCredentials
 from server.tokens import mint_lifecycle
 from tests.conftest import ACCOUNT, CLIENT_SECRET, INSTALLER
 
@@ -119,9 +120,7 @@ async def seed_credential(
     refresh: str | None = None,
 ) -> None:
     """Store a credential through the store (as a connect would), without asking monday."""
-    await store_credential(
-        client.app[ENGINE],
-        client.app[CIPHER],
+    await SqlCredentials(client.app[ENGINE], client.app[CIPHER]).put(
         account_id=account,
         user_id=user,
         kind=kind,

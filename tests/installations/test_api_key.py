@@ -9,8 +9,8 @@ import pytest
 from server.appkeys import ENGINE
 from server.dev.fake_monday_state import dev_personal_key
 from server.installations.crypto import CIPHER
-from server.installations.store import get_credential
 from server.settings import Settings
+from server.storage.installations import SqlCredentials
 from tests.conftest import ACCOUNT, INSTALLER
 from tests.installations.helpers import auth, event, post_event, query
 
@@ -47,8 +47,8 @@ async def test_the_installer_stores_their_key_checked_and_encrypted(
     assert len(rows) == 1
     assert INSTALLER_KEY not in rows[0][0]
     assert rows[0][0].startswith("gAAAAA")  # a Fernet token
-    stored = await get_credential(
-        monday_client.app[ENGINE], monday_client.app[CIPHER], ACCOUNT, INSTALLER, "api_key"
+    stored = await SqlCredentials(monday_client.app[ENGINE], monday_client.app[CIPHER]).get(
+        ACCOUNT, INSTALLER, "api_key"
     )
     assert stored is not None
     assert stored.secret == INSTALLER_KEY  # trimmed, and decrypts

@@ -13,9 +13,9 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from server.installations.crypto import CipherError, CredentialCipher
-from server.installations.store import get_credential, store_credential
 from server.settings import Settings
 from server.storage.db import create_engine
+from server.storage.installations import SqlCredentials
 from server.storage.migrate import upgrade
 from tests.conftest import make_settings
 from tests.installations.helpers import query
@@ -61,9 +61,7 @@ async def _store(settings: Settings, **values: str | None) -> None:
     await upgrade(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
-        await store_credential(
-            engine,
-            CredentialCipher(settings.fernet_keys),
+        await SqlCredentials(engine, CredentialCipher(settings.fernet_keys)).put(
             account_id="1001",
             user_id=str(values["user"]),
             kind="oauth",
@@ -77,8 +75,8 @@ async def _store(settings: Settings, **values: str | None) -> None:
 async def _read(settings: Settings, user: str) -> tuple[str, str | None]:
     engine = create_engine(settings.database_url)
     try:
-        credential = await get_credential(
-            engine, CredentialCipher(settings.fernet_keys), "1001", user, "oauth"
+        credential = await SqlCredentials(engine, CredentialCipher(settings.fernet_keys)).get(
+            "1001", user, "oauth"
         )
     finally:
         await engine.dispose()

@@ -108,9 +108,11 @@ async def test_another_account_sees_only_itself(client: Any, mint: Any) -> None:
 async def test_needs_reconnect_is_shown(client: Any, mint: Any) -> None:
     await seed_account(client)
     from server.appkeys import ENGINE
-    from server.installations.store import mark_needs_reconnect
+    from server.installations.crypto import CIPHER
+    from server.storage.installations import SqlCredentials
 
-    await mark_needs_reconnect(client.app[ENGINE], ACCOUNT, "12", "oauth")
+    credentials = SqlCredentials(client.app[ENGINE], client.app[CIPHER])
+    await credentials.mark_needs_reconnect(ACCOUNT, "12", "oauth")
     response = await client.get("/installation", headers=auth(mint(user="12")))
     flags = {
         c["owner_user_id"]: c["needs_reconnect"]

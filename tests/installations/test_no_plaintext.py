@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
-from server.appkeys import ENGINE, HTTP
+from server.appkeys import ENGINE, SERVICES
 from server.dev.fake_monday_state import dev_personal_key
-from server.installations.credentials import fresh_oauth_token
 from server.installations.crypto import CIPHER
-from server.installations.store import get_credential
 from server.settings import Settings
+from server.storage.installations import SqlCredentials
 from tests.conftest import ACCOUNT, INSTALLER
 from tests.installations.helpers import db_path, event, post_event
 from tests.installations.test_oauth import callback, consent, start
@@ -66,9 +65,9 @@ async def test_no_secret_is_in_the_database_or_the_logs_in_clear_text(
         assert (await callback(monday_client, await consent(url, as_user=user)))[0] == 200
 
     app = monday_client.app
-    first = await get_credential(app[ENGINE], app[CIPHER], ACCOUNT, "12", "oauth")
+    first = await SqlCredentials(app[ENGINE], app[CIPHER]).get(ACCOUNT, "12", "oauth")
     assert first is not None and first.refresh_secret is not None
-    refreshed = await fresh_oauth_token(app[ENGINE], app[CIPHER], app[HTTP], monday_settings, first)
+    refreshed = await app[SERVICES].installations.credentials.refresher.fresh(first)
     assert refreshed.secret != first.secret
 
     secrets = [api_key, *states]

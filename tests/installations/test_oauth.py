@@ -9,11 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
-from server.appkeys import ENGINE, HTTP
-from server.installations.credentials import fresh_oauth_token
+from server.appkeys import ENGINE, SERVICES
 from server.installations.crypto import CIPHER
-from server.installations.store import Credential, get_credential
+from server.installations.model import Credential
 from server.settings import Settings
+from server.storage.installations import SqlCredentials
 from tests.conftest import ACCOUNT, CLIENT_ID, INSTALLER
 from tests.installations.helpers import auth, event, post_event, query
 
@@ -52,7 +52,7 @@ def token_requests(fake_monday: Any) -> list[Any]:
 
 
 async def stored_oauth(client: Any, user: str) -> Credential | None:
-    return await get_credential(client.app[ENGINE], client.app[CIPHER], ACCOUNT, user, "oauth")
+    return await SqlCredentials(client.app[ENGINE], client.app[CIPHER]).get(ACCOUNT, user, "oauth")
 
 
 async def test_start_builds_the_authorize_url_and_stores_only_a_digest(
@@ -256,9 +256,7 @@ async def test_refresh_tokens_are_stored_and_used_before_expiry(
     assert credential.expires_at - datetime.now(UTC) < timedelta(minutes=3)
 
     app = monday_client.app
-    fresh = await fresh_oauth_token(
-        app[ENGINE], app[CIPHER], app[HTTP], monday_settings, credential
-    )
+    fresh = await app[SERVICES].installations.credentials.refresher.fresh(credential)
     assert fresh.secret != credential.secret
     assert fresh.refresh_secret not in (None, credential.refresh_secret)
     assert fresh.needs_reconnect is False
@@ -292,7 +290,7 @@ async def test_a_token_far_from_expiry_is_not_refreshed(
 ) -> None:
     credential = await _connect_with_refresh(monday_client, fake_monday, mint, lifetime=3600)
     app = monday_client.app
-    same = await fresh_oauth_token(app[ENGINE], app[CIPHER], app[HTTP], monday_settings, credential)
+    same = await app[SERVICES].installations.credentials.refresher.fresh(credential)
     assert same.secret == credential.secret
     assert [r.body["grant_type"] for r in token_requests(fake_monday)] == ["authorization_code"]
 
@@ -304,9 +302,7 @@ async def test_a_refused_refresh_marks_the_credential_for_reconnect(
     assert credential.refresh_secret is not None
     fake_monday.fake.take_refresh_token(credential.refresh_secret)  # monday forgot it
     app = monday_client.app
-    result = await fresh_oauth_token(
-        app[ENGINE], app[CIPHER], app[HTTP], monday_settings, credential
-    )
+    result = await app[SERVICES].installations.credentials.refresher.fresh(credential)
     assert result.needs_reconnect is True
     stored = await stored_oauth(monday_client, MEMBER)
     assert stored is not None and stored.needs_reconnect is True
@@ -323,10 +319,7 @@ async def test_concurrent_refreshes_use_the_rotating_refresh_token_once(
     fake_monday.fake.access_token_lifetime_seconds = 3600  # the refreshed token lives long
     app = monday_client.app
     results = await asyncio.gather(
-        *(
-            fresh_oauth_token(app[ENGINE], app[CIPHER], app[HTTP], monday_settings, credential)
-            for _ in range(3)
-        )
+        *(app[SERVICES].installations.credentials.refresher.fresh(credential) for _ in range(3))
     )
     assert {r.secret for r in results} == {results[0].secret}
     assert all(not r.needs_reconnect for r in results)

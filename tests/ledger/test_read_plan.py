@@ -134,7 +134,11 @@ def single_or_count(who: Session, query: Query) -> Any:
 async def test_two_arms_read_what_the_or_reads(engine: AsyncEngine, params: dict[str, str]) -> None:
     query = parsed(params)
     async with engine.connect() as conn:
-        got = (await conn.execute(reads.page_statement(session(), query))).mappings().all()
+        got = (
+            (await conn.execute(reads.page_statement(session(), query, conn.dialect.name)))
+            .mappings()
+            .all()
+        )
         want = (await conn.execute(single_or_page(session(), query))).mappings().all()
         count = (await conn.execute(reads.count_statement(session(), query))).scalar_one()
         want_count = (await conn.execute(single_or_count(session(), query))).scalar_one()
@@ -170,7 +174,11 @@ async def test_counts_without_a_filter_and_for_admins(engine: AsyncEngine) -> No
 async def test_ties_follow_the_direction_of_the_last_sort_field(engine: AsyncEngine) -> None:
     query = parsed({"sort": "-timestamp", "limit": "-1"})
     async with engine.connect() as conn:
-        data = (await conn.execute(reads.page_statement(session(), query))).mappings().all()
+        data = (
+            (await conn.execute(reads.page_statement(session(), query, conn.dialect.name)))
+            .mappings()
+            .all()
+        )
     keys = [(r["timestamp"], r["id"]) for r in data]
     assert keys == sorted(keys, reverse=True)
     assert len({t for t, _ in keys}) < len(keys), "the data set must contain ties"
@@ -190,7 +198,7 @@ async def test_sqlite_plan_needs_no_temporary_sort(
     async with engine.connect() as conn:
         plans = []
         for stmt in (
-            reads.page_statement(session(), query),
+            reads.page_statement(session(), query, conn.dialect.name),
             reads.count_statement(session(), query),
         ):
             sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))

@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE
+from server.clock import utcnow
 from server.installations.crypto import CredentialCipher
-from server.installations.store import store_credential, upsert_installation, utcnow
+from server.storage.installations import SqlCredentials, upsert_installation
 from server.storage.notifications import SqlNotificationRows
 from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY, INSTALLER
@@ -51,9 +52,7 @@ async def connect(
     token = token or f"{kind}-token-of-{user}"
     fake.add_user(user, ACCOUNT, f"User {user}", f"user{user}@example.com")
     fake.add_token(token, user, ACCOUNT, "personal" if kind == "api_key" else "oauth")
-    await store_credential(
-        client.app[ENGINE],
-        CredentialCipher([ENCRYPTION_KEY]),
+    await SqlCredentials(client.app[ENGINE], CredentialCipher([ENCRYPTION_KEY])).put(
         account_id=ACCOUNT,
         user_id=user,
         kind=kind,  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from typing import Any
 
 from server.appkeys import ENGINE
 from server.installations.crypto import CredentialCipher
-from server.installations.store import get_credential
+from server.storage.installations import SqlCredentials
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY
 from tests.notifications.helpers import MEMBER, connect, fetch_row, install, notification
 
@@ -95,9 +95,9 @@ async def test_rejected_credential_needs_reconnect(
 ) -> None:
     row = await send_with_fault(monday_client, fake_monday.fake, mint, "unauthorized")
     assert row["delivery_status"] == "failed"
-    credential = await get_credential(
-        monday_client.app[ENGINE], CredentialCipher([ENCRYPTION_KEY]), ACCOUNT, MEMBER, "oauth"
-    )
+    credential = await SqlCredentials(
+        monday_client.app[ENGINE], CredentialCipher([ENCRYPTION_KEY])
+    ).get(ACCOUNT, MEMBER, "oauth")
     assert credential is not None and credential.needs_reconnect
     # The next send does not use the rejected token any more.
     again = await monday_client.post(

@@ -6,8 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from server.appkeys import ENGINE
+from server.clock import utcnow
 from server.installations.crypto import CredentialCipher
-from server.installations.store import get_credential, store_credential, utcnow
+from server.storage.installations import SqlCredentials
 from tests.conftest import ACCOUNT, ENCRYPTION_KEY
 from tests.notifications.helpers import MEMBER, install, notification
 
@@ -22,9 +23,7 @@ async def test_an_expiring_oauth_token_is_refreshed_before_sending(
     granted = fake.grant_tokens(MEMBER, ACCOUNT, "notifications:write")
     cipher = CredentialCipher([ENCRYPTION_KEY])
     engine = monday_client.app[ENGINE]
-    await store_credential(
-        engine,
-        cipher,
+    await SqlCredentials(engine, cipher).put(
         account_id=ACCOUNT,
         user_id=MEMBER,
         kind="oauth",
@@ -38,7 +37,7 @@ async def test_an_expiring_oauth_token_is_refreshed_before_sending(
     )
     assert (await response.json())["data"]["delivery_status"] == "sent"
 
-    stored = await get_credential(engine, cipher, ACCOUNT, MEMBER, "oauth")
+    stored = await SqlCredentials(engine, cipher).get(ACCOUNT, MEMBER, "oauth")
     assert stored is not None
     assert stored.secret != granted["access_token"]
     assert stored.refresh_secret != granted["refresh_token"]  # monday rotates refresh tokens

@@ -20,8 +20,8 @@ from sqlalchemy import insert
 
 from server.app import create_app
 from server.appkeys import ENGINE
+from server.clock import utcnow
 from server.dev.fake_monday import FakeMonday, create_fake_monday_app, seed_dev_users
-from server.installations.store import utcnow
 from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER
 from tests.conftest import make_settings as make_test_settings

@@ -17,7 +17,15 @@ from server.sender import SendAs, SenderPolicy, Transport
 from tests.conftest import make_settings
 
 # Routes that are not JSON, so not in the document: HTML pages, their assets, Prometheus text.
-NOT_JSON_PREFIXES = ("/views", "/static", "/vendor", "/dev", "/metrics", "/oauth/callback")
+NOT_JSON_PREFIXES = (
+    "/views",
+    "/static",
+    "/vendor",
+    "/dev",
+    "/metrics",
+    "/oauth/callback",
+    "/websocket",  # a WebSocket upgrade (docs/realtime.md), not a JSON route
+)
 # Contract §6, written out on purpose: the one independent list the code is checked against
 # (here and in tests/ledger/test_rest_read.py), so a field can't change in code and tests at once.
 CONTRACT_FIELDS = [

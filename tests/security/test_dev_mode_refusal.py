@@ -5,7 +5,7 @@ configured client secret: with a production secret, that would be a production a
 So `--dev` (or APP_ENV=development) refuses to start, in ONE line on stderr with a non-zero exit
 and no traceback, when APP_ENV=production is set explicitly, when any production secret or the
 app's client id is set, or when DATABASE_URL is a PostgreSQL server that is not on this machine.
-`DEV_MODE` is not a setting: it is refused too (docs/security-delivery.md).
+`DEV_MODE` is not a setting: it is refused too (docs/security.md).
 """
 
 from __future__ import annotations

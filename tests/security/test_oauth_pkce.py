@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import ENGINE
 from server.installations.crypto import CIPHER, CredentialCipher
-from server.installations.store import consume_oauth_state, create_oauth_state, get_credential
 from server.settings import Settings
 from server.storage.db import create_engine
+from server.storage.installations import SqlCredentials, SqlOAuthStates
 from server.storage.tables import oauth_states
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, ENCRYPTION_KEY
 from tests.installations.helpers import auth, event, post_event, query
@@ -93,8 +93,8 @@ async def test_the_full_flow_sends_the_verifier_and_monday_checks_it(
     assert verifier not in page
     assert all(verifier not in record.getMessage() for record in caplog.records)
     assert all(verifier not in str(record.__dict__) for record in caplog.records)
-    credential = await get_credential(
-        monday_client.app[ENGINE], monday_client.app[CIPHER], ACCOUNT, MEMBER, "oauth"
+    credential = await SqlCredentials(monday_client.app[ENGINE], monday_client.app[CIPHER]).get(
+        ACCOUNT, MEMBER, "oauth"
     )
     assert credential is not None
 
@@ -109,8 +109,8 @@ async def test_a_wrong_verifier_connects_nothing(
     response = await monday_client.get("/oauth/callback", params=await consent(params["url"]))
     assert response.status == 400
     assert (
-        await get_credential(
-            monday_client.app[ENGINE], monday_client.app[CIPHER], ACCOUNT, MEMBER, "oauth"
+        await SqlCredentials(monday_client.app[ENGINE], monday_client.app[CIPHER]).get(
+            ACCOUNT, MEMBER, "oauth"
         )
         is None
     )
@@ -176,19 +176,22 @@ async def test_the_verifier_is_stored_encrypted_and_spent_once(engine: AsyncEngi
     """On SQLite and PostgreSQL (the 0003 migration)."""
     cipher = CredentialCipher([ENCRYPTION_KEY])
     now = datetime.now(UTC)
-    encrypted = cipher.encrypt("the-verifier-" + "x" * 40)
-    await create_oauth_state(
-        engine,
+    verifier = "the-verifier-" + "x" * 40
+    states = SqlOAuthStates(engine, cipher)
+    await states.create(
         state_digest="d" * 64,
         account_id=ACCOUNT,
         user_id=MEMBER,
         now=now,
         expires_at=now + timedelta(minutes=10),
-        code_verifier_encrypted=encrypted,
+        code_verifier=verifier,
     )
-    state = await consume_oauth_state(engine, "d" * 64, now=now)
-    assert state is not None and state.code_verifier_encrypted == encrypted
+    async with engine.connect() as conn:
+        kept = (await conn.execute(select(oauth_states.c.code_verifier_encrypted))).scalar_one()
+    assert kept is not None and verifier not in kept and cipher.decrypt(kept) == verifier
+    state = await states.consume("d" * 64, now=now)
+    assert state is not None and state.code_verifier == verifier
     async with engine.connect() as conn:
         left = (await conn.execute(select(oauth_states.c.code_verifier_encrypted))).scalar_one()
     assert left is None
-    assert await consume_oauth_state(engine, "d" * 64, now=now) is None
+    assert await states.consume("d" * 64, now=now) is None

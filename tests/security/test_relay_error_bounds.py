@@ -1,5 +1,5 @@
 """`POST /notifications/{id}/relay` keeps only the documented error fields, each a bounded
-string (docs/security-delivery.md); anything else is 400 INVALID_PAYLOAD and changes nothing."""
+string (docs/security.md); anything else is 400 INVALID_PAYLOAD and changes nothing."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.appkeys import SERVICES
-from server.installations.retention import purge_uninstalled
-from server.installations.store import get_installation, upsert_installation
 from server.storage.db import create_engine
+from server.storage.installations import SqlInstallations, upsert_installation
+from server.storage.retention import purge_uninstalled
 from server.storage.tables import (
     idempotency_keys,
     lifecycle_events,
@@ -166,10 +166,10 @@ async def test_only_accounts_uninstalled_past_the_retention_are_purged(
     for kept in (GONE_9_DAYS, REINSTALLED, INSTALLED):
         assert await counts(engine, kept) == FULL, kept
     # The installation record stays (lifecycle needs it), without the installer's details.
-    gone = await get_installation(engine, GONE_11_DAYS)
+    gone = await SqlInstallations(engine).get(GONE_11_DAYS)
     assert gone is not None and not gone.installed
     assert (gone.installer_name, gone.installer_email) == (None, None)
-    kept_record = await get_installation(engine, GONE_9_DAYS)
+    kept_record = await SqlInstallations(engine).get(GONE_9_DAYS)
     assert kept_record is not None and kept_record.installer_email == "ada@example.com"
 
     # Nothing left to do for it: the next pass does not visit it again.

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
 from server.notifications.model import IdempotencyRecord
+from server.storage.db import read, write
 from server.storage.tables import idempotency_keys
 
 c = idempotency_keys.c
@@ -31,17 +32,15 @@ class SqlIdempotencyKeys:
 
     async def reserve(self, account_id: str, user_id: str, key: str, digest: str) -> bool:
         """Insert the key row; False if it exists already (someone else holds the key)."""
+        statement = insert(idempotency_keys).values(
+            account_id=account_id,
+            user_id=user_id,
+            key=key,
+            body_digest=digest,
+            created_at=utcnow(),
+        )
         try:
-            async with self.engine.begin() as connection:
-                await connection.execute(
-                    insert(idempotency_keys).values(
-                        account_id=account_id,
-                        user_id=user_id,
-                        key=key,
-                        body_digest=digest,
-                        created_at=utcnow(),
-                    )
-                )
+            await write(self.engine, lambda connection: connection.execute(statement))
         except IntegrityError:
             return False
         return True
@@ -49,11 +48,10 @@ class SqlIdempotencyKeys:
     async def read(self, account_id: str, user_id: str, key: str) -> IdempotencyRecord | None:
         # A plain read: waiting duplicates must not take SQLite's single write lock while
         # they poll.
-        async with self.engine.connect() as connection:
-            result = await connection.execute(
-                select(idempotency_keys).where(_where(account_id, user_id, key))
-            )
-            row = result.mappings().first()
+        statement = select(idempotency_keys).where(_where(account_id, user_id, key))
+        row = await read(
+            self.engine, lambda connection: connection.execute(statement).mappings().first()
+        )
         if row is None:
             return None
         return IdempotencyRecord(
@@ -65,18 +63,16 @@ class SqlIdempotencyKeys:
 
     async def forget(self, account_id: str, user_id: str, key: str) -> None:
         """Give the key back (expired, or its request failed in a way a retry may repeat)."""
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                delete(idempotency_keys).where(_where(account_id, user_id, key))
-            )
+        statement = delete(idempotency_keys).where(_where(account_id, user_id, key))
+        await write(self.engine, lambda connection: connection.execute(statement))
 
     async def keep_answer(
         self, account_id: str, user_id: str, key: str, status: int, body: Any
     ) -> None:
         """Store the first answer, replayed to later requests with the key."""
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(idempotency_keys)
-                .where(_where(account_id, user_id, key))
-                .values(response_status=status, response_body=body)
-            )
+        statement = (
+            update(idempotency_keys)
+            .where(_where(account_id, user_id, key))
+            .values(response_status=status, response_body=body)
+        )
+        await write(self.engine, lambda connection: connection.execute(statement))

@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
+from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     CLAIMABLE,
     WAITING,
@@ -28,6 +30,8 @@ from server.notifications.model import (
     delivery_error,
     sources,
 )
+from server.storage.db import write
+from server.storage.notifications.resend import ResendStatements
 from server.storage.tables import notifications
 
 t = notifications.c
@@ -58,7 +62,10 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
     }
     if status == DeliveryStatus.SENT:
         values.update(sent_at=now, monday_id=outcome.monday_id)
-    if status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
+    if status == DeliveryStatus.UNKNOWN and outcome.next_attempt_at is not None:
+        # Retried with the same request and Idempotency-Key then (contract §11).
+        values["next_attempt_at"] = outcome.next_attempt_at
+    elif status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
         values["next_attempt_at"] = outcome.next_attempt_at
     elif status == DeliveryStatus.RETRY_SCHEDULED:
         delay = max(outcome.retry_after or 1.0, 0.05)
@@ -68,11 +75,19 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
     return values
 
 
-class SqlOutbox:
-    """The outbox statements over one SQLAlchemy engine."""
+class SqlOutbox(ResendStatements):
+    """The outbox statements over one SQLAlchemy engine (the exactly-once retry's statements
+    are in resend.py)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_change: OnChange = ignore) -> None:
         self.engine = engine
+        # Called after each committed delivery status change (the realtime change bus, §13);
+        # the outbox knows only ids, so the bus finds their accounts.
+        self.on_change = on_change
+
+    def _updated(self, ids: Sequence[int]) -> None:
+        if ids:
+            self.on_change(RowChange("update", tuple(ids)))
 
     async def claim(
         self,
@@ -129,8 +144,9 @@ class SqlOutbox:
         }
         if lease_seconds is not None:
             values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
-        async with self.engine.begin() as connection:
-            await connection.execute(
+
+        def run(connection: Connection) -> list[int]:
+            connection.execute(
                 update(notifications)
                 .where(
                     t.id.in_(list(ids)),
@@ -140,7 +156,7 @@ class SqlOutbox:
                 )
                 .values(**values)
             )
-            result = await connection.execute(
+            result = connection.execute(
                 select(t.id).where(
                     t.id.in_(list(ids)),
                     t.lease_owner == owner,
@@ -148,6 +164,10 @@ class SqlOutbox:
                 )
             )
             return [row[0] for row in result.all()]
+
+        moved = await write(self.engine, run)
+        self._updated(moved)
+        return moved
 
     async def finish(
         self,
@@ -175,17 +195,25 @@ class SqlOutbox:
         if not outcomes:
             return
         now = utcnow()
-        async with self.engine.begin() as connection:
-            for outcome in outcomes:
-                await connection.execute(
-                    update(notifications)
-                    .where(
-                        t.id == outcome.row_id,
-                        t.lease_owner == owner,
-                        t.delivery_status.in_(_from(outcome.delivery_status)),
-                    )
-                    .values(**_finish_values(outcome, now))
-                )
+        statements = [
+            update(notifications)
+            .where(
+                t.id == outcome.row_id,
+                t.lease_owner == owner,
+                t.delivery_status.in_(_from(outcome.delivery_status)),
+            )
+            .values(**_finish_values(outcome, now))
+            for outcome in outcomes
+        ]
+
+        def run(connection: Connection) -> None:
+            for statement in statements:
+                connection.execute(statement)
+
+        # Outcomes of concurrent requests (and batches) arriving while a commit is in
+        # flight are committed together (group commit, storage/writer.py).
+        await write(self.engine, run)
+        self._updated([outcome.row_id for outcome in outcomes])
 
     async def defer(
         self,
@@ -214,7 +242,10 @@ class SqlOutbox:
                     lease_expires_at=None,
                 )
             )
-        return int(result.rowcount or 0)
+        count = int(result.rowcount or 0)
+        if count:
+            self._updated(ids)
+        return count
 
     async def release(self, owner: str, ids: Sequence[int]) -> None:
         """Give back rows claimed but not sent (e.g. on shutdown)."""
@@ -232,7 +263,8 @@ class SqlOutbox:
             )
 
     async def expire_stale_sending(self) -> int:
-        """Rows left `sending` by a dead process: they may have reached monday, so `unknown`."""
+        """Rows left `sending` by a dead process: they may have reached monday, so `unknown`
+        (due at once for a retry of the same request, see resend.py)."""
         now = utcnow()
         async with self.engine.begin() as connection:
             result = await connection.execute(
@@ -243,6 +275,8 @@ class SqlOutbox:
                 )
                 .values(
                     delivery_status=DeliveryStatus.UNKNOWN.value,
+                    # A row stamped with its request is retried with it at once (§11).
+                    next_attempt_at=case((t.delivery_request_key.is_not(None), now), else_=None),
                     lease_owner=None,
                     lease_expires_at=None,
                     last_error=delivery_error(
@@ -250,8 +284,11 @@ class SqlOutbox:
                         "The server stopped while sending; monday may or may not have it.",
                     ),
                 )
+                .returning(t.id)
             )
-        return int(result.rowcount or 0)
+            expired = [int(row_id) for row_id in result.scalars().all()]
+        self._updated(expired)
+        return len(expired)
 
     async def queue_depth(self) -> tuple[dict[str, int], float]:
         """Rows waiting per status (`queued`, `retry_scheduled`, `sending`) and the age in

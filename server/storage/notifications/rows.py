@@ -12,10 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.clock import utcnow
+from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
@@ -26,6 +28,7 @@ from server.notifications.model import (
     transition,
 )
 from server.notifications.query import Query, order_by
+from server.storage.db import read, write
 from server.storage.tables import notifications, sender_audit
 
 t = notifications.c
@@ -91,8 +94,14 @@ def _status_values(status: LedgerStatus | None) -> dict[str, Any]:
 class SqlNotificationRows:
     """The `notifications` and `sender_audit` statements, over one SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_change: OnChange = ignore) -> None:
         self.engine = engine
+        # Called after each committed write (the realtime change bus; contract §13).
+        self.on_change = on_change
+
+    def _updated(self, rows: Sequence[Notification]) -> None:
+        if rows:
+            self.on_change(RowChange("update", tuple(r.id for r in rows), rows[0].account_id))
 
     # ------------------------------------------------------------ the send path
 
@@ -115,12 +124,13 @@ class SqlNotificationRows:
         """
         now = utcnow()
         lease_expires_at = now + timedelta(seconds=lease_seconds)
-        stored: list[Notification] = []
-        async with self.engine.begin() as connection:
+
+        def run(connection: Connection) -> list[Notification]:
+            stored: list[Notification] = []
             for row, audit in zip(rows, audits, strict=True):
                 status = row.initial_status
                 leased = status == DeliveryStatus.QUEUED and lease_owner is not None
-                result = await connection.execute(
+                result = connection.execute(
                     insert(notifications)
                     .values(
                         timestamp=now,
@@ -147,10 +157,14 @@ class SqlNotificationRows:
                     .returning(*notifications.c)
                 )
                 notification = Notification.from_row(result.mappings().one())
-                await connection.execute(
+                connection.execute(
                     insert(sender_audit).values(_audit_values(audit, notification.id))
                 )
                 stored.append(notification)
+            return stored
+
+        stored = await write(self.engine, run)
+        self.on_change(RowChange("create", tuple(n.id for n in stored), account_id))
         return stored
 
     async def write_audit(self, entry: AuditEntry) -> None:
@@ -162,9 +176,13 @@ class SqlNotificationRows:
         """Rows by id, in the order of `ids` (missing ones left out)."""
         if not ids:
             return []
-        async with self.engine.connect() as connection:
-            result = await connection.execute(select(notifications).where(t.id.in_(list(ids))))
-            by_id = {int(row["id"]): Notification.from_row(row) for row in result.mappings()}
+        statement = select(notifications).where(t.id.in_(list(ids)))
+
+        def run(connection: Connection) -> dict[int, Notification]:
+            result = connection.execute(statement)
+            return {int(row["id"]): Notification.from_row(row) for row in result.mappings()}
+
+        by_id = await read(self.engine, run)
         return [by_id[i] for i in ids if i in by_id]
 
     async def get(self, row_id: int) -> Notification | None:
@@ -198,7 +216,11 @@ class SqlNotificationRows:
                 .returning(*notifications.c)
             )
             row = result.mappings().first()
-        return Notification.from_row(row) if row is not None else None
+        if row is None:
+            return None
+        stored = Notification.from_row(row)
+        self._updated([stored])
+        return stored
 
     # ------------------------------------------------------------ the ledger API's writes
 
@@ -232,6 +254,7 @@ class SqlNotificationRows:
                     changed.extend(await self._set_status(connection, visibility, [key], status))
         except _NotAll:
             return None
+        self._updated(changed)
         return changed
 
     async def set_status_all(
@@ -240,9 +263,11 @@ class SqlNotificationRows:
         """One status for all `keys`: the rows, or None (nothing changed) as in `set_status`."""
         try:
             async with self.engine.begin() as connection:
-                return await self._set_status(connection, visibility, keys, status)
+                rows = await self._set_status(connection, visibility, keys, status)
         except _NotAll:
             return None
+        self._updated(rows)
+        return rows
 
     async def set_status_matching(
         self, visibility: Visibility, query: Query, status: LedgerStatus | None
@@ -257,7 +282,9 @@ class SqlNotificationRows:
         )
         async with self.engine.begin() as connection:
             rows = (await connection.execute(stmt)).mappings().all()
-        return [Notification.from_row(r) for r in rows]
+        changed = [Notification.from_row(r) for r in rows]
+        self._updated(changed)
+        return changed
 
     async def delete(self, deletable: Visibility, keys: Sequence[int]) -> list[int] | None:
         """Delete `keys`: their ids, or None (nothing deleted) when one is outside `deletable`."""
@@ -265,16 +292,22 @@ class SqlNotificationRows:
         stmt = (
             delete(notifications)
             .where(t.id.in_(unique), visibility_condition(deletable))
-            .returning(t.id)
+            .returning(t.id, t.recipient, t.sender)
         )
         try:
             async with self.engine.begin() as connection:
-                deleted = [int(k) for k in (await connection.execute(stmt)).scalars().all()]
-                if len(deleted) != len(unique):
+                gone = [(int(k), str(r), str(s)) for k, r, s in (await connection.execute(stmt))]
+                if len(gone) != len(unique):
                     raise _NotAll
         except _NotAll:
             return None
-        return deleted
+        self._deleted(deletable.account_id, gone)
+        return [row_id for row_id, _r, _s in gone]
+
+    def _deleted(self, account_id: str, gone: Sequence[tuple[int, str, str]]) -> None:
+        if gone:
+            ids = tuple(row_id for row_id, _r, _s in gone)
+            self.on_change(RowChange("delete", ids, account_id, tuple(gone)))
 
     async def delete_matching(
         self, visible: Visibility, deletable: Visibility, query: Query
@@ -285,13 +318,16 @@ class SqlNotificationRows:
         stmt = (
             delete(notifications)
             .where(t.id.in_(ids), visibility_condition(visible))
-            .returning(t.id, visibility_condition(deletable).label("deletable"))
+            .returning(
+                t.id, visibility_condition(deletable).label("deletable"), t.recipient, t.sender
+            )
         )
         try:
             async with self.engine.begin() as connection:
                 rows = (await connection.execute(stmt)).all()
-                if not all(bool(ok) for _id, ok in rows):
+                if not all(bool(ok) for _id, ok, _r, _s in rows):
                     raise _NotAll
         except _NotAll:
             return None
-        return [int(row_id) for row_id, _ok in rows]
+        self._deleted(visible.account_id, [(int(i), str(r), str(s)) for i, _ok, r, s in rows])
+        return [int(row_id) for row_id, _ok, _r, _s in rows]

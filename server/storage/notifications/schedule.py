@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
+from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import DeliveryStatus, Notification, Visibility, sources
 from server.storage.notifications.rows import visibility_condition
 from server.storage.tables import installations, mutes, notifications
@@ -63,8 +64,14 @@ class AccountSchedule:
 class SqlSchedule:
     """The §12 statements over one SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_change: OnChange = ignore) -> None:
         self.engine = engine
+        # Called after each committed status change, so live subscribers see it (§13).
+        self.on_change = on_change
+
+    def _updated(self, ids: Sequence[int]) -> None:
+        if ids:
+            self.on_change(RowChange("update", tuple(ids)))
 
     # ------------------------------------------------------------ the scheduler
 
@@ -73,6 +80,10 @@ class SqlSchedule:
         under its lease, so each is sent once however many instances release it)."""
         now = utcnow()
         due = and_(t.delivery_status == S.SCHEDULED.value, t.next_attempt_at <= now)
+        # Every poll asks; a plain read first keeps an idle poll off SQLite's writer.
+        async with self.engine.connect() as connection:
+            if (await connection.execute(select(t.id).where(due).limit(1))).first() is None:
+                return 0
         async with self.engine.begin() as connection:
             candidates = select(t.id).where(due).order_by(t.next_attempt_at, t.id).limit(limit)
             if connection.dialect.name == "postgresql":
@@ -84,8 +95,11 @@ class SqlSchedule:
                 update(notifications)
                 .where(t.id.in_(ids), due)
                 .values(delivery_status=S.QUEUED.value, lease_owner=None, lease_expires_at=None)
+                .returning(t.id)
             )
-        return int(result.rowcount or 0)
+            released = [int(row_id) for row_id in result.scalars().all()]
+        self._updated(released)
+        return len(released)
 
     async def suppress(self, owner: str, ids: Sequence[int]) -> int:
         """Rows leased to `owner` whose recipient muted them: `suppressed`, never sent."""
@@ -105,8 +119,11 @@ class SqlSchedule:
                     lease_owner=None,
                     lease_expires_at=None,
                 )
+                .returning(t.id)
             )
-        return int(result.rowcount or 0)
+            moved = [int(row_id) for row_id in result.scalars().all()]
+        self._updated(moved)
+        return len(moved)
 
     async def hold(self, owner: str, ids: Sequence[int], *, until: datetime, reason: str) -> int:
         """Rows leased to `owner`, due but held back (quiet hours): `scheduled` until `until`."""
@@ -127,8 +144,11 @@ class SqlSchedule:
                     lease_owner=None,
                     lease_expires_at=None,
                 )
+                .returning(t.id)
             )
-        return int(result.rowcount or 0)
+            moved = [int(row_id) for row_id in result.scalars().all()]
+        self._updated(moved)
+        return len(moved)
 
     async def account_schedule(self, account_id: str) -> AccountSchedule:
         c = installations.c
@@ -178,6 +198,7 @@ class SqlSchedule:
                     changed.extend(rows)
         except _NotAll:
             return None
+        self._updated([row.id for row in changed])
         return changed
 
     # ------------------------------------------------------------ mutes

@@ -3,7 +3,7 @@
 monday requires an app to delete an account's data within 10 days of the uninstall. An account
 uninstalled for at least `UNINSTALL_RETENTION_DAYS` (default 10) loses, in this order:
 
-- its sender audit entries, ledger rows (`notifications`) and idempotency records;
+- its sender audit entries, ledger rows (`notifications`), idempotency records and mutes;
 - any credential or OAuth state left (the uninstall already deleted them; belt and braces);
 - the installer's name and e-mail on the installation record.
 
@@ -37,11 +37,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.installations.store import utcnow
+from server.clock import utcnow
+from server.installations.ports import AccountChanges
+from server.storage.installations.accounts import NEXT_REVISION
 from server.storage.tables import (
     credentials,
     idempotency_keys,
     installations,
+    mutes,
     notifications,
     oauth_states,
     sender_audit,
@@ -56,6 +59,7 @@ PURGED: tuple[Table, ...] = (
     sender_audit,
     notifications,
     idempotency_keys,
+    mutes,  # contract §12: the account's users' mutes
     credentials,
     oauth_states,
 )
@@ -116,8 +120,13 @@ async def purge_uninstalled(
     now: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_accounts: int = DEFAULT_MAX_ACCOUNTS,
+    changes: AccountChanges | None = None,
 ) -> PurgeReport:
-    """Purge up to `max_accounts` accounts uninstalled for `retention_days` or more."""
+    """Purge up to `max_accounts` accounts uninstalled for `retention_days` or more.
+
+    Each purged account's revision is bumped and `changes` told, so no cache keeps a
+    credential of it (the uninstall already deleted them; this is belt and braces).
+    """
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     async with engine.connect() as conn:
         accounts: Sequence[str] = (
@@ -142,8 +151,10 @@ async def purge_uninstalled(
             await conn.execute(
                 update(installations)
                 .where(_expired(account_id, cutoff))
-                .values(installer_name=None, installer_email=None)
+                .values(installer_name=None, installer_email=None, revision=NEXT_REVISION)
             )
+        if changes is not None:
+            changes.changed(account_id)
         report.accounts.append(account_id)
     if report.accounts:
         log.info(

@@ -1,0 +1,142 @@
+"""Exactly once (contract §11): one Idempotency-Key per exact request, and `unknown` rows
+retried with that very request while monday still remembers the key.
+
+monday replays the first answer to a key for 30 minutes and answers 409 while the first is
+in flight, so sending the same document with the same key again can never notify twice.
+A key names one request: the account, the sender, the credential owner, the row ids in
+alias order and the exact document and variables. A retry rebuilds the document from the
+same rows (their text, recipient and target never change) and checks it yields the key.
+We retry for 25 minutes after the key was first sent, inside monday's 30, so a retry never
+reaches monday after it has forgotten the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from server.clock import utcnow
+from server.delivery.governor import Deferral, backoff_seconds
+from server.logs import account_id_var
+from server.monday.client import NotificationRequest, notification_payload
+from server.monday.outcome import SendOutcome
+from server.notifications.model import Notification, delivery_error
+
+if TYPE_CHECKING:
+    from server.delivery.deliver import Deliverer
+
+log = logging.getLogger(__name__)
+
+RESEND_WINDOW = timedelta(minutes=25)
+
+
+def requests_for(rows: Sequence[Notification]) -> list[NotificationRequest]:
+    return [
+        NotificationRequest(
+            user_id=row.recipient, target_id=row.item, text=row.message, target_type=row.collection
+        )
+        for row in rows
+    ]
+
+
+def request_key(rows: Sequence[Notification]) -> str:
+    """The Idempotency-Key of sending exactly `rows` (in this order) as one request."""
+    first = rows[0]
+    query, variables = notification_payload(requests_for(rows))
+    material = [
+        first.account_id,
+        first.sent_as or "",
+        first.credential_owner or "",
+        [row.id for row in rows],
+        query,
+        variables,
+    ]
+    canonical = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def redeliver(deliverer: Deliverer, rows: Sequence[Notification]) -> None:
+    """Retry claimed `unknown` rows: one call per request they were sent in."""
+    requests: dict[str, list[Notification]] = defaultdict(list)
+    for row in rows:
+        if row.delivery_request_key is not None:
+            requests[row.delivery_request_key].append(row)
+    for key, claimed in requests.items():
+        try:
+            await _resend(deliverer, key, claimed)
+        except Exception:
+            # The rows keep their lease and are claimed again when it expires.
+            log.exception("retrying an unknown request failed")
+
+
+async def _resend(deliverer: Deliverer, key: str, claimed: list[Notification]) -> None:
+    first = claimed[0]
+    account_id_var.set(first.account_id)
+    lease = first.lease_owner
+    assert lease is not None and first.delivery_request_at is not None
+    ids = [row.id for row in claimed]
+    window_end = first.delivery_request_at + RESEND_WINDOW
+    outbox = deliverer.outbox
+    batch = await outbox.request_rows(first.delivery_request_rows)
+    if [r.id for r in batch] != list(first.delivery_request_rows) or request_key(batch) != key:
+        # A row of the request is gone: the exact request cannot be rebuilt, and any other
+        # request could run twice. It stays `unknown`, not retried.
+        error = delivery_error(
+            "REQUEST_CHANGED",
+            "The request this notification was sent in can no longer be rebuilt exactly; "
+            "monday may or may not have it.",
+        )
+        await outbox.reschedule_unknown(lease, ids, at=None, error=error)
+        return
+    owner = first.credential_owner or ""
+    sent_as = first.sent_as or ""
+    token = await deliverer._token_for(
+        first.account_id, sent_as, owner, first.sender != owner, first.id
+    )
+    if token is None:
+        error = delivery_error(
+            "NO_CREDENTIAL",
+            "The credential of the first attempt is gone, so it cannot be retried; "
+            "monday may or may not have it.",
+        )
+        await outbox.reschedule_unknown(lease, ids, at=None, error=error)
+        return
+    permit = await deliverer.governor.acquire(
+        first.account_id, f"{first.account_id}:{sent_as}:{owner}", cost=len(batch)
+    )
+    if isinstance(permit, Deferral):
+        at = permit.until if permit.until < window_end else None
+        if at is not None:
+            deliverer._due_at(at)
+        await outbox.reschedule_unknown(lease, ids, at=at)
+        return
+    outcomes: list[SendOutcome] = []
+    try:
+        sending = set(
+            await outbox.mark_resending(
+                lease, ids, request_key=key, lease_seconds=deliverer.call_lease_seconds()
+            )
+        )
+        if not sending:
+            return
+        outcomes = await deliverer.monday.send_notifications(
+            token, requests_for(batch), idempotency_key=key
+        )
+    finally:
+        rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
+        deliverer.governor.report(permit, outcomes, rate_limit)
+    by_id = dict(zip([r.id for r in batch], outcomes, strict=True))
+    mine = [row for row in claimed if row.id in sending]
+    finishes = [deliverer._finish(row, by_id[row.id], window_end, resend=True) for row in mine]
+    await deliverer._record(mine, finishes)
+
+
+def unknown_due(attempts: int, told: float | None, window_end: datetime) -> datetime | None:
+    """When to ask monday again about an `unknown` row, or None once past the window."""
+    due = utcnow() + timedelta(seconds=backoff_seconds(attempts, told))
+    return due if due < window_end else None

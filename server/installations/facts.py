@@ -1,0 +1,198 @@
+"""Installation and credential facts for the send path, cached in memory.
+
+Every send needs the account's installation and up to three of its credentials (the
+sender decision), and delivery needs the chosen one decrypted. Reading them costs an
+installation read and up to three credential reads with decryption per send; the cache
+keeps them per account, so a send costs one indexed read of the account's `revision`.
+
+Invalidation (contract §4: a revoked credential must not be used):
+
+- In this process, every store write tells `AccountChanges`, which drops the account's
+  entry at once (lifecycle events, sender policy, API key connect/disconnect, OAuth
+  connect/refresh, `needs_reconnect`, retention purge).
+- Across instances, through the database: every such write bumps `installations.revision`
+  in its own transaction. `installation()` (called first by every send decision) and
+  `CredentialResolver.resolve` (before every delivery attempt) read the revision by primary
+  key and reload the entry when it moved. So once instance B's disconnect or uninstall has
+  committed, instance A's next send decision and next delivery attempt do not use the
+  revoked credential: the bound is the time between that revision read and the monday
+  call, the same window a send without cache has between reading a credential and using it.
+- `credential()` without a check of its own reuses the entry checked by the same send's
+  `installation()` call if that check is under `REUSE_SECONDS` (1 s) old, else it checks.
+  That is the worst-case bound for a lookup that is not preceded by a send's check.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from server.installations.credentials import OAuthRefresher
+from server.installations.model import (
+    Credential,
+    CredentialKind,
+    Installation,
+    credential_kind,
+)
+from server.installations.ports import (
+    AccountChanges,
+    CredentialStore,
+    InstallationStore,
+)
+from server.monday.outcome import MondayError
+from server.sender import DEFAULT_POLICY, POLICIES, InstallationFacts, SenderPolicy
+
+REUSE_SECONDS = 1.0
+MAX_ACCOUNTS = 10_000
+
+
+@dataclass
+class _Entry:
+    revision: int | None  # None: the account had no installation row
+    installation: Installation | None
+    checked_at: float
+    credentials: dict[tuple[str, CredentialKind], Credential | None] = field(default_factory=dict)
+
+
+class InstallationCache:
+    """Per-account installation and decrypted credentials, revalidated by `revision`."""
+
+    def __init__(
+        self,
+        installations: InstallationStore,
+        credentials: CredentialStore,
+        changes: AccountChanges,
+        *,
+        max_accounts: int = MAX_ACCOUNTS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.installations = installations
+        self.credentials = credentials
+        self.max_accounts = max_accounts
+        self._monotonic = monotonic
+        self._entries: dict[str, _Entry] = {}
+        # Bumped by each invalidation: a load that overlapped one is not kept.
+        self._generation: dict[str, int] = {}
+        changes.subscribe(self.invalidate)
+
+    def invalidate(self, account_id: str) -> None:
+        """Forget the account's facts (a store write in this process changed them)."""
+        self._entries.pop(account_id, None)
+        self._generation[account_id] = self._generation.get(account_id, 0) + 1
+        if len(self._generation) > self.max_accounts:
+            self._generation.clear()  # generations only need to differ during a load
+
+    async def _checked(self, account_id: str) -> _Entry:
+        """The account's entry, after one indexed read of its revision (reloaded if moved)."""
+        entry = self._entries.get(account_id)
+        if entry is not None and entry.revision is not None:
+            revision = await self.installations.revision(account_id)
+            if revision == entry.revision and self._entries.get(account_id) is entry:
+                entry.checked_at = self._monotonic()
+                return entry
+        generation = self._generation.get(account_id, 0)
+        installation = await self.installations.get(account_id)
+        entry = _Entry(
+            revision=installation.revision if installation is not None else None,
+            installation=installation,
+            checked_at=self._monotonic(),
+        )
+        # Without an installation row there is no revision to compare, so such an
+        # account's facts are read again at every check (only never-installed accounts).
+        if entry.revision is not None and self._generation.get(account_id, 0) == generation:
+            if account_id not in self._entries and len(self._entries) >= self.max_accounts:
+                self._entries.pop(next(iter(self._entries)))  # the oldest entry
+            self._entries[account_id] = entry
+        return entry
+
+    async def installation(self, account_id: str) -> Installation | None:
+        """The account's installation, checked against the database's revision now."""
+        return (await self._checked(account_id)).installation
+
+    async def credential(
+        self, account_id: str, user_id: str, kind: CredentialKind, *, check: bool = False
+    ) -> Credential | None:
+        """The decrypted credential (None if there is none); see the module's bound."""
+        entry = self._entries.get(account_id)
+        if check or entry is None or self._monotonic() - entry.checked_at >= REUSE_SECONDS:
+            entry = await self._checked(account_id)
+        key = (user_id, kind)
+        if key in entry.credentials:
+            return entry.credentials[key]
+        generation = self._generation.get(account_id, 0)
+        credential = await self.credentials.get(account_id, user_id, kind)
+        if entry.revision is not None and self._generation.get(account_id, 0) == generation:
+            entry.credentials[key] = credential
+        return credential
+
+
+def installation_facts(installation: Installation | None) -> InstallationFacts:
+    """What the sender decision needs to know about an account's installation."""
+    if installation is None:
+        return InstallationFacts(known=False, installed=False, installer_user_id=None)
+    # A row that no lifecycle event wrote and nobody installed (e.g. only a policy was saved
+    # in local development) does not mean "uninstalled": monday never told us that.
+    known = installation.from_lifecycle or installation.installed
+    policy: SenderPolicy = (
+        installation.sender_policy if installation.sender_policy in POLICIES else DEFAULT_POLICY
+    )
+    return InstallationFacts(
+        known=known,
+        installed=installation.installed,
+        installer_user_id=installation.installer_user_id,
+        sender_policy=policy,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationFactsReader:
+    """The send service's `SenderFactsSource`, over the cache."""
+
+    cache: InstallationCache
+
+    async def installation(self, account_id: str) -> InstallationFacts:
+        return installation_facts(await self.cache.installation(account_id))
+
+    async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool:
+        credential = await self.cache.credential(account_id, user_id, credential_kind(kind))
+        return credential is not None and not credential.needs_reconnect
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialResolver:
+    """Delivery's view of credentials: a usable token per sender, and "needs reconnect"."""
+
+    cache: InstallationCache
+    refresher: OAuthRefresher
+
+    async def resolve(
+        self, account_id: str, sent_as: str, owner: str, for_others: bool
+    ) -> str | None:
+        # Checked against the database's revision before every attempt (module docstring).
+        installation = await self.cache.installation(account_id)
+        if (sent_as == "installer" or for_others) and not (
+            installation is not None
+            and installation.installed
+            and installation.installer_user_id == owner
+        ):
+            # Contract §10: a credential is only used for its own owner. The installer's key
+            # (or the installer's OAuth token lent to another caller) is usable only while
+            # its owner IS the current installer: a row queued before a reinstall by another
+            # admin fails NO_CREDENTIAL instead of going out with the former installer's key.
+            return None
+        kind: CredentialKind = "api_key" if sent_as == "installer" else "oauth"
+        credential = await self.cache.credential(account_id, owner, kind)
+        if credential is not None and credential.kind == "oauth":
+            # monday's newer OAuth: refresh a token that expires within 5 minutes first.
+            try:
+                credential = await self.refresher.fresh(credential)
+            except MondayError:
+                return None  # expired and monday unreachable: nothing usable right now
+        if credential is None or credential.needs_reconnect:
+            return None
+        return credential.secret
+
+    async def reconnect(self, account_id: str, sent_as: str, owner: str) -> None:
+        kind: CredentialKind = "api_key" if sent_as == "installer" else "oauth"
+        await self.refresher.credentials.mark_needs_reconnect(account_id, owner, kind)

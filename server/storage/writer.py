@@ -1,0 +1,240 @@
+"""Write transactions as one function each, and group commit on SQLite.
+
+`await db.write(engine, fn)` runs `fn(connection)` (plain synchronous SQLAlchemy Core on a sync
+`Connection`) in one write transaction and returns its result.
+
+- **SQLite**: a dedicated writer connection in its own thread. Each pending `fn` is a job;
+  jobs that arrive while a commit is in flight are written together in the next transaction
+  (group commit), each inside its own SAVEPOINT so one job's error (an `IntegrityError` of an
+  idempotency key, say) rolls back only that job and is raised to its caller. The whole batch
+  is one call into the thread: the write lock is held for the SQL only, never across
+  event-loop turns (with aiosqlite every statement, fetch and cursor close is a round trip to
+  the driver's thread, and a writer holding the lock waited for the loop between each).
+  The batch runs under the engine's in-process writer lock (`SQLiteEngine.write_lock`), so
+  it takes turns with `engine.begin()` users: still one writer per process.
+- **PostgreSQL** (and an in-memory SQLite database, which a second connection cannot see):
+  `engine.begin()` + `run_sync(fn)`, one transaction per call.
+
+`fn` must only run SQL: no network, no waiting, no `await` (it is synchronous), and it must not
+depend on being alone in its transaction other than through its own statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
+WriteFn = Callable[[Connection], T]
+# At most this many jobs share one transaction (bounds how long one commit holds the lock).
+MAX_BATCH = 64
+
+
+@dataclass
+class _Job:
+    fn: WriteFn[Any]
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _LoopState:
+    queue: list[_Job] = field(default_factory=list)
+    draining: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class _RolledBack(Exception):
+    """A lone job failed: its transaction was rolled back, the connection is fine."""
+
+
+class SQLiteWriter:
+    """One writer connection in one thread, with group commit (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_connect: Callable[[Any, Any], None],
+        on_begin: Callable[[Connection], None],
+        write_option: str,
+        lock_for: Callable[[], asyncio.Lock],
+    ) -> None:
+        sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+        self._url = sync_url
+        self._on_connect = on_connect
+        self._on_begin = on_begin
+        self._write_option = write_option
+        self._lock_for = lock_for
+        self._engine: Engine | None = None
+        self._connection: Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        # The reader: its own connection and thread (see `read`).
+        self._read_engine: Engine | None = None
+        self._read_connection: Connection | None = None
+        self._read_executor: ThreadPoolExecutor | None = None
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._guard = threading.Lock()
+
+    # ---------------------------------------------------------------- the event-loop side
+
+    async def submit(self, fn: WriteFn[T]) -> T:
+        loop = asyncio.get_running_loop()
+        state = self._states.setdefault(loop, _LoopState())
+        job = _Job(fn, loop.create_future())
+        state.queue.append(job)
+        if not state.draining:
+            state.draining = True
+            state.task = loop.create_task(self._drain(loop, state))
+        # A cancelled caller does not stop its job (it may already be in the transaction).
+        result: T = await job.future
+        return result
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
+        jobs: list[_Job] = []
+        try:
+            while state.queue:
+                async with self._lock_for():
+                    # Everything queued while we waited for the lock goes in this commit.
+                    jobs, state.queue = state.queue[:MAX_BATCH], state.queue[MAX_BATCH:]
+                    try:
+                        await loop.run_in_executor(self._pool(), self._run_batch, jobs)
+                    except Exception as error:
+                        for job in jobs:
+                            job.error = job.error or error
+                for job in jobs:
+                    if job.future.done():
+                        continue
+                    if job.error is not None:
+                        job.future.set_exception(job.error)
+                    else:
+                        job.future.set_result(job.result)
+                jobs = []
+        except asyncio.CancelledError:
+            # The loop is shutting down: nobody will drain these, so their callers stop too.
+            for job in [*jobs, *state.queue]:
+                job.future.cancel()
+            state.queue = []
+            raise
+        finally:
+            state.draining = False
+
+    async def read(self, fn: WriteFn[T]) -> T:
+        """Run `fn(connection)` in a read transaction (a deferred `BEGIN`, a snapshot) on a
+        dedicated reader connection: one call into its thread for the whole read."""
+        with self._guard:
+            if self._read_executor is None:
+                self._read_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+            executor = self._read_executor
+        return await asyncio.get_running_loop().run_in_executor(executor, self._run_read, fn)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+            return self._executor
+
+    # ---------------------------------------------------------------- the writer thread
+
+    def _conn(self) -> Connection:
+        if self._connection is None:
+            engine = self._new_engine()
+            self._engine = engine
+            connection = engine.connect()
+            self._connection = connection.execution_options(**{self._write_option: True})
+        return self._connection
+
+    def _new_engine(self) -> Engine:
+        engine = create_sync_engine(self._url, poolclass=StaticPool)
+        event.listen(engine, "connect", self._on_connect)
+        event.listen(engine, "begin", self._on_begin)
+        return engine
+
+    def _run_read(self, fn: WriteFn[T]) -> T:
+        if self._read_connection is None:
+            self._read_engine = self._new_engine()
+            self._read_connection = self._read_engine.connect()
+        connection = self._read_connection
+        try:
+            with connection.begin() as transaction:
+                result = fn(connection)
+                transaction.rollback()  # nothing to keep; ends the snapshot
+                return result
+        except BaseException:
+            connection.close()
+            self._read_connection = None
+            raise
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        connection = self._conn()
+        try:
+            with connection.begin():
+                if len(jobs) == 1:
+                    # Alone: no savepoint; its error rolls back the transaction.
+                    try:
+                        jobs[0].result = jobs[0].fn(connection)
+                    except Exception as error:
+                        jobs[0].error = error
+                        raise _RolledBack from error
+                    return
+                for job in jobs:
+                    savepoint = connection.begin_nested()
+                    try:
+                        job.result = job.fn(connection)
+                    except Exception as error:
+                        savepoint.rollback()
+                        job.error = error
+                    else:
+                        savepoint.commit()
+        except _RolledBack:
+            return
+        except BaseException:
+            # The transaction is gone (a single job failed, or COMMIT did): the connection
+            # may be in any state, so start over with a fresh one next time.
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def close(self) -> None:
+        """Close the writer connection and stop its thread (engine disposal)."""
+        with self._guard:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.submit(self._close).result()
+            executor.shutdown(wait=True)
+        with self._guard:
+            reader, self._read_executor = self._read_executor, None
+        if reader is not None:
+            reader.submit(self._close_reader).result()
+            reader.shutdown(wait=True)
+
+    def _close_reader(self) -> None:
+        if self._read_connection is not None:
+            with contextlib.suppress(Exception):
+                self._read_connection.close()
+            self._read_connection = None
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+            self._read_engine = None
