@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from server.clock import utcnow
+from server.delivery.digest import units
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
 from server.delivery.resend import (
     RESEND_WINDOW,
+    outcomes_by_row,
     redeliver,
     request_key,
     requests_for,
@@ -132,10 +134,11 @@ class Deliverer:
             owner = row.credential_owner or ""
             key = (row.account_id, row.sent_as or "", owner, row.sender != owner)
             groups[key].append(row)
+        # `batch_size` counts monday notifications: a digest's rows stay in one request.
         batches = [
-            (account_id, sent_as, owner, for_others, group[start : start + self.batch_size])
+            (account_id, sent_as, owner, for_others, [row for unit in chunk for row in unit])
             for (account_id, sent_as, owner, for_others), group in groups.items()
-            for start in range(0, len(group), self.batch_size)
+            for chunk in _chunks(units(group), self.batch_size)
         ]
         results = await asyncio.gather(
             *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
@@ -192,10 +195,8 @@ class Deliverer:
             self.governor.report(permit, outcomes, rate_limit)
         if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
             await self.mark_reconnect(account_id, sent_as, owner)
-        finishes = [
-            self._finish(row, outcome, window_end)
-            for row, outcome in zip(rows, outcomes, strict=True)
-        ]
+        by_row = outcomes_by_row(rows, outcomes)
+        finishes = [self._finish(row, by_row[row.id], window_end) for row in rows]
         await self._record(rows, finishes)
         _log_batch(sent_as, owner, outcomes)
 
@@ -287,6 +288,10 @@ class Deliverer:
                 self.short_lived.drop(row.id)
             key = (row.sent_as or "", row.transport or "", finish.delivery_status.value)
             delivery_counts[key] += 1
+
+
+def _chunks(items: Sequence[list[Notification]], size: int) -> list[Sequence[list[Notification]]]:
+    return [items[start : start + size] for start in range(0, len(items), max(size, 1))]
 
 
 def _lease(row: Notification) -> str:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.clock import utcnow
+from server.delivery.digest import digest_rows
 from server.monday.client import MondayClient
 from server.monday.outcome import MondayError
 from server.notifications.model import DeliveryStatus, Notification
@@ -98,7 +99,12 @@ class ScheduleGate:
         for owner, ids in by_lease.items():
             await self.store.suppress(owner, ids)
         left = [row for row in rows if row.id not in muted]
-        return await self._quiet_hours(left)
+        return await self._digests(await self._quiet_hours(left))
+
+    async def _digests(self, rows: list[Notification]) -> list[Notification]:
+        """Rows becoming due join (or open) their key's digest window and wait for its close;
+        rows of a window that has closed go out together (see delivery/digest.py)."""
+        return await digest_rows(self.store, rows)
 
     async def _quiet_hours(self, rows: list[Notification]) -> list[Notification]:
         # Only a row's first way out is held: a retry of a row already let through goes on.

@@ -185,6 +185,16 @@ class ScheduleStore(Protocol):
 
     async def muted(self, rows: Sequence[Notification]) -> set[int]: ...
 
+    async def open_digest(
+        self, owner: str, ids: Sequence[int], *, key: Notification, window_seconds: int
+    ) -> datetime | None: ...
+
+    async def take_digests(
+        self, owner: str, digest_ids: Sequence[str], *, lease_until: datetime
+    ) -> list[Notification]: ...
+
+    async def end_digest(self, owner: str, ids: Sequence[int]) -> None: ...
+
     async def account_schedule(self, account_id: str) -> AccountScheduleFacts: ...
 
 

@@ -8,24 +8,32 @@ Every status guard comes from the transition table in `notifications/model.py`.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
 from server.notifications.changes import OnChange, RowChange, ignore
-from server.notifications.model import DeliveryStatus, Notification, Visibility, sources
+from server.notifications.model import (
+    CLAIMABLE,
+    DeliveryStatus,
+    Notification,
+    Visibility,
+    sources,
+)
 from server.storage.notifications.rows import visibility_condition
 from server.storage.tables import installations, mutes, notifications
 
 t = notifications.c
 m = mutes.c
 S = DeliveryStatus
+_CLAIMABLE = sorted(s.value for s in CLAIMABLE)
 
 
 def _from(target: DeliveryStatus) -> list[str]:
@@ -149,6 +157,105 @@ class SqlSchedule:
             moved = [int(row_id) for row_id in result.scalars().all()]
         self._updated(moved)
         return len(moved)
+
+    # ------------------------------------------------------------ digests
+
+    async def open_digest(
+        self, owner: str, ids: Sequence[int], *, key: Notification, window_seconds: int
+    ) -> datetime | None:
+        """Rows leased to `owner`, all of `key`'s (recipient, collection + item, sender,
+        sent_as), join that key's open digest window, or open one now that closes in
+        `window_seconds` (it does not slide): `scheduled` until the close, sharing a
+        `digest_id`. The close, or None when no row moved."""
+        if not ids:
+            return None
+        now = utcnow()
+        async with self.engine.begin() as connection:
+            window = (
+                await connection.execute(
+                    select(t.digest_id, t.next_attempt_at)
+                    .where(
+                        t.account_id == key.account_id,
+                        t.recipient == key.recipient,
+                        t.collection == key.collection,
+                        t.item == key.item,
+                        t.sender == key.sender,
+                        t.sent_as == key.sent_as,
+                        t.delivery_status == S.SCHEDULED.value,
+                        t.digest_id.is_not(None),
+                        t.deferred_reason.is_(None),
+                        t.next_attempt_at > now,
+                    )
+                    .limit(1)
+                )
+            ).first()
+            digest_id, close = (
+                (str(window[0]), window[1])
+                if window is not None
+                else (uuid.uuid4().hex, now + timedelta(seconds=window_seconds))
+            )
+            result = await connection.execute(
+                update(notifications)
+                .where(
+                    t.id.in_(list(ids)),
+                    t.lease_owner == owner,
+                    t.delivery_status.in_(_from(S.SCHEDULED)),
+                )
+                .values(
+                    delivery_status=S.SCHEDULED.value,
+                    next_attempt_at=close,
+                    digest_id=digest_id,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+                .returning(t.id)
+            )
+            moved = [int(row_id) for row_id in result.scalars().all()]
+        self._updated(moved)
+        return close if moved else None
+
+    async def take_digests(
+        self, owner: str, digest_ids: Sequence[str], *, lease_until: datetime
+    ) -> list[Notification]:
+        """At a window's close: lease to `owner` every due row of `digest_ids` not leased by
+        anyone (the release or a claim may have split them), so they go out together."""
+        if not digest_ids:
+            return []
+        now = utcnow()
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(notifications)
+                .where(
+                    t.digest_id.in_(list(digest_ids)),
+                    t.delivery_status.in_([S.SCHEDULED.value, *_CLAIMABLE]),
+                    t.next_attempt_at <= now,
+                    or_(t.lease_expires_at.is_(None), t.lease_expires_at < now),
+                )
+                .values(
+                    delivery_status=case(
+                        (t.delivery_status == S.SCHEDULED.value, S.QUEUED.value),
+                        else_=t.delivery_status,
+                    ),
+                    lease_owner=owner,
+                    lease_expires_at=lease_until,
+                )
+                .returning(*notifications.c)
+            )
+            rows = [Notification.from_row(r) for r in result.mappings()]
+        self._updated([row.id for row in rows])
+        return rows
+
+    async def end_digest(self, owner: str, ids: Sequence[int]) -> None:
+        """A window that closed with one row: it goes out word for word, with no digest_id."""
+        if not ids:
+            return
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(notifications)
+                .where(t.id.in_(list(ids)), t.lease_owner == owner)
+                .values(digest_id=None)
+            )
+        self._updated(ids)
 
     async def account_schedule(self, account_id: str) -> AccountSchedule:
         c = installations.c
