@@ -76,6 +76,9 @@ def _setup_surfaces(app: web.Application) -> None:
 
     ledger_rest.setup(app)  # GET/SEARCH/PATCH/DELETE /notifications (Directus ledger API)
     graphql_system.setup(app)  # POST /graphql/system
+    from server.http import mutes
+
+    mutes.setup(app)  # GET/PUT/DELETE /preferences/mutes (contract §12)
     from server.http import websocket
 
     websocket.setup(app)  # GET /websocket, the ledger in realtime (Directus' protocol)

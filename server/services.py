@@ -19,6 +19,7 @@ from aiohttp import web
 
 from server.appkeys import ENGINE, HTTP, SERVICES, SETTINGS
 from server.delivery.deliver import Deliverer
+from server.delivery.gate import ScheduleGate, TimeZones
 from server.delivery.governor import Governor
 from server.delivery.worker import DeliveryWorker
 from server.installations.credentials import InstallationService, OAuthRefresher
@@ -41,6 +42,7 @@ from server.notifications.send_limit import SendRateLimiter
 from server.realtime.runtime import build as build_realtime
 from server.storage.installations import SqlCredentials, SqlInstallations, SqlOAuthStates
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
+from server.storage.notifications.schedule import SqlSchedule
 from server.storage.retention import purge_uninstalled
 
 # Re-exported: these lived here before the installations side had its own module.
@@ -58,6 +60,9 @@ class Services:
     outbox: OutboxStore
     worker: DeliveryWorker
     installations: InstallationServices
+    # Contract §12: mutes and reschedules (routes), and the recipients' time zones.
+    schedule: SqlSchedule | None = None
+    time_zones: TimeZones | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,11 @@ def build(app: web.Application) -> Services:
         lease_seconds=settings.delivery_lease_seconds,
         limiter=SendRateLimiter(settings.send_rate_per_minute),
     )
+    # Contract §12: due scheduled rows are released before each claim; every batch passes
+    # the gate (mutes, quiet hours) on its way out.
+    schedule = SqlSchedule(engine, publish)
+    time_zones = TimeZones(app[MONDAY], credentials.resolve, deliverer.short_lived.get)
+    deliverer.gate = ScheduleGate(schedule, time_zones)
     worker = DeliveryWorker(
         deliverer,
         poll_seconds=settings.delivery_poll_seconds,
@@ -128,14 +138,17 @@ def build(app: web.Application) -> Services:
             retention_days=settings.uninstall_retention_days,
             changes=installations.changes,
         ),
+        release_scheduled=schedule.release_due,
     )
     return Services(
         send=send,
-        ledger=Ledger(engine, rows),
+        ledger=Ledger(engine, rows, schedule),
         idempotency=Idempotency(SqlIdempotencyKeys(engine)),
         outbox=outbox,
         worker=worker,
         installations=installations,
+        schedule=schedule,
+        time_zones=time_zones,
     )
 
 

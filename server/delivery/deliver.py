@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from server.clock import utcnow
+from server.delivery.digest import units
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
 from server.delivery.resend import (
     RESEND_WINDOW,
+    outcomes_by_row,
     redeliver,
     request_key,
     requests_for,
@@ -95,6 +97,9 @@ class Deliverer:
     # The earliest time (UTC) this process scheduled a row for: the worker wakes for it
     # rather than at its next poll. Rows other instances scheduled are found by polling.
     next_due: datetime | None = None
+    # Contract §12: decides, as rows become due, which are muted (suppressed) or held back
+    # (quiet hours); returns the rows to send now. None: every row goes out (delivery/gate.py).
+    gate: Callable[[Sequence[Notification]], Awaitable[list[Notification]]] | None = None
 
     def _due_at(self, when: datetime) -> None:
         if self.next_due is None or when < self.next_due or self.next_due < utcnow():
@@ -122,15 +127,18 @@ class Deliverer:
         Batches go out concurrently, as far as the governor lets them; a batch whose account
         is held back longer than `max_wait` seconds is rescheduled, not sent.
         """
+        if self.gate is not None:
+            rows = await self.gate(rows)
         groups: dict[tuple[str, str, str, bool], list[Notification]] = defaultdict(list)
         for row in rows:
             owner = row.credential_owner or ""
             key = (row.account_id, row.sent_as or "", owner, row.sender != owner)
             groups[key].append(row)
+        # `batch_size` counts monday notifications: a digest's rows stay in one request.
         batches = [
-            (account_id, sent_as, owner, for_others, group[start : start + self.batch_size])
+            (account_id, sent_as, owner, for_others, [row for unit in chunk for row in unit])
             for (account_id, sent_as, owner, for_others), group in groups.items()
-            for start in range(0, len(group), self.batch_size)
+            for chunk in _chunks(units(group), self.batch_size)
         ]
         results = await asyncio.gather(
             *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
@@ -187,10 +195,8 @@ class Deliverer:
             self.governor.report(permit, outcomes, rate_limit)
         if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
             await self.mark_reconnect(account_id, sent_as, owner)
-        finishes = [
-            self._finish(row, outcome, window_end)
-            for row, outcome in zip(rows, outcomes, strict=True)
-        ]
+        by_row = outcomes_by_row(rows, outcomes)
+        finishes = [self._finish(row, by_row[row.id], window_end) for row in rows]
         await self._record(rows, finishes)
         _log_batch(sent_as, owner, outcomes)
 
@@ -282,6 +288,10 @@ class Deliverer:
                 self.short_lived.drop(row.id)
             key = (row.sent_as or "", row.transport or "", finish.delivery_status.value)
             delivery_counts[key] += 1
+
+
+def _chunks(items: Sequence[list[Notification]], size: int) -> list[Sequence[list[Notification]]]:
+    return [items[start : start + size] for start in range(0, len(items), max(size, 1))]
 
 
 def _lease(row: Notification) -> str:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from server.clock import utcnow
+from server.delivery.digest import unit_text, units
 from server.delivery.governor import Deferral, backoff_seconds
 from server.logs import account_id_var
 from server.monday.client import NotificationRequest, notification_payload
@@ -36,12 +37,25 @@ RESEND_WINDOW = timedelta(minutes=25)
 
 
 def requests_for(rows: Sequence[Notification]) -> list[NotificationRequest]:
+    """One monday notification per row, or per digest (contract §12: delivery/digest.py)."""
     return [
         NotificationRequest(
-            user_id=row.recipient, target_id=row.item, text=row.message, target_type=row.collection
+            user_id=unit[0].recipient,
+            target_id=unit[0].item,
+            text=unit_text(unit),
+            target_type=unit[0].collection,
         )
-        for row in rows
+        for unit in units(rows)
     ]
+
+
+def outcomes_by_row(
+    rows: Sequence[Notification], outcomes: Sequence[SendOutcome]
+) -> dict[int, SendOutcome]:
+    """Each row's outcome: a digest's rows all share the answer to their one notification."""
+    return {
+        row.id: outcome for unit, outcome in zip(units(rows), outcomes, strict=True) for row in unit
+    }
 
 
 def request_key(rows: Sequence[Notification]) -> str:
@@ -130,7 +144,7 @@ async def _resend(deliverer: Deliverer, key: str, claimed: list[Notification]) -
     finally:
         rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
         deliverer.governor.report(permit, outcomes, rate_limit)
-    by_id = dict(zip([r.id for r in batch], outcomes, strict=True))
+    by_id = outcomes_by_row(batch, outcomes)
     mine = [row for row in claimed if row.id in sending]
     finishes = [deliverer._finish(row, by_id[row.id], window_end, resend=True) for row in mine]
     await deliverer._record(mine, finishes)

@@ -33,6 +33,9 @@ class DeliveryWorker:
     # delivery does not import the installations side; None: no purge in this process.
     purge: Callable[[], Awaitable[object]] | None = None
     purge_every_seconds: float = 3600.0
+    # Contract §12: moves due `scheduled` rows to `queued` before each claim (wired by the
+    # composition root); None: nothing is ever scheduled in this process.
+    release_scheduled: Callable[[], Awaitable[object]] | None = None
     _next_purge: float = 0.0  # monotonic; 0 = at the first pass
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -58,6 +61,8 @@ class DeliveryWorker:
         rows with their first request. Returns rows handled."""
         outbox = self.deliverer.outbox
         await outbox.expire_stale_sending()
+        if self.release_scheduled is not None:
+            await self.release_scheduled()
         rows = await outbox.claim(
             self.deliverer.owner, lease_seconds=self.lease_seconds, limit=self.claim_limit
         )

@@ -58,6 +58,7 @@ async def control_users(request: web.Request) -> web.Response:
             "email": u.email,
             "account_id": u.account_id,
             "personal_api_keys": keys.get(u.id, []),
+            "time_zone": u.time_zone,
         }
         for u in fake.users.values()
     ]
@@ -105,6 +106,17 @@ async def control_budget(request: web.Request) -> web.Response:
     return web.json_response({"data": {"minute_budget": fake.minute_budget}})
 
 
+async def control_time_zone(request: web.Request) -> web.Response:
+    """`{"user_id", "time_zone"}`: what monday reports as that dev user's time zone (§12)."""
+    fake = request.app[FAKE_MONDAY]
+    body = await _json_object(request)
+    user_id, zone = str(body.get("user_id", "")), body.get("time_zone")
+    if user_id not in fake.users or not (zone is None or isinstance(zone, str)):
+        return web.json_response({"error": "unknown user_id or bad time_zone"}, status=400)
+    fake.set_time_zone(user_id, zone)
+    return web.json_response({"data": {"user_id": user_id, "time_zone": zone}})
+
+
 def add_control_routes(app: web.Application) -> None:
     app.router.add_get("/_control/requests", control_requests)
     app.router.add_get("/_control/notifications", control_notifications)
@@ -112,3 +124,4 @@ def add_control_routes(app: web.Application) -> None:
     app.router.add_post("/_control/fail", control_fail)
     app.router.add_post("/_control/reset", control_reset)
     app.router.add_post("/_control/budget", control_budget)
+    app.router.add_post("/_control/time_zone", control_time_zone)

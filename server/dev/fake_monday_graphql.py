@@ -27,11 +27,14 @@ from server.dev.fake_monday_state import FakeMonday
 
 SDL = """
 type Account { id: ID! name: String! slug: String! }
-type User { id: ID! name: String! email: String! account: Account! }
+type User {
+  id: ID! name: String! email: String! account: Account!
+  time_zone_identifier: String utc_hours_diff: Int
+}
 type Notification { id: ID! text: String }
 enum NotificationTargetType { Project Post }
 type Complexity { before: Int! after: Int! query: Int! reset_in_x_seconds: Int! }
-type Query { me: User complexity: Complexity }
+type Query { me: User users(ids: [ID!]): [User] complexity: Complexity }
 type Mutation {
   create_notification(
     user_id: ID!, target_id: ID!, text: String!, target_type: NotificationTargetType!
@@ -41,7 +44,7 @@ type Mutation {
 """
 
 SCHEMA: GraphQLSchema = build_schema(SDL)
-FIELD_COST = {"create_notification": 10, "me": 1, "complexity": 0}
+FIELD_COST = {"create_notification": 10, "me": 1, "users": 1, "complexity": 0}
 
 
 def monday_error(message: str, code: str, status_code: int = 200, **data: Any) -> GraphQLError:
@@ -93,6 +96,28 @@ class _Root:
             "email": user.email if user else "",
             "account": {"id": self.token.account_id, "name": name, "slug": slug},
         }
+
+    def users(self, _info: GraphQLResolveInfo, ids: list[str] | None = None) -> list[Any]:
+        """monday's `users(ids:)`: the token's account's users, with their time zone (each
+        dev user's is settable: `FakeMonday.set_time_zone`; null when none was set)."""
+        self._charge()
+        found = []
+        for user_id in ids if ids is not None else list(self.fake.users):
+            user = self.fake.users.get(str(user_id))
+            if user is None or user.account_id != self.token.account_id:
+                continue
+            name, slug = self.fake.account_info(user.account_id)
+            found.append(
+                {
+                    "id": user.id,
+                    "name": user.name,
+                    "email": user.email,
+                    "account": {"id": user.account_id, "name": name, "slug": slug},
+                    "time_zone_identifier": user.time_zone,
+                    "utc_hours_diff": None,
+                }
+            )
+        return found
 
     def complexity(self, _info: GraphQLResolveInfo) -> dict[str, int]:
         before, after = self._charge()

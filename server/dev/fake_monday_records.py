@@ -62,6 +62,8 @@ class FakeUser:
     name: str
     email: str
     account_id: str
+    # IANA zone monday reports as `time_zone_identifier` (None: monday gives none).
+    time_zone: str | None = None
 
 
 @dataclass

@@ -12,7 +12,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -80,6 +80,10 @@ class FakeMonday:
         if self.default_oauth_user is None:
             self.default_oauth_user = (user.id, user.account_id)
         return user
+
+    def set_time_zone(self, user_id: str, time_zone: str | None) -> None:
+        """What `users { time_zone_identifier }` answers for this user (contract §12)."""
+        self.users[str(user_id)] = replace(self.users[str(user_id)], time_zone=time_zone)
 
     def add_account(self, account_id: str, name: str, slug: str) -> None:
         self.account_names[str(account_id)] = (name, slug)

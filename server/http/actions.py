@@ -17,6 +17,7 @@ the same run (same `actionUuid`) replays the first answer instead of sending aga
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from server import jsonlimits
 from server.appkeys import SERVICES
+from server.clock import utcnow
 from server.errors import ApiError
 from server.http import shapes
 from server.http.auth import require_integration
@@ -38,7 +40,10 @@ MEDIUM = 4000  # this run failed; the next one can succeed
 HIGH = 6000  # the recipe will keep failing: monday disables it
 TITLE = "The notification was not sent"
 # Our field names back to the action's input field names.
-_INPUT_OF = {"recipient": "userId", "item": "itemId", "message": "text"}
+_INPUT_OF = {"recipient": "userId", "item": "itemId", "message": "text", "send_at": "sendAt"}
+# An automation sends only with the request's short-lived token (contract §10), which lives
+# in memory for minutes: a `sendAt` later than that could never be sent, so it is refused.
+SEND_AT_HORIZON = timedelta(minutes=5)
 
 
 def action_error(
@@ -88,11 +93,12 @@ def _notification(inputs: dict[str, Any]) -> NotificationInput | str:
     if missing:
         return f"The action is missing its input field(s): {', '.join(missing)}."
     try:
-        return NotificationInput(
+        parsed = NotificationInput(
             recipient=inputs["userId"],
             item=target,
             message=inputs["text"],
             collection="Project",  # an item or a board (monday's target_type Project)
+            send_at=inputs.get("sendAt") or None,
         )
     except ValidationError as error:
         first = error.errors()[0]
@@ -102,6 +108,12 @@ def _notification(inputs: dict[str, Any]) -> NotificationInput | str:
             name = "boardId"
         problem = str(first["msg"]).removeprefix("Value error, ")
         return f'The action\'s input field "{name}" is invalid: {problem}.'
+    if parsed.send_at is not None and parsed.send_at > utcnow() + SEND_AT_HORIZON:
+        return (
+            'The action\'s input field "sendAt" is invalid: an automation can schedule at '
+            "most 5 minutes ahead (its monday token expires; docs/scheduling.md)."
+        )
+    return parsed
 
 
 async def _run(

@@ -16,7 +16,7 @@ from graphql.execution.collect_fields import collect_sub_fields
 
 from server.http.graphql_types import AggregatedType
 from server.http.send import send_from_request
-from server.notifications import ledger
+from server.notifications import ledger, ledger_input
 from server.notifications.filters import Context
 from server.notifications.query import parse_query
 from server.tokens import Session
@@ -51,7 +51,7 @@ async def resolve_notifications(_root: Any, info: GraphQLResolveInfo, **args: An
 
 async def resolve_by_id(_root: Any, info: GraphQLResolveInfo, id: str) -> Any:
     ctx = _ctx(info)
-    return await ctx.ledger.read_one(ctx.session, ledger.path_key(str(id)))
+    return await ctx.ledger.read_one(ctx.session, ledger_input.path_key(str(id)))
 
 
 async def resolve_aggregated(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
@@ -115,25 +115,25 @@ async def resolve_update_item(
     data: Any,
 ) -> Any:
     ctx = _ctx(info)
-    return await ctx.ledger.update_one(ctx.session, ledger.path_key(str(id)), data)
+    return await ctx.ledger.update_one(ctx.session, ledger_input.path_key(str(id)), data)
 
 
 async def resolve_update_items(
     _root: Any, info: GraphQLResolveInfo, ids: list[Any], data: Any
 ) -> Any:
     ctx = _ctx(info)
-    keys = ledger.parse_keys(list(ids), field="ids")
+    keys = ledger_input.parse_keys(list(ids), field="ids")
     return await ctx.ledger.update_many(ctx.session, keys, data)
 
 
 async def resolve_delete_item(_root: Any, info: GraphQLResolveInfo, id: str) -> Any:
     ctx = _ctx(info)
-    key = await ctx.ledger.delete_one(ctx.session, ledger.path_key(str(id)))
+    key = await ctx.ledger.delete_one(ctx.session, ledger_input.path_key(str(id)))
     return {"id": key}
 
 
 async def resolve_delete_items(_root: Any, info: GraphQLResolveInfo, ids: list[Any]) -> Any:
     ctx = _ctx(info)
-    keys = ledger.parse_keys(list(ids), field="ids")
+    keys = ledger_input.parse_keys(list(ids), field="ids")
     await ctx.ledger.delete_many(ctx.session, keys)
     return {"ids": keys}

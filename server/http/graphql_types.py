@@ -80,7 +80,8 @@ StringOrFloat = GraphQLScalarType(
 
 def _scalar_type(name: str) -> GraphQLScalarType:
     """A notification field's GraphQL scalar, the same for reading and for update input."""
-    return {"int": GraphQLInt, "json": JSONScalar}.get(FIELD_KINDS[name], GraphQLString)
+    scalars = {"int": GraphQLInt, "json": JSONScalar, "bool": GraphQLBoolean}
+    return scalars.get(FIELD_KINDS[name], GraphQLString)
 
 
 def _output_type(name: str) -> GraphQLOutputType:
@@ -112,6 +113,13 @@ _FILTER_OPERATORS: dict[str, GraphQLInputObjectType] = {
     "str": _operators("string_filter_operators", GraphQLString, text=True),
     "int": _operators("number_filter_operators", StringOrFloat, text=False),
     "datetime": _operators("date_filter_operators", GraphQLString, text=False),
+    "bool": GraphQLInputObjectType(
+        "boolean_filter_operators",
+        {
+            **{op: GraphQLInputField(GraphQLBoolean) for op in ("_eq", "_neq")},
+            **{op: GraphQLInputField(GraphQLBoolean) for op in ("_null", "_nnull")},
+        },
+    ),
     "json": GraphQLInputObjectType(
         "json_filter_operators",
         {op: GraphQLInputField(GraphQLBoolean) for op in ("_null", "_nnull", "_empty", "_nempty")},
@@ -158,8 +166,9 @@ CreateInput = GraphQLInputObjectType(
     "create_directus_notifications_input",
     {
         name: GraphQLInputField(GraphQLString)
-        for name in ("recipient", "message", "collection", "item", "subject", "send_as")
-    },
+        for name in ("recipient", "message", "collection", "item", "subject", "send_as", "send_at")
+    }
+    | {"urgent": GraphQLInputField(GraphQLBoolean)},
 )
 
 

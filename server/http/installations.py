@@ -10,6 +10,7 @@ from server.errors import invalid_payload
 from server.http import shapes
 from server.http.auth import require_lifecycle, require_session
 from server.http.body import parse_model, read_json
+from server.http.installation_schedule import InstallationPatch
 from server.http.openapi import Operation
 from server.installations.credentials import (
     MAX_API_KEY_CHARS,
@@ -17,14 +18,7 @@ from server.installations.credentials import (
     summary_json,
 )
 from server.installations.lifecycle import LifecycleEvent
-from server.sender import SenderPolicy
 from server.tokens import LIFECYCLE_PATH
-
-
-class SenderPolicyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    sender_policy: SenderPolicy
 
 
 class ApiKeyBody(BaseModel):
@@ -78,11 +72,12 @@ async def get_installation_route(request: web.Request) -> web.Response:
 
 
 async def patch_installation(request: web.Request) -> web.Response:
+    """Any subset of `sender_policy`, `quiet_hours`, `digest_window_seconds` (contract §12)."""
     session = require_session(request)
     service = request.app[SERVICES].installations.installation
     require_policy_admin(session)  # before the body is read: a member learns nothing more
-    body = parse_model(SenderPolicyBody, await read_json(request))
-    return web.json_response({"data": await service.set_sender_policy(session, body.sender_policy)})
+    body = parse_model(InstallationPatch, await read_json(request))
+    return web.json_response({"data": await service.change_settings(session, body.change())})
 
 
 async def put_api_key(request: web.Request) -> web.Response:
@@ -126,9 +121,9 @@ OPENAPI_PATHS = (
         method="patch",
         path="/installation",
         operation_id="updateInstallation",
-        summary="Set the sender policy (admins only).",
+        summary="Set any of the sender policy, quiet hours and digest window (admins only).",
         tag="installation",
-        body=SenderPolicyBody,
+        body=InstallationPatch,
         ok=shapes.Installation,
         errors=(400, 401, 403, 413),
     ),

@@ -18,7 +18,7 @@ from server.http import shapes
 from server.http.auth import require_session
 from server.http.body import read_json
 from server.http.openapi import FIELDS, ID, Operation, query_parameters
-from server.notifications import ledger
+from server.notifications import ledger, ledger_input
 from server.notifications.api_types import NotificationFields
 from server.notifications.filters import Context
 from server.notifications.query import Query, parse_query, parse_url_query
@@ -195,7 +195,7 @@ async def search_notifications(request: web.Request) -> web.Response:
         query = parse_query(params, _context(session))
         page = await _ledger(request).read_by_query(session, query)
         return _render_page(page, headers=NO_CACHE)
-    keys = ledger.parse_keys(body["keys"])
+    keys = ledger_input.parse_keys(body["keys"])
     query = parse_query(params, _context(session))
     data = await _ledger(request).read_many(session, keys, query)
     return web.json_response({"data": data}, headers=NO_CACHE)
@@ -205,7 +205,7 @@ async def get_notification(request: web.Request) -> web.Response:
     """`GET /notifications/{id}`; 403 when missing or not visible."""
     session = require_session(request)
     query = _url_query(request, session)
-    key = ledger.path_key(request.match_info["id"])
+    key = ledger_input.path_key(request.match_info["id"])
     item = await _ledger(request).read_one(session, key, query.fields)
     return web.json_response({"data": item})
 
@@ -215,7 +215,7 @@ async def patch_notification(request: web.Request) -> web.Response:
     session = require_session(request)
     query = _url_query(request, session)
     data = await read_json(request)
-    key = ledger.path_key(request.match_info["id"])
+    key = ledger_input.path_key(request.match_info["id"])
     item = await _ledger(request).update_one(session, key, data)
     return web.json_response({"data": project(item, query.fields)}, headers=NO_CACHE)
 
@@ -233,7 +233,7 @@ async def patch_notifications(request: web.Request) -> web.Response:
         if "data" not in body:
             raise invalid_payload('"data" is required', field="data")
         if "keys" in body:
-            keys = ledger.parse_keys(body["keys"])
+            keys = ledger_input.parse_keys(body["keys"])
             items = await service.update_many(session, keys, body["data"])
         else:
             query = _write_query(body["query"], session)
@@ -244,7 +244,7 @@ async def patch_notifications(request: web.Request) -> web.Response:
 async def delete_notification(request: web.Request) -> web.Response:
     """`DELETE /notifications/{id}`: 204; the sender or an admin only."""
     session = require_session(request)
-    await _ledger(request).delete_one(session, ledger.path_key(request.match_info["id"]))
+    await _ledger(request).delete_one(session, ledger_input.path_key(request.match_info["id"]))
     return web.Response(status=204)
 
 
@@ -254,11 +254,11 @@ async def delete_notifications(request: web.Request) -> web.Response:
     service = _ledger(request)
     body = await read_json(request)
     if isinstance(body, list):
-        await service.delete_many(session, ledger.parse_keys(body, field="body"))
+        await service.delete_many(session, ledger_input.parse_keys(body, field="body"))
     else:
         body = _body_object(body, frozenset({"keys", "query"}))
         if "keys" in body:
-            await service.delete_many(session, ledger.parse_keys(body["keys"]))
+            await service.delete_many(session, ledger_input.parse_keys(body["keys"]))
         else:
             await service.delete_by_query(session, _write_query(body["query"], session))
     return web.Response(status=204)

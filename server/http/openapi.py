@@ -202,11 +202,22 @@ def _route_modules() -> list[ModuleType]:
         installations,
         ledger_rest,
         monday_v2,
+        mutes,
         oauth,
         send,
     )
 
-    return [health, send, ledger_rest, graphql_system, monday_v2, actions, installations, oauth]
+    return [
+        health,
+        send,
+        ledger_rest,
+        graphql_system,
+        monday_v2,
+        actions,
+        installations,
+        oauth,
+        mutes,
+    ]
 
 
 def operations() -> list[Operation]:

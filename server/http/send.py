@@ -16,7 +16,7 @@ from server.http.openapi import ID, IDEMPOTENCY_KEY, Operation
 from server.notifications.api_types import Notification as NotificationObject
 from server.notifications.api_types import SentNotification
 from server.notifications.inputs import MAX_BATCH, NotificationInput
-from server.notifications.ledger import path_key
+from server.notifications.ledger_input import path_key
 from server.notifications.model import DeliveryStatus, Notification
 from server.notifications.relay_input import RelayOutcome
 from server.notifications.send import SendRequest, relay_payload

@@ -281,6 +281,9 @@ class Installation(TypedDict):
     installer_user_id: str | None
     sender_policy: SenderPolicy
     credentials: list[Credential]
+    # Contract §12: {"start", "end"} ("HH:MM") or null, and 0-3600 (0 = off).
+    quiet_hours: dict[str, str] | None
+    digest_window_seconds: int
 
 
 class AuthorizeUrl(TypedDict):

@@ -23,6 +23,7 @@ from server.installations.model import (
     Credential,
     CredentialSummary,
     Installation,
+    SettingsChange,
     may_claim_installer,
 )
 from server.installations.ports import CredentialStore, InstallationStore
@@ -68,6 +69,17 @@ def summary_json(summary: CredentialSummary) -> dict[str, Any]:
     }
 
 
+def schedule_json(installation: Installation | None) -> dict[str, Any]:
+    """`quiet_hours` ({"start", "end"} or null) and `digest_window_seconds` (contract §12)."""
+    if installation is None:
+        return {"quiet_hours": None, "digest_window_seconds": 0}
+    start, end = installation.quiet_hours_start, installation.quiet_hours_end
+    return {
+        "quiet_hours": {"start": start, "end": end} if start and end else None,
+        "digest_window_seconds": installation.digest_window_seconds,
+    }
+
+
 def _visible(
     summary: CredentialSummary, session: Session, installation: Installation | None
 ) -> bool:
@@ -84,7 +96,10 @@ def _visible(
 def require_policy_admin(session: Session) -> None:
     """403 unless the caller may change the sender policy (an admin, not view-only)."""
     if not session.is_admin or session.is_view_only:
-        raise forbidden("Only an account admin can change who notifications are sent as.")
+        raise forbidden(
+            "Only an account admin can change the account's notification settings "
+            "(who notifications are sent as, quiet hours, the digest window)."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +122,19 @@ class InstallationService:
             "credentials": [
                 summary_json(s) for s in summaries if _visible(s, session, installation)
             ],
+            **schedule_json(installation),
         }
 
     async def set_sender_policy(self, session: Session, policy: SenderPolicy) -> dict[str, Any]:
         """Admins only; answers the installation as `view` shows it afterwards."""
+        return await self.change_settings(session, SettingsChange(sender_policy=policy))
+
+    async def change_settings(self, session: Session, change: SettingsChange) -> dict[str, Any]:
+        """`PATCH /installation`: any subset of the sender policy, quiet hours and digest
+        window (contract §12), admins only, in one write that bumps the account's revision;
+        answers the installation as `view` shows it afterwards."""
         require_policy_admin(session)
-        await self.installations.set_sender_policy(session.account_id, policy)
+        await self.installations.change_settings(session.account_id, change)
         return await self.view(session)
 
     async def installer_for_connect(self, session: Session) -> Installation | None:

@@ -48,11 +48,40 @@ class Installation:
     updated_at: datetime | None = None
     # Bumped by every change to the account's installation or credentials (caches compare it).
     revision: int = 0
+    # Contract §12: quiet hours ("HH:MM" each, both None = off) and the digest window.
+    quiet_hours_start: str | None = None
+    quiet_hours_end: str | None = None
+    digest_window_seconds: int = 0
 
     @property
     def from_lifecycle(self) -> bool:
         """Whether monday's lifecycle webhook has ever told us about this account."""
         return self.last_event_type is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChange:
+    """What `PATCH /installation` changes (contract §12): absent keys keep their value.
+
+    `quiet_hours` is set only when `set_quiet_hours` is true (None then turns them off).
+    """
+
+    sender_policy: str | None = None
+    set_quiet_hours: bool = False
+    quiet_hours: tuple[str, str] | None = None
+    digest_window_seconds: int | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The `installations` columns this change writes."""
+        values: dict[str, Any] = {}
+        if self.sender_policy is not None:
+            values["sender_policy"] = self.sender_policy
+        if self.set_quiet_hours:
+            start, end = self.quiet_hours if self.quiet_hours else (None, None)
+            values.update(quiet_hours_start=start, quiet_hours_end=end)
+        if self.digest_window_seconds is not None:
+            values["digest_window_seconds"] = self.digest_window_seconds
+        return values
 
 
 def may_claim_installer(installation: Installation | None) -> bool:

@@ -21,6 +21,7 @@ from server.installations.model import (
     CredentialSummary,
     Installation,
     OAuthState,
+    SettingsChange,
 )
 from server.sender import SenderPolicy
 
@@ -79,6 +80,12 @@ class InstallationStore(Protocol):
     async def set_sender_policy(
         self, account_id: str, policy: SenderPolicy, *, now: datetime | None = None
     ) -> Installation: ...
+
+    async def change_settings(
+        self, account_id: str, change: SettingsChange, *, now: datetime | None = None
+    ) -> Installation:
+        """`PATCH /installation`'s keys (contract §12), one transaction."""
+        ...
 
     async def claim_installer(
         self, account_id: str, user_id: str, *, now: datetime | None = None

@@ -55,6 +55,14 @@ class Notification(BaseModel):
     sent_at: datetime | None
     last_error: LastError | None
     idempotency_key: str | None
+    send_at: Annotated[
+        datetime | None, Field(description="When the sender asked for it to go out (§12).")
+    ]
+    urgent: Annotated[bool, Field(description="Ignores quiet hours and digests.")]
+    digest_id: Annotated[str | None, Field(description="Shared by the rows of one digest.")]
+    deferred_reason: Annotated[
+        Literal["quiet_hours"] | None, Field(description="Why a due row is held back.")
+    ]
 
 
 def _no_required(schema: dict[str, Any]) -> None:

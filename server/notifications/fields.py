@@ -14,7 +14,7 @@ from server.notifications.serialize import API_FIELDS
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
-Kind = Literal["int", "str", "datetime", "json"]
+Kind = Literal["int", "str", "datetime", "json", "bool"]
 
 FIELD_KINDS: dict[str, Kind] = {
     "id": "int",
@@ -36,6 +36,10 @@ FIELD_KINDS: dict[str, Kind] = {
     "sent_at": "datetime",
     "last_error": "json",
     "idempotency_key": "str",
+    "send_at": "datetime",
+    "urgent": "bool",
+    "digest_id": "str",
+    "deferred_reason": "str",
 }
 assert tuple(FIELD_KINDS) == API_FIELDS  # one list of public fields
 

@@ -142,6 +142,8 @@ def _operator(name: str, op: str, operand: Any, ctx: Context) -> ColumnElement[b
         between = col.between(low, high)
         return between if op == "_between" else not_(between)
     value = _value(kind, operand, name, op, ctx)
+    if kind == "bool" and op in _COMPARISON:
+        raise invalid_query(f'"{op}" does not apply to "{name}" (true or false)')
     if op in _TEXT:
         if kind != "str":
             raise invalid_query(f'"{op}" only applies to text fields, not "{name}"')
@@ -220,6 +222,14 @@ def _value(kind: Kind, raw: Any, name: str, op: str, ctx: Context) -> Any:
         if isinstance(value, float) and math.isfinite(value):
             return repr(value)
         raise invalid_query(f'"{op}" on "{name}" needs a string value')
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "1", 1):
+            return True
+        if value in ("false", "0", 0):
+            return False
+        raise invalid_query(f'"{op}" on "{name}" needs true or false')
     if kind == "int":
         number: int | None = None
         if isinstance(value, bool):

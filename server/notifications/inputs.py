@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -14,8 +15,10 @@ from pydantic import (
     field_validator,
 )
 
+from server.clock import utcnow
 from server.ids import MONDAY_ID_SCHEMA, monday_id
 from server.notifications.api_types import Collection
+from server.notifications.schedule_rules import parse_send_at
 from server.sender import SendAs
 
 MAX_BATCH = 500
@@ -39,6 +42,23 @@ def storable(text: str) -> str:
     return text
 
 
+def _send_at(value: Any) -> datetime | None:
+    """Contract §12: with an offset, at most 90 days ahead, at most 5 minutes past."""
+    return None if value is None else parse_send_at(value, utcnow())
+
+
+SendAt = Annotated[
+    datetime | None,
+    BeforeValidator(_send_at),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+            "description": "ISO 8601 with an offset or Z; at most 90 days ahead (§12).",
+        }
+    ),
+]
+
+
 # A caller's text that will be stored or sent: strict str, no NUL, no lone surrogate.
 Text = Annotated[str, Field(strict=True), AfterValidator(storable)]
 
@@ -56,6 +76,8 @@ class NotificationInput(BaseModel):
     item: MondayId
     subject: Annotated[Text | None, Field(max_length=255)] = None
     send_as: SendAs | None = None
+    send_at: SendAt = None
+    urgent: Annotated[bool, Field(strict=True)] = False
 
     @field_validator("message")
     @classmethod

@@ -18,16 +18,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Integer, Select, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden, invalid_payload
 from server.notifications import reads
-from server.notifications.fields import MAX_SAFE_INTEGER
-from server.notifications.model import LEDGER_STATUSES, LedgerStatus, Notification, Visibility
-from server.notifications.ports import NotificationStore
-from server.notifications.query import MAX_LIMIT, Aggregate, Query, group_order_by, order_by
+from server.notifications.fields import FIELD_KINDS
+from server.notifications.ledger_input import (
+    MAX_KEYS,
+    parse_key,
+    validate_changes,
+)
+from server.notifications.ledger_input import (
+    split_schedule as _split,
+)
+from server.notifications.ledger_input import (
+    status_of as _status,
+)
+from server.notifications.model import (
+    LEDGER_STATUSES,
+    LedgerStatus,
+    Notification,
+    Visibility,
+)
+from server.notifications.ports import NotificationStore, ScheduleChanges
+from server.notifications.query import Aggregate, Query, group_order_by, order_by
 from server.notifications.serialize import (
     API_FIELDS,
     api_value,
@@ -41,8 +57,6 @@ from server.storage.tables import notifications
 from server.tokens import Session
 
 STATUSES = LEDGER_STATUSES
-WRITABLE_FIELDS = frozenset({"status"})
-MAX_KEYS = MAX_LIMIT
 
 _API_COLUMNS = [notifications.c[name] for name in API_FIELDS]
 _T = notifications.c
@@ -80,67 +94,6 @@ def _where(session: Session, query: Query | None) -> ColumnElement[bool]:
 
 
 # ---------------------------------------------------------------- keys and data
-
-
-def parse_key(value: Any, *, field: str = "id") -> int:
-    """A primary key from JSON or GraphQL (an integer or a numeric string); 400 otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        key = value
-    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 16:
-        key = int(value.strip())
-    else:
-        raise invalid_payload(f'"{field}" must be a notification id (an integer)', field=field)
-    if key < 1 or key > MAX_SAFE_INTEGER:
-        raise invalid_payload(f'"{field}" must be a notification id (an integer)', field=field)
-    return key
-
-
-def parse_keys(values: Any, *, field: str = "keys") -> list[int]:
-    """A list of primary keys, duplicates dropped, order kept."""
-    if not isinstance(values, list):
-        raise invalid_payload(f'"{field}" must be an array of notification ids', field=field)
-    if len(values) > MAX_KEYS:
-        raise invalid_payload(f'"{field}" can hold at most {MAX_KEYS} ids', field=field)
-    keys = [parse_key(v, field=f"{field}[{i}]") for i, v in enumerate(values)]
-    return list(dict.fromkeys(keys))
-
-
-def path_key(raw: str) -> int | None:
-    """The id in `/notifications/{id}`; None when it can't be a row (answered as 403)."""
-    if raw.isascii() and raw.isdigit() and len(raw) <= 16:
-        key = int(raw)
-        if 1 <= key <= MAX_SAFE_INTEGER:
-            return key
-    return None
-
-
-def validate_changes(data: Any, *, field: str = "data") -> dict[str, Any]:
-    """The column values of an update: only `status`, only `inbox`/`archived`.
-
-    Any other field is 403 (a sent notification can't be edited or unsent); a bad status is
-    400 INVALID_PAYLOAD.
-    """
-    if not isinstance(data, Mapping):
-        raise invalid_payload(f'"{field}" must be an object', field=field)
-    others = sorted(str(k) for k in data if k not in WRITABLE_FIELDS)
-    if others:
-        raise forbidden(
-            f"You don't have permission to change {', '.join(others)}: only status can change."
-        )
-    changes: dict[str, Any] = {}
-    if "status" in data:
-        status = data["status"]
-        if status not in STATUSES:
-            raise invalid_payload(
-                f'"{field}.status" must be "inbox" or "archived"', field=f"{field}.status"
-            )
-        changes["status"] = status
-    return changes
-
-
-def _status(changes: Mapping[str, Any]) -> LedgerStatus | None:
-    status: LedgerStatus | None = changes.get("status")
-    return status
 
 
 # ---------------------------------------------------------------- reads
@@ -211,7 +164,9 @@ async def _meta(conn: AsyncConnection, session: Session, query: Query) -> dict[s
 def _aggregate_column(agg: Aggregate) -> Any:
     if agg.field == "*":
         return func.count().label(agg.label)
-    col = notifications.c[agg.field]
+    col: Any = notifications.c[agg.field]
+    if FIELD_KINDS[agg.field] == "bool" and agg.function in ("min", "max"):
+        col = cast(col, Integer)  # PostgreSQL has no min/max of boolean
     if agg.function == "count":
         return func.count(col).label(agg.label)
     if agg.function == "countDistinct":
@@ -261,6 +216,24 @@ class Ledger:
 
     engine: AsyncEngine
     store: NotificationStore
+    schedule: ScheduleChanges | None = None
+
+    async def _reschedule(
+        self, session: Session, changes: Sequence[tuple[Sequence[int], Mapping[str, Any]]]
+    ) -> list[Notification]:
+        """Contract §12: the sender's or an admin's rows, all still `scheduled`, or 403."""
+        if self.schedule is None:
+            raise forbidden()
+        planned: list[tuple[Sequence[int], dict[str, Any]]] = []
+        for keys, values in changes:
+            columns = _split(values)
+            if "status" in values:
+                columns["status"] = values["status"]
+            planned.append((keys, columns))
+        rows = await self.schedule.change_schedule(deletable(session), planned)
+        if rows is None:
+            raise forbidden()
+        return rows
 
     async def read_by_query(self, session: Session, query: Query) -> Page:
         return await read_by_query(self.engine, session, query)
@@ -280,6 +253,8 @@ class Ledger:
         changes = validate_changes(data)
         if key is None:
             raise forbidden()
+        if _split(changes):
+            return notification_to_api((await self._reschedule(session, [([key], changes)]))[0])
         rows = await self.store.set_status_all(visible(session), [key], _status(changes))
         if rows is None:
             raise forbidden()
@@ -292,6 +267,8 @@ class Ledger:
         changes = validate_changes(data)
         if not keys:
             return []
+        if _split(changes):
+            return _objects(await self._reschedule(session, [(keys, changes)]))
         rows = await self.store.set_status_all(visible(session), keys, _status(changes))
         if rows is None:
             raise forbidden()  # some key is missing or not the caller's: nothing changed
@@ -304,6 +281,7 @@ class Ledger:
         if len(items) > MAX_KEYS:
             raise invalid_payload(f"A batch can hold at most {MAX_KEYS} items")
         planned: list[tuple[int, LedgerStatus | None]] = []
+        validated: list[tuple[int, dict[str, Any]]] = []
         for index, item in enumerate(items):
             if not isinstance(item, Mapping) or "id" not in item:
                 raise invalid_payload(
@@ -311,7 +289,13 @@ class Ledger:
                 )
             key = parse_key(item["id"], field=f"[{index}].id")
             rest = {k: v for k, v in item.items() if k != "id"}
-            planned.append((key, _status(validate_changes(rest, field=f"[{index}]"))))
+            changes = validate_changes(rest, field=f"[{index}]")
+            validated.append((key, changes))
+            planned.append((key, _status(changes)))
+        if any(_split(changes) for _key, changes in validated):
+            # A batch that reschedules anything is a schedule change for every item in it.
+            rescheduled = await self._reschedule(session, [([k], c) for k, c in validated])
+            return _objects({row.id: row for row in rescheduled}.values())
         rows = await self.store.set_status(visible(session), planned)
         if rows is None:
             raise forbidden()
@@ -323,6 +307,13 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         """`PATCH /notifications {"query", "data"}`: only ever the caller's visible rows."""
         changes = validate_changes(data)
+        if _split(changes):
+            # The matching rows first (an unchanged status), then one all-or-nothing change.
+            matching = await self.store.set_status_matching(visible(session), query, None)
+            if not matching:
+                return []
+            keys = [row.id for row in matching]
+            return _objects(await self._reschedule(session, [(keys, changes)]))
         rows = await self.store.set_status_matching(visible(session), query, _status(changes))
         return _objects(rows)
 

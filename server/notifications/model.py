@@ -134,6 +134,11 @@ class Notification:
     delivery_request_key: str | None = None
     delivery_request_rows: tuple[int, ...] = ()
     delivery_request_at: datetime | None = None
+    # Contract §12: asked send time, quiet-hours/digest bypass, shared digest, why held back.
+    send_at: datetime | None = None
+    urgent: bool = False
+    digest_id: str | None = None
+    deferred_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Notification:
@@ -164,6 +169,10 @@ class Notification:
             delivery_request_key=row.get("delivery_request_key"),
             delivery_request_rows=tuple(int(i) for i in row.get("delivery_request_rows") or ()),
             delivery_request_at=row.get("delivery_request_at"),
+            send_at=row["send_at"],
+            urgent=bool(row["urgent"]),
+            digest_id=row["digest_id"],
+            deferred_reason=row["deferred_reason"],
         )
 
 
@@ -192,10 +201,16 @@ class NewNotification:
     sent_as: SendAs
     transport: Transport
     credential_owner: str
+    # Contract §12: a future `send_at` makes the row `scheduled` until then.
+    send_at: datetime | None = None
+    urgent: bool = False
+    scheduled: bool = False
 
     @property
     def initial_status(self) -> DeliveryStatus:
         # A seamless row waits for the caller's view to relay it; the server sends the rest.
+        if self.scheduled:
+            return S.SCHEDULED
         return S.AWAITING_CLIENT if self.transport == "seamless" else S.QUEUED
 
 

@@ -170,3 +170,50 @@ class SenderFactsSource(Protocol):
     async def installation(self, account_id: str) -> InstallationFacts: ...
 
     async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool: ...
+
+
+class ScheduleStore(Protocol):
+    """Contract §12 on the ledger rows: what the scheduler and the due-time gate write."""
+
+    async def release_due(self, *, limit: int = 1000) -> int: ...
+
+    async def suppress(self, owner: str, ids: Sequence[int]) -> int: ...
+
+    async def hold(
+        self, owner: str, ids: Sequence[int], *, until: datetime, reason: str
+    ) -> int: ...
+
+    async def muted(self, rows: Sequence[Notification]) -> set[int]: ...
+
+    async def open_digest(
+        self, owner: str, ids: Sequence[int], *, key: Notification, window_seconds: int
+    ) -> datetime | None: ...
+
+    async def take_digests(
+        self, owner: str, digest_ids: Sequence[str], *, lease_until: datetime
+    ) -> list[Notification]: ...
+
+    async def end_digest(self, owner: str, ids: Sequence[int]) -> None: ...
+
+    async def account_schedule(self, account_id: str) -> AccountScheduleFacts: ...
+
+
+class AccountScheduleFacts(Protocol):
+    """An account's quiet hours ("HH:MM", None = off) and digest window (seconds)."""
+
+    @property
+    def quiet_start(self) -> str | None: ...
+
+    @property
+    def quiet_end(self) -> str | None: ...
+
+    @property
+    def digest_window_seconds(self) -> int: ...
+
+
+class ScheduleChanges(Protocol):
+    """Reschedule or cancel `scheduled` rows (the ledger's PATCH, contract §12)."""
+
+    async def change_schedule(
+        self, scope: Visibility, changes: Sequence[tuple[Sequence[int], dict[str, Any]]]
+    ) -> list[Notification] | None: ...

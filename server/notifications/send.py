@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
+from server.clock import utcnow
 from server.errors import ApiError, forbidden
 from server.monday.client import CREATE_NOTIFICATION
 from server.notifications.inputs import NotificationInput
@@ -23,6 +25,7 @@ from server.notifications.model import (
 )
 from server.notifications.ports import Dispatcher, NotificationStore, SenderFactsSource
 from server.notifications.relay_input import RelayError, RelayOutcome
+from server.notifications.schedule_rules import is_future
 from server.notifications.send_limit import SendRateLimiter
 from server.sender import (
     Caller,
@@ -80,7 +83,9 @@ def relay_payload(row: Notification) -> dict[str, Any]:
     }
 
 
-def _new_row(item: NotificationInput, decision: SenderDecision) -> NewNotification:
+def _new_row(
+    item: NotificationInput, decision: SenderDecision, now: datetime | None = None
+) -> NewNotification:
     return NewNotification(
         recipient=item.recipient,
         message=item.message,
@@ -90,6 +95,9 @@ def _new_row(item: NotificationInput, decision: SenderDecision) -> NewNotificati
         sent_as=decision.sent_as,
         transport=decision.transport,
         credential_owner=decision.credential_owner,
+        send_at=item.send_at,
+        urgent=item.urgent,
+        scheduled=is_future(item.send_at, now or utcnow()),
     )
 
 
@@ -157,6 +165,11 @@ class SendService:
         """
         if self.limiter is not None:
             self.limiter.take(request.account_id, request.user_id, len(items))
+        now = utcnow()
+        if request.relay_capable and any(is_future(item.send_at, now) for item in items):
+            # Contract §12: a view cannot relay a send that happens later, so a batch with a
+            # scheduled row is sent by the server (docs/scheduling.md).
+            request = replace(request, relay_capable=False)
         decisions, policy = await self.decide(request, items)
         audits = [
             request.audit(item.send_as, policy, "decided", decision.reason, decision)
@@ -167,7 +180,7 @@ class SendService:
         rows = await self.store.insert(
             account_id=request.account_id,
             sender=request.user_id,
-            rows=[_new_row(item, d) for item, d in zip(items, decisions, strict=True)],
+            rows=[_new_row(item, d, now) for item, d in zip(items, decisions, strict=True)],
             audits=audits,
             idempotency_key=request.idempotency_key,
             lease_owner=self.dispatcher.lease_token(),
@@ -175,10 +188,16 @@ class SendService:
         )
         for decision in decisions:
             accepted_counts[(decision.sent_as, decision.transport)] += 1
-        server_rows = [row for row in rows if row.transport == "server"]
+        # Scheduled rows wait for the delivery worker, which releases them when due.
+        server_rows = [
+            row
+            for row in rows
+            if row.transport == "server" and row.delivery_status == DeliveryStatus.QUEUED
+        ]
         if request.short_lived_token is not None:
-            for row in server_rows:
-                self.dispatcher.hold_short_lived(row.id, request.short_lived_token)
+            for row in rows:
+                if row.transport == "server":
+                    self.dispatcher.hold_short_lived(row.id, request.short_lived_token)
         if not server_rows:
             return rows
         await self.dispatcher.dispatch(server_rows, max_wait=self.inline_max_wait)

@@ -35,9 +35,13 @@ API_FIELDS: tuple[str, ...] = (
     "sent_at",
     "last_error",
     "idempotency_key",
+    "send_at",
+    "urgent",
+    "digest_id",
+    "deferred_reason",
 )
 
-DATETIME_FIELDS = frozenset({"timestamp", "next_attempt_at", "sent_at"})
+DATETIME_FIELDS = frozenset({"timestamp", "next_attempt_at", "sent_at", "send_at"})
 
 
 def iso_datetime(value: datetime) -> str:

@@ -3,7 +3,7 @@
 monday requires an app to delete an account's data within 10 days of the uninstall. An account
 uninstalled for at least `UNINSTALL_RETENTION_DAYS` (default 10) loses, in this order:
 
-- its sender audit entries, ledger rows (`notifications`) and idempotency records;
+- its sender audit entries, ledger rows (`notifications`), idempotency records and mutes;
 - any credential or OAuth state left (the uninstall already deleted them; belt and braces);
 - the installer's name and e-mail on the installation record.
 
@@ -44,6 +44,7 @@ from server.storage.tables import (
     credentials,
     idempotency_keys,
     installations,
+    mutes,
     notifications,
     oauth_states,
     sender_audit,
@@ -58,6 +59,7 @@ PURGED: tuple[Table, ...] = (
     sender_audit,
     notifications,
     idempotency_keys,
+    mutes,  # contract §12: the account's users' mutes
     credentials,
     oauth_states,
 )

@@ -88,6 +88,10 @@ installations = Table(
     # `data.timestamp` of the newest lifecycle event applied: older ones change nothing.
     Column("last_event_at", UtcDateTime()),
     Column("sender_policy", String(32), nullable=False, server_default="app_then_installer"),
+    # Contract §12: quiet hours ("HH:MM" each, both null = off) and the digest window.
+    Column("quiet_hours_start", String(5)),
+    Column("quiet_hours_end", String(5)),
+    Column("digest_window_seconds", Integer, nullable=False, server_default="0"),
     Column("installed", Boolean, nullable=False, server_default="1"),
     Column("installed_at", UtcDateTime()),
     Column("uninstalled_at", UtcDateTime()),
@@ -179,6 +183,12 @@ notifications = Table(
     Column("delivery_request_key", String(64), index=True),
     Column("delivery_request_rows", JSON),
     Column("delivery_request_at", UtcDateTime()),
+    # Contract §12: when the sender asked for it (None = at once), whether it ignores quiet
+    # hours and digests, the digest it went out in, and why it is held back (`quiet_hours`).
+    Column("send_at", UtcDateTime()),
+    Column("urgent", Boolean, nullable=False, server_default="0"),
+    Column("digest_id", String(36)),
+    Column("deferred_reason", String(24)),
     # A non-admin's list reads two arms, recipient = me and sender = me (notifications/reads.py),
     # each in sort order from an index: by time (id breaks ties: PostgreSQL needs it spelled
     # out, SQLite keeps the rowid at the end of every index anyway), or by id (Directus' default).
@@ -196,6 +206,22 @@ notifications = Table(
     Index("ix_notifications_account_sender_id", "account_id", "sender", "id"),
     Index("ix_notifications_account_item_ts", "account_id", "item", "timestamp"),
     Index("ix_notifications_due", "delivery_status", "next_attempt_at"),
+    Index("ix_notifications_digest", "digest_id"),
+)
+
+# A user's mutes of this app's notifications to themselves (contract §12): `target_key` is ""
+# for everything, else "<collection>:<item>", so one unique constraint makes PUT idempotent.
+mutes = Table(
+    "mutes",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("account_id", String(32), nullable=False),
+    Column("user_id", String(32), nullable=False),
+    Column("target_key", String(64), nullable=False),
+    Column("collection", String(16)),
+    Column("item", String(32)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("account_id", "user_id", "target_key", name="uq_mutes_user_target"),
 )
 
 idempotency_keys = Table(

@@ -70,6 +70,7 @@ _KIND_VALUES = {
         st.text(min_size=1, max_size=4).filter(lambda t: "\x00" not in t),
     ),
     "int": st.integers(min_value=-3, max_value=10),
+    "bool": st.sampled_from([True, False, "true", "false"]),  # contract §12: `urgent`
     "datetime": st.sampled_from(
         ["2024-01-01", "2024-02-01T09:30:00Z", "2024-03-02T08:00:00+01:00", "$NOW", "$NOW(-1 year)"]
     ),
@@ -80,6 +81,7 @@ _KIND_OPS = {
     "int": ["_eq", "_neq", "_lt", "_lte", "_gt", "_gte", "_in", "_nin", "_between", "_nbetween",
             "_null"],
     "datetime": ["_eq", "_lt", "_gt", "_between", "_nbetween", "_in", "_null", "_nnull"],
+    "bool": ["_eq", "_neq", "_in", "_nin", "_null", "_nnull"],
 }  # fmt: skip
 
 

@@ -48,6 +48,11 @@ CONTRACT_FIELDS = [
     "sent_at",
     "last_error",
     "idempotency_key",
+    # contract §12
+    "send_at",
+    "urgent",
+    "digest_id",
+    "deferred_reason",
 ]
 
 
@@ -186,7 +191,7 @@ async def test_enums_are_the_literal_types_of_the_code(client: Any) -> None:
         (schemas["NotificationInput"]["properties"]["send_as"], SendAs),
         (schemas["StatusData"]["properties"]["status"], Status),
         (schemas["ErrorExtensions"]["properties"]["code"], ErrorCode),
-        (schemas["SenderPolicyBody"]["properties"]["sender_policy"], SenderPolicy),
+        (schemas["InstallationPatch"]["properties"]["sender_policy"], SenderPolicy),
         (schemas["LifecycleEvent"]["properties"]["type"], EventType),
     ]
     for schema, literal in expected:

@@ -33,6 +33,8 @@ JSON_ROUTES = [
     ("POST", "/monday/lifecycle", "lifecycle"),
     ("PATCH", "/installation", "session"),
     ("PUT", "/installation/api-key", "session"),
+    ("PUT", "/preferences/mutes", "session"),  # contract §12
+    ("DELETE", "/preferences/mutes", "session"),
 ]
 # Routes that take a body-carrying method but read no body.
 NO_BODY = {

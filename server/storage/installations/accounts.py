@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.clock import utcnow
-from server.installations.model import Installation, may_claim_installer
+from server.installations.model import Installation, SettingsChange, may_claim_installer
 from server.installations.ports import AccountChanges, LifecycleChange, LifecycleResult
 from server.sender import DEFAULT_POLICY, SenderPolicy
 from server.storage.tables import credentials, installations, lifecycle_events, oauth_states
@@ -58,6 +58,9 @@ def _installation(row: Row[Any]) -> Installation:
         uninstalled_at=m["uninstalled_at"],
         updated_at=m["updated_at"],
         revision=int(m["revision"]),
+        quiet_hours_start=m["quiet_hours_start"],
+        quiet_hours_end=m["quiet_hours_end"],
+        digest_window_seconds=int(m["digest_window_seconds"] or 0),
     )
 
 
@@ -118,10 +121,17 @@ class SqlInstallations:
         self, account_id: str, policy: SenderPolicy, *, now: datetime | None = None
     ) -> Installation:
         """Store the policy; an account we never heard of gets a row that is not installed."""
+        return await self.change_settings(account_id, SettingsChange(sender_policy=policy), now=now)
+
+    async def change_settings(
+        self, account_id: str, change: SettingsChange, *, now: datetime | None = None
+    ) -> Installation:
+        """Apply `PATCH /installation`'s keys in one transaction (bumping the revision); an
+        account we never heard of gets a row that is not installed."""
         now = now or utcnow()
         async with self.engine.begin() as conn:
             existing = await read_installation(conn, account_id)
-            values: dict[str, Any] = {"sender_policy": policy}
+            values = change.columns()
             if existing is None:
                 values["installed"] = False
             await upsert_installation(conn, account_id, values, now=now)

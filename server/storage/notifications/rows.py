@@ -8,7 +8,7 @@ the ledger service's rule, handed in as a `Visibility`; this module only turns i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, or_, select, update
@@ -72,6 +72,14 @@ def _matching_ids(visibility: Visibility, query: Query) -> Select[Any]:
     if offset:
         stmt = stmt.offset(offset)
     return stmt
+
+
+def _first_due(status: DeliveryStatus, row: NewNotification, now: datetime) -> datetime | None:
+    """When the outbox may first take the row: now, at `send_at` when scheduled, or never
+    (a seamless row is the view's to send)."""
+    if status == DeliveryStatus.SCHEDULED:
+        return row.send_at
+    return now if status == DeliveryStatus.QUEUED else None
 
 
 class _NotAll(Exception):
@@ -139,7 +147,9 @@ class SqlNotificationRows:
                         credential_owner=row.credential_owner,
                         delivery_status=status.value,
                         attempts=0,
-                        next_attempt_at=now if status == DeliveryStatus.QUEUED else None,
+                        next_attempt_at=_first_due(status, row, now),
+                        send_at=row.send_at,
+                        urgent=row.urgent,
                         idempotency_key=idempotency_key,
                         lease_owner=lease_owner if leased else None,
                         lease_expires_at=lease_expires_at if leased else None,

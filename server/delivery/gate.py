@@ -1,0 +1,139 @@
+"""What happens to a row the moment it becomes due (contract §12), before it goes to monday.
+
+The `Deliverer` hands every batch it is about to send (inline or from the worker) to the
+gate: rows whose recipient muted them end `suppressed`; rows that fall inside the account's
+quiet hours, in the recipient's own time zone, wait `scheduled` until the quiet hours end
+(unless `urgent`). What is left is sent. The gate only decides and writes through the
+`ScheduleStore` port; time zones come from `TimeZones`, which reads monday with the row's
+own credential and caches each answer for a day.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.clock import utcnow
+from server.delivery.digest import digest_rows
+from server.monday.client import MondayClient
+from server.monday.outcome import MondayError
+from server.notifications.model import DeliveryStatus, Notification
+from server.notifications.ports import ScheduleStore
+from server.notifications.schedule_rules import QuietHours, parse_hhmm, quiet_until, zone
+
+log = logging.getLogger(__name__)
+
+TIME_ZONE_QUERY = "query ($ids: [ID!]) { users(ids: $ids) { id time_zone_identifier } }"
+CACHE_SECONDS = 24 * 3600
+# (account_id, sent_as, credential_owner, for_others) -> a token: the Deliverer's resolver.
+Resolver = Callable[[str, str, str, bool], Awaitable[str | None]]
+
+
+@dataclass
+class TimeZones:
+    """Each recipient's IANA time zone as monday reports it, cached a day per (account, user).
+
+    Read with the row's own credential (the one that will send it); when there is none, or
+    monday does not answer or gives no zone, the recipient is taken to be in UTC (and that
+    answer is cached for a shorter while, so a transient failure does not stick for a day).
+    """
+
+    monday: MondayClient
+    resolve: Resolver
+    short_lived: Callable[[int], str | None] = lambda _row_id: None
+    _cache: dict[tuple[str, str], tuple[str | None, datetime]] = field(default_factory=dict)
+
+    async def of(self, row: Notification) -> str | None:
+        key = (row.account_id, row.recipient)
+        now = utcnow()
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        identifier, lasting = await self._ask(row)
+        self._cache[key] = (identifier, now + timedelta(seconds=lasting))
+        return identifier
+
+    async def _ask(self, row: Notification) -> tuple[str | None, float]:
+        owner = row.credential_owner or ""
+        if owner == "short_lived":
+            token = self.short_lived(row.id)
+        else:
+            token = await self.resolve(
+                row.account_id, row.sent_as or "", owner, row.sender != owner
+            )
+        if token is None:
+            return None, 300.0
+        try:
+            response = await self.monday.execute(token, TIME_ZONE_QUERY, {"ids": [row.recipient]})
+        except MondayError:
+            return None, 300.0
+        users: Any = (response.data or {}).get("users") if isinstance(response.data, dict) else None
+        for user in users or []:
+            if isinstance(user, dict) and str(user.get("id")) == row.recipient:
+                identifier = user.get("time_zone_identifier")
+                return (str(identifier) if identifier else None), float(CACHE_SECONDS)
+        return None, 300.0 if response.errors else float(CACHE_SECONDS)
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+@dataclass
+class ScheduleGate:
+    store: ScheduleStore
+    time_zones: TimeZones
+
+    async def __call__(self, rows: Sequence[Notification]) -> list[Notification]:
+        """The rows to send now; the others are recorded as suppressed or held back."""
+        if not rows:
+            return []
+        muted = await self.store.muted(rows)
+        by_lease: dict[str, list[int]] = defaultdict(list)
+        for row in rows:
+            if row.id in muted and row.lease_owner is not None:
+                by_lease[row.lease_owner].append(row.id)
+        for owner, ids in by_lease.items():
+            await self.store.suppress(owner, ids)
+        left = [row for row in rows if row.id not in muted]
+        return await self._digests(await self._quiet_hours(left))
+
+    async def _digests(self, rows: list[Notification]) -> list[Notification]:
+        """Rows becoming due join (or open) their key's digest window and wait for its close;
+        rows of a window that has closed go out together (see delivery/digest.py)."""
+        return await digest_rows(self.store, rows)
+
+    async def _quiet_hours(self, rows: list[Notification]) -> list[Notification]:
+        # Only a row's first way out is held: a retry of a row already let through goes on.
+        candidates = [
+            r for r in rows if r.delivery_status == DeliveryStatus.QUEUED and not r.urgent
+        ]
+        if not candidates:
+            return rows
+        quiet: dict[str, QuietHours | None] = {}
+        for account_id in {row.account_id for row in candidates}:
+            policy = await self.store.account_schedule(account_id)
+            if policy.quiet_start and policy.quiet_end:
+                quiet[account_id] = QuietHours(
+                    parse_hhmm(policy.quiet_start, "start"), parse_hhmm(policy.quiet_end, "end")
+                )
+        if not quiet:
+            return rows
+        now = utcnow()
+        held: dict[tuple[str, datetime], list[int]] = defaultdict(list)
+        for row in candidates:
+            hours = quiet.get(row.account_id)
+            if hours is None:
+                continue
+            until = quiet_until(hours, now, zone(await self.time_zones.of(row)))
+            if until is not None and row.lease_owner is not None:
+                held[(row.lease_owner, until)].append(row.id)
+        for (owner, until), ids in held.items():
+            await self.store.hold(owner, ids, until=until, reason="quiet_hours")
+        out = {row_id for ids in held.values() for row_id in ids}
+        if out:
+            log.info("quiet hours hold back %d notification(s)", len(out))
+        return [row for row in rows if row.id not in out]
