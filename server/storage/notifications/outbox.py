@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, null, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -184,16 +184,17 @@ class SqlOutbox(ResendStatements):
         outcome = Finish(row_id, delivery_status, error, monday_id, next_attempt_at, retry_after)
         await self.finish_many(owner, [outcome])
 
-    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> None:
+    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> list[Notification]:
         """Record the outcomes of rows leased to `owner` and release their leases, in one
         transaction (one commit per batch sent, not one per row). A row moves only if the
-        transition table allows its new status from the one it is in.
+        transition table allows its new status from the one it is in. Returns the rows that
+        moved, as stored (the send path answers with them: no read-back).
 
         A `retry_scheduled` row is due at `next_attempt_at` when given, else after
         `retry_after` seconds with a little jitter.
         """
         if not outcomes:
-            return
+            return []
         now = utcnow()
         statements = [
             update(notifications)
@@ -203,17 +204,32 @@ class SqlOutbox(ResendStatements):
                 t.delivery_status.in_(_from(outcome.delivery_status)),
             )
             .values(**_finish_values(outcome, now))
+            .returning(*notifications.c)
             for outcome in outcomes
         ]
 
-        def run(connection: Connection) -> None:
+        def run(connection: Connection) -> list[Notification]:
+            stored: list[Notification] = []
             for statement in statements:
-                connection.execute(statement)
+                row = connection.execute(statement).mappings().first()
+                if row is not None:
+                    stored.append(Notification.from_row(row))
+            return stored
 
         # Outcomes of concurrent requests (and batches) arriving while a commit is in
         # flight are committed together (group commit, storage/writer.py).
-        await write(self.engine, run)
-        self._updated([outcome.row_id for outcome in outcomes])
+        stored = await write(self.engine, run)
+        self._changed(stored)
+        return stored
+
+    def _changed(self, rows: Sequence[Notification]) -> None:
+        """Tell live subscribers about `rows`, with their account (the bus need not look it
+        up); rows of one batch share one account, but nothing here relies on it."""
+        by_account: dict[str, list[int]] = {}
+        for row in rows:
+            by_account.setdefault(row.account_id, []).append(row.id)
+        for account_id, ids in by_account.items():
+            self.on_change(RowChange("update", tuple(ids), account_id))
 
     async def defer(
         self,
@@ -222,30 +238,45 @@ class SqlOutbox(ResendStatements):
         *,
         until: datetime,
         error: Mapping[str, Any],
-    ) -> int:
-        """Rows claimed but held back by the governor: due again at `until`, not attempted."""
+    ) -> list[Notification]:
+        """Rows claimed but held back by the governor: due again at `until`, not attempted;
+        the rows as stored.
+
+        A row the send path inserted already `sending` for its inline attempt (stamped with
+        a request that was never sent) goes back too: `sending` -> `retry_scheduled`, its
+        attempt not counted and its request stamp cleared, so the key is never used.
+        """
         if not ids:
-            return 0
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(notifications)
-                .where(
-                    t.id.in_(list(ids)),
-                    t.lease_owner == owner,
-                    t.delivery_status.in_(_CLAIMABLE),
-                )
-                .values(
-                    delivery_status=DeliveryStatus.RETRY_SCHEDULED.value,
-                    next_attempt_at=until,
-                    last_error=error,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
+            return []
+        sending = DeliveryStatus.SENDING.value
+        was_sending = t.delivery_status == sending
+        statement = (
+            update(notifications)
+            .where(
+                t.id.in_(list(ids)),
+                t.lease_owner == owner,
+                t.delivery_status.in_(_from(DeliveryStatus.RETRY_SCHEDULED)),
             )
-        count = int(result.rowcount or 0)
-        if count:
-            self._updated(ids)
-        return count
+            .values(
+                delivery_status=DeliveryStatus.RETRY_SCHEDULED.value,
+                next_attempt_at=until,
+                last_error=error,
+                lease_owner=None,
+                lease_expires_at=None,
+                attempts=case((was_sending, t.attempts - 1), else_=t.attempts),
+                delivery_request_key=case((was_sending, null()), else_=t.delivery_request_key),
+                delivery_request_rows=case((was_sending, null()), else_=t.delivery_request_rows),
+                delivery_request_at=case((was_sending, null()), else_=t.delivery_request_at),
+            )
+            .returning(*notifications.c)
+        )
+
+        def run(connection: Connection) -> list[Notification]:
+            return [Notification.from_row(row) for row in connection.execute(statement).mappings()]
+
+        deferred = await write(self.engine, run)
+        self._changed(deferred)
+        return deferred
 
     async def release(self, owner: str, ids: Sequence[int]) -> None:
         """Give back rows claimed but not sent (e.g. on shutdown)."""

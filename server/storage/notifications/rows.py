@@ -8,11 +8,13 @@ the ledger service's rule, handed in as a `Visibility`; this module only turns i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -21,15 +23,18 @@ from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    KeyReservation,
+    KeyTaken,
     LedgerStatus,
     NewNotification,
     Notification,
+    RequestPlanner,
     Visibility,
     transition,
 )
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
-from server.storage.tables import notifications, sender_audit
+from server.storage.tables import idempotency_keys, notifications, sender_audit
 
 t = notifications.c
 
@@ -74,6 +79,43 @@ def _matching_ids(visibility: Visibility, query: Query) -> Select[Any]:
     return stmt
 
 
+def _stamp_planned(
+    connection: Connection,
+    stored: list[Notification],
+    plan: RequestPlanner,
+    lease_owner: str,
+    now: datetime,
+) -> list[Notification]:
+    """Move the leased rows to `sending` for the requests `plan` makes of them (what
+    `mark_sending_request` does before a later attempt), inside the insert's transaction."""
+    leased = [row for row in stored if row.lease_owner == lease_owner]
+    sending = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+    by_id = {row.id: row for row in stored}
+    for request in plan(leased) if leased else ():
+        ids = list(request.ids)
+        connection.execute(
+            update(notifications)
+            .where(t.id.in_(ids), t.lease_owner == lease_owner)
+            .values(
+                delivery_status=sending.value,
+                attempts=t.attempts + 1,
+                delivery_request_key=request.key,
+                delivery_request_rows=ids,
+                delivery_request_at=now,
+            )
+        )
+        for row_id in ids:
+            by_id[row_id] = replace(
+                by_id[row_id],
+                delivery_status=sending,
+                attempts=by_id[row_id].attempts + 1,
+                delivery_request_key=request.key,
+                delivery_request_rows=request.ids,
+                delivery_request_at=now,
+            )
+    return [by_id[row.id] for row in stored]
+
+
 class _NotAll(Exception):
     """Raised inside a transaction to roll it back when a batch reached fewer rows than asked."""
 
@@ -106,18 +148,40 @@ class SqlNotificationRows:
         audits: Sequence[AuditEntry],
         idempotency_key: str | None,
         lease_owner: str | None = None,
-        lease_seconds: int = 60,
+        lease_seconds: float = 60,
+        plan: RequestPlanner | None = None,
+        reserve: KeyReservation | None = None,
     ) -> list[Notification]:
         """Write `rows` and one audit entry each (`audits[i]` for `rows[i]`), in one
         transaction; the rows as stored, in order.
 
         With `lease_owner`, rows the server sends are written already leased to the caller,
         so the background worker cannot take them before the request's own first attempt.
+        With `plan` too, those rows are moved to `sending` in the same transaction, each
+        stamped with the monday request `plan` says the inline attempt sends them in (its
+        rows and Idempotency-Key, contract §11): the attempt needs no write of its own.
+        With `reserve`, the request's `Idempotency-Key` row is inserted first, in the same
+        transaction: `KeyTaken` (nothing written) if another request holds it.
         """
         now = utcnow()
         lease_expires_at = now + timedelta(seconds=lease_seconds)
 
         def run(connection: Connection) -> list[Notification]:
+            if reserve is not None:
+                # First, so a taken key fails before any row is written; the caller's
+                # transaction (or the writer's savepoint for this job) is rolled back.
+                try:
+                    connection.execute(
+                        insert(idempotency_keys).values(
+                            account_id=reserve.account_id,
+                            user_id=reserve.user_id,
+                            key=reserve.key,
+                            body_digest=reserve.body_digest,
+                            created_at=now,
+                        )
+                    )
+                except IntegrityError as error:
+                    raise KeyTaken(reserve.key) from error
             stored: list[Notification] = []
             for row, audit in zip(rows, audits, strict=True):
                 status = row.initial_status
@@ -151,6 +215,8 @@ class SqlNotificationRows:
                     insert(sender_audit).values(_audit_values(audit, notification.id))
                 )
                 stored.append(notification)
+            if plan is not None and lease_owner is not None:
+                stored = _stamp_planned(connection, stored, plan, lease_owner, now)
             return stored
 
         stored = await write(self.engine, run)
