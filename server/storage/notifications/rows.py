@@ -79,6 +79,12 @@ def _matching_ids(visibility: Visibility, query: Query) -> Select[Any]:
     return stmt
 
 
+# Built once: constructing the statements (RETURNING all columns) per row cost more than
+# running them; the values are bound parameters.
+_INSERT_ROW = insert(notifications).returning(*notifications.c)
+_INSERT_AUDIT = insert(sender_audit)
+
+
 def _stamp_planned(
     connection: Connection,
     stored: list[Notification],
@@ -187,8 +193,8 @@ class SqlNotificationRows:
                 status = row.initial_status
                 leased = status == DeliveryStatus.QUEUED and lease_owner is not None
                 result = connection.execute(
-                    insert(notifications)
-                    .values(
+                    _INSERT_ROW,
+                    dict(
                         timestamp=now,
                         status="inbox",
                         recipient=row.recipient,
@@ -207,13 +213,10 @@ class SqlNotificationRows:
                         idempotency_key=idempotency_key,
                         lease_owner=lease_owner if leased else None,
                         lease_expires_at=lease_expires_at if leased else None,
-                    )
-                    .returning(*notifications.c)
+                    ),
                 )
                 notification = Notification.from_row(result.mappings().one())
-                connection.execute(
-                    insert(sender_audit).values(_audit_values(audit, notification.id))
-                )
+                connection.execute(_INSERT_AUDIT, _audit_values(audit, notification.id))
                 stored.append(notification)
             if plan is not None and lease_owner is not None:
                 stored = _stamp_planned(connection, stored, plan, lease_owner, now)
