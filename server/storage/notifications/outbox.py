@@ -3,7 +3,9 @@
 A row is claimed (lease taken, status unchanged) before it is sent, and moved to
 `sending` just before the HTTP call. So a process that dies after claiming leaves a row
 that another worker re-claims when the lease expires (it was never sent), while a row
-left in `sending` may have reached monday and becomes `unknown` (never sent twice).
+left in `sending` may have reached monday and becomes `unknown` (never sent twice). (A
+send's own rows skip the claim and the move: the send path inserts them leased and already
+`sending` for the inline attempt's request, `rows.py` `insert`.)
 Every status guard comes from the transition table in `notifications/model.py`.
 """
 
