@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -79,6 +79,13 @@ class Idempotency:
     """The idempotency rules over an `IdempotencyStore`."""
 
     store: IdempotencyStore
+    # Keys whose first request runs in this process: a duplicate here waits for it rather
+    # than running its work too (which would spend the user's send budget and the sender
+    # decision for nothing before losing the key at the insert). Across processes the
+    # reservation in the rows' transaction decides.
+    _running: dict[tuple[str, str, str], asyncio.Future[None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def begin(
         self, account_id: str, user_id: str, key: str, digest: str, deadline: float | None = None
@@ -110,12 +117,7 @@ class Idempotency:
             if record.response_status is not None:
                 return Replay(status=int(record.response_status), body=record.response_body)
             if loop.time() > deadline:
-                raise ApiError(
-                    409,
-                    "IDEMPOTENCY_IN_FLIGHT",
-                    "A request with this Idempotency-Key is still being processed: "
-                    "try again shortly.",
-                )
+                raise _in_flight()
             await asyncio.sleep(0.05)
 
     async def complete(
@@ -156,37 +158,74 @@ class Idempotency:
         from `work` is kept as the answer and re-raised; any other failure gives the key
         back.
         """
-        deadline = asyncio.get_running_loop().time() + WAIT_FOR_FIRST_SECONDS
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_FOR_FIRST_SECONDS
+        slot = (account_id, user_id, key)
         while True:
             replay = await self.begin(account_id, user_id, key, digest, deadline)
             if replay is not None:
                 return replay.status, replay.body, True
-            pending = _Pending(KeyReservation(account_id, user_id, key, digest))
-
-            async def complete(status: int, answer: Any, pending: _Pending = pending) -> None:
-                await self.complete(
-                    account_id,
-                    user_id,
-                    key,
-                    status,
-                    answer,
-                    digest=digest,
-                    reserved=pending.handed_out,
-                )
-
-            token = _pending.set(pending)
-            try:
+            running = self._running.get(slot)
+            if running is not None:
+                # Wait for it, then look again (its answer, or the key given back).
                 try:
-                    status, answer = await work()
-                finally:
-                    _pending.reset(token)
+                    await asyncio.wait_for(asyncio.shield(running), deadline - loop.time())
+                except TimeoutError:
+                    raise _in_flight() from None
+                continue
+            done: asyncio.Future[None] = loop.create_future()
+            self._running[slot] = done
+            try:
+                return await self._first(account_id, user_id, key, digest, work)
             except KeyTaken:
-                continue  # a concurrent duplicate reserved it first: wait for its answer
-            except ApiError as error:
-                await complete(error.status, error.body())
-                raise
-            except BaseException:
-                await complete(500, None)  # gives the key back
-                raise
-            await complete(status, answer)
-            return status, answer, False
+                continue  # another process's duplicate reserved it first: wait for its answer
+            finally:
+                del self._running[slot]
+                done.set_result(None)
+
+    async def _first(
+        self,
+        account_id: str,
+        user_id: str,
+        key: str,
+        digest: str,
+        work: Callable[[], Awaitable[tuple[int, Any]]],
+    ) -> tuple[int, Any, bool]:
+        """Run `work` as the key's first request; `KeyTaken` if its insert lost the key."""
+        pending = _Pending(KeyReservation(account_id, user_id, key, digest))
+
+        async def complete(status: int, answer: Any, pending: _Pending = pending) -> None:
+            await self.complete(
+                account_id,
+                user_id,
+                key,
+                status,
+                answer,
+                digest=digest,
+                reserved=pending.handed_out,
+            )
+
+        token = _pending.set(pending)
+        try:
+            try:
+                status, answer = await work()
+            finally:
+                _pending.reset(token)
+        except KeyTaken:
+            raise  # nothing was written: the key is the other request's
+        except ApiError as error:
+            await complete(error.status, error.body())
+            raise
+        except BaseException:
+            await complete(500, None)  # gives the key back
+            raise
+        await complete(status, answer)
+        return status, answer, False
+
+
+def _in_flight() -> ApiError:
+    return ApiError(
+        409,
+        "IDEMPOTENCY_IN_FLIGHT",
+        "A request with this Idempotency-Key is still being processed: try again shortly.",
+    )
