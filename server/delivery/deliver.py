@@ -29,13 +29,20 @@ from server.delivery.resend import (
     redeliver,
     request_key,
     requests_for,
+    stamped_key,
     unknown_due,
 )
 from server.logs import account_id_var
 from server.metrics import latency_histogram
 from server.monday.client import MondayClient
 from server.monday.outcome import SendOutcome
-from server.notifications.model import DeliveryStatus, Finish, Notification, delivery_error
+from server.notifications.model import (
+    DeliveryStatus,
+    Finish,
+    Notification,
+    PlannedRequest,
+    delivery_error,
+)
 from server.notifications.ports import OutboxStore
 from server.storage.notifications import lease_token
 
@@ -80,6 +87,10 @@ class ShortLivedTokens:
         self._tokens.pop(row_id, None)
 
 
+# (account_id, sent_as, credential owner, for_others, rows): one monday request.
+_Batch = tuple[str, str, str, bool, list[Notification]]
+
+
 @dataclass
 class Deliverer:
     """Everything delivery needs; one per server process. The send service's dispatcher."""
@@ -118,36 +129,66 @@ class Deliverer:
         """Retry claimed `unknown` rows with their first request and key (contract §11)."""
         await redeliver(self, rows)
 
-    async def dispatch(self, rows: Sequence[Notification], *, max_wait: float | None) -> None:
-        await self.deliver(rows, max_wait=max_wait)
+    async def dispatch(
+        self, rows: Sequence[Notification], *, max_wait: float | None
+    ) -> list[Notification]:
+        return await self.deliver(rows, max_wait=max_wait)
 
-    async def deliver(self, rows: Sequence[Notification], *, max_wait: float | None = None) -> None:
-        """Send rows this process has claimed; every row ends with a recorded status.
-
-        Batches go out concurrently, as far as the governor lets them; a batch whose account
-        is held back longer than `max_wait` seconds is rescheduled, not sent.
-        """
-        if self.gate is not None:
-            rows = await self.gate(rows)
+    def _batches(self, rows: Sequence[Notification]) -> list[_Batch]:
+        """The monday requests `rows` go out in: per account, sender, credential owner and
+        "for others", in id order, at most `batch_size` each."""
         groups: dict[tuple[str, str, str, bool], list[Notification]] = defaultdict(list)
-        for row in rows:
+        for row in sorted(rows, key=lambda row: row.id):
             owner = row.credential_owner or ""
             key = (row.account_id, row.sent_as or "", owner, row.sender != owner)
             groups[key].append(row)
         # `batch_size` counts monday notifications: a digest's rows stay in one request.
-        batches = [
+        return [
             (account_id, sent_as, owner, for_others, [row for unit in chunk for row in unit])
             for (account_id, sent_as, owner, for_others), group in groups.items()
             for chunk in _chunks(units(group), self.batch_size)
         ]
+
+    def plan_requests(self, rows: Sequence[Notification]) -> list[PlannedRequest]:
+        """What `deliver` sends `rows` in, each request with its key (the send path's
+        insert stamps these, so the inline attempt skips `mark_sending_request`).
+
+        None while a §12 gate is wired: the gate may still suppress, hold or digest a row
+        that has just become due, and a row stamped `sending` at insert could no longer be
+        moved to `suppressed` or `scheduled` (model.py's transitions). Such rows are stamped
+        by `mark_sending_request` after the gate, as every later attempt is.
+        """
+        if self.gate is not None:
+            return []
+        return [
+            PlannedRequest(tuple(row.id for row in batch), request_key(batch))
+            for *_, batch in self._batches(rows)
+        ]
+
+    async def deliver(
+        self, rows: Sequence[Notification], *, max_wait: float | None = None
+    ) -> list[Notification]:
+        """Send rows this process has claimed; every row ends with a recorded status.
+
+        Batches go out concurrently, as far as the governor lets them; a batch whose account
+        is held back longer than `max_wait` seconds is rescheduled, not sent. Returns the
+        rows as recorded (a batch that failed outright is left out: its rows keep their
+        lease and are taken over when it expires).
+        """
+        if self.gate is not None:
+            rows = await self.gate(rows)
         results = await asyncio.gather(
-            *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
+            *(self._deliver_group(*batch, max_wait=max_wait) for batch in self._batches(rows)),
             return_exceptions=True,
         )
+        recorded: list[Notification] = []
         for result in results:
             if isinstance(result, BaseException):
                 # The rows keep their lease and are taken over when it expires.
                 log.error("delivering a batch failed", exc_info=result)
+            else:
+                recorded.extend(result)
+        return recorded
 
     async def _token_for(
         self, account_id: str, sent_as: str, owner: str, for_others: bool, row_id: int
@@ -165,26 +206,28 @@ class Deliverer:
         rows: list[Notification],
         *,
         max_wait: float | None = None,
-    ) -> None:
+    ) -> list[Notification]:
         account_id_var.set(account_id)  # this task's log lines carry the account
         token = await self._token_for(account_id, sent_as, owner, for_others, rows[0].id)
         if token is None:
             # The credential went away (uninstall, disconnect, expired short-lived token).
             error = delivery_error("NO_CREDENTIAL", _no_credential(owner))
-            await self._record(rows, [Finish(row.id, DeliveryStatus.FAILED, error) for row in rows])
-            return
+            failed = [Finish(row.id, DeliveryStatus.FAILED, error) for row in rows]
+            return await self._record(rows, failed)
         permit = await self.governor.acquire(
             account_id, f"{account_id}:{sent_as}:{owner}", cost=len(rows), max_wait=max_wait
         )
         if isinstance(permit, Deferral):
-            await self._defer(rows, permit)
-            return
+            return await self._defer(rows, permit)
         outcomes: list[SendOutcome] = []
         window_end = utcnow() + RESEND_WINDOW  # the key is first sent now
         try:
-            rows, key = await self._stamp_request(sorted(rows, key=lambda row: row.id))
+            rows = sorted(rows, key=lambda row: row.id)
+            key = stamped_key(rows)
+            if key is None:
+                rows, key = await self._stamp_request(rows)
             if not rows:
-                return
+                return []
             started = time.perf_counter()
             outcomes = await self.monday.send_notifications(
                 token, requests_for(rows), idempotency_key=key
@@ -197,8 +240,9 @@ class Deliverer:
             await self.mark_reconnect(account_id, sent_as, owner)
         by_row = outcomes_by_row(rows, outcomes)
         finishes = [self._finish(row, by_row[row.id], window_end) for row in rows]
-        await self._record(rows, finishes)
+        recorded = await self._record(rows, finishes)
         _log_batch(sent_as, owner, outcomes)
+        return recorded
 
     async def _stamp_request(self, rows: list[Notification]) -> tuple[list[Notification], str]:
         """Move `rows` to `sending` with the key of exactly them; if some lost their lease,
@@ -215,10 +259,10 @@ class Deliverer:
             rows = [row for row in rows if row.id in still]
         return [], ""
 
-    async def _defer(self, rows: list[Notification], deferral: Deferral) -> None:
+    async def _defer(self, rows: list[Notification], deferral: Deferral) -> list[Notification]:
         error = delivery_error(deferral.code, deferral.message)
         self._due_at(deferral.until)
-        await self.outbox.defer(
+        deferred = await self.outbox.defer(
             _lease(rows[0]),
             [row.id for row in rows],
             until=deferral.until,
@@ -231,6 +275,7 @@ class Deliverer:
             deferral.code,
             extra={"fields": {"rows": len(rows), "until": deferral.until.isoformat()}},
         )
+        return deferred
 
     def _finish(
         self,
@@ -280,14 +325,18 @@ class Deliverer:
         self._due_at(due)
         return Finish(row.id, DeliveryStatus.RETRY_SCHEDULED, error, next_attempt_at=due)
 
-    async def _record(self, rows: Sequence[Notification], finishes: Sequence[Finish]) -> None:
-        """Write the outcomes of one batch (one transaction), then count them."""
-        await self.outbox.finish_many(_lease(rows[0]), finishes)
+    async def _record(
+        self, rows: Sequence[Notification], finishes: Sequence[Finish]
+    ) -> list[Notification]:
+        """Write the outcomes of one batch (one transaction), then count them; the rows as
+        recorded."""
+        recorded = await self.outbox.finish_many(_lease(rows[0]), finishes)
         for row, finish in zip(rows, finishes, strict=True):
             if finish.next_attempt_at is None:  # no further attempt needs the token
                 self.short_lived.drop(row.id)
             key = (row.sent_as or "", row.transport or "", finish.delivery_status.value)
             delivery_counts[key] += 1
+        return recorded
 
 
 def _chunks(items: Sequence[list[Notification]], size: int) -> list[Sequence[list[Notification]]]:

@@ -26,7 +26,7 @@ from server.delivery.governor import Deferral, backoff_seconds
 from server.logs import account_id_var
 from server.monday.client import NotificationRequest, notification_payload
 from server.monday.outcome import SendOutcome
-from server.notifications.model import Notification, delivery_error
+from server.notifications.model import DeliveryStatus, Notification, delivery_error
 
 if TYPE_CHECKING:
     from server.delivery.deliver import Deliverer
@@ -154,3 +154,22 @@ def unknown_due(attempts: int, told: float | None, window_end: datetime) -> date
     """When to ask monday again about an `unknown` row, or None once past the window."""
     due = utcnow() + timedelta(seconds=backoff_seconds(attempts, told))
     return due if due < window_end else None
+
+
+def stamped_key(rows: Sequence[Notification]) -> str | None:
+    """The key the insert stamped `rows` with, if they are exactly one stamped request (all
+    `sending` under one lease, stamped with these ids, and the key is this document's):
+    then they are sent as they are. None: they need `mark_sending_request` first."""
+    first = rows[0]
+    key = first.delivery_request_key
+    ids = tuple(row.id for row in rows)
+    if key is None or any(
+        row.delivery_status != DeliveryStatus.SENDING
+        or row.delivery_request_key != key
+        or row.delivery_request_rows != ids
+        or row.lease_owner != first.lease_owner
+        for row in rows
+    ):
+        return None
+    # The key names exactly the document sent with it (contract §11): checked, not assumed.
+    return key if request_key(rows) == key else None

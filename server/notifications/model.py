@@ -6,7 +6,7 @@ Every module that reads or moves `delivery_status` goes through `DeliveryStatus`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -249,3 +249,32 @@ class Finish:
     # For `retry_scheduled`: when it is due again (else after `retry_after` s, with jitter).
     next_attempt_at: datetime | None = None
     retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReservation:
+    """An `Idempotency-Key` to reserve in the same transaction as a send's rows (contract §6):
+    the insert fails with `KeyTaken` and writes nothing if another request holds the key."""
+
+    account_id: str
+    user_id: str
+    key: str
+    body_digest: str
+
+
+class KeyTaken(Exception):
+    """The `Idempotency-Key` of a `KeyReservation` was reserved first by another request."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """One monday request the inline attempt will send: its rows (ids, in alias order) and
+    the Idempotency-Key of exactly that document (contract §11)."""
+
+    ids: tuple[int, ...]
+    key: str
+
+
+# Given the rows just inserted leased for the inline attempt, the requests that attempt will
+# send (delivery's own grouping and key). Called inside the insert's transaction.
+RequestPlanner = Callable[[Sequence["Notification"]], Sequence[PlannedRequest]]

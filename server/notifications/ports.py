@@ -17,9 +17,12 @@ from server.notifications.model import (
     DeliveryStatus,
     Finish,
     IdempotencyRecord,
+    KeyReservation,
     LedgerStatus,
     NewNotification,
     Notification,
+    PlannedRequest,
+    RequestPlanner,
     Visibility,
 )
 from server.notifications.query import Query
@@ -38,7 +41,9 @@ class NotificationStore(Protocol):
         audits: Sequence[AuditEntry],
         idempotency_key: str | None,
         lease_owner: str | None = None,
-        lease_seconds: int = 60,
+        lease_seconds: float = 60,
+        plan: RequestPlanner | None = None,
+        reserve: KeyReservation | None = None,
     ) -> list[Notification]: ...
 
     async def write_audit(self, entry: AuditEntry) -> None: ...
@@ -98,11 +103,11 @@ class OutboxStore(Protocol):
         next_attempt_at: datetime | None = None,
     ) -> None: ...
 
-    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> None: ...
+    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> list[Notification]: ...
 
     async def defer(
         self, owner: str, ids: Sequence[int], *, until: datetime, error: Mapping[str, Any]
-    ) -> int: ...
+    ) -> list[Notification]: ...
 
     async def release(self, owner: str, ids: Sequence[int]) -> None: ...
 
@@ -145,6 +150,10 @@ class IdempotencyStore(Protocol):
 
     async def keep_answer(
         self, account_id: str, user_id: str, key: str, status: int, body: Any
+    ) -> bool: ...
+
+    async def keep_new_answer(
+        self, account_id: str, user_id: str, key: str, digest: str, status: int, body: Any
     ) -> None: ...
 
 
@@ -159,8 +168,20 @@ class Dispatcher(Protocol):
         """Keep an automation's short-lived token (memory only) for the row's delivery."""
         ...
 
-    async def dispatch(self, rows: Sequence[Notification], *, max_wait: float | None) -> None:
-        """Attempt `rows` now; each ends with a recorded status (sent, retry, failed...)."""
+    def plan_requests(self, rows: Sequence[Notification]) -> list[PlannedRequest]:
+        """The monday requests `dispatch` will send `rows` in (ids and Idempotency-Key each):
+        the insert stamps them, so the inline attempt needs no write before its call."""
+        ...
+
+    def call_lease_seconds(self) -> float:
+        """How long rows being sent must stay leased (longer than monday's timeout)."""
+        ...
+
+    async def dispatch(
+        self, rows: Sequence[Notification], *, max_wait: float | None
+    ) -> list[Notification]:
+        """Attempt `rows` now; each ends with a recorded status (sent, retry, failed...).
+        Returns the rows whose outcome was recorded, as stored."""
         ...
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from server.clock import utcnow
 from server.errors import ApiError, forbidden
 from server.monday.client import CREATE_NOTIFICATION
+from server.notifications.idempotency import pending_reservation
 from server.notifications.inputs import NotificationInput
 from server.notifications.model import (
     AuditEntry,
@@ -175,8 +176,11 @@ class SendService:
             request.audit(item.send_as, policy, "decided", decision.reason, decision)
             for item, decision in zip(items, decisions, strict=True)
         ]
-        # Rows the server sends are written already leased to this request: no claim, and
-        # no race with the background worker before the inline attempt.
+        # The one write before monday is called: the rows, their audit entries and the
+        # request's Idempotency-Key reservation, in one transaction. Rows the server sends
+        # are written already leased to this request and stamped `sending` with the monday
+        # request the inline attempt sends them in: no claim, no race with the background
+        # worker, no write of the attempt's own before its call.
         rows = await self.store.insert(
             account_id=request.account_id,
             sender=request.user_id,
@@ -184,7 +188,9 @@ class SendService:
             audits=audits,
             idempotency_key=request.idempotency_key,
             lease_owner=self.dispatcher.lease_token(),
-            lease_seconds=self.lease_seconds,
+            lease_seconds=max(self.lease_seconds, self.dispatcher.call_lease_seconds()),
+            plan=self.dispatcher.plan_requests,
+            reserve=pending_reservation(),
         )
         for decision in decisions:
             accepted_counts[(decision.sent_as, decision.transport)] += 1
@@ -200,8 +206,14 @@ class SendService:
                     self.dispatcher.hold_short_lived(row.id, request.short_lived_token)
         if not server_rows:
             return rows
-        await self.dispatcher.dispatch(server_rows, max_wait=self.inline_max_wait)
-        return await self.store.get_many([row.id for row in rows])
+        recorded = {
+            row.id: row
+            for row in await self.dispatcher.dispatch(server_rows, max_wait=self.inline_max_wait)
+        }
+        missing = [row.id for row in server_rows if row.id not in recorded]
+        if missing:  # a batch failed outright: read those rows as they are now
+            recorded.update((row.id, row) for row in await self.store.get_many(missing))
+        return [recorded.get(row.id, row) for row in rows]
 
     async def relay(
         self, account_id: str, user_id: str, row_id: int | None, outcome: RelayOutcome

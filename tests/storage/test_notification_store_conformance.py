@@ -8,7 +8,7 @@ PostgreSQL (`database_url` is parametrised over both). Time is the injected cloc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,8 +23,11 @@ from server.notifications.model import (
     DeliveryStatus,
     Finish,
     IllegalTransition,
+    KeyReservation,
+    KeyTaken,
     NewNotification,
     Notification,
+    PlannedRequest,
     Visibility,
     delivery_error,
     transition,
@@ -215,7 +218,8 @@ async def test_retry_defer_release_and_queue_depth(stores: Stores) -> None:
         await stores.outbox.finish(
             "r/1", retried.id, delivery_status=S.RETRY_SCHEDULED, error=error, next_attempt_at=until
         )
-        assert await stores.outbox.defer("r/1", [deferred.id], until=until, error=error) == 1
+        moved = await stores.outbox.defer("r/1", [deferred.id], until=until, error=error)
+        assert [r.id for r in moved] == [deferred.id]
         await stores.outbox.release("r/1", [released.id])
         counts, oldest = await stores.outbox.queue_depth()
     assert counts == {"queued": 1, "retry_scheduled": 2, "sending": 0}
@@ -290,3 +294,74 @@ async def test_a_batch_of_outcomes_is_recorded_together(stores: Stores) -> None:
     assert [r.delivery_status for r in rows] == [S.SENT, S.FAILED, S.SENDING]
     assert rows[0].monday_id == "m1" and rows[1].last_error is not None
     assert [r.lease_owner for r in rows] == [None, None, "b/1"]
+
+
+# ------------------------------------------------------------------ the send path's one write
+
+
+def _one_request_each(rows: Sequence[Notification]) -> list[PlannedRequest]:
+    return [PlannedRequest((row.id,), f"key-{row.id}") for row in rows]
+
+
+async def test_the_insert_reserves_the_key_and_stamps_the_inline_request(stores: Stores) -> None:
+    reserve = KeyReservation(ACCOUNT, SENDER, "k1", "d1")
+    with frozen(T0):
+        sent, relayed = await stores.rows.insert(
+            account_id=ACCOUNT,
+            sender=SENDER,
+            rows=[new("12"), new("13", transport="seamless")],
+            audits=[audit(), audit()],
+            idempotency_key="k1",
+            lease_owner="me/1",
+            plan=_one_request_each,
+            reserve=reserve,
+        )
+    # The server's row is `sending` for exactly its planned request; the relayed one is not.
+    assert (sent.delivery_status, sent.attempts) == (S.SENDING, 1)
+    assert (sent.delivery_request_key, sent.delivery_request_rows) == (f"key-{sent.id}", (sent.id,))
+    assert sent.delivery_request_at == T0
+    assert relayed.delivery_status is S.AWAITING_CLIENT and relayed.delivery_request_key is None
+    assert await stores.rows.get_many([sent.id, relayed.id]) == [sent, relayed]
+    record = await stores.keys.read(ACCOUNT, SENDER, "k1")
+    assert record is not None and (record.body_digest, record.created_at) == ("d1", T0)
+
+    # The key is taken: a second insert with it writes nothing at all.
+    with pytest.raises(KeyTaken):
+        await stores.rows.insert(
+            account_id=ACCOUNT,
+            sender=SENDER,
+            rows=[new("14")],
+            audits=[audit()],
+            idempotency_key="k1",
+            lease_owner="me/2",
+            plan=_one_request_each,
+            reserve=reserve,
+        )
+    async with stores.engine.connect() as connection:
+        audits = (await connection.execute(select(sender_audit.c.notification_id))).all()
+    assert sorted(n for (n,) in audits) == sorted([sent.id, relayed.id])
+
+
+async def test_a_deferral_takes_a_stamped_row_back_to_retry_scheduled(stores: Stores) -> None:
+    until = T0 + timedelta(minutes=5)
+    with frozen(T0):
+        (row,) = await stores.rows.insert(
+            account_id=ACCOUNT,
+            sender=SENDER,
+            rows=[new("12")],
+            audits=[audit()],
+            idempotency_key=None,
+            lease_owner="me/1",
+            plan=_one_request_each,
+        )
+        assert row.delivery_status is S.SENDING
+        error = delivery_error("MINUTE_BUDGET", "later")
+        assert await stores.outbox.defer("other/1", [row.id], until=until, error=error) == []
+        (deferred,) = await stores.outbox.defer("me/1", [row.id], until=until, error=error)
+    # Never attempted: no attempt counted, no request named, claimable again when due.
+    assert (deferred.delivery_status, deferred.attempts) == (S.RETRY_SCHEDULED, 0)
+    assert deferred.delivery_request_key is None and deferred.delivery_request_rows == ()
+    assert (deferred.next_attempt_at, deferred.lease_owner) == (until, None)
+    with frozen(until + timedelta(seconds=1)):
+        claimed = await stores.outbox.claim("w", lease_seconds=30, limit=10)
+    assert [r.id for r in claimed] == [row.id]

@@ -21,6 +21,7 @@ from server.clock import utcnow
 from server.installations.model import Installation, SettingsChange, may_claim_installer
 from server.installations.ports import AccountChanges, LifecycleChange, LifecycleResult
 from server.sender import DEFAULT_POLICY, SenderPolicy
+from server.storage.db import read
 from server.storage.tables import credentials, installations, lifecycle_events, oauth_states
 
 NEXT_REVISION = installations.c.revision + 1
@@ -109,12 +110,10 @@ class SqlInstallations:
             return await read_installation(conn, account_id)
 
     async def revision(self, account_id: str) -> int | None:
-        async with self.engine.connect() as conn:
-            value = (
-                await conn.execute(
-                    select(installations.c.revision).where(installations.c.account_id == account_id)
-                )
-            ).scalar()
+        # Read before every send decision and delivery attempt (installations/facts.py): on
+        # the dedicated reader connection, one call into its thread, not aiosqlite's several.
+        statement = select(installations.c.revision).where(installations.c.account_id == account_id)
+        value = await read(self.engine, lambda conn: conn.execute(statement).scalar())
         return None if value is None else int(value)
 
     async def set_sender_policy(

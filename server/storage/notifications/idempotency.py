@@ -6,6 +6,7 @@ The rules (the replay window, who waits for whom, which answers are kept) live i
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
@@ -68,11 +69,30 @@ class SqlIdempotencyKeys:
 
     async def keep_answer(
         self, account_id: str, user_id: str, key: str, status: int, body: Any
-    ) -> None:
-        """Store the first answer, replayed to later requests with the key."""
+    ) -> bool:
+        """Store the first answer, replayed to later requests with the key; False if there
+        is no key row to keep it on (the request ended before reserving it)."""
         statement = (
             update(idempotency_keys)
-            .where(_where(account_id, user_id, key))
+            .where(_where(account_id, user_id, key), c.response_status.is_(None))
             .values(response_status=status, response_body=body)
         )
-        await write(self.engine, lambda connection: connection.execute(statement))
+        count = await write(self.engine, lambda connection: connection.execute(statement).rowcount)
+        return bool(count)
+
+    async def keep_new_answer(
+        self, account_id: str, user_id: str, key: str, digest: str, status: int, body: Any
+    ) -> None:
+        """Reserve the key with its answer at once (a request that wrote no rows: a refusal,
+        invalid input). If a concurrent duplicate took the key meanwhile, its answer stands."""
+        statement = insert(idempotency_keys).values(
+            account_id=account_id,
+            user_id=user_id,
+            key=key,
+            body_digest=digest,
+            created_at=utcnow(),
+            response_status=status,
+            response_body=body,
+        )
+        with contextlib.suppress(IntegrityError):
+            await write(self.engine, lambda connection: connection.execute(statement))

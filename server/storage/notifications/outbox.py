@@ -3,7 +3,9 @@
 A row is claimed (lease taken, status unchanged) before it is sent, and moved to
 `sending` just before the HTTP call. So a process that dies after claiming leaves a row
 that another worker re-claims when the lease expires (it was never sent), while a row
-left in `sending` may have reached monday and becomes `unknown` (never sent twice).
+left in `sending` may have reached monday and becomes `unknown` (never sent twice). (A
+send's own rows skip the claim and the move: the send path inserts them leased and already
+`sending` for the inline attempt's request, `rows.py` `insert`.)
 Every status guard comes from the transition table in `notifications/model.py`.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -73,6 +75,28 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
         jitter = random.uniform(1.0, 1.2)  # noqa: S311
         values["next_attempt_at"] = now + timedelta(seconds=delay * jitter)
     return values
+
+
+# One outcome, as one prebuilt statement: building an UPDATE ... RETURNING per row cost more
+# than running it. Only a `sent` outcome sets `sent_at` and `monday_id` (else kept as they are).
+_FINISH = (
+    update(notifications)
+    .where(
+        t.id == bindparam("f_id"),
+        t.lease_owner == bindparam("f_owner"),
+        t.delivery_status.in_(bindparam("f_from", expanding=True)),
+    )
+    .values(
+        delivery_status=bindparam("f_delivery_status"),
+        last_error=bindparam("f_last_error"),
+        lease_owner=bindparam("f_lease_owner"),
+        lease_expires_at=bindparam("f_lease_expires_at"),
+        next_attempt_at=bindparam("f_next_attempt_at"),
+        sent_at=func.coalesce(bindparam("f_sent_at", type_=t.sent_at.type), t.sent_at),
+        monday_id=func.coalesce(bindparam("f_monday_id", type_=t.monday_id.type), t.monday_id),
+    )
+    .returning(*notifications.c)
+)
 
 
 class SqlOutbox(ResendStatements):
@@ -184,36 +208,52 @@ class SqlOutbox(ResendStatements):
         outcome = Finish(row_id, delivery_status, error, monday_id, next_attempt_at, retry_after)
         await self.finish_many(owner, [outcome])
 
-    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> None:
+    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> list[Notification]:
         """Record the outcomes of rows leased to `owner` and release their leases, in one
         transaction (one commit per batch sent, not one per row). A row moves only if the
-        transition table allows its new status from the one it is in.
+        transition table allows its new status from the one it is in. Returns the rows that
+        moved, as stored (the send path answers with them: no read-back).
 
         A `retry_scheduled` row is due at `next_attempt_at` when given, else after
         `retry_after` seconds with a little jitter.
         """
         if not outcomes:
-            return
+            return []
         now = utcnow()
-        statements = [
-            update(notifications)
-            .where(
-                t.id == outcome.row_id,
-                t.lease_owner == owner,
-                t.delivery_status.in_(_from(outcome.delivery_status)),
-            )
-            .values(**_finish_values(outcome, now))
+        parameters = [
+            {
+                "f_id": outcome.row_id,
+                "f_owner": owner,
+                "f_from": _from(outcome.delivery_status),
+                "f_sent_at": None,
+                "f_monday_id": None,
+                **{f"f_{name}": value for name, value in _finish_values(outcome, now).items()},
+            }
             for outcome in outcomes
         ]
 
-        def run(connection: Connection) -> None:
-            for statement in statements:
-                connection.execute(statement)
+        def run(connection: Connection) -> list[Notification]:
+            stored: list[Notification] = []
+            for values in parameters:
+                row = connection.execute(_FINISH, values).mappings().first()
+                if row is not None:
+                    stored.append(Notification.from_row(row))
+            return stored
 
         # Outcomes of concurrent requests (and batches) arriving while a commit is in
         # flight are committed together (group commit, storage/writer.py).
-        await write(self.engine, run)
-        self._updated([outcome.row_id for outcome in outcomes])
+        stored = await write(self.engine, run)
+        self._changed(stored)
+        return stored
+
+    def _changed(self, rows: Sequence[Notification]) -> None:
+        """Tell live subscribers about `rows`, with their account (the bus need not look it
+        up); rows of one batch share one account, but nothing here relies on it."""
+        by_account: dict[str, list[int]] = {}
+        for row in rows:
+            by_account.setdefault(row.account_id, []).append(row.id)
+        for account_id, ids in by_account.items():
+            self.on_change(RowChange("update", tuple(ids), account_id))
 
     async def defer(
         self,
@@ -222,30 +262,45 @@ class SqlOutbox(ResendStatements):
         *,
         until: datetime,
         error: Mapping[str, Any],
-    ) -> int:
-        """Rows claimed but held back by the governor: due again at `until`, not attempted."""
+    ) -> list[Notification]:
+        """Rows claimed but held back by the governor: due again at `until`, not attempted;
+        the rows as stored.
+
+        A row the send path inserted already `sending` for its inline attempt (stamped with
+        a request that was never sent) goes back too: `sending` -> `retry_scheduled`, its
+        attempt not counted and its request stamp cleared, so the key is never used.
+        """
         if not ids:
-            return 0
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(notifications)
-                .where(
-                    t.id.in_(list(ids)),
-                    t.lease_owner == owner,
-                    t.delivery_status.in_(_CLAIMABLE),
-                )
-                .values(
-                    delivery_status=DeliveryStatus.RETRY_SCHEDULED.value,
-                    next_attempt_at=until,
-                    last_error=error,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
+            return []
+        sending = DeliveryStatus.SENDING.value
+        was_sending = t.delivery_status == sending
+        statement = (
+            update(notifications)
+            .where(
+                t.id.in_(list(ids)),
+                t.lease_owner == owner,
+                t.delivery_status.in_(_from(DeliveryStatus.RETRY_SCHEDULED)),
             )
-        count = int(result.rowcount or 0)
-        if count:
-            self._updated(ids)
-        return count
+            .values(
+                delivery_status=DeliveryStatus.RETRY_SCHEDULED.value,
+                next_attempt_at=until,
+                last_error=error,
+                lease_owner=None,
+                lease_expires_at=None,
+                attempts=case((was_sending, t.attempts - 1), else_=t.attempts),
+                delivery_request_key=case((was_sending, null()), else_=t.delivery_request_key),
+                delivery_request_rows=case((was_sending, null()), else_=t.delivery_request_rows),
+                delivery_request_at=case((was_sending, null()), else_=t.delivery_request_at),
+            )
+            .returning(*notifications.c)
+        )
+
+        def run(connection: Connection) -> list[Notification]:
+            return [Notification.from_row(row) for row in connection.execute(statement).mappings()]
+
+        deferred = await write(self.engine, run)
+        self._changed(deferred)
+        return deferred
 
     async def release(self, owner: str, ids: Sequence[int]) -> None:
         """Give back rows claimed but not sent (e.g. on shutdown)."""

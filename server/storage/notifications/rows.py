@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -21,15 +22,19 @@ from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    KeyReservation,
+    KeyTaken,
     LedgerStatus,
     NewNotification,
     Notification,
+    RequestPlanner,
     Visibility,
     transition,
 )
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
-from server.storage.tables import notifications, sender_audit
+from server.storage.notifications.stamp import stamp_planned
+from server.storage.tables import idempotency_keys, notifications, sender_audit
 
 t = notifications.c
 
@@ -82,6 +87,12 @@ def _first_due(status: DeliveryStatus, row: NewNotification, now: datetime) -> d
     return now if status == DeliveryStatus.QUEUED else None
 
 
+# Built once: constructing the statements (RETURNING all columns) per row cost more than
+# running them; the values are bound parameters.
+_INSERT_ROW = insert(notifications).returning(*notifications.c)
+_INSERT_AUDIT = insert(sender_audit)
+
+
 class _NotAll(Exception):
     """Raised inside a transaction to roll it back when a batch reached fewer rows than asked."""
 
@@ -114,25 +125,47 @@ class SqlNotificationRows:
         audits: Sequence[AuditEntry],
         idempotency_key: str | None,
         lease_owner: str | None = None,
-        lease_seconds: int = 60,
+        lease_seconds: float = 60,
+        plan: RequestPlanner | None = None,
+        reserve: KeyReservation | None = None,
     ) -> list[Notification]:
         """Write `rows` and one audit entry each (`audits[i]` for `rows[i]`), in one
         transaction; the rows as stored, in order.
 
         With `lease_owner`, rows the server sends are written already leased to the caller,
         so the background worker cannot take them before the request's own first attempt.
+        With `plan` too, those rows are moved to `sending` in the same transaction, each
+        stamped with the monday request `plan` says the inline attempt sends them in (its
+        rows and Idempotency-Key, contract §11): the attempt needs no write of its own.
+        With `reserve`, the request's `Idempotency-Key` row is inserted first, in the same
+        transaction: `KeyTaken` (nothing written) if another request holds it.
         """
         now = utcnow()
         lease_expires_at = now + timedelta(seconds=lease_seconds)
 
         def run(connection: Connection) -> list[Notification]:
+            if reserve is not None:
+                # First, so a taken key fails before any row is written; the caller's
+                # transaction (or the writer's savepoint for this job) is rolled back.
+                try:
+                    connection.execute(
+                        insert(idempotency_keys).values(
+                            account_id=reserve.account_id,
+                            user_id=reserve.user_id,
+                            key=reserve.key,
+                            body_digest=reserve.body_digest,
+                            created_at=now,
+                        )
+                    )
+                except IntegrityError as error:
+                    raise KeyTaken(reserve.key) from error
             stored: list[Notification] = []
             for row, audit in zip(rows, audits, strict=True):
                 status = row.initial_status
                 leased = status == DeliveryStatus.QUEUED and lease_owner is not None
                 result = connection.execute(
-                    insert(notifications)
-                    .values(
+                    _INSERT_ROW,
+                    dict(
                         timestamp=now,
                         status="inbox",
                         recipient=row.recipient,
@@ -153,14 +186,13 @@ class SqlNotificationRows:
                         idempotency_key=idempotency_key,
                         lease_owner=lease_owner if leased else None,
                         lease_expires_at=lease_expires_at if leased else None,
-                    )
-                    .returning(*notifications.c)
+                    ),
                 )
                 notification = Notification.from_row(result.mappings().one())
-                connection.execute(
-                    insert(sender_audit).values(_audit_values(audit, notification.id))
-                )
+                connection.execute(_INSERT_AUDIT, _audit_values(audit, notification.id))
                 stored.append(notification)
+            if plan is not None and lease_owner is not None:
+                stored = stamp_planned(connection, stored, plan, lease_owner, now)
             return stored
 
         stored = await write(self.engine, run)
