@@ -41,6 +41,7 @@ from server.notifications.send_limit import SendRateLimiter
 from server.realtime.runtime import build as build_realtime
 from server.storage.installations import SqlCredentials, SqlInstallations, SqlOAuthStates
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
+from server.storage.notifications.pacing import SqlSendBacklog
 from server.storage.retention import purge_uninstalled
 
 # Re-exported: these lived here before the installations side had its own module.
@@ -116,7 +117,10 @@ def build(app: web.Application) -> Services:
         facts=InstallationFactsReader(installations.cache),
         dispatcher=deliverer,
         lease_seconds=settings.delivery_lease_seconds,
-        limiter=SendRateLimiter(settings.send_rate_per_minute),
+        limiter=SendRateLimiter(
+            settings.send_rate_per_minute, backlog=settings.send_backlog_per_user
+        ),
+        backlog=SqlSendBacklog(engine, publish),
     )
     worker = DeliveryWorker(
         deliverer,
