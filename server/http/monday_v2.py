@@ -114,7 +114,7 @@ async def _send(
         rows = await request.app[SERVICES].send.send(send_request, [f.notification for f in fields])
     except ApiError as refused:  # the sender decision said no: nothing was written
         if refused.status == 429:
-            raise  # answered by `_refusal`, with its Retry-After header (and the key given back)
+            raise  # answered with its Retry-After header by `refused_answer` (key given back)
         return refused.status, _envelope([_from_api_error(refused)], account_id=session.account_id)
     data, errors, relay = render(fields, rows)
     extra = {"relay": relay} if relay else None
@@ -147,7 +147,7 @@ async def monday_v2(request: web.Request) -> web.Response:
             status=refused.http_status,
         )
 
-    def refusal(error: ApiError) -> web.Response:
+    def refused_answer(error: ApiError) -> web.Response:
         return web.json_response(
             _envelope([_from_api_error(error)], account_id=session.account_id),
             status=error.status,
@@ -164,10 +164,10 @@ async def monday_v2(request: web.Request) -> web.Response:
             key=request.headers.get("Idempotency-Key"),
             body=body,
             work=lambda: _send(request, session, fields),
-            refuse=refusal,
+            refuse=refused_answer,
         )
     except ApiError as error:
-        return refusal(error)
+        return refused_answer(error)
 
 
 OPENAPI_PATHS = (
