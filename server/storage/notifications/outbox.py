@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -75,6 +76,37 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
     return values
 
 
+# A claim ranks this many times `limit` candidates, so that a claim racing another one (on
+# another instance) still finds enough rows the other has not locked.
+CANDIDATES_PER_ROW = 4
+
+
+def _fair_candidates(due: Any, limit: int) -> Select[Any]:
+    """Up to `limit * CANDIDATES_PER_ROW` due row ids in claim order: round robin over
+    accounts, by each row's place in its own account's queue (due longest first: a retry
+    since its `next_attempt_at`, a row never tried since it was written), then by that age.
+    The same order on both engines.
+
+    Only ids, without locks: PostgreSQL allows no `FOR UPDATE` where a window function is,
+    and a join of the ranking back to the table lets a planner with stale statistics pick a
+    quadratic plan. The caller locks the chosen ids by primary key. The cost is one pass
+    over the due rows per claim; due rows are few unless delivery is behind
+    (`queue_oldest_due_seconds`).
+    """
+    due_since = func.coalesce(t.next_attempt_at, t.timestamp)
+    place = func.row_number().over(partition_by=t.account_id, order_by=(due_since, t.id))
+    ranked = (
+        select(t.id.label("row_id"), place.label("place"), due_since.label("since"))
+        .where(due)
+        .subquery("ranked")
+    )
+    return (
+        select(ranked.c.row_id)
+        .order_by(ranked.c.place, ranked.c.since, ranked.c.row_id)
+        .limit(limit * CANDIDATES_PER_ROW)
+    )
+
+
 class SqlOutbox(ResendStatements):
     """The outbox statements over one SQLAlchemy engine (the exactly-once retry's statements
     are in resend.py)."""
@@ -101,6 +133,10 @@ class SqlOutbox(ResendStatements):
 
         Each claim gets its own lease token (`owner/<random>`), stored as `lease_owner`: two
         claims in one process (the inline send and the worker) can never both take a row.
+
+        Accounts are served round robin (contract §11): every account's oldest due row comes
+        before any account's second, and so on, so one account's backlog cannot fill a claim
+        while another account's rows wait (`_fair_candidates`).
         """
         now = utcnow()
         token = lease_token(owner)
@@ -112,11 +148,23 @@ class SqlOutbox(ResendStatements):
         if ids is not None:
             due = and_(due, t.id.in_(list(ids)))
         async with self.engine.begin() as connection:
-            candidates = select(t.id).where(due).order_by(t.next_attempt_at, t.id).limit(limit)
+            ranked = [row[0] for row in (await connection.execute(_fair_candidates(due, limit)))]
+            if not ranked:
+                return []
             if connection.dialect.name == "postgresql":
-                # Several instances share one queue: skip rows another transaction is claiming.
-                candidates = candidates.with_for_update(skip_locked=True)
-            chosen = [row[0] for row in (await connection.execute(candidates)).all()]
+                # Several instances share one queue: lock the first `limit` candidates in
+                # claim order, skipping rows another transaction is claiming (the next ones
+                # in the round-robin order are taken instead).
+                free = (
+                    select(t.id)
+                    .where(t.id.in_(ranked), due)
+                    .order_by(func.array_position(postgresql.array(ranked), t.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                unlocked = {row[0] for row in (await connection.execute(free)).all()}
+                ranked = [row_id for row_id in ranked if row_id in unlocked]
+            chosen = ranked[:limit]
             if not chosen:
                 return []
             await connection.execute(
