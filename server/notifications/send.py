@@ -164,7 +164,11 @@ class SendService:
         `REQUESTS_EXCEEDED` (nothing written) only beyond the user's backlog.
         """
         pacing = await self._reserve(request, len(items))
-        decisions, policy = await self.decide(request, items)
+        try:
+            decisions, policy = await self.decide(request, items)
+        except ApiError:
+            self._unreserve(request, len(items))  # refused: nothing sent, nothing counted
+            raise
         audits = [
             request.audit(item.send_as, policy, "decided", decision.reason, decision)
             for item, decision in zip(items, decisions, strict=True)
@@ -207,9 +211,13 @@ class SendService:
             waiting = await self.backlog.waiting(request.account_id, request.user_id)
             refusal = limiter.beyond_backlog(waiting, pacing)
             if refusal is not None:
-                limiter.refund(request.account_id, request.user_id, count)
+                self._unreserve(request, count)
                 raise refusal
         return pacing
+
+    def _unreserve(self, request: SendRequest, count: int) -> None:
+        if self.limiter is not None:
+            self.limiter.refund(request.account_id, request.user_id, count)
 
     async def _shape(
         self, server_rows: list[Notification], pacing: Pacing, lease: str

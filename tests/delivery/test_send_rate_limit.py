@@ -210,3 +210,18 @@ async def test_a_fan_out_of_1000_recipients_is_accepted_whole_and_all_sent(
                 await asyncio.sleep(0.05)
     # Each recipient's bell has exactly one notification: accepted whole, sent once.
     assert sorted(n.recipient_user_id for n in fake.notifications) == recipients
+
+
+async def test_a_request_the_sender_decision_refuses_takes_nothing_from_the_rate(
+    tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    async with server_on(tmp_path, fake_monday, send_rate_per_minute=6) as client:
+        headers = {"Authorization": mint(user=MEMBER)}
+        refused = [notification(message=f"r{i}", send_as="installer") for i in range(6)]
+        answer = await client.post("/notifications", json=refused, headers=headers)
+        assert answer.status in (403, 409), await answer.text()
+        # The refused six were not counted: six rows still go at once.
+        batch = [notification(message=f"n{i}") for i in range(6)]
+        response = await client.post("/notifications", json=batch, headers=headers)
+        statuses = [row["delivery_status"] for row in (await response.json())["data"]]
+        assert statuses == ["sent"] * 6
