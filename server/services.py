@@ -40,6 +40,7 @@ from server.notifications.send import SendService
 from server.notifications.send_limit import SendRateLimiter
 from server.realtime.runtime import build as build_realtime
 from server.storage.installations import SqlCredentials, SqlInstallations, SqlOAuthStates
+from server.storage.limits import SqlSharedLimits
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
 from server.storage.notifications.pacing import SqlSendBacklog
 from server.storage.retention import purge_uninstalled
@@ -109,7 +110,11 @@ def build(app: web.Application) -> Services:
         owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
         batch_size=settings.delivery_batch_size,
         max_attempts=settings.delivery_max_attempts,
-        governor=Governor(concurrency=settings.delivery_concurrency),
+        governor=Governor(
+            concurrency=settings.delivery_concurrency,
+            # Several instances share PostgreSQL: they share monday's budget too (§11).
+            shared=SqlSharedLimits(engine) if engine.dialect.name == "postgresql" else None,
+        ),
         lease_seconds=settings.delivery_lease_seconds,
     )
     send = SendService(

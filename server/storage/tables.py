@@ -233,3 +233,19 @@ sender_audit = Table(
         nullable=True,
     ),
 )
+
+# monday's limits per account as every instance sees them (contract §11, storage/limits.py).
+delivery_limits = Table(
+    "delivery_limits",
+    metadata,
+    Column("scope", String(160), primary_key=True),
+    Column("paused_until", UtcDateTime()),
+    Column("pause_code", String(64)),
+    Column("pause_message", String(300)),
+    # The window's quota (RateLimit-Policy `q`), what is left of it, and when it resets.
+    Column("minute_quota", Integer),
+    Column("minute_left", Integer),
+    Column("minute_reset", UtcDateTime()),
+    # While the budget is unknown, one call probes it; others wait until it answers.
+    Column("probe_until", UtcDateTime()),
+)
