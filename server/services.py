@@ -102,6 +102,8 @@ def build(app: web.Application) -> Services:
     rows = SqlNotificationRows(engine, publish)
     outbox = SqlOutbox(engine, publish)
     credentials = installations.credentials
+    # Several instances share PostgreSQL: they share monday's budget and the send rate (§11).
+    shared_limits = SqlSharedLimits(engine) if engine.dialect.name == "postgresql" else None
     deliverer = Deliverer(
         outbox=outbox,
         monday=app[MONDAY],
@@ -112,8 +114,7 @@ def build(app: web.Application) -> Services:
         max_attempts=settings.delivery_max_attempts,
         governor=Governor(
             concurrency=settings.delivery_concurrency,
-            # Several instances share PostgreSQL: they share monday's budget too (§11).
-            shared=SqlSharedLimits(engine) if engine.dialect.name == "postgresql" else None,
+            shared=shared_limits,
         ),
         lease_seconds=settings.delivery_lease_seconds,
     )
@@ -123,7 +124,9 @@ def build(app: web.Application) -> Services:
         dispatcher=deliverer,
         lease_seconds=settings.delivery_lease_seconds,
         limiter=SendRateLimiter(
-            settings.send_rate_per_minute, backlog=settings.send_backlog_per_user
+            settings.send_rate_per_minute,
+            backlog=settings.send_backlog_per_user,
+            shared=shared_limits,
         ),
         backlog=SqlSendBacklog(engine, publish),
     )

@@ -167,7 +167,7 @@ class SendService:
         try:
             decisions, policy = await self.decide(request, items)
         except ApiError:
-            self._unreserve(request, len(items))  # refused: nothing sent, nothing counted
+            await self._unreserve(request, len(items))  # refused: nothing sent or counted
             raise
         audits = [
             request.audit(item.send_as, policy, "decided", decision.reason, decision)
@@ -205,19 +205,19 @@ class SendService:
         limiter = self.limiter
         if limiter is None:
             return Pacing(now=count)
-        pacing = limiter.reserve(request.account_id, request.user_id, count)
+        pacing = await limiter.take(request.account_id, request.user_id, count)
         # The backlog is counted only when rows are paced: a send within the rate adds none.
         if pacing.paced and self.backlog is not None:
             waiting = await self.backlog.waiting(request.account_id, request.user_id)
             refusal = limiter.beyond_backlog(waiting, pacing)
             if refusal is not None:
-                self._unreserve(request, count)
+                await self._unreserve(request, count)
                 raise refusal
         return pacing
 
-    def _unreserve(self, request: SendRequest, count: int) -> None:
+    async def _unreserve(self, request: SendRequest, count: int) -> None:
         if self.limiter is not None:
-            self.limiter.refund(request.account_id, request.user_id, count)
+            await self.limiter.give_back(request.account_id, request.user_id, count)
 
     async def _shape(
         self, server_rows: list[Notification], pacing: Pacing, lease: str

@@ -14,9 +14,9 @@ is refused, whole, with 429 `REQUESTS_EXCEEDED` and `Retry-After` (the time the 
 to drain at the rate); nothing is written. `backlog = 0` restores "refuse what the bucket
 cannot cover".
 
-The buckets live in this process's memory (see docs/scaling-out.md): behind N instances a
-user can send up to N times the rate, and a restart forgets them. The backlog is counted in
-the database, so it holds for the whole deployment. `rate_per_minute = 0` turns both off.
+The buckets live in this process's memory, or with `shared` (PostgreSQL, several instances:
+storage/limits.py) in the database, so a user's rate holds for the whole deployment (contract
+§11). The backlog is always counted in the database. `rate_per_minute = 0` turns both off.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from server.clock import utcnow
 from server.errors import ApiError
@@ -35,6 +36,16 @@ MAX_BUCKETS = 100_000  # idle full buckets are dropped past this many, so memory
 
 def _product_seconds() -> float:
     return utcnow().timestamp()
+
+
+class SharedBuckets(Protocol):
+    """The buckets in the database, shared by every instance (storage/limits.py)."""
+
+    async def take_tokens(
+        self, scope: str, rows: int, *, capacity: float, per_second: float, now: datetime
+    ) -> float: ...
+
+    async def give_tokens(self, scope: str, rows: int, *, capacity: float) -> None: ...
 
 
 @dataclass
@@ -55,6 +66,10 @@ class Pacing:
         return len(self.due)
 
 
+def _scope(account_id: str, user_id: str) -> str:
+    return f"sender:{account_id}:{user_id}"
+
+
 def requests_exceeded(retry_after: int, message: str) -> ApiError:
     return ApiError(
         429,
@@ -72,6 +87,7 @@ class SendRateLimiter:
     rate_per_minute: int
     backlog: int = 10_000
     clock: Clock = _product_seconds
+    shared: SharedBuckets | None = None
     _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
 
     @property
@@ -100,15 +116,42 @@ class SendRateLimiter:
             if bucket.tokens + (now - bucket.updated) * self.per_second >= self.rate_per_minute:
                 del self._buckets[key]
 
+    async def take(self, account_id: str, user_id: str, rows: int) -> Pacing:
+        """`reserve`, in the shared buckets when there are (one bucket for all instances)."""
+        if self.shared is None or not self.enabled or rows <= 0:
+            return self.reserve(account_id, user_id, rows)
+        now = self.clock()
+        tokens = await self.shared.take_tokens(
+            _scope(account_id, user_id),
+            rows,
+            capacity=float(self.rate_per_minute),
+            per_second=self.per_second,
+            now=datetime.fromtimestamp(now, UTC),
+        )
+        return self._pacing(tokens, rows, now)
+
+    async def give_back(self, account_id: str, user_id: str, rows: int) -> None:
+        """`refund`, in the shared buckets when there are."""
+        if self.shared is None or not self.enabled:
+            self.refund(account_id, user_id, rows)
+            return
+        scope = _scope(account_id, user_id)
+        await self.shared.give_tokens(scope, rows, capacity=float(self.rate_per_minute))
+
     def reserve(self, account_id: str, user_id: str, rows: int) -> Pacing:
         """Count `rows` for the user: those the bucket covers go now, the rest are paced."""
         if not self.enabled or rows <= 0:
             return Pacing(now=max(rows, 0))
         now = self.clock()
         bucket = self._bucket((account_id, user_id), now)
-        at_once = min(rows, max(math.floor(bucket.tokens), 0))
-        left = bucket.tokens - at_once  # < 1, negative when earlier rows are still paced
+        pacing = self._pacing(bucket.tokens, rows, now)
         bucket.tokens -= rows
+        return pacing
+
+    def _pacing(self, tokens: float, rows: int, now: float) -> Pacing:
+        """With `tokens` in the bucket at `now`: how `rows` go (the rest one per token)."""
+        at_once = min(rows, max(math.floor(tokens), 0))
+        left = tokens - at_once  # < 1, negative when earlier rows are still paced
         due = tuple(
             datetime.fromtimestamp(now + (k - left) / self.per_second, UTC)
             for k in range(1, rows - at_once + 1)

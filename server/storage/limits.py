@@ -11,7 +11,9 @@ view:
 - `learn` records what an answer said (the budget left and when the window resets), keeping
   the lower of what is stored and what is told: the stored value already counts calls other
   instances started that monday had not counted yet;
-- `pause` records a 429 / `DAILY_LIMIT_EXCEEDED` pause for everyone.
+- a pause after a 429 / `DAILY_LIMIT_EXCEEDED` comes with `learn`, for everyone;
+- `take_tokens` / `give_tokens`: the per-user send-rate bucket (notifications/send_limit.py)
+  in scope `sender:<account>:<user>`, so a user's rate holds across instances.
 
 When the window's reset has passed, the budget starts again at the policy's quota, so the
 instances do not need an answer to know the new window's budget.
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -120,6 +122,32 @@ class SqlSharedLimits:
                     paused_until=pause.until, pause_code=pause.code, pause_message=pause.message
                 )
             await self._set(connection, scope, values)
+
+    async def take_tokens(
+        self, scope: str, rows: int, *, capacity: float, per_second: float, now: datetime
+    ) -> float:
+        """Refill the bucket to `now`, take `rows` (into debt if need be); the tokens there
+        were before the take."""
+        async with self.engine.begin() as connection:
+            row = await self._row(connection, scope)
+            tokens, since = row["tokens"], row["tokens_at"]
+            if tokens is None or since is None:
+                tokens = capacity
+            else:
+                earned = max((now - since).total_seconds(), 0.0) * per_second
+                tokens = min(capacity, tokens + earned)
+            values = {"tokens": tokens - rows, "tokens_at": max(now, since or now)}
+            await self._set(connection, scope, values)
+            return float(tokens)
+
+    async def give_tokens(self, scope: str, rows: int, *, capacity: float) -> None:
+        """Give back what `take_tokens` took for a request refused after all."""
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(delivery_limits)
+                .where(c.scope == scope, c.tokens.is_not(None))
+                .values(tokens=func.least(c.tokens + rows, capacity))
+            )
 
     @staticmethod
     async def _set(connection: AsyncConnection, scope: str, values: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -248,4 +249,7 @@ delivery_limits = Table(
     Column("minute_reset", UtcDateTime()),
     # While the budget is unknown, one call probes it; others wait until it answers.
     Column("probe_until", UtcDateTime()),
+    # A user's send-rate bucket (scope `sender:<account>:<user>`): tokens as of `tokens_at`.
+    Column("tokens", Float),
+    Column("tokens_at", UtcDateTime()),
 )

@@ -20,6 +20,7 @@ from server.storage.tables import notifications
 from tests.conftest import ACCOUNT, FakeMondayServer
 from tests.delivery.helpers import server_on
 from tests.notifications.helpers import MEMBER, notification
+from tests.pg import fresh_pg_database
 
 t = notifications.c
 
@@ -213,9 +214,10 @@ async def test_a_fan_out_of_1000_recipients_is_accepted_whole_and_all_sent(
 
 
 async def test_a_request_the_sender_decision_refuses_takes_nothing_from_the_rate(
-    tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
+    tmp_path: Path, database_url: str, fake_monday: FakeMondayServer, mint: Any
 ) -> None:
-    async with server_on(tmp_path, fake_monday, send_rate_per_minute=6) as client:
+    settings = {"database_url": database_url, "send_rate_per_minute": 6}
+    async with server_on(tmp_path, fake_monday, **settings) as client:
         headers = {"Authorization": mint(user=MEMBER)}
         refused = [notification(message=f"r{i}", send_as="installer") for i in range(6)]
         answer = await client.post("/notifications", json=refused, headers=headers)
@@ -225,3 +227,26 @@ async def test_a_request_the_sender_decision_refuses_takes_nothing_from_the_rate
         response = await client.post("/notifications", json=batch, headers=headers)
         statuses = [row["delivery_status"] for row in (await response.json())["data"]]
         assert statuses == ["sent"] * 6
+
+
+@pytest.mark.postgres
+async def test_the_send_rate_holds_across_instances(
+    pg_url: str, tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """Contract §11: two instances on one PostgreSQL share a user's bucket."""
+    async with fresh_pg_database(pg_url) as url:
+        settings = {"database_url": url, "send_rate_per_minute": 60}
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        async with (
+            server_on(tmp_path / "a", fake_monday, **settings) as first,
+            server_on(tmp_path / "b", fake_monday, **settings) as second,
+        ):
+            headers = {"Authorization": mint(user=MEMBER)}
+            batch = [notification(message=f"n{i}") for i in range(60)]
+            response = await first.post("/notifications", json=batch, headers=headers)
+            assert {row["delivery_status"] for row in (await response.json())["data"]} == {"sent"}
+            # The minute's worth is spent on the first instance: the second paces.
+            response = await second.post("/notifications", json=batch[:5], headers=headers)
+            statuses = [row["delivery_status"] for row in (await response.json())["data"]]
+            assert statuses == ["queued"] * 5

@@ -5,7 +5,8 @@ Revises: 0006
 Create Date: 2026-11-28 13:00:00.000000
 
 Several instances on one PostgreSQL database share one view of each account's monday budget
-and pauses (server/storage/limits.py), so together they stay under monday's limits.
+and pauses, and of each user's send-rate bucket (server/storage/limits.py), so together they
+stay under monday's limits and the per-user rate.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def upgrade() -> None:
         sa.Column("minute_left", sa.Integer(), nullable=True),
         sa.Column("minute_reset", sa.DateTime(timezone=True), nullable=True),
         sa.Column("probe_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("tokens", sa.Float(), nullable=True),
+        sa.Column("tokens_at", sa.DateTime(timezone=True), nullable=True),
     )
 
 
