@@ -41,7 +41,9 @@ from server.notifications.send import SendService
 from server.notifications.send_limit import SendRateLimiter
 from server.realtime.runtime import build as build_realtime
 from server.storage.installations import SqlCredentials, SqlInstallations, SqlOAuthStates
+from server.storage.limits import SqlSharedLimits
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
+from server.storage.notifications.pacing import SqlSendBacklog
 from server.storage.notifications.schedule import SqlSchedule
 from server.storage.retention import purge_uninstalled
 
@@ -105,6 +107,8 @@ def build(app: web.Application) -> Services:
     rows = SqlNotificationRows(engine, publish)
     outbox = SqlOutbox(engine, publish)
     credentials = installations.credentials
+    # Several instances share PostgreSQL: they share monday's budget and the send rate (§11).
+    shared_limits = SqlSharedLimits(engine) if engine.dialect.name == "postgresql" else None
     deliverer = Deliverer(
         outbox=outbox,
         monday=app[MONDAY],
@@ -113,7 +117,10 @@ def build(app: web.Application) -> Services:
         owner=f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}",
         batch_size=settings.delivery_batch_size,
         max_attempts=settings.delivery_max_attempts,
-        governor=Governor(concurrency=settings.delivery_concurrency),
+        governor=Governor(
+            concurrency=settings.delivery_concurrency,
+            shared=shared_limits,
+        ),
         lease_seconds=settings.delivery_lease_seconds,
     )
     send = SendService(
@@ -121,7 +128,12 @@ def build(app: web.Application) -> Services:
         facts=InstallationFactsReader(installations.cache),
         dispatcher=deliverer,
         lease_seconds=settings.delivery_lease_seconds,
-        limiter=SendRateLimiter(settings.send_rate_per_minute),
+        limiter=SendRateLimiter(
+            settings.send_rate_per_minute,
+            backlog=settings.send_backlog_per_user,
+            shared=shared_limits,
+        ),
+        backlog=SqlSendBacklog(engine, publish),
     )
     # Contract §12: due scheduled rows are released before each claim; every batch passes
     # the gate (mutes, quiet hours) on its way out.

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     delivery_lease_seconds: int = Field(default=60, ge=5)
     delivery_concurrency: int = Field(default=10, ge=1)
     send_rate_per_minute: int = Field(default=600, ge=0)
+    # Rows of one user that may wait to be sent (paced) before a send is refused (§11).
+    send_backlog_per_user: int = Field(default=10_000, ge=0)
     # Slow clients (contract §10): a request head must arrive within this many seconds of the
     # connection (or of its first byte), and its body within this many of the head.
     request_head_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -14,22 +14,28 @@ keeps that per account, in this process:
   `DAILY_LIMIT_EXCEEDED` pauses it until midnight UTC.
 
 A call that would wait longer than the caller allows is *deferred*: its rows are scheduled
-for the time the account opens again without being attempted. The state is per process:
-several instances each keep their own view, and each learns from its own answers.
+for the time the account opens again without being attempted. The state is per process;
+on PostgreSQL, `shared` (storage/limits.py) adds the deployment's view of each account's
+minute budget and pauses, so several instances together stay under monday's limits
+(contract §11). Concurrency caps and the complexity budget stay per process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
+from server.clock import utcnow
 from server.monday.outcome import SendOutcome, seconds_until_midnight_utc
 from server.monday.ratelimit import RateLimitInfo
+from server.storage.limits import Block
 
 # (reason, "waited" | "deferred") -> how many calls were held back; read by /metrics.
 rate_limit_waits: Counter[tuple[str, str]] = Counter()
@@ -43,6 +49,7 @@ DEFAULT_WINDOW_SECONDS = 60.0
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 15 * 60.0
 
+log = logging.getLogger(__name__)
 _JITTER = random.Random()  # noqa: S311 - jitter, not secrecy
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -63,6 +70,23 @@ def next_midnight_utc(now: datetime | None = None) -> datetime:
     """When monday's daily call limit resets."""
     now = now or datetime.now(UTC)
     return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class SharedLimits(Protocol):
+    """The deployment's view of each account's limits (storage/limits.py, PostgreSQL)."""
+
+    async def take(self, scope: str, now: datetime) -> Block | None: ...
+
+    async def learn(
+        self,
+        scope: str,
+        now: datetime,
+        *,
+        left: int | None,
+        reset: datetime | None,
+        quota: int | None,
+        pause: Block | None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,7 @@ class Permit:
     credential: _Limits
     started: float
     released: bool = False
+    account_id: str = ""
 
 
 @dataclass
@@ -137,8 +162,11 @@ class Governor:
     max_wait_seconds: float = 5.0
     clock: Clock = time.monotonic
     sleep: Sleep = asyncio.sleep
+    # On PostgreSQL: the minute budget and pauses shared with the other instances.
+    shared: SharedLimits | None = None
     _accounts: dict[str, _Limits] = field(default_factory=dict)
     _credentials: dict[str, _Limits] = field(default_factory=dict)
+    _writes: set[asyncio.Task[None]] = field(default_factory=set)
 
     def _limits(self, table: dict[str, _Limits], key: str) -> _Limits:
         found = table.get(key)
@@ -191,10 +219,30 @@ class Governor:
                 cred.semaphore.release()
                 account.semaphore.release()
                 continue
+            shared = await self._shared_block(account_id)
+            if shared is not None:
+                cred.semaphore.release()
+                account.semaphore.release()
+                now = self.clock()
+                wait = (shared.until - utcnow()).total_seconds()
+                if now + wait > deadline:
+                    rate_limit_waits[(shared.code, "deferred")] += 1
+                    return Deferral(shared.until, shared.code, shared.message)
+                if shared.code not in counted:
+                    counted.add(shared.code)
+                    rate_limit_waits[(shared.code, "waited")] += 1
+                await self.sleep(max(wait, 0.0))
+                continue
             account.spend(cost)
             account.in_flight += 1
             cred.in_flight += 1
-            return Permit(account, cred, started=self.clock())
+            return Permit(account, cred, started=self.clock(), account_id=account_id)
+
+    async def _shared_block(self, account_id: str) -> Block | None:
+        """Spend one call of the deployment's budget for the account, or what blocks it."""
+        if self.shared is None:
+            return None
+        return await self.shared.take(f"account:{account_id}", utcnow())
 
     def report(
         self,
@@ -212,8 +260,14 @@ class Governor:
         cred.semaphore.release()
         account.semaphore.release()
         now = self.clock()
+        paused_before = account.paused_until
         if rate_limit is not None and not rate_limit.empty:
             self._learn_budgets(account, rate_limit, now)
+        self._pause_for(account, outcomes, now)
+        if self.shared is not None:
+            self._share(permit.account_id, account, rate_limit, paused_before, now)
+
+    def _pause_for(self, account: _Limits, outcomes: Sequence[SendOutcome], now: float) -> None:
         for outcome in outcomes:
             if outcome.status != "retry" or outcome.code in NOT_A_LIMIT:
                 continue
@@ -225,6 +279,43 @@ class Governor:
                 account.paused_until = now + wait
                 account.pause_code = outcome.code or "RATE_LIMIT_EXCEEDED"
                 account.pause_message = outcome.message or "monday is rate limiting this account."
+
+    def _share(
+        self,
+        account_id: str,
+        account: _Limits,
+        info: RateLimitInfo | None,
+        paused_before: float,
+        now: float,
+    ) -> None:
+        """Tell the other instances what this answer taught (written in the background:
+        `report` is called from a `finally` and must not wait for the database)."""
+        assert self.shared is not None
+        wall = utcnow()
+
+        def at(moment: float) -> datetime:
+            return wall + timedelta(seconds=moment - now)
+
+        left = reset = quota = None
+        if info is not None and not info.empty and info.remaining("minuteRate") is not None:
+            left = account.minute_left
+            reset = at(account.minute_reset)
+            policy = info.policies.get("minuteRate")
+            quota = policy.quota if policy is not None else None
+        pause = None
+        if account.paused_until > max(paused_before, now):
+            pause = Block(at(account.paused_until), account.pause_code, account.pause_message)
+        write = self.shared.learn(
+            f"account:{account_id}", wall, left=left, reset=reset, quota=quota, pause=pause
+        )
+        task = asyncio.get_running_loop().create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._written)
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not share monday's limits", exc_info=task.exception())
 
     def _learn_budgets(self, account: _Limits, info: RateLimitInfo, now: float) -> None:
         # Requests still in flight may not be counted in the answer yet: assume they will be.

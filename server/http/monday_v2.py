@@ -113,6 +113,8 @@ async def _send(
     try:
         rows = await request.app[SERVICES].send.send(send_request, [f.notification for f in fields])
     except ApiError as refused:  # the sender decision said no: nothing was written
+        if refused.status == 429:
+            raise  # answered with its Retry-After header by `refused_answer` (key given back)
         return refused.status, _envelope([_from_api_error(refused)], account_id=session.account_id)
     data, errors, relay = render(fields, rows)
     extra = {"relay": relay} if relay else None
@@ -145,20 +147,27 @@ async def monday_v2(request: web.Request) -> web.Response:
             status=refused.http_status,
         )
 
-    # `_send` answers refusals itself: an ApiError here is the key's (invalid, reused,
-    # in flight), answered in monday's shape.
-    return await idempotent(
-        request,
-        account_id=session.account_id,
-        user_id=session.user_id,
-        key=request.headers.get("Idempotency-Key"),
-        body=body,
-        work=lambda: _send(request, session, fields),
-        refuse=lambda error: web.json_response(
+    def refused_answer(error: ApiError) -> web.Response:
+        return web.json_response(
             _envelope([_from_api_error(error)], account_id=session.account_id),
             status=error.status,
-        ),
-    )
+            headers=error.headers or None,
+        )
+
+    # `_send` answers refusals itself, except the send limit's 429: an ApiError here is that
+    # or the key's (invalid, reused, in flight), answered in monday's shape.
+    try:
+        return await idempotent(
+            request,
+            account_id=session.account_id,
+            user_id=session.user_id,
+            key=request.headers.get("Idempotency-Key"),
+            body=body,
+            work=lambda: _send(request, session, fields),
+            refuse=refused_answer,
+        )
+    except ApiError as error:
+        return refused_answer(error)
 
 
 OPENAPI_PATHS = (

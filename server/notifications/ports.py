@@ -157,6 +157,15 @@ class IdempotencyStore(Protocol):
     ) -> None: ...
 
 
+class SendBacklog(Protocol):
+    """The per-user send limit's shaping: the user's rows not yet sent, and pacing rows
+    (storage/notifications/pacing.py)."""
+
+    async def waiting(self, account_id: str, user_id: str) -> int: ...
+
+    async def pace(self, owner: str, schedule: Sequence[tuple[int, datetime]]) -> None: ...
+
+
 class Dispatcher(Protocol):
     """Sends rows the send service wrote (already leased to it) and records their outcomes."""
 

@@ -24,10 +24,15 @@ from server.notifications.model import (
     NewNotification,
     Notification,
 )
-from server.notifications.ports import Dispatcher, NotificationStore, SenderFactsSource
+from server.notifications.ports import (
+    Dispatcher,
+    NotificationStore,
+    SendBacklog,
+    SenderFactsSource,
+)
 from server.notifications.relay_input import RelayError, RelayOutcome
 from server.notifications.schedule_rules import is_future
-from server.notifications.send_limit import SendRateLimiter
+from server.notifications.send_limit import Pacing, SendRateLimiter
 from server.sender import (
     Caller,
     ConnectedCredentials,
@@ -110,6 +115,8 @@ class SendService:
     lease_seconds: int = 60
     # Per-user rows-per-minute limit (settings.send_rate_per_minute); None or 0 = off.
     limiter: SendRateLimiter | None = None
+    # The user's rows not yet sent, and pacing of rows beyond the rate (contract §11).
+    backlog: SendBacklog | None = None
     # How long a caller's request may wait for monday's limits before its rows are left
     # to the background worker (they answer `retry_scheduled` then).
     inline_max_wait: float = 2.0
@@ -162,16 +169,20 @@ class SendService:
     ) -> list[Notification]:
         """Decide, write the rows, forward those the server sends; return the rows as stored.
 
-        Raises 429 `REQUESTS_EXCEEDED` (nothing written) when the user is over the send rate.
+        Rows beyond the user's send rate are accepted and paced (`_shape`); raises 429
+        `REQUESTS_EXCEEDED` (nothing written) only beyond the user's backlog.
         """
-        if self.limiter is not None:
-            self.limiter.take(request.account_id, request.user_id, len(items))
+        pacing = await self._reserve(request, len(items))
         now = utcnow()
         if request.relay_capable and any(is_future(item.send_at, now) for item in items):
             # Contract §12: a view cannot relay a send that happens later, so a batch with a
             # scheduled row is sent by the server (docs/scheduling.md).
             request = replace(request, relay_capable=False)
-        decisions, policy = await self.decide(request, items)
+        try:
+            decisions, policy = await self.decide(request, items)
+        except ApiError:
+            await self._unreserve(request, len(items))  # refused: nothing sent or counted
+            raise
         audits = [
             request.audit(item.send_as, policy, "decided", decision.reason, decision)
             for item, decision in zip(items, decisions, strict=True)
@@ -181,13 +192,14 @@ class SendService:
         # are written already leased to this request and stamped `sending` with the monday
         # request the inline attempt sends them in: no claim, no race with the background
         # worker, no write of the attempt's own before its call.
+        lease = self.dispatcher.lease_token()
         rows = await self.store.insert(
             account_id=request.account_id,
             sender=request.user_id,
             rows=[_new_row(item, d, now) for item, d in zip(items, decisions, strict=True)],
             audits=audits,
             idempotency_key=request.idempotency_key,
-            lease_owner=self.dispatcher.lease_token(),
+            lease_owner=lease,
             lease_seconds=max(self.lease_seconds, self.dispatcher.call_lease_seconds()),
             plan=self.dispatcher.plan_requests,
             reserve=pending_reservation(),
@@ -206,14 +218,50 @@ class SendService:
                     self.dispatcher.hold_short_lived(row.id, request.short_lived_token)
         if not server_rows:
             return rows
-        recorded = {
-            row.id: row
-            for row in await self.dispatcher.dispatch(server_rows, max_wait=self.inline_max_wait)
-        }
+        sending = await self._shape(server_rows, pacing, lease)
+        recorded: dict[int, Notification] = {}
+        if sending:
+            dispatched = await self.dispatcher.dispatch(sending, max_wait=self.inline_max_wait)
+            recorded = {row.id: row for row in dispatched}
+        # Rows paced for later, or in a batch that failed outright: read them as they are now.
         missing = [row.id for row in server_rows if row.id not in recorded]
-        if missing:  # a batch failed outright: read those rows as they are now
+        if missing:
             recorded.update((row.id, row) for row in await self.store.get_many(missing))
         return [recorded.get(row.id, row) for row in rows]
+
+    # -- the per-user send limit (contract §11: it shapes, it does not drop) ---------------
+    async def _reserve(self, request: SendRequest, count: int) -> Pacing:
+        """Take the rows from the user's bucket; refuse (429, nothing taken) only when the
+        rows it cannot cover now would leave more than the backlog bound waiting."""
+        limiter = self.limiter
+        if limiter is None:
+            return Pacing(now=count)
+        pacing = await limiter.take(request.account_id, request.user_id, count)
+        # The backlog is counted only when rows are paced: a send within the rate adds none.
+        if pacing.paced and self.backlog is not None:
+            waiting = await self.backlog.waiting(request.account_id, request.user_id)
+            refusal = limiter.beyond_backlog(waiting, pacing)
+            if refusal is not None:
+                await self._unreserve(request, count)
+                raise refusal
+        return pacing
+
+    async def _unreserve(self, request: SendRequest, count: int) -> None:
+        if self.limiter is not None:
+            await self.limiter.give_back(request.account_id, request.user_id, count)
+
+    async def _shape(
+        self, server_rows: list[Notification], pacing: Pacing, lease: str
+    ) -> list[Notification]:
+        """The rows to send now; the last `pacing.paced` are left `queued` for the worker,
+        each due at its moment. (Seamless rows are the view's to send: not paced here.)"""
+        paced = min(pacing.paced, len(server_rows))
+        if not paced or self.backlog is None:
+            return server_rows
+        later = server_rows[len(server_rows) - paced :]
+        due = pacing.due[pacing.paced - paced :]
+        await self.backlog.pace(lease, [(row.id, at) for row, at in zip(later, due, strict=True)])
+        return server_rows[: len(server_rows) - paced]
 
     async def relay(
         self, account_id: str, user_id: str, row_id: int | None, outcome: RelayOutcome

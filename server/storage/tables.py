@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -258,4 +259,23 @@ sender_audit = Table(
         ForeignKey("notifications.id", ondelete="SET NULL"),
         nullable=True,
     ),
+)
+
+# monday's limits per account as every instance sees them (contract §11, storage/limits.py).
+delivery_limits = Table(
+    "delivery_limits",
+    metadata,
+    Column("scope", String(160), primary_key=True),
+    Column("paused_until", UtcDateTime()),
+    Column("pause_code", String(64)),
+    Column("pause_message", String(300)),
+    # The window's quota (RateLimit-Policy `q`), what is left of it, and when it resets.
+    Column("minute_quota", Integer),
+    Column("minute_left", Integer),
+    Column("minute_reset", UtcDateTime()),
+    # While the budget is unknown, one call probes it; others wait until it answers.
+    Column("probe_until", UtcDateTime()),
+    # A user's send-rate bucket (scope `sender:<account>:<user>`): tokens as of `tokens_at`.
+    Column("tokens", Float),
+    Column("tokens_at", UtcDateTime()),
 )

@@ -71,3 +71,62 @@ async def test_two_instances_deliver_each_row_exactly_once(
     # Both instances called monday.
     for server in servers:
         assert "monday answered" in server.log_path.read_text(), server.log_tail()
+
+
+def create_calls(fake: Any) -> int:
+    """Requests that asked the fake monday to create notifications (answered or refused)."""
+    return sum(
+        1
+        for request in fake.requests_to("/v2")
+        if isinstance(request.body, dict)
+        and "create_notification" in str(request.body.get("query"))
+    )
+
+
+@pytest.mark.postgres
+async def test_two_instances_share_mondays_budget(
+    pg_url: str, tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """Contract §11: the governor's view of an account's budget is the deployment's, so two
+    instances together get at most one 429 where each alone would learn the budget by itself."""
+    fake = fake_monday.fake
+    fake.minute_budget = 10  # calls per account per window
+    fake.minute_window_seconds = 2.0
+    async with fresh_pg_database(pg_url) as database_url:
+        await seed(database_url, fake_monday)
+        env = {
+            "DELIVERY_POLL_SECONDS": "0.1",
+            "DELIVERY_LEASE_SECONDS": "10",
+            "DELIVERY_BATCH_SIZE": "50",
+        }
+        servers = [
+            ServerProcess(tmp_path / f"instance-{n}", database_url, fake_monday.api_url, **env)
+            for n in (1, 2)
+        ]
+        try:
+            for server in servers:
+                await server.start()
+            batches = [
+                (
+                    servers[r % 2].url,
+                    [
+                        notification(message=f"budget {r}-{i}", recipient=MEMBER)
+                        for i in range(ROWS_PER_REQUEST)
+                    ],
+                )
+                for r in range(REQUESTS)
+            ]
+            answers = await post_batches(mint(user=MEMBER), batches, parallel=8)
+            assert all(answer is not None for answer in answers)
+            final = await wait_until_settled(database_url, within=120)
+        finally:
+            for server in servers:
+                await server.stop()
+
+    total = REQUESTS * ROWS_PER_REQUEST
+    assert final == {"sent": total}
+    texts = Counter(n.text for n in fake.bell(MEMBER))
+    assert len(texts) == total and set(texts.values()) == {1}
+    executed = {n.request_id for n in fake.notifications}
+    refused = create_calls(fake) - len(executed)
+    assert refused <= 1, f"{refused} calls refused by monday's budget"

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +34,7 @@ from server.notifications.model import (
     sources,
 )
 from server.storage.db import write
+from server.storage.notifications.fairness import fair_candidates
 from server.storage.notifications.resend import ResendStatements
 from server.storage.tables import notifications
 
@@ -125,6 +127,10 @@ class SqlOutbox(ResendStatements):
 
         Each claim gets its own lease token (`owner/<random>`), stored as `lease_owner`: two
         claims in one process (the inline send and the worker) can never both take a row.
+
+        Accounts are served round robin (contract §11): every account's oldest due row comes
+        before any account's second, and so on, so one account's backlog cannot fill a claim
+        while another account's rows wait (`_fair_candidates`).
         """
         now = utcnow()
         token = lease_token(owner)
@@ -136,11 +142,23 @@ class SqlOutbox(ResendStatements):
         if ids is not None:
             due = and_(due, t.id.in_(list(ids)))
         async with self.engine.begin() as connection:
-            candidates = select(t.id).where(due).order_by(t.next_attempt_at, t.id).limit(limit)
+            ranked = [row[0] for row in (await connection.execute(fair_candidates(due, limit)))]
+            if not ranked:
+                return []
             if connection.dialect.name == "postgresql":
-                # Several instances share one queue: skip rows another transaction is claiming.
-                candidates = candidates.with_for_update(skip_locked=True)
-            chosen = [row[0] for row in (await connection.execute(candidates)).all()]
+                # Several instances share one queue: lock the first `limit` candidates in
+                # claim order, skipping rows another transaction is claiming (the next ones
+                # in the round-robin order are taken instead).
+                free = (
+                    select(t.id)
+                    .where(t.id.in_(ranked), due)
+                    .order_by(func.array_position(postgresql.array(ranked), t.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                unlocked = {row[0] for row in (await connection.execute(free)).all()}
+                ranked = [row_id for row_id in ranked if row_id in unlocked]
+            chosen = ranked[:limit]
             if not chosen:
                 return []
             await connection.execute(

@@ -1,0 +1,87 @@
+"""The deployment's view of an account's monday limits (storage/limits.py, PostgreSQL only:
+SQLite is one instance)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.delivery.governor import Deferral, Governor, Permit
+from server.monday.outcome import SendOutcome
+from server.storage.db import create_engine
+from server.storage.limits import Block, SqlSharedLimits
+from server.storage.migrate import upgrade
+from tests.pg import fresh_pg_database
+
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+SCOPE = "account:1001"
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def limits(pg_url: str) -> AsyncIterator[SqlSharedLimits]:
+    async with fresh_pg_database(pg_url) as url:
+        await upgrade(url)
+        engine: AsyncEngine = create_engine(url)
+        yield SqlSharedLimits(engine)
+        await engine.dispose()
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def test_one_probe_then_the_learnt_budget_then_a_new_window(limits: SqlSharedLimits) -> None:
+    assert await limits.take(SCOPE, at(0)) is None  # the probe
+    waiting = await limits.take(SCOPE, at(0.1))  # another instance waits for its answer
+    assert waiting is not None and waiting.code == "MINUTE_BUDGET"
+    await limits.learn(SCOPE, at(0.2), left=2, reset=at(10), quota=3, pause=None)
+    assert await limits.take(SCOPE, at(0.3)) is None
+    assert await limits.take(SCOPE, at(0.4)) is None
+    spent = await limits.take(SCOPE, at(0.5))
+    assert spent is not None and spent.until == at(10)
+    # A late answer of the same window cannot raise what the instances already spent.
+    await limits.learn(SCOPE, at(0.6), left=2, reset=at(11), quota=3, pause=None)
+    assert await limits.take(SCOPE, at(0.7)) is not None
+    # After the reset the window's whole quota is there, without waiting for an answer.
+    for moment in (10.1, 10.2, 10.3):
+        assert await limits.take(SCOPE, at(moment)) is None
+    assert await limits.take(SCOPE, at(10.4)) is not None
+
+
+async def test_a_pause_holds_every_instance(limits: SqlSharedLimits) -> None:
+    pause = Block(at(30), "RATE_LIMIT_EXCEEDED", "monday is rate limiting this account.")
+    await limits.learn(SCOPE, at(0), left=None, reset=None, quota=None, pause=pause)
+    held = await limits.take(SCOPE, at(1))
+    assert held == pause
+    # A shorter pause learnt later does not shorten it.
+    shorter = Block(at(5), "RATE_LIMIT_EXCEEDED", "shorter")
+    await limits.learn(SCOPE, at(2), left=None, reset=None, quota=None, pause=shorter)
+    assert await limits.take(SCOPE, at(6)) == pause
+    assert await limits.take(SCOPE, at(31)) is None
+
+
+async def test_a_429_one_instance_got_pauses_the_other(limits: SqlSharedLimits) -> None:
+    # Two governors, as in two processes, over one database.
+    first, second = Governor(shared=limits), Governor(shared=limits)
+    permit = await first.acquire("1001", "1001:app:11", max_wait=0)
+    assert isinstance(permit, Permit)
+    told = SendOutcome("retry", code="RATE_LIMIT_EXCEEDED", retry_after_seconds=30)
+    first.report(permit, [told])
+    # The pause is written in the background; the other instance sees it once written
+    # (until then it may be held back by the first call's budget probe instead).
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        held = await second.acquire("1001", "1001:app:12", max_wait=0)
+        if isinstance(held, Deferral) and held.code == "RATE_LIMIT_EXCEEDED":
+            break
+        if isinstance(held, Permit):
+            second.report(held)
+        assert asyncio.get_running_loop().time() < deadline, "the pause never reached the other"
+        await asyncio.sleep(0.05)
+    assert held.code == "RATE_LIMIT_EXCEEDED"
+    assert held.until > datetime.now(UTC) + timedelta(seconds=20)
