@@ -111,30 +111,19 @@ class SqlSchedule:
 
     async def suppress(self, owner: str, ids: Sequence[int]) -> int:
         """Rows leased to `owner` whose recipient muted them: `suppressed`, never sent."""
-        if not ids:
-            return 0
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(notifications)
-                .where(
-                    t.id.in_(list(ids)),
-                    t.lease_owner == owner,
-                    t.delivery_status.in_(_from(S.SUPPRESSED)),
-                )
-                .values(
-                    delivery_status=S.SUPPRESSED.value,
-                    next_attempt_at=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-                .returning(t.id)
-            )
-            moved = [int(row_id) for row_id in result.scalars().all()]
-        self._updated(moved)
-        return len(moved)
+        return await self._release_to(owner, ids, S.SUPPRESSED, next_attempt_at=None)
 
     async def hold(self, owner: str, ids: Sequence[int], *, until: datetime, reason: str) -> int:
         """Rows leased to `owner`, due but held back (quiet hours): `scheduled` until `until`."""
+        return await self._release_to(
+            owner, ids, S.SCHEDULED, next_attempt_at=until, deferred_reason=reason
+        )
+
+    async def _release_to(
+        self, owner: str, ids: Sequence[int], target: DeliveryStatus, **values: Any
+    ) -> int:
+        """Move rows leased to `owner` to `target` (where the transition table allows it),
+        giving up the lease; live subscribers are told. Returns how many moved."""
         if not ids:
             return 0
         async with self.engine.begin() as connection:
@@ -143,14 +132,13 @@ class SqlSchedule:
                 .where(
                     t.id.in_(list(ids)),
                     t.lease_owner == owner,
-                    t.delivery_status.in_(_from(S.SCHEDULED)),
+                    t.delivery_status.in_(_from(target)),
                 )
                 .values(
-                    delivery_status=S.SCHEDULED.value,
-                    next_attempt_at=until,
-                    deferred_reason=reason,
+                    delivery_status=target.value,
                     lease_owner=None,
                     lease_expires_at=None,
+                    **values,
                 )
                 .returning(t.id)
             )
