@@ -24,6 +24,7 @@ from datetime import timedelta
 from server.clock import utcnow
 from server.notifications.model import DeliveryStatus, Notification
 from server.notifications.ports import ScheduleStore
+from server.notifications.schedule_events import DIGEST, scheduled_counts
 from server.notifications.schedule_rules import digest_text
 
 DigestKey = tuple[str, str, str, str, str, str | None]
@@ -72,6 +73,7 @@ async def digest_rows(store: ScheduleStore, rows: list[Notification]) -> list[No
         seconds = windows[group[0].account_id]
         if await store.open_digest(owner, ids, key=group[0], window_seconds=seconds):
             held.update(ids)
+            scheduled_counts[DIGEST] += len(ids)
     rest = [r for r in rows if r.digest_id is None and r.id not in held]
     return rest + closing
 

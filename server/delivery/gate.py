@@ -23,6 +23,11 @@ from server.monday.client import MondayClient
 from server.monday.outcome import MondayError
 from server.notifications.model import DeliveryStatus, Notification
 from server.notifications.ports import ScheduleStore
+from server.notifications.schedule_events import (
+    QUIET_HOURS,
+    scheduled_counts,
+    suppressed_counts,
+)
 from server.notifications.schedule_rules import QuietHours, parse_hhmm, quiet_until, zone
 
 log = logging.getLogger(__name__)
@@ -97,7 +102,7 @@ class ScheduleGate:
             if row.id in muted and row.lease_owner is not None:
                 by_lease[row.lease_owner].append(row.id)
         for owner, ids in by_lease.items():
-            await self.store.suppress(owner, ids)
+            suppressed_counts[()] += await self.store.suppress(owner, ids)
         left = [row for row in rows if row.id not in muted]
         return await self._digests(await self._quiet_hours(left))
 
@@ -132,7 +137,9 @@ class ScheduleGate:
             if until is not None and row.lease_owner is not None:
                 held[(row.lease_owner, until)].append(row.id)
         for (owner, until), ids in held.items():
-            await self.store.hold(owner, ids, until=until, reason="quiet_hours")
+            scheduled_counts[QUIET_HOURS] += await self.store.hold(
+                owner, ids, until=until, reason="quiet_hours"
+            )
         out = {row_id for ids in held.values() for row_id in ids}
         if out:
             log.info("quiet hours hold back %d notification(s)", len(out))

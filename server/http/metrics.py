@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from server.appkeys import SERVICES
 from server.delivery import deliver, governor
 from server.metrics import CONTENT_TYPE, PREFIX, CounterFamily
-from server.notifications import send
+from server.notifications import schedule_events, send
 from server.tokens import auth_failures, secret_matches
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,25 @@ def build_registry(queue: Collector) -> CollectorRegistry:
             "(waited in process, or deferred: rows rescheduled without an attempt).",
             ("reason", "action"),
             governor.rate_limit_waits,
+        ),
+        CounterFamily(
+            "notifications_scheduled_total",
+            "Rows that became scheduled (contract §12), by reason: send_at (written with a "
+            "future send_at), rescheduled (PATCH), quiet_hours or digest (held when due).",
+            ("reason",),
+            schedule_events.scheduled_counts,
+        ),
+        CounterFamily(
+            "notifications_cancelled_total",
+            "Scheduled rows cancelled by their sender or an admin (never sent).",
+            (),
+            schedule_events.cancelled_counts,
+        ),
+        CounterFamily(
+            "notifications_suppressed_total",
+            "Rows suppressed when due because their recipient muted them (never sent).",
+            (),
+            schedule_events.suppressed_counts,
         ),
         queue,
     ):

@@ -38,12 +38,18 @@ from server.notifications.ledger_input import (
 )
 from server.notifications.model import (
     LEDGER_STATUSES,
+    DeliveryStatus,
     LedgerStatus,
     Notification,
     Visibility,
 )
 from server.notifications.ports import NotificationStore, ScheduleChanges
 from server.notifications.query import Aggregate, Query, group_order_by, order_by
+from server.notifications.schedule_events import (
+    RESCHEDULED,
+    cancelled_counts,
+    scheduled_counts,
+)
 from server.notifications.serialize import (
     API_FIELDS,
     api_value,
@@ -233,6 +239,10 @@ class Ledger:
         rows = await self.schedule.change_schedule(deletable(session), planned)
         if rows is None:
             raise forbidden()
+        scheduled_counts[RESCHEDULED] += sum(
+            r.delivery_status == DeliveryStatus.SCHEDULED for r in rows
+        )
+        cancelled_counts[()] += sum(r.delivery_status == DeliveryStatus.CANCELLED for r in rows)
         return rows
 
     async def read_by_query(self, session: Session, query: Query) -> Page:

@@ -31,6 +31,7 @@ from server.notifications.ports import (
     SenderFactsSource,
 )
 from server.notifications.relay_input import RelayError, RelayOutcome
+from server.notifications.schedule_events import SEND_AT, scheduled_counts
 from server.notifications.schedule_rules import is_future
 from server.notifications.send_limit import Pacing, SendRateLimiter
 from server.sender import (
@@ -206,6 +207,9 @@ class SendService:
         )
         for decision in decisions:
             accepted_counts[(decision.sent_as, decision.transport)] += 1
+        scheduled_counts[SEND_AT] += sum(
+            r.delivery_status == DeliveryStatus.SCHEDULED for r in rows
+        )
         # Scheduled rows wait for the delivery worker, which releases them when due.
         server_rows = [
             row

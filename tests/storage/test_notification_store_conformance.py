@@ -9,7 +9,7 @@ PostgreSQL (`database_url` is parametrised over both). Time is the injected cloc
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -222,7 +222,7 @@ async def test_retry_defer_release_and_queue_depth(stores: Stores) -> None:
         assert [r.id for r in moved] == [deferred.id]
         await stores.outbox.release("r/1", [released.id])
         counts, oldest = await stores.outbox.queue_depth()
-    assert counts == {"queued": 1, "retry_scheduled": 2, "sending": 0}
+    assert counts == {"queued": 1, "retry_scheduled": 2, "sending": 0, "scheduled": 0}
     assert oldest == 0.0  # the queued row is due at T0 exactly
     rows = await stores.rows.get_many([retried.id, deferred.id, released.id])
     assert [r.delivery_status for r in rows] == [S.RETRY_SCHEDULED, S.RETRY_SCHEDULED, S.QUEUED]
@@ -233,6 +233,23 @@ async def test_retry_defer_release_and_queue_depth(stores: Stores) -> None:
         _, age = await stores.outbox.queue_depth()
     assert sorted(r.id for r in claimed) == sorted(r.id for r in rows)
     assert age == pytest.approx(301.0, abs=0.01)
+
+
+async def test_queue_depth_counts_scheduled_rows_and_their_due_age(stores: Stores) -> None:
+    """Contract §12: /metrics' queue includes rows waiting `scheduled`; one that is due but
+    not yet released makes the oldest-due age grow (a stalled scheduler shows)."""
+    send_at = T0 + timedelta(minutes=1)
+    later = replace(new("12"), send_at=send_at, scheduled=True)
+    (row,) = await insert(stores, later)
+    assert row.delivery_status is S.SCHEDULED
+    with frozen(T0):
+        counts, oldest = await stores.outbox.queue_depth()
+    assert counts["scheduled"] == 1 and counts["queued"] == 0
+    assert oldest == 0.0  # not due yet
+    with frozen(send_at + timedelta(seconds=30)):
+        counts, age = await stores.outbox.queue_depth()
+    assert counts["scheduled"] == 1
+    assert age == pytest.approx(30.0, abs=0.01)
 
 
 # ------------------------------------------------------------------ idempotency keys

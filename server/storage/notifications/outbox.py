@@ -364,10 +364,11 @@ class SqlOutbox(ResendStatements):
         return len(expired)
 
     async def queue_depth(self) -> tuple[dict[str, int], float]:
-        """Rows waiting per status (`queued`, `retry_scheduled`, `sending`) and the age in
-        seconds of the oldest row that is due now (0 when none is): read by /metrics."""
+        """Rows waiting per status (`queued`, `retry_scheduled`, `sending`, and `scheduled`
+        rows not yet released) and the age in seconds of the oldest row that is due now (0
+        when none is; a due `scheduled` row counts, so a stalled release shows): /metrics."""
         now = utcnow()
-        waiting = [s.value for s in WAITING]
+        waiting = [s.value for s in (*WAITING, DeliveryStatus.SCHEDULED)]
         async with self.engine.connect() as connection:
             counts = {status: 0 for status in waiting}
             result = await connection.execute(
@@ -380,7 +381,7 @@ class SqlOutbox(ResendStatements):
             oldest = (
                 await connection.execute(
                     select(func.min(func.coalesce(t.next_attempt_at, t.timestamp))).where(
-                        t.delivery_status.in_(_CLAIMABLE),
+                        t.delivery_status.in_([*_CLAIMABLE, DeliveryStatus.SCHEDULED.value]),
                         or_(t.next_attempt_at.is_(None), t.next_attempt_at <= now),
                     )
                 )
