@@ -109,11 +109,41 @@ function allowedSenders() {
   return state.guest ? allowed.filter((s) => s !== "installer") : allowed;
 }
 
+function usable(kind, owners) {
+  const credentials = (state.installation && state.installation.credentials) || [];
+  return credentials.some(
+    (c) => c.kind === kind && !c.needs_reconnect && owners.includes(String(c.owner_user_id)),
+  );
+}
+
+/**
+ * Sending later, the server sends (no relay from a view that may be closed by then): the app
+ * needs an OAuth token of the caller or the installer, the installer their API key. A member
+ * can't see the installer's OAuth token (GET /installation hides it), so it may be there.
+ */
+function describeLaterSender(allowed) {
+  const installer = installerOf(state.installation);
+  const owners = [state.userId, installer].filter(Boolean);
+  for (const sender of sendAs.value ? [sendAs.value] : allowed) {
+    if (sender === "app") {
+      if (usable("oauth", owners)) return "the app";
+      if (!state.isAdmin && installer && installer !== state.userId) return "the app, if it is connected";
+    } else if (sender === "installer" && !state.guest && installer && usable("api_key", [installer])) {
+      return `${nameOf(installer)} (the installer)`;
+    }
+  }
+  return "nobody yet: sending later needs the app connected or the installer's API key (settings)";
+}
+
 /** What the server will decide (contract §5), shown before sending. A live view can always relay. */
 function describeSender() {
   const allowed = allowedSenders();
   for (const node of sendAs.options) node.disabled = node.value !== "" && !allowed.includes(node.value);
   if (sendAs.value && !allowed.includes(sendAs.value)) sendAs.value = "";
+  if (whenChoice.value === "later") {
+    senderName.textContent = describeLaterSender(allowed);
+    return;
+  }
   const policy = policyOf(state.installation);
   const chosen = sendAs.value || (policy === "installer" ? "installer" : "app");
   if (!allowed.includes(chosen)) {
@@ -229,6 +259,7 @@ function onWhenChange() {
     sendAt.value = localInputValue(inAnHour);
   }
   sendButton.textContent = later ? "Schedule notification" : "Send notification";
+  describeSender();
 }
 
 /** The `send_at` to post, or undefined for "now"; throws a user-facing message if unusable. */
