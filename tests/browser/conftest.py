@@ -221,9 +221,10 @@ class Harness:
         self.page.locator("#frame").screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
-@pytest.fixture
-def harness(browser: Any, server: Server) -> Iterator[Harness]:
-    context = browser.new_context(viewport={"width": 1440, "height": 960})
+def new_harness(browser: Any, server: Server, **context_options: Any) -> Harness:
+    """A tab in a new browser context (e.g. `timezone_id=`) recording what happens in it;
+    the caller closes `harness.page.context`."""
+    context = browser.new_context(viewport={"width": 1440, "height": 960}, **context_options)
     page = context.new_page()
     h = Harness(page, server)
     page.on("dialog", lambda dialog: (h.dialogs.append(dialog.message), dialog.dismiss()))
@@ -233,7 +234,13 @@ def harness(browser: Any, server: Server) -> Iterator[Harness]:
         lambda r: h.responses.append((r.request.method, r.url.split("?")[0], r.status)),
     )
     page.on("request", lambda r: h.requests.append((r.method, r.url.split("?")[0])))
+    return h
+
+
+@pytest.fixture
+def harness(browser: Any, server: Server) -> Iterator[Harness]:
+    h = new_harness(browser, server)
     try:
         yield h
     finally:
-        context.close()
+        h.page.context.close()

@@ -16,9 +16,11 @@ import {
   sendNotification,
   showError,
   watchContext,
+  when,
   withTimeout,
 } from "./common.js";
 import { applyChange, liveOrPoll } from "./live.js";
+import { isoWithOffset, localInputValue, parseLocalInput } from "./schedule.js";
 
 const HISTORY_EVERY_MS = 3000;
 const HISTORY_LIMIT = 20;
@@ -31,6 +33,11 @@ const recipient = document.getElementById("recipient");
 const target = document.getElementById("target");
 const sendAs = document.getElementById("send-as");
 const message = document.getElementById("message");
+const whenChoice = document.getElementById("when");
+const sendAtField = document.getElementById("send-at-field");
+const sendAt = document.getElementById("send-at");
+const sendAtZone = document.getElementById("send-at-zone");
+const sendLaterNote = document.getElementById("send-later-note");
 const sendButton = document.getElementById("send");
 const status = document.getElementById("compose-status");
 const senderName = document.getElementById("sender-name");
@@ -46,6 +53,8 @@ const state = {
   installation: null,
   viewOnly: false,
   guest: false,
+  isAdmin: false,
+  userId: null,
   sending: false,
   history: [],
 };
@@ -100,11 +109,41 @@ function allowedSenders() {
   return state.guest ? allowed.filter((s) => s !== "installer") : allowed;
 }
 
+function usable(kind, owners) {
+  const credentials = (state.installation && state.installation.credentials) || [];
+  return credentials.some(
+    (c) => c.kind === kind && !c.needs_reconnect && owners.includes(String(c.owner_user_id)),
+  );
+}
+
+/**
+ * Sending later, the server sends (no relay from a view that may be closed by then): the app
+ * needs an OAuth token of the caller or the installer, the installer their API key. A member
+ * can't see the installer's OAuth token (GET /installation hides it), so it may be there.
+ */
+function describeLaterSender(allowed) {
+  const installer = installerOf(state.installation);
+  const owners = [state.userId, installer].filter(Boolean);
+  for (const sender of sendAs.value ? [sendAs.value] : allowed) {
+    if (sender === "app") {
+      if (usable("oauth", owners)) return "the app";
+      if (!state.isAdmin && installer && installer !== state.userId) return "the app, if it is connected";
+    } else if (sender === "installer" && !state.guest && installer && usable("api_key", [installer])) {
+      return `${nameOf(installer)} (the installer)`;
+    }
+  }
+  return "nobody yet: sending later needs the app connected or the installer's API key (settings)";
+}
+
 /** What the server will decide (contract §5), shown before sending. A live view can always relay. */
 function describeSender() {
   const allowed = allowedSenders();
   for (const node of sendAs.options) node.disabled = node.value !== "" && !allowed.includes(node.value);
   if (sendAs.value && !allowed.includes(sendAs.value)) sendAs.value = "";
+  if (whenChoice.value === "later") {
+    senderName.textContent = describeLaterSender(allowed);
+    return;
+  }
   const policy = policyOf(state.installation);
   const chosen = sendAs.value || (policy === "installer" ? "installer" : "app");
   if (!allowed.includes(chosen)) {
@@ -140,10 +179,45 @@ function historyQuery() {
   return { filter: { item: { _in: items } }, sort: "-timestamp", limit: HISTORY_LIMIT };
 }
 
+/** A "Cancel" button on a scheduled row the caller may cancel (its sender or an admin, §12). */
+function decorateRow(row, li) {
+  if (row.delivery_status !== "scheduled" || state.viewOnly) return;
+  if (!state.isAdmin && String(row.sender) !== String(state.userId)) return;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "button secondary small cancel-scheduled";
+  button.dataset.cancel = String(row.id);
+  button.textContent = "Cancel";
+  li.querySelector(".history-top").append(button);
+}
+
 function showHistory(rows, how) {
   state.history = rows;
-  renderList(history, historyEmpty, rows, nameOf);
+  renderList(history, historyEmpty, rows, nameOf, decorateRow);
   historyUpdated.textContent = `· ${how} ${new Date().toLocaleTimeString()}`;
+}
+
+async function onHistoryClick(event) {
+  const button = event.target.closest("button[data-cancel]");
+  if (!button || button.disabled) return;
+  button.disabled = true;
+  try {
+    await api(`/notifications/${encodeURIComponent(button.dataset.cancel)}`, {
+      method: "PATCH",
+      body: { delivery_status: "cancelled" },
+    });
+    notice("Scheduled notification cancelled: it won't be sent.", "success");
+  } catch (error) {
+    button.disabled = false;
+    // 403 here means it is no longer scheduled (already on its way) or not yours to cancel.
+    if (error instanceof ApiError && error.code === "FORBIDDEN") {
+      notice(`It can't be cancelled any more: ${error.message}`, "error");
+    } else {
+      showError(error);
+    }
+  } finally {
+    refreshNow();
+  }
 }
 
 /** The fallback when the socket is not live: poll the same query. */
@@ -174,6 +248,28 @@ function watchHistory() {
 
 let refreshNow = () => undefined;
 
+/** "Later" shows the date-time field, prefilled an hour ahead (whole minutes) the first time. */
+function onWhenChange() {
+  const later = whenChoice.value === "later";
+  sendAtField.hidden = !later;
+  sendLaterNote.hidden = !later;
+  if (later && !sendAt.value) {
+    const inAnHour = new Date(Date.now() + 3600 * 1000);
+    inAnHour.setSeconds(0, 0);
+    sendAt.value = localInputValue(inAnHour);
+  }
+  sendButton.textContent = later ? "Schedule notification" : "Send notification";
+  describeSender();
+}
+
+/** The `send_at` to post, or undefined for "now"; throws a user-facing message if unusable. */
+function chosenSendAt() {
+  if (whenChoice.value !== "later") return undefined;
+  const date = parseLocalInput(sendAt.value);
+  if (!date) throw new Error("Pick the date and time to send it.");
+  return isoWithOffset(date);
+}
+
 async function onSubmit(event) {
   event.preventDefault();
   if (state.sending) return;
@@ -197,13 +293,26 @@ async function onSubmit(event) {
     item: target.value || String(state.boardId),
   };
   if (sendAs.value) payload.send_as = sendAs.value;
+  try {
+    const later = chosenSendAt();
+    if (later) payload.send_at = later;
+  } catch (error) {
+    notice(error.message, "error");
+    return;
+  }
   state.sending = true;
   sendButton.disabled = true;
-  status.textContent = "Sending…";
+  status.textContent = payload.send_at ? "Scheduling…" : "Sending…";
   try {
     const row = await sendNotification(payload, newIdempotencyKey());
     const failed = row && row.delivery_status === "failed";
-    if (failed) {
+    if (row && row.delivery_status === "scheduled") {
+      // With a digest window even a "now" row waits for its window (docs/scheduling.md).
+      const at = when(row.send_at && !row.digest_id ? row.send_at : row.next_attempt_at);
+      notice(`Notification to ${nameOf(payload.recipient)} scheduled for ${at}.`, "success");
+      status.textContent = `Scheduled for ${at}.`;
+      message.value = "";
+    } else if (failed) {
       const reason = (row.last_error && row.last_error.message) || "monday refused it";
       notice(`The notification wasn't delivered: ${reason}`, "error");
       status.textContent = "Not delivered.";
@@ -232,10 +341,12 @@ async function main() {
   state.boardId = context.boardId ?? (context.boardIds && context.boardIds[0]);
   state.viewOnly = Boolean(user.isViewOnly);
   state.guest = Boolean(user.isGuest);
+  state.isAdmin = Boolean(user.isAdmin);
+  state.userId = user.id === undefined || user.id === null ? null : String(user.id);
   if (state.viewOnly) {
     banner("You have view-only access to this board, so you can't send notifications. Ask a board owner for edit access.");
     sendButton.disabled = true;
-    for (const field of [recipient, target, sendAs, message]) field.disabled = true;
+    for (const field of [recipient, target, sendAs, message, whenChoice, sendAt]) field.disabled = true;
   }
   if (!state.boardId) {
     banner("Open this view on a board to send notifications from it.");
@@ -245,7 +356,10 @@ async function main() {
   await loadBoard();
   await loadInstallation();
   sendAs.addEventListener("change", describeSender);
+  whenChoice.addEventListener("change", onWhenChange);
+  sendAtZone.textContent = Intl.DateTimeFormat().resolvedOptions().timeZone || "local";
   form.addEventListener("submit", onSubmit);
+  history.addEventListener("click", onHistoryClick);
   refreshNow = watchHistory();
   document.body.dataset.ready = "1";
 }

@@ -261,6 +261,9 @@ const STATUS_WORDS = {
   awaiting_client: "Waiting for monday",
   failed: "Failed",
   unknown: "Unknown – may have been sent",
+  scheduled: "Scheduled",
+  cancelled: "Cancelled",
+  suppressed: "Muted – not sent",
 };
 
 export function statusWords(status) {
@@ -276,9 +279,26 @@ function element(tag, className, text) {
 
 export { element };
 
-function when(timestamp) {
+export function when(timestamp) {
+  if (timestamp === null || timestamp === undefined || timestamp === "") return "";
   const date = new Date(timestamp);
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
+}
+
+/**
+ * When a scheduled row goes out, in the reader's own time (contract §12): its `send_at`, or
+ * the end of quiet hours / the digest window holding it (`next_attempt_at`). Empty otherwise.
+ */
+export function scheduleLine(row) {
+  const status = row.delivery_status;
+  if (status === "scheduled") {
+    if (row.deferred_reason === "quiet_hours") return `Held for quiet hours until ${when(row.next_attempt_at)}`;
+    if (row.digest_id) return `Waiting for a digest, goes out ${when(row.next_attempt_at)}`;
+    return `Scheduled for ${when(row.send_at || row.next_attempt_at)}`;
+  }
+  if (status === "cancelled" && row.send_at) return `Cancelled; was scheduled for ${when(row.send_at)}`;
+  if (row.send_at) return `Scheduled for ${when(row.send_at)}`;
+  return "";
 }
 
 /**
@@ -296,15 +316,26 @@ export function notificationItem(row, nameOf) {
   const sender = row.sent_as === "installer" ? `as ${nameOf(row.credential_owner)}` : row.sent_as === "app" ? "as the app" : "";
   const meta = [when(row.timestamp), `from ${nameOf(row.sender)}`, sender].filter(Boolean).join(" · ");
   li.append(element("p", "history-meta muted", meta));
+  const scheduled = scheduleLine(row);
+  if (scheduled) li.append(element("p", "history-schedule muted", scheduled));
   if (row.last_error && row.last_error.message) {
     li.append(element("p", "history-error", String(row.last_error.message)));
   }
   return li;
 }
 
-/** Replace a list's children with rendered rows; toggle its empty-state paragraph. */
-export function renderList(list, empty, rows, nameOf) {
-  list.replaceChildren(...rows.map((row) => notificationItem(row, nameOf)));
+/**
+ * Replace a list's children with rendered rows; toggle its empty-state paragraph.
+ * `decorate(row, li)`, if given, may add controls to each item (the board's "Cancel").
+ */
+export function renderList(list, empty, rows, nameOf, decorate) {
+  list.replaceChildren(
+    ...rows.map((row) => {
+      const li = notificationItem(row, nameOf);
+      if (decorate) decorate(row, li);
+      return li;
+    }),
+  );
   if (empty) empty.hidden = rows.length > 0;
 }
 

@@ -1,10 +1,12 @@
-// The settings view (admins): sender policy, connect the app (OAuth in a new window), the
-// installer's API key, and what is connected. Secrets are never displayed: the server only
+// The settings view (admins): sender policy, quiet hours and the digest window, connect the
+// app (OAuth in a new window), the installer's API key, and what is connected; for everyone,
+// their own mute of this app (contract §12). Secrets are never displayed: the server only
 // ever returns whether a credential is connected, its owner, when it was verified and last 4.
 import {
   ApiError,
   api,
   banner,
+  friendlyMessage,
   outsideMonday,
   knownName,
   loadUserNames,
@@ -21,6 +23,16 @@ const connectApp = document.getElementById("connect-app");
 const installerCell = document.getElementById("installer");
 const oauthCell = document.getElementById("oauth-state");
 const keyCell = document.getElementById("api-key-state");
+const scheduleForm = document.getElementById("schedule-form");
+const quietOn = document.getElementById("quiet-on");
+const quietStart = document.getElementById("quiet-start");
+const quietEnd = document.getElementById("quiet-end");
+const digestWindow = document.getElementById("digest-window");
+const scheduleError = document.getElementById("schedule-error");
+const scheduleStatus = document.getElementById("schedule-status");
+const muteAll = document.getElementById("mute-all");
+const muteOthers = document.getElementById("mute-others");
+const muteError = document.getElementById("mute-error");
 
 const state = { context: null, installation: null, isAdmin: false, userId: null };
 
@@ -53,9 +65,36 @@ function render() {
   }
   const mayEditPolicy = state.isAdmin;
   for (const el of policyForm.elements) el.disabled = !mayEditPolicy;
+  renderSchedule(inst);
   const mayKey = state.isAdmin || (installer && String(installer) === String(state.userId));
   for (const el of keyForm.elements) el.disabled = !mayKey;
   removeKey.disabled = !mayKey || !credentials.some((c) => c.kind === "api_key");
+}
+
+/** Quiet hours and the digest window as stored; only admins may change them (§12). */
+function renderSchedule(inst) {
+  const quiet = inst.quiet_hours || null;
+  quietOn.checked = Boolean(quiet);
+  if (quiet) {
+    quietStart.value = quiet.start;
+    quietEnd.value = quiet.end;
+  }
+  digestWindow.value = String(inst.digest_window_seconds ?? 0);
+  for (const el of scheduleForm.elements) el.disabled = !state.isAdmin;
+  if (state.isAdmin) toggleQuietFields();
+}
+
+function toggleQuietFields() {
+  quietStart.disabled = !quietOn.checked;
+  quietEnd.disabled = !quietOn.checked;
+}
+
+/** What to show next to a form: the friendly words, plus the server's own message (§8). */
+function formError(error) {
+  const words = friendlyMessage(error);
+  const told = error instanceof ApiError ? error.message : "";
+  if (!told || words.includes(told) || error.code.startsWith("TOKEN_") || error.status >= 500) return words;
+  return `${words} (${told})`;
 }
 
 async function load() {
@@ -78,6 +117,68 @@ async function savePolicy(event) {
     await load();
   } catch (error) {
     showError(error);
+  }
+}
+
+async function saveSchedule(event) {
+  event.preventDefault();
+  scheduleError.textContent = "";
+  scheduleStatus.textContent = "";
+  const text = digestWindow.value.trim();
+  const seconds = Number(text);
+  if (!text || !Number.isInteger(seconds)) {
+    scheduleError.textContent = "The digest window must be a whole number of seconds (0 turns it off).";
+    return;
+  }
+  // A time input's value is 24-hour "HH:MM" whatever the display; seconds are not asked for.
+  const start = quietStart.value.slice(0, 5);
+  const end = quietEnd.value.slice(0, 5);
+  if (quietOn.checked && (!start || !end)) {
+    scheduleError.textContent = "Give quiet hours a start and an end, or turn them off.";
+    return;
+  }
+  const body = {
+    quiet_hours: quietOn.checked ? { start, end } : null,
+    digest_window_seconds: seconds,
+  };
+  try {
+    await api("/installation", { method: "PATCH", body });
+    notice("Quiet hours and digest saved.", "success");
+    await load();
+    scheduleStatus.textContent = "Saved.";
+  } catch (error) {
+    scheduleError.textContent = formError(error);
+    showError(error);
+  }
+}
+
+/** The caller's own mutes: "everything from this app" drives the switch; others are listed. */
+async function loadMutes() {
+  const answer = await api("/preferences/mutes");
+  const mutes = (answer && answer.data) || [];
+  muteAll.checked = mutes.some((mute) => mute.target === null);
+  const targeted = mutes.filter((mute) => mute.target !== null);
+  muteOthers.hidden = targeted.length === 0;
+  muteOthers.textContent = targeted.length
+    ? `You have also muted ${targeted.length} item${targeted.length === 1 ? "" : "s"}: ` +
+      targeted.map((mute) => `${mute.target.collection} ${mute.target.item}`).join(", ")
+    : "";
+}
+
+async function toggleMute() {
+  const wanted = muteAll.checked;
+  muteAll.disabled = true;
+  muteError.textContent = "";
+  try {
+    await api("/preferences/mutes", { method: wanted ? "PUT" : "DELETE", body: { target: null } });
+    notice(wanted ? "Notifications from this app are muted for you." : "Notifications from this app are on again.", "success");
+    await loadMutes();
+  } catch (error) {
+    muteAll.checked = !wanted;
+    muteError.textContent = formError(error);
+    showError(error);
+  } finally {
+    muteAll.disabled = false;
   }
 }
 
@@ -140,9 +241,12 @@ async function main() {
   state.isAdmin = Boolean(user.isAdmin) && !user.isViewOnly;
   state.userId = user.id;
   if (!state.isAdmin) {
-    banner("Only account admins can change these settings. You can see what is connected.");
+    banner("Only account admins can change the account's settings. You can see them, and mute this app for yourself.");
   }
   policyForm.addEventListener("submit", savePolicy);
+  scheduleForm.addEventListener("submit", saveSchedule);
+  quietOn.addEventListener("change", toggleQuietFields);
+  muteAll.addEventListener("change", toggleMute);
   keyForm.addEventListener("submit", saveKey);
   removeKey.addEventListener("click", deleteKey);
   connectApp.addEventListener("click", startOAuth);
@@ -151,6 +255,11 @@ async function main() {
     await load();
   } catch (error) {
     showError(error);
+  }
+  try {
+    await loadMutes();
+  } catch (error) {
+    muteError.textContent = formError(error);
   }
   document.body.dataset.ready = "1";
 }
