@@ -46,7 +46,7 @@ def visible_arms(session: Session) -> tuple[ColumnElement[bool], ...]:
     return (and_(account, _T.recipient == me), and_(account, _T.sender == me, _T.recipient != me))
 
 
-def _memo(
+def memo(
     kind: str, session: Session, query: Query | None, build: Callable[[], T], dialect: str = ""
 ) -> T:
     """`build()` once per (kind, scope, dialect) for a `query` that is reused; the SQL of a
@@ -69,12 +69,12 @@ def page_statement(
     def build() -> Select[Any] | CompoundSelect[Any]:
         return _page_statement(session, query, per_arm=dialect == "postgresql")
 
-    return _memo("page", session, query, build, dialect)
+    return memo("page", session, query, build, dialect)
 
 
 def count_statement(session: Session, query: Query | None) -> Select[Any]:
     """How many visible rows match `query` (None: every visible row, for total_count)."""
-    return _memo("count", session, query, lambda: _count_statement(session, query))
+    return memo("count", session, query, lambda: _count_statement(session, query))
 
 
 def _page_statement(
