@@ -41,7 +41,6 @@ from server.notifications.model import (
     LEDGER_STATUSES,
     LedgerStatus,
     Notification,
-    Visibility,
 )
 from server.notifications.ports import NotificationStore, ScheduleChanges
 from server.notifications.query import Aggregate, Query, group_order_by, order_by
@@ -53,7 +52,7 @@ from server.notifications.serialize import (
     rows_to_api,
 )
 from server.storage.db import read_once
-from server.storage.notifications import visibility_condition
+from server.storage.notifications.visibility import deletable, visibility_condition, visible
 from server.storage.tables import notifications
 from server.tokens import Session
 
@@ -72,17 +71,6 @@ class Page:
 
 
 # ---------------------------------------------------------------- scope
-
-
-def visible(session: Session) -> Visibility:
-    """Rows the caller may read: their account; for non-admins, rows they received or sent."""
-    return Visibility(session.account_id, None if session.is_admin else session.user_id)
-
-
-def deletable(session: Session) -> Visibility:
-    """Rows the caller may delete: their account; for non-admins, rows they sent."""
-    user = None if session.is_admin else session.user_id
-    return Visibility(session.account_id, user, ("sender",))
 
 
 def visible_scope(session: Session) -> ColumnElement[bool]:

@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import CompoundSelect, Select, and_, func, select, union_all
+from sqlalchemy import CompoundSelect, Select, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.notifications.query import Query, sort_keys
 from server.notifications.serialize import API_FIELDS
+from server.storage.notifications import visibility
 from server.storage.tables import notifications
 from server.tokens import Session
 
@@ -38,12 +39,9 @@ API_COLUMNS = [_T[name] for name in API_FIELDS]
 
 
 def visible_arms(session: Session) -> tuple[ColumnElement[bool], ...]:
-    """Disjoint conditions whose union is what `session` may read (ledger.visible_scope)."""
-    account = _T.account_id == session.account_id
-    if session.is_admin:
-        return (account,)
-    me = session.user_id
-    return (and_(account, _T.recipient == me), and_(account, _T.sender == me, _T.recipient != me))
+    """Disjoint conditions whose union is what `session` may read (the rule and its SQL are
+    server/storage/notifications/visibility.py's)."""
+    return visibility.visible_arms(visibility.visible(session))
 
 
 def memo(
