@@ -8,6 +8,7 @@ directly with SQLAlchemy in this process on the driver the API reads with: on SQ
 driver, storage/readers.py), on PostgreSQL asyncpg. So the ratio is the API's whole overhead
 (HTTP, token, query parsing, the thread hop, serialisation). On SQLite the same statements
 through aiosqlite (the async driver the API read with before) are timed too, as "aiosqlite".
+`GET /healthz` on the same server is timed as the HTTP floor (the middlewares, no database).
 EXPLAIN shows which index each engine used, for the bench's reads and an admin's, and the
 run says whether any of them needs a temporary sort.
 """
@@ -295,8 +296,18 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
             api_count = await run_load(
                 base, count_call, count=calls, concurrency=1, max_seconds=60, warmup=10
             )
+            # The floor: a request that reaches the same server and middlewares, no database.
+            floor = await run_load(
+                base,
+                lambda _i: ("GET", "/healthz", {}, None),
+                count=calls,
+                concurrency=1,
+                max_seconds=60,
+                warmup=10,
+            )
             check_load(api_list, "GET list")
             check_load(api_count, "GET aggregate")
+            check_load(floor, "GET /healthz")
             # One answer, to show what was measured.
             import aiohttp
 
@@ -326,6 +337,7 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
             "api": {"calls": api_count.ok, **latency_summary(api_count.latencies)},
             "sql": {"calls": len(sql_count), **latency_summary(sql_count)},
         },
+        "http_floor": {"calls": floor.ok, **latency_summary(floor.latencies)},
         "plans": plans,
         "temporary_sorts": temporary_sorts(kind, plans),
     }
@@ -357,6 +369,11 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
                 f"  [{kind}] {'':<26} (the same SQL through aiosqlite: p50 "
                 f"{fmt_ms(aio['p50_ms'])} p99 {fmt_ms(aio['p99_ms'])})"
             )
+    floor_ms = result["http_floor"]
+    say(
+        f"  [{kind}] HTTP floor (GET /healthz, same server, no database): p50 "
+        f"{fmt_ms(floor_ms['p50_ms'])} p99 {fmt_ms(floor_ms['p99_ms'])}"
+    )
     for label, lines in plans.items():
         say(f"  [{kind}] plan {label}:")
         for line in lines:
