@@ -33,7 +33,7 @@ from server.notifications.model import (
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
 from server.storage.notifications.stamp import stamp_planned
-from server.storage.notifications.visibility import visibility_condition
+from server.storage.notifications.visibility import visibility_condition as visibility_condition
 from server.storage.tables import idempotency_keys, notifications, sender_audit
 
 t = notifications.c

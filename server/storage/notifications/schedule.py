@@ -27,7 +27,7 @@ from server.notifications.model import (
     Visibility,
     sources,
 )
-from server.storage.notifications.visibility import visibility_condition
+from server.storage.notifications.rows import visibility_condition
 from server.storage.tables import installations, mutes, notifications
 
 t = notifications.c
