@@ -2,20 +2,28 @@
 
 A bell-style read as a non-admin user: their unread (`status = inbox`) notifications, newest
 first, 25 a page, with `meta=filter_count`; and the unread count with `aggregate[count]=*`.
-The baseline is the very same SQL (built by the ledger's own statement builders) run directly
-with SQLAlchemy in this process, so the ratio is the API's overhead (HTTP, token, query
-parsing, serialisation). EXPLAIN shows which index each engine used.
+The baseline ("SQL") is the very same SQL (built by the ledger's own statement builders) run
+directly with SQLAlchemy in this process on the driver the API reads with: on SQLite the stdlib
+`sqlite3` driver on the calling thread (the API runs its reads in a read-pool thread on that
+driver, storage/readers.py), on PostgreSQL asyncpg. So the ratio is the API's whole overhead
+(HTTP, token, query parsing, the thread hop, serialisation). On SQLite the same statements
+through aiosqlite (the async driver the API read with before) are timed too, as "aiosqlite".
+`GET /healthz` on the same server is timed as the HTTP floor (the middlewares, no database).
+EXPLAIN shows which index each engine used, for the bench's reads and an admin's, and the
+run says whether any of them needs a temporary sort.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import charts
@@ -141,11 +149,16 @@ def count_params() -> dict[str, str]:
     return {**FILTER, "aggregate[count]": "*"}
 
 
-def statements(params: dict[str, str], dialect: str) -> tuple[Any, Any]:
+def admin_list_params(page: int) -> dict[str, str]:
+    """An admin's list of their whole account, newest first (no filter)."""
+    return {"sort": "-timestamp", "limit": "25", "page": str(page), "meta": "filter_count"}
+
+
+def statements(params: dict[str, str], dialect: str, *, admin: bool = False) -> tuple[Any, Any]:
     """The SQL the API runs for `params` as user 12, from the ledger's own builders:
     (rows or aggregate statement, filter_count statement or None)."""
     session = verify_session(
-        session_token(MEMBER, admin=False),
+        session_token(MEMBER, admin=admin),
         secrets=[CLIENT_SECRET],
         client_id=CLIENT_ID,
         app_id=None,
@@ -154,16 +167,43 @@ def statements(params: dict[str, str], dialect: str) -> tuple[Any, Any]:
         parse_url_query(params.items()), Context(user_id=session.user_id, now=datetime.now(UTC))
     )
     if query.is_aggregate:
-        where = ledger._where(session, query)
-        return select(func.count()).select_from(notifications).where(where), None
+        return ledger.aggregate_statement(session, query), None
     return reads.page_statement(session, query, dialect), reads.count_statement(session, query)
 
 
-async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list[float]:
-    prepared = [
-        statements(count_params() if aggregate else list_params(1 + i % PAGES), engine.dialect.name)
+def _prepared(dialect: str, aggregate: bool) -> list[tuple[Any, Any]]:
+    return [
+        statements(count_params() if aggregate else list_params(1 + i % PAGES), dialect)
         for i in range(PAGES)
     ]
+
+
+def sync_sql_baseline(url: str, calls: int, aggregate: bool) -> list[float]:
+    """SQLite: the statements on the stdlib driver, on this thread, as the read pool runs
+    them (no thread hop, no HTTP, no serialisation)."""
+    engine = create_sync_engine(make_url(url).set(drivername="sqlite+pysqlite"))
+    prepared = _prepared("sqlite", aggregate)
+    latencies = []
+    try:
+        with engine.connect() as conn:
+            for i in range(calls + 10):
+                rows_stmt, count_stmt = prepared[i % PAGES]
+                started = time.perf_counter()
+                result = conn.execute(rows_stmt).all()
+                if count_stmt is not None:
+                    conn.execute(count_stmt).scalar_one()
+                elapsed = time.perf_counter() - started
+                assert result is not None
+                if i >= 10:  # the first 10 warm the cache
+                    latencies.append(elapsed)
+            conn.rollback()
+    finally:
+        engine.dispose()
+    return latencies
+
+
+async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list[float]:
+    prepared = _prepared(engine.dialect.name, aggregate)
     latencies = []
     async with engine.connect() as conn:
         for i in range(calls + 10):
@@ -181,13 +221,20 @@ async def sql_baseline(engine: AsyncEngine, calls: int, aggregate: bool) -> list
 
 async def explain(engine: AsyncEngine) -> dict[str, list[str]]:
     plans: dict[str, list[str]] = {}
-    rows_stmt, count_stmt = statements(list_params(3), engine.dialect.name)
-    agg_stmt, _ = statements(count_params(), engine.dialect.name)
+    dialect = engine.dialect.name
+    rows_stmt, count_stmt = statements(list_params(3), dialect)
+    agg_stmt, _ = statements(count_params(), dialect)
+    admin_rows, admin_count = statements(list_params(3), dialect, admin=True)
+    all_rows, all_count = statements(admin_list_params(3), dialect, admin=True)
     async with engine.connect() as conn:
         for label, stmt in (
             ("list", rows_stmt),
             ("filter_count", count_stmt),
             ("unread_count", agg_stmt),
+            ("admin list (same filter)", admin_rows),
+            ("admin filter_count (same filter)", admin_count),
+            ("admin list (whole account)", all_rows),
+            ("admin filter_count (whole account)", all_count),
         ):
             sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
             if conn.dialect.name == "sqlite":
@@ -216,8 +263,15 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
                 )
                 visible = (await conn.execute(reads.count_statement(reader, None))).scalar_one()
             plans = await explain(engine)
-            sql_list = await sql_baseline(engine, calls, aggregate=False)
-            sql_count = await sql_baseline(engine, calls, aggregate=True)
+            if kind == "sqlite":
+                sql_list = sync_sql_baseline(url, calls, aggregate=False)
+                sql_count = sync_sql_baseline(url, calls, aggregate=True)
+                aio_list = await sql_baseline(engine, calls, aggregate=False)
+                aio_count = await sql_baseline(engine, calls, aggregate=True)
+            else:
+                sql_list = await sql_baseline(engine, calls, aggregate=False)
+                sql_count = await sql_baseline(engine, calls, aggregate=True)
+                aio_list = aio_count = []
         finally:
             await engine.dispose()
         # No worker traffic while reading: the seeded rows are not due (and none is queued).
@@ -242,8 +296,18 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
             api_count = await run_load(
                 base, count_call, count=calls, concurrency=1, max_seconds=60, warmup=10
             )
+            # The floor: a request that reaches the same server and middlewares, no database.
+            floor = await run_load(
+                base,
+                lambda _i: ("GET", "/healthz", {}, None),
+                count=calls,
+                concurrency=1,
+                max_seconds=60,
+                warmup=10,
+            )
             check_load(api_list, "GET list")
             check_load(api_count, "GET aggregate")
+            check_load(floor, "GET /healthz")
             # One answer, to show what was measured.
             import aiohttp
 
@@ -273,8 +337,16 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
             "api": {"calls": api_count.ok, **latency_summary(api_count.latencies)},
             "sql": {"calls": len(sql_count), **latency_summary(sql_count)},
         },
+        "http_floor": {"calls": floor.ok, **latency_summary(floor.latencies)},
         "plans": plans,
+        "temporary_sorts": temporary_sorts(kind, plans),
     }
+    if aio_list:
+        result["list"]["sql_aiosqlite"] = {"calls": len(aio_list), **latency_summary(aio_list)}
+        result["aggregate"]["sql_aiosqlite"] = {
+            "calls": len(aio_count),
+            **latency_summary(aio_count),
+        }
     for key in ("list", "aggregate"):
         api, sql = result[key]["api"], result[key]["sql"]
         result[key]["p50_api_over_sql"] = ratio(api["p50_ms"], sql["p50_ms"])
@@ -291,11 +363,40 @@ async def run_engine(kind: str, opts: Options) -> dict[str, Any]:
             f" | SQL p50 {fmt_ms(sql['p50_ms']):>9} p99 {fmt_ms(sql['p99_ms']):>9}"
             f" | API/SQL p50 x{result[key]['p50_api_over_sql']}"
         )
+        if "sql_aiosqlite" in result[key]:
+            aio = result[key]["sql_aiosqlite"]
+            say(
+                f"  [{kind}] {'':<26} (the same SQL through aiosqlite: p50 "
+                f"{fmt_ms(aio['p50_ms'])} p99 {fmt_ms(aio['p99_ms'])})"
+            )
+    floor_ms = result["http_floor"]
+    say(
+        f"  [{kind}] HTTP floor (GET /healthz, same server, no database): p50 "
+        f"{fmt_ms(floor_ms['p50_ms'])} p99 {fmt_ms(floor_ms['p99_ms'])}"
+    )
     for label, lines in plans.items():
         say(f"  [{kind}] plan {label}:")
         for line in lines:
             say(f"      {line}")
+    sorts = result["temporary_sorts"]
+    say(f"  [{kind}] temporary sort in: {', '.join(sorts) if sorts else 'none of these plans'}")
     return result
+
+
+_PG_SORT = re.compile(r"(Incremental )?Sort +\(")
+
+
+def temporary_sorts(kind: str, plans: dict[str, list[str]]) -> list[str]:
+    """The plans that sort rows in a temporary structure: SQLite's `TEMP B-TREE`, a
+    PostgreSQL `Sort` or `Incremental Sort` node (a top-N heapsort included; a Merge Append's
+    `Sort Key:` line is the order it keeps, not a sort)."""
+    if kind == "sqlite":
+        return [label for label, lines in plans.items() if any("TEMP B-TREE" in x for x in lines)]
+    return [
+        label
+        for label, lines in plans.items()
+        if any(_PG_SORT.match(x.strip(" ->")) for x in lines)
+    ]
 
 
 async def run(opts: Options) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, Select, and_, cast, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.errors import forbidden, invalid_payload
@@ -41,7 +42,6 @@ from server.notifications.model import (
     DeliveryStatus,
     LedgerStatus,
     Notification,
-    Visibility,
 )
 from server.notifications.ports import NotificationStore, ScheduleChanges
 from server.notifications.query import Aggregate, Query, group_order_by, order_by
@@ -57,8 +57,8 @@ from server.notifications.serialize import (
     project,
     rows_to_api,
 )
-from server.storage.db import statement_reads
-from server.storage.notifications import visibility_condition
+from server.storage.db import read_once
+from server.storage.notifications.visibility import deletable, visibility_condition, visible
 from server.storage.tables import notifications
 from server.tokens import Session
 
@@ -77,17 +77,6 @@ class Page:
 
 
 # ---------------------------------------------------------------- scope
-
-
-def visible(session: Session) -> Visibility:
-    """Rows the caller may read: their account; for non-admins, rows they received or sent."""
-    return Visibility(session.account_id, None if session.is_admin else session.user_id)
-
-
-def deletable(session: Session) -> Visibility:
-    """Rows the caller may delete: their account; for non-admins, rows they sent."""
-    user = None if session.is_admin else session.user_id
-    return Visibility(session.account_id, user, ("sender",))
 
 
 def visible_scope(session: Session) -> ColumnElement[bool]:
@@ -112,19 +101,20 @@ def _row_select(session: Session, query: Query | None) -> Select[Any]:
 async def read_by_query(engine: AsyncEngine, session: Session, query: Query) -> Page:
     """`GET /notifications`: rows (or aggregates) the caller can see, with `meta` if asked.
 
-    The page and its counts are separate statements, each reading the latest committed rows
-    (Directus runs them separately too): no transaction is opened for them."""
-    async with statement_reads(engine) as conn:
-        if query.is_aggregate:
-            data = await _aggregate(conn, session, query)
-        else:
-            rows = (
-                await conn.execute(reads.page_statement(session, query, conn.dialect.name))
-            ).all()
-            data = rows_to_api(rows)  # the statement selects every API column, in order
-            if query.fields is not None:
-                data = [project(item, query.fields) for item in data]
-        meta = await _meta(conn, session, query) if query.meta else None
+    The page and its counts are one synchronous read (`read_once`): on SQLite one call into
+    a reader thread for all the statements, in one snapshot."""
+    return await read_once(engine, lambda conn: _read_page(conn, session, query))
+
+
+def _read_page(conn: Connection, session: Session, query: Query) -> Page:
+    if query.is_aggregate:
+        data = _aggregate(conn, session, query)
+    else:
+        rows = conn.execute(reads.page_statement(session, query, conn.dialect.name)).all()
+        data = rows_to_api(rows)  # the statement selects every API column, in order
+        if query.fields is not None:
+            data = [project(item, query.fields) for item in data]
+    meta = _meta(conn, session, query) if query.meta else None
     return Page(data=data, meta=meta)
 
 
@@ -135,8 +125,7 @@ async def read_many(
     if not keys:
         return []
     stmt = _row_select(session, query).where(_T.id.in_(list(keys))).order_by(*order_by(query))
-    async with engine.connect() as conn:
-        rows = (await conn.execute(stmt)).mappings().all()
+    rows = await read_once(engine, lambda conn: conn.execute(stmt).mappings().all())
     return [project(notification_to_api(dict(r)), query.fields) for r in rows]
 
 
@@ -146,24 +135,22 @@ async def read_one(
     """One visible row; 403 when it is missing or not the caller's to see."""
     if key is None:
         raise forbidden()
-    async with engine.connect() as conn:
-        row = (
-            (await conn.execute(_row_select(session, None).where(_T.id == key))).mappings().first()
-        )
+    stmt = _row_select(session, None).where(_T.id == key)
+    row = await read_once(engine, lambda conn: conn.execute(stmt).mappings().first())
     if row is None:
         raise forbidden()
     return project(notification_to_api(dict(row)), fields)
 
 
-async def _meta(conn: AsyncConnection, session: Session, query: Query) -> dict[str, int]:
+def _meta(conn: Connection, session: Session, query: Query) -> dict[str, int]:
     meta: dict[str, int] = {}
     if "total_count" in query.meta:
         # total_count ignores the request's filter but never the caller's scope.
         stmt = reads.count_statement(session, None)
-        meta["total_count"] = int((await conn.execute(stmt)).scalar_one())
+        meta["total_count"] = int(conn.execute(stmt).scalar_one())
     if "filter_count" in query.meta:
         stmt = reads.count_statement(session, query)
-        meta["filter_count"] = int((await conn.execute(stmt)).scalar_one())
+        meta["filter_count"] = int(conn.execute(stmt).scalar_one())
     return meta
 
 
@@ -182,17 +169,27 @@ def _aggregate_column(agg: Aggregate) -> Any:
     return func.max(col).label(agg.label)
 
 
-async def _aggregate(conn: AsyncConnection, session: Session, query: Query) -> list[dict[str, Any]]:
+def aggregate_statement(session: Session, query: Query) -> Select[Any]:
+    """The SQL of an aggregate read (built once per reused query, like the page's)."""
+
+    def build() -> Select[Any]:
+        group_cols = [notifications.c[name] for name in query.group_by]
+        agg_cols = [_aggregate_column(a) for a in query.aggregates]
+        where = _where(session, query)
+        stmt = select(*group_cols, *agg_cols).select_from(notifications).where(where)
+        if group_cols:
+            limit, offset = query.read_window()
+            stmt = stmt.group_by(*group_cols).order_by(*group_order_by(query))
+            stmt = stmt.limit(limit).offset(offset)
+        return stmt
+
+    return reads.memo("aggregate", session, query, build)
+
+
+def _aggregate(conn: Connection, session: Session, query: Query) -> list[dict[str, Any]]:
     """Aggregate rows in Directus' REST shape: group fields, then `{"count": N}` for `*`
     or `{"count": {"field": N}}` per field."""
-    group_cols = [notifications.c[name] for name in query.group_by]
-    agg_cols = [_aggregate_column(a) for a in query.aggregates]
-    stmt = select(*group_cols, *agg_cols).select_from(notifications).where(_where(session, query))
-    if group_cols:
-        limit, offset = query.read_window()
-        stmt = stmt.group_by(*group_cols).order_by(*group_order_by(query))
-        stmt = stmt.limit(limit).offset(offset)
-    rows = (await conn.execute(stmt)).mappings().all()
+    rows = conn.execute(aggregate_statement(session, query)).mappings().all()
     out: list[dict[str, Any]] = []
     for row in rows:
         item: dict[str, Any] = {name: api_value(row[name]) for name in query.group_by}

@@ -24,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import CompoundSelect, Select, and_, func, select, union_all
+from sqlalchemy import CompoundSelect, Select, func, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.notifications.query import Query, sort_keys
 from server.notifications.serialize import API_FIELDS
+from server.storage.notifications import visibility
 from server.storage.tables import notifications
 from server.tokens import Session
 
@@ -38,15 +39,12 @@ API_COLUMNS = [_T[name] for name in API_FIELDS]
 
 
 def visible_arms(session: Session) -> tuple[ColumnElement[bool], ...]:
-    """Disjoint conditions whose union is what `session` may read (ledger.visible_scope)."""
-    account = _T.account_id == session.account_id
-    if session.is_admin:
-        return (account,)
-    me = session.user_id
-    return (and_(account, _T.recipient == me), and_(account, _T.sender == me, _T.recipient != me))
+    """Disjoint conditions whose union is what `session` may read (the rule and its SQL are
+    server/storage/notifications/visibility.py's)."""
+    return visibility.visible_arms(visibility.visible(session))
 
 
-def _memo(
+def memo(
     kind: str, session: Session, query: Query | None, build: Callable[[], T], dialect: str = ""
 ) -> T:
     """`build()` once per (kind, scope, dialect) for a `query` that is reused; the SQL of a
@@ -69,12 +67,12 @@ def page_statement(
     def build() -> Select[Any] | CompoundSelect[Any]:
         return _page_statement(session, query, per_arm=dialect == "postgresql")
 
-    return _memo("page", session, query, build, dialect)
+    return memo("page", session, query, build, dialect)
 
 
 def count_statement(session: Session, query: Query | None) -> Select[Any]:
     """How many visible rows match `query` (None: every visible row, for total_count)."""
-    return _memo("count", session, query, lambda: _count_statement(session, query))
+    return memo("count", session, query, lambda: _count_statement(session, query))
 
 
 def _page_statement(

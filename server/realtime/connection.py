@@ -36,6 +36,7 @@ from server.realtime.messages import (
     subscription_key,
     with_uid,
 )
+from server.storage.notifications.visibility import reaches, visible
 from server.tokens import Session
 
 Verify = Callable[[str], Session]
@@ -210,10 +211,11 @@ class RealtimeConnection:
             if sub.event is not None and sub.event != change.event:
                 continue
             if change.event == "delete":
+                scope = visible(session)
                 ids = [
                     row_id
                     for row_id, recipient, sender in change.owners
-                    if session.is_admin or session.user_id in (recipient, sender)
+                    if reaches(scope, change.account_id, recipient, sender)
                 ]
                 if ids:
                     message = {"type": "subscription", "event": "delete", "data": ids}

@@ -29,6 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server.storage.readers import SQLiteReaders
 from server.storage.writer import SQLiteWriter, WriteFn
 
 T = TypeVar("T")
@@ -45,12 +46,14 @@ def is_sqlite(url: str) -> bool:
 class SQLiteEngine(AsyncEngine):
     """An `AsyncEngine` whose `begin()` is the process' single SQLite writer (see above)."""
 
-    __slots__ = ("_locks", "_owners", "writer")
+    __slots__ = ("_locks", "_owners", "readers", "writer")
 
     def __init__(self, sync_engine: Engine, writer: SQLiteWriter | None = None) -> None:
         super().__init__(sync_engine)
         # The dedicated writer connection of `write()` (None for an in-memory database).
         self.writer = writer
+        # The read pool of `read_once()` (None for an in-memory database).
+        self.readers: SQLiteReaders | None = None
         # One lock per event loop: an asyncio.Lock belongs to the loop that first waits on it.
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -74,6 +77,8 @@ class SQLiteEngine(AsyncEngine):
     async def dispose(self, close: bool = True) -> None:
         if self.writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+        if self.readers is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.readers.close)
         await super().dispose(close)
 
     @contextlib.asynccontextmanager
@@ -127,6 +132,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
                 write_option=_WRITE,
                 lock_for=engine.write_lock,
             )
+            engine.readers = SQLiteReaders(url, on_connect=_sqlite_connect)
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
@@ -153,6 +159,20 @@ async def read(engine: AsyncEngine, fn: WriteFn[T]) -> T:
     """
     if isinstance(engine, SQLiteEngine) and engine.writer is not None:
         return await engine.writer.read(fn)
+    async with engine.connect() as connection:
+        return await connection.run_sync(fn)
+
+
+async def read_once(engine: AsyncEngine, fn: WriteFn[T]) -> T:
+    """Run `fn(connection)` (synchronous SELECTs only) as one read; its result.
+
+    On SQLite with a file: one call into a thread of the read pool (storage/readers.py), on a
+    read-only connection of the stdlib driver, in one snapshot. Elsewhere (PostgreSQL's
+    asyncpg, an in-memory SQLite database) in `engine.connect()` through `run_sync`: each
+    statement reads the last committed state (READ COMMITTED).
+    """
+    if isinstance(engine, SQLiteEngine) and engine.readers is not None:
+        return await engine.readers.run(fn)
     async with engine.connect() as connection:
         return await connection.run_sync(fn)
 

@@ -7,7 +7,8 @@ ledger rows and their audit), `SqlOutbox` (leases and delivery outcomes on the s
 
 from server.storage.notifications.idempotency import SqlIdempotencyKeys
 from server.storage.notifications.outbox import SqlOutbox, lease_token
-from server.storage.notifications.rows import SqlNotificationRows, visibility_condition
+from server.storage.notifications.rows import SqlNotificationRows
+from server.storage.notifications.visibility import visibility_condition
 
 __all__ = [
     "SqlIdempotencyKeys",

@@ -11,11 +11,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
 from server.clock import utcnow
 from server.notifications.changes import OnChange, RowChange, ignore
@@ -34,18 +33,10 @@ from server.notifications.model import (
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
 from server.storage.notifications.stamp import stamp_planned
+from server.storage.notifications.visibility import visibility_condition as visibility_condition
 from server.storage.tables import idempotency_keys, notifications, sender_audit
 
 t = notifications.c
-
-
-def visibility_condition(visibility: Visibility) -> ColumnElement[bool]:
-    """The WHERE clause of `visibility`: the account, and for a user, their roles' rows."""
-    account = t.account_id == visibility.account_id
-    if visibility.user_id is None:
-        return account
-    roles = [t[role] == visibility.user_id for role in visibility.roles]
-    return and_(account, or_(*roles))
 
 
 def _audit_values(entry: AuditEntry, notification_id: int | None) -> dict[str, Any]:
