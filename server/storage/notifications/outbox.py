@@ -35,7 +35,12 @@ from server.notifications.model import (
 )
 from server.storage.db import write
 from server.storage.notifications.fairness import fair_candidates
-from server.storage.notifications.resend import ResendStatements
+from server.storage.notifications.resend import (
+    ResendStatements,
+    resend_due,
+    sibling_free,
+    with_siblings,
+)
 from server.storage.tables import notifications
 
 t = notifications.c
@@ -122,8 +127,14 @@ class SqlOutbox(ResendStatements):
         lease_seconds: int,
         limit: int,
         ids: Sequence[int] | None = None,
+        resend_since: datetime | None = None,
     ) -> list[Notification]:
         """Take a lease on up to `limit` due rows (or on exactly `ids` if due); return them.
+
+        With `resend_since` (the worker's claim), `unknown` rows due for a retry of a request
+        first sent at or after it are taken too, in the same fair order (contract §11,
+        fairness.py), each with the rest of its request's `unknown` rows (which may exceed
+        `limit`); the caller sends the ones still `unknown` with their first request.
 
         Each claim gets its own lease token (`owner/<random>`), stored as `lease_owner`: two
         claims in one process (the inline send and the worker) can never both take a row.
@@ -141,6 +152,8 @@ class SqlOutbox(ResendStatements):
         )
         if ids is not None:
             due = and_(due, t.id.in_(list(ids)))
+        if resend_since is not None:
+            due = or_(due, resend_due(now, resend_since))
         async with self.engine.begin() as connection:
             ranked = [row[0] for row in (await connection.execute(fair_candidates(due, limit)))]
             if not ranked:
@@ -161,9 +174,13 @@ class SqlOutbox(ResendStatements):
             chosen = ranked[:limit]
             if not chosen:
                 return []
+            taken = due
+            if resend_since is not None:
+                chosen = await with_siblings(connection, chosen, now)
+                taken = or_(due, sibling_free(now))
             await connection.execute(
                 update(notifications)
-                .where(t.id.in_(chosen), due)
+                .where(t.id.in_(chosen), taken)
                 .values(lease_owner=token, lease_expires_at=now + timedelta(seconds=lease_seconds))
             )
             result = await connection.execute(
