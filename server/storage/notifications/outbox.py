@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +34,7 @@ from server.notifications.model import (
     sources,
 )
 from server.storage.db import write
+from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.fairness import fair_candidates
 from server.storage.notifications.resend import (
     ResendStatements,
@@ -84,6 +85,12 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
     return values
 
 
+def _attempt_error(outcome: Finish, now: datetime) -> str | None:
+    if outcome.delivery_status == DeliveryStatus.SENT:
+        return None
+    return attempt_error_entry(outcome.error, now)
+
+
 # One outcome, as one prebuilt statement: building an UPDATE ... RETURNING per row cost more
 # than running it. Only a `sent` outcome sets `sent_at` and `monday_id` (else kept as they are).
 _FINISH = (
@@ -96,6 +103,12 @@ _FINISH = (
     .values(
         delivery_status=bindparam("f_delivery_status"),
         last_error=bindparam("f_last_error"),
+        # Only an attempt made (the row was `sending`) adds to the list (attempt_errors.py).
+        attempt_errors=with_attempt_error(
+            bindparam("f_attempt_error", type_=String),
+            t.attempts,
+            when=t.delivery_status == DeliveryStatus.SENDING.value,
+        ),
         lease_owner=bindparam("f_lease_owner"),
         lease_expires_at=bindparam("f_lease_expires_at"),
         next_attempt_at=bindparam("f_next_attempt_at"),
@@ -262,6 +275,7 @@ class SqlOutbox(ResendStatements):
                 "f_from": _from(outcome.delivery_status),
                 "f_sent_at": None,
                 "f_monday_id": None,
+                "f_attempt_error": _attempt_error(outcome, now),
                 **{f"f_{name}": value for name, value in _finish_values(outcome, now).items()},
             }
             for outcome in outcomes
@@ -356,6 +370,11 @@ class SqlOutbox(ResendStatements):
         """Rows left `sending` by a dead process: they may have reached monday, so `unknown`
         (due at once for a retry of the same request, see resend.py)."""
         now = utcnow()
+        error = delivery_error(
+            "DELIVERY_INTERRUPTED",
+            "The server stopped while sending; monday may or may not have it.",
+        )
+        entry = bindparam("interrupted", attempt_error_entry(error, now), type_=String)
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 update(notifications)
@@ -369,10 +388,8 @@ class SqlOutbox(ResendStatements):
                     next_attempt_at=case((t.delivery_request_key.is_not(None), now), else_=None),
                     lease_owner=None,
                     lease_expires_at=None,
-                    last_error=delivery_error(
-                        "DELIVERY_INTERRUPTED",
-                        "The server stopped while sending; monday may or may not have it.",
-                    ),
+                    last_error=error,
+                    attempt_errors=with_attempt_error(entry, t.attempts),
                 )
                 .returning(t.id)
             )
