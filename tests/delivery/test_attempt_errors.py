@@ -40,6 +40,16 @@ async def test_two_failed_attempts_then_sent_show_both_errors(
         answer = await client.post("/graphql/system", json={"query": document}, headers=auth)
         graphql = (await answer.json())["data"]["notifications_by_id"]
 
+        # "Rows that had a failed attempt": this one, not a row that went through at once.
+        clean = await post(client, mint, "first time")
+        assert clean["delivery_status"] == "sent" and clean["attempt_errors"] == []
+        response = await client.get(
+            "/notifications",
+            params={"fields": "id", "filter": json.dumps({"attempt_errors": {"_nempty": True}})},
+            headers=auth,
+        )
+        assert (await response.json())["data"] == [{"id": sent["id"]}]
+
     assert list(rest) == ["attempts", "last_error", "attempt_errors"]
     assert rest["attempts"] == 3
     assert rest["last_error"] is None  # the latest attempt went through
@@ -53,4 +63,4 @@ async def test_two_failed_attempts_then_sent_show_both_errors(
     assert graphql == {"attempts": 3, "attempt_errors": errors}
     # No credential in the ledger's error history.
     assert "oauth-token-of" not in json.dumps(errors)
-    assert [n.text for n in fake.bell(MEMBER)] == ["third time lucky"]
+    assert [n.text for n in fake.bell(MEMBER)] == ["third time lucky", "first time"]
