@@ -55,12 +55,17 @@ async def seed(engine: AsyncEngine, account: str, count: int) -> None:
         await connection.execute(insert(notifications), rows)
 
 
-async def test_a_backlog_does_not_hold_back_another_accounts_rows(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("worker", [False, True], ids=["claim", "worker-claim"])
+async def test_a_backlog_does_not_hold_back_another_accounts_rows(
+    engine: AsyncEngine, worker: bool
+) -> None:
     await seed(engine, A, 3000)
     await seed(engine, B, 5)  # newer ids, due later than every row of A
     outbox = SqlOutbox(engine)
+    # The worker's claim also takes `unknown` rows to ask again about (none here).
+    since = T0 - timedelta(minutes=25) if worker else None
     with frozen(T0):
-        first = await outbox.claim("w1", lease_seconds=60, limit=CLAIM)
+        first = await outbox.claim("w1", lease_seconds=60, limit=CLAIM, resend_since=since)
     by_account = Counter(row.account_id for row in first)
     assert by_account == {B: 5, A: CLAIM - 5}
 
