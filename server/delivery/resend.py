@@ -12,6 +12,7 @@ reaches monday after it has forgotten the key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -80,12 +81,16 @@ async def redeliver(deliverer: Deliverer, rows: Sequence[Notification]) -> None:
     for row in rows:
         if row.delivery_request_key is not None:
             requests[row.delivery_request_key].append(row)
-    for key, claimed in requests.items():
-        try:
-            await _resend(deliverer, key, claimed)
-        except Exception:
+    # Concurrently, as `deliver` sends its batches (the governor paces both): one slow
+    # request must not hold back the rest of the claim.
+    results = await asyncio.gather(
+        *(_resend(deliverer, key, claimed) for key, claimed in requests.items()),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
             # The rows keep their lease and are claimed again when it expires.
-            log.exception("retrying an unknown request failed")
+            log.error("retrying an unknown request failed", exc_info=result)
 
 
 async def _resend(deliverer: Deliverer, key: str, claimed: list[Notification]) -> None:

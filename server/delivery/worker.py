@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from server.clock import utcnow
 from server.delivery.deliver import Deliverer
 from server.delivery.resend import RESEND_WINDOW
+from server.notifications.model import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +58,35 @@ class DeliveryWorker:
                 await self._task
 
     async def run_once(self) -> int:
-        """One pass: expire stale `sending` rows, claim due rows, deliver, retry due `unknown`
-        rows with their first request. Returns rows handled."""
+        """One pass: expire stale `sending` rows, claim due rows (and `unknown` rows due for a
+        retry with their first request, contract §11) in one fair claim, send them. Returns
+        rows handled.
+
+        One claim, not one per kind: a pass is one delivery batch, so a row that falls due
+        waits for at most the batch in flight, whatever the other accounts' backlogs."""
         outbox = self.deliverer.outbox
         await outbox.expire_stale_sending()
         if self.release_scheduled is not None:
             await self.release_scheduled()
         rows = await outbox.claim(
-            self.deliverer.owner, lease_seconds=self.lease_seconds, limit=self.claim_limit
-        )
-        if rows:
-            await self.deliverer.deliver(rows)
-        # `unknown` rows whose request may be asked again with its key (contract §11).
-        unknown = await outbox.claim_unknown(
             self.deliverer.owner,
             lease_seconds=self.lease_seconds,
             limit=self.claim_limit,
-            since=utcnow() - RESEND_WINDOW,
+            resend_since=utcnow() - RESEND_WINDOW,
         )
-        if unknown:
-            await self.deliverer.redeliver(unknown)
-        return len(rows) + len(unknown)
+        unknown = [row for row in rows if row.delivery_status == DeliveryStatus.UNKNOWN]
+        due = [row for row in rows if row.delivery_status != DeliveryStatus.UNKNOWN]
+        # Both at once: neither kind waits for the other's HTTP calls (nor outlives its
+        # lease doing so).
+        results = await asyncio.gather(
+            self.deliverer.deliver(due) if due else _nothing(),
+            self.deliverer.redeliver(unknown) if unknown else _nothing(),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return len(rows)
 
     async def purge_if_due(self) -> None:
         """The retention purge (bounded batches, short transactions), at most once an interval."""
@@ -114,3 +123,7 @@ class DeliveryWorker:
             self.deliverer.next_due = None
             return self.poll_seconds
         return min(self.poll_seconds, until + 0.01)
+
+
+async def _nothing() -> None:
+    return None

@@ -31,6 +31,17 @@ class LastError(BaseModel):
     monday_request_id: str | None = None
 
 
+class AttemptError(BaseModel):
+    """One failed delivery attempt (contract §11): its number (`attempts` counts them all),
+    when its outcome was recorded, and its error as `last_error` showed it then."""
+
+    attempt: Annotated[int, Field(ge=1)]
+    at: datetime
+    code: str
+    message: Annotated[str, Field(max_length=500)]
+    monday_request_id: str | None = None
+
+
 class Notification(BaseModel):
     """The notification object."""
 
@@ -54,6 +65,13 @@ class Notification(BaseModel):
     next_attempt_at: datetime | None
     sent_at: datetime | None
     last_error: LastError | None
+    attempt_errors: Annotated[
+        list[AttemptError],
+        Field(
+            max_length=20,
+            description="The error of each failed attempt, oldest first (the latest 20).",
+        ),
+    ]
     idempotency_key: str | None
     send_at: Annotated[
         datetime | None, Field(description="When the sender asked for it to go out (§12).")

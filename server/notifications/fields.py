@@ -35,6 +35,7 @@ FIELD_KINDS: dict[str, Kind] = {
     "next_attempt_at": "datetime",
     "sent_at": "datetime",
     "last_error": "json",
+    "attempt_errors": "json",
     "idempotency_key": "str",
     "send_at": "datetime",
     "urgent": "bool",

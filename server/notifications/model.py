@@ -139,6 +139,8 @@ class Notification:
     urgent: bool = False
     digest_id: str | None = None
     deferred_reason: str | None = None
+    # Contract §11: every failed attempt's error, oldest first (storage/.../attempt_errors.py).
+    attempt_errors: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Notification:
@@ -173,6 +175,7 @@ class Notification:
             urgent=bool(row["urgent"]),
             digest_id=row["digest_id"],
             deferred_reason=row["deferred_reason"],
+            attempt_errors=tuple(row.get("attempt_errors") or ()),
         )
 
 

@@ -84,7 +84,13 @@ class OutboxStore(Protocol):
     """Leases and delivery outcomes on ledger rows (used by delivery, not by the services)."""
 
     async def claim(
-        self, owner: str, *, lease_seconds: int, limit: int, ids: Sequence[int] | None = None
+        self,
+        owner: str,
+        *,
+        lease_seconds: int,
+        limit: int,
+        ids: Sequence[int] | None = None,
+        resend_since: datetime | None = None,
     ) -> list[Notification]: ...
 
     async def mark_sending(
@@ -114,7 +120,7 @@ class OutboxStore(Protocol):
     async def expire_stale_sending(self) -> int: ...
 
     # Contract §11 (storage/notifications/resend.py): requests stamped with their key, and
-    # `unknown` rows retried with exactly that request.
+    # `unknown` rows (claimed by `claim` with `resend_since`) retried with exactly that request.
     async def mark_sending_request(
         self, owner: str, ids: Sequence[int], *, request_key: str, lease_seconds: float
     ) -> list[int]: ...
@@ -122,10 +128,6 @@ class OutboxStore(Protocol):
     async def mark_resending(
         self, owner: str, ids: Sequence[int], *, request_key: str, lease_seconds: float
     ) -> list[int]: ...
-
-    async def claim_unknown(
-        self, owner: str, *, lease_seconds: int, limit: int, since: datetime
-    ) -> list[Notification]: ...
 
     async def request_rows(self, ids: Sequence[int]) -> list[Notification]: ...
 

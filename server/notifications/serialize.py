@@ -34,6 +34,7 @@ API_FIELDS: tuple[str, ...] = (
     "next_attempt_at",
     "sent_at",
     "last_error",
+    "attempt_errors",
     "idempotency_key",
     "send_at",
     "urgent",
@@ -81,11 +82,13 @@ def notification_to_api(row: Notification | Mapping[str, Any]) -> dict[str, Any]
         value = out[name]
         if value is not None:
             out[name] = iso_datetime(value)
+    out["attempt_errors"] = list(out["attempt_errors"] or ())
     return out
 
 
 _DATETIME_INDEXES = tuple(i for i, name in enumerate(API_FIELDS) if name in DATETIME_FIELDS)
 _ID_INDEX = API_FIELDS.index("id")
+_ERRORS_INDEX = API_FIELDS.index("attempt_errors")
 
 
 def rows_to_api(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
@@ -103,6 +106,7 @@ def rows_to_api(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
             value = values[index]
             if value is not None:
                 values[index] = iso_datetime(value)
+        values[_ERRORS_INDEX] = values[_ERRORS_INDEX] or []  # NULL: a row without failures
         out.append(dict(zip(API_FIELDS, values, strict=True)))
     return out
 

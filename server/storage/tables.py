@@ -172,6 +172,9 @@ notifications = Table(
     Column("next_attempt_at", UtcDateTime()),
     Column("sent_at", UtcDateTime()),
     Column("last_error", JSON),
+    # Every failed attempt's error, oldest first, the latest 20 (contract §11; appended in the
+    # statement that records the outcome: storage/notifications/attempt_errors.py).
+    Column("attempt_errors", JSON),
     Column("idempotency_key", String(255)),
     # Outbox lease: which worker holds the row and until when (delivery/).
     Column("lease_owner", String(64)),

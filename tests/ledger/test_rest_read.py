@@ -88,7 +88,7 @@ async def test_fields_csv_and_array(client: Client, mint: Mint, ids: dict[str, i
     body = await response.json()
     assert all(list(item) == ["subject", "id", "status"] for item in body["data"])
     _, body = await get(client, token, "/notifications", fields="*")
-    assert len(body["data"][0]) == 23  # contract §6 + §12's four scheduling fields
+    assert len(body["data"][0]) == 24  # contract §6 + §11 attempt_errors + §12 scheduling
 
 
 async def test_fields_on_get_by_id(client: Client, mint: Mint, ids: dict[str, int]) -> None:

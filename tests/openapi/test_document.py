@@ -47,6 +47,7 @@ CONTRACT_FIELDS = [
     "next_attempt_at",
     "sent_at",
     "last_error",
+    "attempt_errors",  # contract §11: `last_error` of every attempt that failed
     "idempotency_key",
     # contract §12
     "send_at",

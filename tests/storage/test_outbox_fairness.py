@@ -55,12 +55,17 @@ async def seed(engine: AsyncEngine, account: str, count: int) -> None:
         await connection.execute(insert(notifications), rows)
 
 
-async def test_a_backlog_does_not_hold_back_another_accounts_rows(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("worker", [False, True], ids=["claim", "worker-claim"])
+async def test_a_backlog_does_not_hold_back_another_accounts_rows(
+    engine: AsyncEngine, worker: bool
+) -> None:
     await seed(engine, A, 3000)
     await seed(engine, B, 5)  # newer ids, due later than every row of A
     outbox = SqlOutbox(engine)
+    # The worker's claim also takes `unknown` rows to ask again about (none here).
+    since = T0 - timedelta(minutes=25) if worker else None
     with frozen(T0):
-        first = await outbox.claim("w1", lease_seconds=60, limit=CLAIM)
+        first = await outbox.claim("w1", lease_seconds=60, limit=CLAIM, resend_since=since)
     by_account = Counter(row.account_id for row in first)
     assert by_account == {B: 5, A: CLAIM - 5}
 
@@ -88,3 +93,78 @@ async def test_round_robin_over_accounts_and_no_row_taken_twice(engine: AsyncEng
                 break
             ids += claimed
     assert len(ids) == len(set(ids)) == 342
+
+
+RESEND_SINCE = T0 - timedelta(minutes=25)
+
+
+def unknown_row(account: str, n: int) -> dict[str, Any]:
+    """An `unknown` row due for a retry of its own one-row request (resend.py)."""
+    return {
+        **due_row(account, n, retry=False),
+        "message": f"{account}-u{n}",
+        "delivery_status": "unknown",
+        "attempts": 1,
+        "next_attempt_at": T0 - timedelta(minutes=10) + timedelta(seconds=n),
+        "delivery_request_key": f"{account}-key-{n}",
+        "delivery_request_at": T0 - timedelta(minutes=20),
+    }
+
+
+async def seed_unknown(engine: AsyncEngine, account: str, count: int) -> None:
+    rows = [unknown_row(account, n) for n in range(count)]
+    async with engine.begin() as connection:
+        await connection.execute(insert(notifications), rows)
+
+
+async def test_a_backlog_of_resends_does_not_hold_back_another_accounts_rows(
+    engine: AsyncEngine,
+) -> None:
+    await seed_unknown(engine, A, 3000)  # due long before any row of B
+    await seed(engine, B, 5)
+    await seed_unknown(engine, B, 5)
+    outbox = SqlOutbox(engine)
+    with frozen(T0):
+        first = await outbox.claim("w1", lease_seconds=60, limit=CLAIM, resend_since=RESEND_SINCE)
+    kinds = Counter((row.account_id, row.delivery_status.value) for row in first)
+    assert kinds == {
+        (B, "queued"): 3,
+        (B, "retry_scheduled"): 2,
+        (B, "unknown"): 5,
+        (A, "unknown"): CLAIM - 10,
+    }
+
+
+async def test_resends_and_sends_of_one_account_take_turns(engine: AsyncEngine) -> None:
+    await seed(engine, A, 200)  # due an hour before any resend
+    await seed_unknown(engine, A, 200)
+    outbox = SqlOutbox(engine)
+    with frozen(T0):
+        first = await outbox.claim("w1", lease_seconds=60, limit=10, resend_since=RESEND_SINCE)
+        kinds = Counter(row.delivery_status.value == "unknown" for row in first)
+        assert kinds == {True: 5, False: 5}
+        # Without `resend_since` (the send path's own claim) no `unknown` row is taken.
+        plain = await outbox.claim("w2", lease_seconds=60, limit=10)
+    assert {row.delivery_status.value for row in plain} <= {"queued", "retry_scheduled"}
+    assert len(plain) == 10
+
+
+async def test_a_claimed_resend_brings_the_rest_of_its_request(engine: AsyncEngine) -> None:
+    await seed(engine, A, 50)
+    rows = [unknown_row(B, n) | {"delivery_request_key": "one-request"} for n in range(4)]
+    # Only the first is due; its request's other rows come along all the same.
+    for n, values in enumerate(rows[1:], start=1):
+        values["next_attempt_at"] = T0 + timedelta(minutes=n)
+    async with engine.begin() as connection:
+        await connection.execute(insert(notifications), rows)
+    outbox = SqlOutbox(engine)
+    with frozen(T0):
+        first = await outbox.claim("w1", lease_seconds=60, limit=2, resend_since=RESEND_SINCE)
+    by_account = Counter(row.account_id for row in first)
+    assert by_account == {A: 1, B: 4}
+    past = T0 + timedelta(minutes=30)
+    with frozen(past):  # past the window (a first send 50 minutes ago): not claimed again
+        late = await outbox.claim(
+            "w2", lease_seconds=60, limit=100, resend_since=past - timedelta(minutes=25)
+        )
+    assert all(row.account_id == A for row in late)

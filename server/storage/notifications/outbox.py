@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, null, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,8 +34,14 @@ from server.notifications.model import (
     sources,
 )
 from server.storage.db import write
+from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.fairness import fair_candidates
-from server.storage.notifications.resend import ResendStatements
+from server.storage.notifications.resend import (
+    ResendStatements,
+    resend_due,
+    sibling_free,
+    with_siblings,
+)
 from server.storage.tables import notifications
 
 t = notifications.c
@@ -79,6 +85,12 @@ def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
     return values
 
 
+def _attempt_error(outcome: Finish, now: datetime) -> str | None:
+    if outcome.delivery_status == DeliveryStatus.SENT:
+        return None
+    return attempt_error_entry(outcome.error, now)
+
+
 # One outcome, as one prebuilt statement: building an UPDATE ... RETURNING per row cost more
 # than running it. Only a `sent` outcome sets `sent_at` and `monday_id` (else kept as they are).
 _FINISH = (
@@ -91,6 +103,12 @@ _FINISH = (
     .values(
         delivery_status=bindparam("f_delivery_status"),
         last_error=bindparam("f_last_error"),
+        # Only an attempt made (the row was `sending`) adds to the list (attempt_errors.py).
+        attempt_errors=with_attempt_error(
+            bindparam("f_attempt_error", type_=String),
+            t.attempts,
+            when=t.delivery_status == DeliveryStatus.SENDING.value,
+        ),
         lease_owner=bindparam("f_lease_owner"),
         lease_expires_at=bindparam("f_lease_expires_at"),
         next_attempt_at=bindparam("f_next_attempt_at"),
@@ -122,8 +140,14 @@ class SqlOutbox(ResendStatements):
         lease_seconds: int,
         limit: int,
         ids: Sequence[int] | None = None,
+        resend_since: datetime | None = None,
     ) -> list[Notification]:
         """Take a lease on up to `limit` due rows (or on exactly `ids` if due); return them.
+
+        With `resend_since` (the worker's claim), `unknown` rows due for a retry of a request
+        first sent at or after it are taken too, in the same fair order (contract §11,
+        fairness.py), each with the rest of its request's `unknown` rows (which may exceed
+        `limit`); the caller sends the ones still `unknown` with their first request.
 
         Each claim gets its own lease token (`owner/<random>`), stored as `lease_owner`: two
         claims in one process (the inline send and the worker) can never both take a row.
@@ -141,6 +165,8 @@ class SqlOutbox(ResendStatements):
         )
         if ids is not None:
             due = and_(due, t.id.in_(list(ids)))
+        if resend_since is not None:
+            due = or_(due, resend_due(now, resend_since))
         async with self.engine.begin() as connection:
             ranked = [row[0] for row in (await connection.execute(fair_candidates(due, limit)))]
             if not ranked:
@@ -161,9 +187,13 @@ class SqlOutbox(ResendStatements):
             chosen = ranked[:limit]
             if not chosen:
                 return []
+            taken = due
+            if resend_since is not None:
+                chosen = await with_siblings(connection, chosen, now)
+                taken = or_(due, sibling_free(now))
             await connection.execute(
                 update(notifications)
-                .where(t.id.in_(chosen), due)
+                .where(t.id.in_(chosen), taken)
                 .values(lease_owner=token, lease_expires_at=now + timedelta(seconds=lease_seconds))
             )
             result = await connection.execute(
@@ -245,6 +275,7 @@ class SqlOutbox(ResendStatements):
                 "f_from": _from(outcome.delivery_status),
                 "f_sent_at": None,
                 "f_monday_id": None,
+                "f_attempt_error": _attempt_error(outcome, now),
                 **{f"f_{name}": value for name, value in _finish_values(outcome, now).items()},
             }
             for outcome in outcomes
@@ -339,6 +370,11 @@ class SqlOutbox(ResendStatements):
         """Rows left `sending` by a dead process: they may have reached monday, so `unknown`
         (due at once for a retry of the same request, see resend.py)."""
         now = utcnow()
+        error = delivery_error(
+            "DELIVERY_INTERRUPTED",
+            "The server stopped while sending; monday may or may not have it.",
+        )
+        entry = bindparam("interrupted", attempt_error_entry(error, now), type_=String)
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 update(notifications)
@@ -352,10 +388,8 @@ class SqlOutbox(ResendStatements):
                     next_attempt_at=case((t.delivery_request_key.is_not(None), now), else_=None),
                     lease_owner=None,
                     lease_expires_at=None,
-                    last_error=delivery_error(
-                        "DELIVERY_INTERRUPTED",
-                        "The server stopped while sending; monday may or may not have it.",
-                    ),
+                    last_error=error,
+                    attempt_errors=with_attempt_error(entry, t.attempts),
                 )
                 .returning(t.id)
             )

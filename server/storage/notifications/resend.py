@@ -1,5 +1,6 @@
 """Outbox statements for contract §11: every request stamped with its Idempotency-Key on its
-rows, and `unknown` rows claimed again for a retry of exactly that request.
+rows, and `unknown` rows claimed again (with the worker's claim, outbox.py) for a retry of
+exactly that request.
 
 A mixin of `SqlOutbox` (same engine, same lease tokens), kept apart so the statements of
 the exactly-once retry read together.
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from secrets import token_hex
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.clock import utcnow
 from server.notifications.model import CLAIMABLE, DeliveryStatus, Notification
@@ -23,6 +23,48 @@ t = notifications.c
 _CLAIMABLE = sorted(s.value for s in CLAIMABLE)
 _UNKNOWN = DeliveryStatus.UNKNOWN.value
 _SENDING = DeliveryStatus.SENDING.value
+
+
+def _lease_free(now: datetime) -> Any:
+    return or_(t.lease_expires_at.is_(None), t.lease_expires_at < now)
+
+
+def resend_due(now: datetime, since: datetime) -> Any:
+    """`unknown` rows due for a retry of their request: stamped with a key first sent at or
+    after `since` (the window), due, not leased. The worker's claim takes them together with
+    rows due for a send (outbox.py `claim`, in the fair order of fairness.py)."""
+    return and_(
+        t.delivery_status == _UNKNOWN,
+        t.delivery_request_key.is_not(None),
+        t.delivery_request_at >= since,
+        # An `unknown` row without a next attempt is final (past the window, or it could
+        # not be retried): only one with `next_attempt_at` is claimed.
+        t.next_attempt_at <= now,
+        _lease_free(now),
+    )
+
+
+def sibling_free(now: datetime) -> Any:
+    """An `unknown` row that may come along with a claimed row of its request."""
+    return and_(t.delivery_status == _UNKNOWN, _lease_free(now))
+
+
+async def with_siblings(connection: AsyncConnection, chosen: list[int], now: datetime) -> list[int]:
+    """`chosen` plus the other `unknown` rows of the requests of its `unknown` rows (whatever
+    their own due time), so one call answers the whole request. Rows of one request may
+    still be split between two claimers; both then send the same request with the same
+    key, and monday runs it at most once."""
+    keys = select(t.delivery_request_key).where(
+        t.id.in_(chosen), t.delivery_status == _UNKNOWN, t.delivery_request_key.is_not(None)
+    )
+    found = {row[0] for row in (await connection.execute(keys)).all()}
+    if not found:
+        return chosen
+    siblings = select(t.id).where(t.delivery_request_key.in_(found), sibling_free(now))
+    if connection.dialect.name == "postgresql":
+        siblings = siblings.with_for_update(skip_locked=True)
+    more = {row[0] for row in (await connection.execute(siblings)).all()} - set(chosen)
+    return chosen + sorted(more)
 
 
 class ResendStatements:
@@ -107,60 +149,6 @@ class ResendStatements:
             moved = [row[0] for row in result.all()]
         self._updated(moved)
         return moved
-
-    async def claim_unknown(
-        self, owner: str, *, lease_seconds: int, limit: int, since: datetime
-    ) -> list[Notification]:
-        """Lease up to `limit` `unknown` rows due for a retry of their request: stamped with
-        a key first sent at or after `since` (the window), due, not leased.
-
-        Rows of one request may be split between two claimers; both then send the same
-        request with the same key, and monday runs it at most once.
-        """
-        now = utcnow()
-        due = and_(
-            t.delivery_status == _UNKNOWN,
-            t.delivery_request_key.is_not(None),
-            t.delivery_request_at >= since,
-            # An `unknown` row without a next attempt is final (past the window, or it could
-            # not be retried): only one with `next_attempt_at` is claimed.
-            t.next_attempt_at <= now,
-            or_(t.lease_expires_at.is_(None), t.lease_expires_at < now),
-        )
-        token = f"{owner}/{token_hex(4)}"  # a claim's own lease token, as outbox.lease_token
-        async with self.engine.begin() as connection:
-            candidates = select(t.id).where(due).order_by(t.delivery_request_key, t.id).limit(limit)
-            if connection.dialect.name == "postgresql":
-                candidates = candidates.with_for_update(skip_locked=True)
-            found = (await connection.execute(candidates.add_columns(t.delivery_request_key))).all()
-            if not found:
-                return []
-            # The rest of each request's `unknown` rows come along (whatever their own due
-            # time), so one call answers the whole request.
-            siblings = select(t.id).where(
-                t.delivery_request_key.in_({key for _, key in found}),
-                t.delivery_status == _UNKNOWN,
-                or_(t.lease_expires_at.is_(None), t.lease_expires_at < now),
-            )
-            if connection.dialect.name == "postgresql":
-                siblings = siblings.with_for_update(skip_locked=True)
-            chosen = sorted(
-                {row_id for row_id, _ in found}
-                | {row[0] for row in (await connection.execute(siblings)).all()}
-            )
-            await connection.execute(
-                update(notifications)
-                .where(
-                    t.id.in_(chosen),
-                    t.delivery_status == _UNKNOWN,
-                    or_(t.lease_expires_at.is_(None), t.lease_expires_at < now),
-                )
-                .values(lease_owner=token, lease_expires_at=now + timedelta(seconds=lease_seconds))
-            )
-            result = await connection.execute(
-                select(notifications).where(t.id.in_(chosen), t.lease_owner == token)
-            )
-            return [Notification.from_row(row) for row in result.mappings()]
 
     async def request_rows(self, ids: Sequence[int]) -> list[Notification]:
         """The rows of one request, in `ids` order (whatever their status now)."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, insert, select, update
+from sqlalchemy import Select, String, and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,6 +32,7 @@ from server.notifications.model import (
 )
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
+from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.stamp import stamp_planned
 from server.storage.notifications.visibility import visibility_condition as visibility_condition
 from server.storage.tables import idempotency_keys, notifications, sender_audit
@@ -227,6 +228,11 @@ class SqlNotificationRows:
             "delivery_status": status.value,
             "last_error": error,
         }
+        entry = attempt_error_entry(error, utcnow())
+        if entry is not None:  # the client's attempt failed: listed as this attempt's error
+            values["attempt_errors"] = with_attempt_error(
+                bindparam("relay_error", entry, type_=String), t.attempts + 1
+            )
         if status == DeliveryStatus.SENT:
             values.update(sent_at=utcnow(), monday_id=monday_id)
         awaiting = DeliveryStatus.AWAITING_CLIENT
