@@ -302,9 +302,14 @@ class Governor:
             return wall + timedelta(seconds=moment - now)
 
         left = reset = quota = None
-        if info is not None and not info.empty and info.remaining("minuteRate") is not None:
-            left = account.minute_left
-            reset = at(account.minute_reset)
+        minute = None if info is None or info.empty else info.remaining("minuteRate")
+        if info is not None and minute is not None:
+            # What this answer told, not the local view: that keeps the closest reset seen,
+            # which can still be the previous window's while this answer is of the next one
+            # (the shared row would then end the new window early: a third window's quota
+            # handed out while monday still counts the second).
+            left = minute - account.in_flight
+            reset = at(now + self._reset(info, "minuteRate"))
             policy = info.policies.get("minuteRate")
             quota = policy.quota if policy is not None else None
         pause = None
