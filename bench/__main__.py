@@ -1,4 +1,4 @@
-"""`python -m bench [send|ledger|fanout|ratelimited|accept|realtime ...] [--quick]`.
+"""`python -m bench [send|ledger|fanout|ratelimited|ratelimited_two|accept|realtime ...] [--quick]`.
 
 Runs the named benchmarks (all of them by default), prints figures and ratios measured in the
 same run, and writes bench/results/<name>.json and docs/bench/<name>.png. `--quick` runs a few
@@ -18,7 +18,7 @@ import traceback
 
 from bench.common import Options, say
 
-BENCHMARKS = ("send", "ledger", "fanout", "ratelimited", "accept", "realtime")
+BENCHMARKS = ("send", "ledger", "fanout", "ratelimited", "ratelimited_two", "accept", "realtime")
 
 
 def redraw(names: list[str], opts: Options) -> int:
