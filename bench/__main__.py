@@ -1,4 +1,5 @@
-"""`python -m bench [send|ledger|fanout|ratelimited|accept|realtime|scheduler ...] [--quick]`.
+"""`python -m bench [send|ledger|fanout|ratelimited|ratelimited_two|accept|realtime|scheduler ...]
+[--quick]`.
 
 Runs the named benchmarks (all of them by default), prints figures and ratios measured in the
 same run, and writes bench/results/<name>.json and docs/bench/<name>.png. `--quick` runs a few
@@ -18,7 +19,16 @@ import traceback
 
 from bench.common import Options, say
 
-BENCHMARKS = ("send", "ledger", "fanout", "ratelimited", "accept", "realtime", "scheduler")
+BENCHMARKS = (
+    "send",
+    "ledger",
+    "fanout",
+    "ratelimited",
+    "ratelimited_two",
+    "accept",
+    "realtime",
+    "scheduler",
+)
 
 
 def redraw(names: list[str], opts: Options) -> int:

@@ -86,6 +86,7 @@ class SharedLimits(Protocol):
         reset: datetime | None,
         quota: int | None,
         pause: Block | None,
+        sent: datetime | None = None,
     ) -> None: ...
 
 
@@ -152,6 +153,7 @@ class Permit:
     started: float
     released: bool = False
     account_id: str = ""
+    taken_at: datetime | None = None  # when the shared budget was spent for it (UTC)
 
 
 @dataclass
@@ -219,7 +221,8 @@ class Governor:
                 cred.semaphore.release()
                 account.semaphore.release()
                 continue
-            shared = await self._shared_block(account_id)
+            taken_at = utcnow()
+            shared = await self._shared_block(account_id, taken_at)
             if shared is not None:
                 cred.semaphore.release()
                 account.semaphore.release()
@@ -236,13 +239,15 @@ class Governor:
             account.spend(cost)
             account.in_flight += 1
             cred.in_flight += 1
-            return Permit(account, cred, started=self.clock(), account_id=account_id)
+            return Permit(
+                account, cred, started=self.clock(), account_id=account_id, taken_at=taken_at
+            )
 
-    async def _shared_block(self, account_id: str) -> Block | None:
+    async def _shared_block(self, account_id: str, now: datetime) -> Block | None:
         """Spend one call of the deployment's budget for the account, or what blocks it."""
         if self.shared is None:
             return None
-        return await self.shared.take(f"account:{account_id}", utcnow())
+        return await self.shared.take(f"account:{account_id}", now)
 
     def report(
         self,
@@ -265,7 +270,7 @@ class Governor:
             self._learn_budgets(account, rate_limit, now)
         self._pause_for(account, outcomes, now)
         if self.shared is not None:
-            self._share(permit.account_id, account, rate_limit, paused_before, now)
+            self._share(permit, account, rate_limit, paused_before, now)
 
     def _pause_for(self, account: _Limits, outcomes: Sequence[SendOutcome], now: float) -> None:
         for outcome in outcomes:
@@ -282,7 +287,7 @@ class Governor:
 
     def _share(
         self,
-        account_id: str,
+        permit: Permit,
         account: _Limits,
         info: RateLimitInfo | None,
         paused_before: float,
@@ -297,16 +302,27 @@ class Governor:
             return wall + timedelta(seconds=moment - now)
 
         left = reset = quota = None
-        if info is not None and not info.empty and info.remaining("minuteRate") is not None:
-            left = account.minute_left
-            reset = at(account.minute_reset)
+        minute = None if info is None or info.empty else info.remaining("minuteRate")
+        if info is not None and minute is not None:
+            # What this answer told, not the local view: that keeps the closest reset seen,
+            # which can still be the previous window's while this answer is of the next one
+            # (the shared row would then end the new window early: a third window's quota
+            # handed out while monday still counts the second).
+            left = minute - account.in_flight
+            reset = at(now + self._reset(info, "minuteRate"))
             policy = info.policies.get("minuteRate")
             quota = policy.quota if policy is not None else None
         pause = None
         if account.paused_until > max(paused_before, now):
             pause = Block(at(account.paused_until), account.pause_code, account.pause_message)
         write = self.shared.learn(
-            f"account:{account_id}", wall, left=left, reset=reset, quota=quota, pause=pause
+            f"account:{permit.account_id}",
+            wall,
+            left=left,
+            reset=reset,
+            quota=quota,
+            pause=pause,
+            sent=permit.taken_at,
         )
         task = asyncio.get_running_loop().create_task(write)
         self._writes.add(task)

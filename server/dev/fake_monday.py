@@ -161,7 +161,9 @@ def _execute(
             "Concurrency limit exceeded", "maxConcurrencyExceeded", 429, retry_in_seconds=1
         )
         return monday_answer(fake, record, account_id, status=429, errors=[error])
-    if not fake.charge_minute(account_id):
+    charged = fake.charge_minute(account_id)
+    record.charged_at = fake.clock()
+    if not charged:
         wait = fake.window_reset_in(account_id)
         error = monday_error(
             "Rate Limit Exceeded", "RATE_LIMIT_EXCEEDED", 429, retry_in_seconds=wait

@@ -88,6 +88,10 @@ class ReceivedRequest:
     request_id: str
     token_kind: str | None = None
     token_user_id: str | None = None
+    # The fake's clock (`FakeMonday.clock`, the one its rate windows run on) when the request
+    # was counted against its account's budget (refused or not); None if it never was. Tests
+    # and benchmarks measure the achieved call rate with it.
+    charged_at: float | None = None
 
     @property
     def authorization(self) -> str | None:

@@ -10,7 +10,10 @@ view:
   (paused, budget spent, or a first call already probing an unknown budget);
 - `learn` records what an answer said (the budget left and when the window resets), keeping
   the lower of what is stored and what is told: the stored value already counts calls other
-  instances started that monday had not counted yet;
+  instances started that monday had not counted yet. An answer to a call taken before the
+  current window began (`sent` < `minute_since`) speaks of the old window and is not learnt:
+  its reset would end the new window early and hand out a third window's quota while monday
+  still counts the second;
 - a pause after a 429 / `DAILY_LIMIT_EXCEEDED` comes with `learn`, for everyone;
 - `take_tokens` / `give_tokens`: the per-user send-rate bucket (notifications/send_limit.py)
   in scope `sender:<account>:<user>`, so a user's rate holds across instances.
@@ -69,9 +72,11 @@ class SqlSharedLimits:
             if row["paused_until"] is not None and row["paused_until"] > now:
                 return Block(row["paused_until"], row["pause_code"], row["pause_message"])
             left, reset = row["minute_left"], row["minute_reset"]
+            values: dict[str, Any] = {}
             if reset is not None and reset <= now:
                 left, reset = row["minute_quota"], None  # a new window: its whole quota
-            values: dict[str, Any] = {"minute_left": left, "minute_reset": reset}
+                values["minute_since"] = now
+            values.update(minute_left=left, minute_reset=reset)
             if left is None:
                 # Nobody knows the budget yet: one call finds out, the others wait for it.
                 probe = row["probe_until"]
@@ -99,14 +104,18 @@ class SqlSharedLimits:
         reset: datetime | None,
         quota: int | None,
         pause: Block | None,
+        sent: datetime | None = None,
     ) -> None:
-        """What one answer said: the budget `left` until `reset`, the quota, a pause."""
+        """What one answer said: the budget `left` until `reset`, the quota, a pause; `sent`
+        is when its call was taken (the `now` of its `take`)."""
         async with self.engine.begin() as connection:
             row = await self._row(connection, scope)
             values: dict[str, Any] = {"probe_until": None}
             if quota is not None:
                 values["minute_quota"] = quota
-            if left is not None and reset is not None:
+            since = row["minute_since"]
+            stale = sent is not None and since is not None and sent < since
+            if left is not None and reset is not None and not stale:
                 stored_left, stored_reset = row["minute_left"], row["minute_reset"]
                 same_window = stored_left is not None and (
                     stored_reset is None or stored_reset > now

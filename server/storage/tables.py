@@ -276,6 +276,8 @@ delivery_limits = Table(
     Column("minute_quota", Integer),
     Column("minute_left", Integer),
     Column("minute_reset", UtcDateTime()),
+    # When the current window was rolled over: answers to calls taken before are the old one's.
+    Column("minute_since", UtcDateTime()),
     # While the budget is unknown, one call probes it; others wait until it answers.
     Column("probe_until", UtcDateTime()),
     # A user's send-rate bucket (scope `sender:<account>:<user>`): tokens as of `tokens_at`.

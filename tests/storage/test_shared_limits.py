@@ -53,6 +53,28 @@ async def test_one_probe_then_the_learnt_budget_then_a_new_window(limits: SqlSha
     assert await limits.take(SCOPE, at(10.4)) is not None
 
 
+async def test_a_late_answer_of_the_window_before_does_not_end_the_new_one(
+    limits: SqlSharedLimits,
+) -> None:
+    """A call taken near the end of one window can be answered after the window rolled over;
+    the reset it tells is the old window's, and adopting it would start a third window (and
+    its whole quota) while monday still counts the second: a 429."""
+    assert await limits.take(SCOPE, at(0)) is None
+    await limits.learn(SCOPE, at(0.2), left=2, reset=at(10), quota=3, pause=None, sent=at(0))
+    assert await limits.take(SCOPE, at(0.3)) is None
+    assert await limits.take(SCOPE, at(9.4)) is None  # answered late, below
+    for moment in (10.1, 10.2, 10.3):  # the new window, spent whole
+        assert await limits.take(SCOPE, at(moment)) is None
+    # monday answered the 9.4 call at 9.5 ("0 left, reset in 1 s"): learnt at 10.35.
+    await limits.learn(SCOPE, at(10.35), left=0, reset=at(11.35), quota=3, pause=None, sent=at(9.4))
+    assert await limits.take(SCOPE, at(11.4)) is not None
+    # An answer of the new window tells its true end.
+    await limits.learn(SCOPE, at(11.5), left=0, reset=at(20.2), quota=3, pause=None, sent=at(10.1))
+    held = await limits.take(SCOPE, at(11.6))
+    assert held is not None and held.until == at(20.2)
+    assert await limits.take(SCOPE, at(20.3)) is None
+
+
 async def test_a_pause_holds_every_instance(limits: SqlSharedLimits) -> None:
     pause = Block(at(30), "RATE_LIMIT_EXCEEDED", "monday is rate limiting this account.")
     await limits.learn(SCOPE, at(0), left=None, reset=None, quota=None, pause=pause)
