@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from server.clock import utcnow
@@ -68,7 +68,7 @@ def backoff_seconds(attempt: int, told: float | None, *, rng: random.Random | No
 
 def next_midnight_utc(now: datetime | None = None) -> datetime:
     """When monday's daily call limit resets."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -202,9 +202,7 @@ class Governor:
                 until, reason, message = block
                 if until > deadline:
                     rate_limit_waits[(reason, "deferred")] += 1
-                    return Deferral(
-                        datetime.now(UTC) + timedelta(seconds=until - now), reason, message
-                    )
+                    return Deferral(utcnow() + timedelta(seconds=until - now), reason, message)
                 if reason not in counted:
                     counted.add(reason)
                     rate_limit_waits[(reason, "waited")] += 1

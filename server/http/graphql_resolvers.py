@@ -7,13 +7,13 @@ creates), so both surfaces share one query path and one set of access rules.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from graphql import GraphQLObjectType, GraphQLResolveInfo
 from graphql.execution.collect_fields import collect_sub_fields
 
+from server.clock import utcnow
 from server.http.graphql_types import AggregatedType
 from server.http.send import send_from_request
 from server.notifications import ledger, ledger_input
@@ -40,7 +40,7 @@ def _params(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _query_context(ctx: GraphQLContext) -> Context:
-    return Context(user_id=ctx.session.user_id, now=datetime.now(UTC))
+    return Context(user_id=ctx.session.user_id, now=utcnow())
 
 
 async def resolve_notifications(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:

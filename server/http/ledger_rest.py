@@ -6,13 +6,13 @@ Routes only parse the request, call one ledger service function and render the e
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
 
 from server.appkeys import SERVICES
+from server.clock import utcnow
 from server.errors import invalid_payload, invalid_query
 from server.http import shapes
 from server.http.auth import require_session
@@ -122,7 +122,7 @@ OPENAPI_PATHS = (
 
 
 def _context(session: Session) -> Context:
-    return Context(user_id=session.user_id, now=datetime.now(UTC))
+    return Context(user_id=session.user_id, now=utcnow())
 
 
 def _url_params(request: web.Request) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def _parsed(user_id: str, pairs: tuple[tuple[str, str], ...]) -> Query:
     and `$CURRENT_USER`; the caller's account and role are applied to its SQL per request
     (notifications/reads.py keys its statements by them). Invalid queries raise and are not kept.
     """
-    return parse_query(parse_url_query(pairs), Context(user_id=user_id, now=datetime.now(UTC)))
+    return parse_query(parse_url_query(pairs), Context(user_id=user_id, now=utcnow()))
 
 
 def _body_object(body: Any, allowed: frozenset[str]) -> dict[str, Any]:

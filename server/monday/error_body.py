@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from server.clock import utcnow
+
 # Codes (or legacy messages) that monday uses when it refused *before* executing.
 RETRY_CODES = frozenset(
     {
@@ -161,4 +163,4 @@ def retry_after_header(value: str | None, now: datetime | None = None) -> float 
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    return max((when - (now or utcnow())).total_seconds(), 0.0)

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import jwt
 
+from server.clock import utcnow
 from server.monday.outcome import MondayError, MondayNoAnswer, MondayUnreachable, scrub
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
@@ -86,7 +87,7 @@ async def _post(
 ) -> OAuthTokens:
     public = ("grant_type", "redirect_uri", "client_id")
     secrets = [value for key, value in payload.items() if key not in public]
-    now = datetime.now(UTC)
+    now = utcnow()
     try:
         async with http.post(
             token_url,

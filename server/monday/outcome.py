@@ -24,9 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from server.clock import utcnow
 from server.monday.error_body import ErrorEntry, error_entries, retry_after_header
 from server.monday.ratelimit import RateLimitInfo
 
@@ -85,7 +86,7 @@ class SendOutcome:
 
 def seconds_until_midnight_utc(now: datetime | None = None) -> float:
     """When monday's daily call limit resets (midnight UTC)."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return float(math.ceil((tomorrow - now).total_seconds()))
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from server.clock import utcnow
 from server.errors import ApiError
 from server.notifications.filters import Context
 from server.notifications.query import Query, parse_query
@@ -61,4 +61,4 @@ def parse_query_message(raw: Any, session: Session) -> Query:
             params["filter"] = json.loads(params["filter"])
         except ValueError:
             raise ApiError(400, "INVALID_QUERY", "query.filter must be JSON.") from None
-    return parse_query(params, Context(user_id=session.user_id, now=datetime.now(UTC)))
+    return parse_query(params, Context(user_id=session.user_id, now=utcnow()))
