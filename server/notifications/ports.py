@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    DueFacts,
+    DueFilter,
     Finish,
     IdempotencyRecord,
     KeyReservation,
@@ -44,6 +46,7 @@ class NotificationStore(Protocol):
         lease_seconds: float = 60,
         plan: RequestPlanner | None = None,
         reserve: KeyReservation | None = None,
+        clear: DueFilter | None = None,
     ) -> list[Notification]: ...
 
     async def write_audit(self, entry: AuditEntry) -> None: ...
@@ -180,6 +183,11 @@ class Dispatcher(Protocol):
     def plan_requests(self, rows: Sequence[Notification]) -> list[PlannedRequest]:
         """The monday requests `dispatch` will send `rows` in (ids and Idempotency-Key each):
         the insert stamps them, so the inline attempt needs no write before its call."""
+        ...
+
+    def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:
+        """Of `rows` (due now), those the §12 gate would let through untouched; decided
+        inside the insert's transaction, so the insert may stamp them `sending` at once."""
         ...
 
     def call_lease_seconds(self) -> float:

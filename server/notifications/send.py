@@ -43,7 +43,8 @@ from server.sender import (
     decide_sender,
 )
 
-AUTOMATION = "automation"  # the surface of `POST /monday/actions/*`
+AUTOMATION = "automation"
+_INLINE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)  # the surface of `POST /monday/actions/*`
 
 # Rows accepted into the ledger, by (sent_as, transport); read by /metrics.
 accepted_counts: Counter[tuple[str, str]] = Counter()
@@ -193,6 +194,9 @@ class SendService:
         # request the inline attempt sends them in: no claim, no race with the background
         # worker, no write of the attempt's own before its call.
         lease = self.dispatcher.lease_token()
+        # Rows paced past the user's rate stay `queued` for later (`_shape`), so a paced send
+        # stamps none of its rows at the insert (they go the two-write way, as retries do).
+        stamp = pacing.paced == 0
         rows = await self.store.insert(
             account_id=request.account_id,
             sender=request.user_id,
@@ -201,16 +205,16 @@ class SendService:
             idempotency_key=request.idempotency_key,
             lease_owner=lease,
             lease_seconds=max(self.lease_seconds, self.dispatcher.call_lease_seconds()),
-            plan=self.dispatcher.plan_requests,
+            plan=self.dispatcher.plan_requests if stamp else None,
             reserve=pending_reservation(),
+            clear=self.dispatcher.clear_due,
         )
         for decision in decisions:
             accepted_counts[(decision.sent_as, decision.transport)] += 1
-        # Scheduled rows wait for the delivery worker, which releases them when due.
+        # Scheduled rows wait for the delivery worker, which releases them when due; rows
+        # due now are `queued`, or `sending` when the insert stamped their inline request.
         server_rows = [
-            row
-            for row in rows
-            if row.transport == "server" and row.delivery_status == DeliveryStatus.QUEUED
+            row for row in rows if row.transport == "server" and row.delivery_status in _INLINE
         ]
         if request.short_lived_token is not None:
             for row in rows:

@@ -22,6 +22,7 @@ from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    DueFilter,
     KeyReservation,
     KeyTaken,
     LedgerStatus,
@@ -128,6 +129,7 @@ class SqlNotificationRows:
         lease_seconds: float = 60,
         plan: RequestPlanner | None = None,
         reserve: KeyReservation | None = None,
+        clear: DueFilter | None = None,
     ) -> list[Notification]:
         """Write `rows` and one audit entry each (`audits[i]` for `rows[i]`), in one
         transaction; the rows as stored, in order.
@@ -137,6 +139,8 @@ class SqlNotificationRows:
         With `plan` too, those rows are moved to `sending` in the same transaction, each
         stamped with the monday request `plan` says the inline attempt sends them in (its
         rows and Idempotency-Key, contract §11): the attempt needs no write of its own.
+        With `clear` too, only the rows it lets through (given the §12 gate's facts, read
+        here) are stamped; the others stay `queued` and leased (storage/notifications/stamp.py).
         With `reserve`, the request's `Idempotency-Key` row is inserted first, in the same
         transaction: `KeyTaken` (nothing written) if another request holds it.
         """
@@ -192,7 +196,7 @@ class SqlNotificationRows:
                 connection.execute(_INSERT_AUDIT, _audit_values(audit, notification.id))
                 stored.append(notification)
             if plan is not None and lease_owner is not None:
-                stored = stamp_planned(connection, stored, plan, lease_owner, now)
+                stored = stamp_planned(connection, stored, plan, lease_owner, now, clear)
             return stored
 
         stored = await write(self.engine, run)

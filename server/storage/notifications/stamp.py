@@ -1,19 +1,74 @@
 """Rows inserted for the inline attempt, moved to `sending` in the insert's own transaction
 and stamped with the monday request they go out in (contract §11: its rows and
-Idempotency-Key), so the attempt needs no write of its own before monday is called."""
+Idempotency-Key), so the attempt needs no write of its own before monday is called.
+
+Only rows the §12 gate lets through untouched are stamped: the insert reads what the gate
+would read (the recipients' mutes, the account's quiet hours and digest window) in its own
+transaction and hands it to the dispatcher's `DueFilter`; a row it leaves out (muted, maybe
+in quiet hours, or opening a digest) stays `queued` and meets the gate before its attempt.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection
 
-from server.notifications.model import DeliveryStatus, Notification, RequestPlanner, transition
-from server.storage.tables import notifications
+from server.notifications.model import (
+    DeliveryStatus,
+    DueFacts,
+    DueFilter,
+    Notification,
+    RequestPlanner,
+    transition,
+)
+from server.storage.tables import installations, mutes, notifications
 
 t = notifications.c
+m = mutes.c
+i = installations.c
+
+
+def mute_key(collection: str | None, item: str | None) -> str:
+    """A mute's target: "" mutes everything, else "collection:item"."""
+    return "" if collection is None or item is None else f"{collection}:{item}"
+
+
+def due_facts(connection: Connection, rows: Sequence[Notification]) -> DueFacts:
+    """The gate's inputs for `rows`, read in the caller's transaction (two indexed reads)."""
+    if not rows:
+        return DueFacts()
+    recipients = {(row.account_id, row.recipient) for row in rows}
+    muted_keys = {
+        (str(a), str(u), str(k))
+        for a, u, k in connection.execute(
+            select(m.account_id, m.user_id, m.target_key).where(
+                or_(*(and_(m.account_id == a, m.user_id == u) for a, u in recipients))
+            )
+        )
+    }
+    muted = frozenset(
+        row.id
+        for row in rows
+        if (row.account_id, row.recipient, "") in muted_keys
+        or (row.account_id, row.recipient, mute_key(row.collection, row.item)) in muted_keys
+    )
+    quiet: dict[str, tuple[str, str]] = {}
+    digests: set[str] = set()
+    accounts = sorted({row.account_id for row in rows})
+    for account_id, start, end, window in connection.execute(
+        select(i.account_id, i.quiet_hours_start, i.quiet_hours_end, i.digest_window_seconds).where(
+            i.account_id.in_(accounts)
+        )
+    ):
+        if start and end:
+            quiet[str(account_id)] = (str(start), str(end))
+        if int(window or 0) > 0:
+            digests.add(str(account_id))
+    return DueFacts(muted, quiet, frozenset(digests))
 
 
 def stamp_planned(
@@ -22,10 +77,14 @@ def stamp_planned(
     plan: RequestPlanner,
     lease_owner: str,
     now: datetime,
+    clear: DueFilter | None = None,
 ) -> list[Notification]:
-    """Move the leased rows to `sending` for the requests `plan` makes of them (what
-    `mark_sending_request` does before a later attempt), inside the insert's transaction."""
+    """Move the leased rows (those `clear` lets through, when given) to `sending` for the
+    requests `plan` makes of them (what `mark_sending_request` does before a later
+    attempt), inside the insert's transaction."""
     leased = [row for row in stored if row.lease_owner == lease_owner]
+    if leased and clear is not None:
+        leased = list(clear(leased, due_facts(connection, leased)))
     sending = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
     by_id = {row.id: row for row in stored}
     for request in plan(leased) if leased else ():
