@@ -139,12 +139,40 @@ class InstallationCache:
                 return entry.installation
         return (await self._checked(account_id)).installation
 
-    async def credential(
-        self, account_id: str, user_id: str, kind: CredentialKind, *, check: bool = False
-    ) -> Credential | None:
-        """The decrypted credential (None if there is none); see the module's bound."""
+    def unchecked(self, account_id: str) -> tuple[Installation | None, int] | None:
+        """The cached installation and the revision it was read at, with no read at all;
+        None when not cached. The caller must confirm the revision in its own write
+        (`SqlNotificationRows.insert`'s `expect_revision`) before anything is sent."""
         entry = self._entries.get(account_id)
-        if check or entry is None or self._monotonic() - entry.checked_at >= REUSE_SECONDS:
+        if entry is None or entry.revision is None:
+            return None
+        return entry.installation, entry.revision
+
+    def confirmed(self, account_id: str, revision: int) -> None:
+        """A write saw `revision` in its transaction: the entry (if still the one read at
+        that revision) counts as checked now, in this context too (module docstring)."""
+        entry = self._entries.get(account_id)
+        if entry is not None and entry.revision == revision:
+            entry.checked_at = self._monotonic()
+            _context_check.set((entry, entry.checked_at))
+
+    async def credential(
+        self,
+        account_id: str,
+        user_id: str,
+        kind: CredentialKind,
+        *,
+        check: bool = False,
+        unchecked: bool = False,
+    ) -> Credential | None:
+        """The decrypted credential (None if there is none); see the module's bound. With
+        `unchecked`, from the cached entry whatever its age (the caller confirms the
+        revision in its write, as for `unchecked()`)."""
+        entry = self._entries.get(account_id)
+        fresh = entry is not None and (
+            unchecked or self._monotonic() - entry.checked_at < REUSE_SECONDS
+        )
+        if check or entry is None or not fresh:
             entry = await self._checked(account_id)
         key = (user_id, kind)
         if key in entry.credentials:
@@ -183,8 +211,21 @@ class InstallationFactsReader:
     async def installation(self, account_id: str) -> InstallationFacts:
         return installation_facts(await self.cache.installation(account_id))
 
-    async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool:
-        credential = await self.cache.credential(account_id, user_id, credential_kind(kind))
+    def unchecked_installation(self, account_id: str) -> tuple[InstallationFacts, int] | None:
+        cached = self.cache.unchecked(account_id)
+        if cached is None:
+            return None
+        return installation_facts(cached[0]), cached[1]
+
+    def confirmed(self, account_id: str, revision: int) -> None:
+        self.cache.confirmed(account_id, revision)
+
+    async def credential_usable(
+        self, account_id: str, user_id: str, kind: str, *, unchecked: bool = False
+    ) -> bool:
+        credential = await self.cache.credential(
+            account_id, user_id, credential_kind(kind), unchecked=unchecked
+        )
         return credential is not None and not credential.needs_reconnect
 
 

@@ -266,6 +266,11 @@ class KeyTaken(Exception):
     """The `Idempotency-Key` of a `KeyReservation` was reserved first by another request."""
 
 
+class RevisionMoved(Exception):
+    """The account's installation `revision` was not the one a send was decided on: the
+    insert wrote nothing, and the decision must be made again on checked facts."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedRequest:
     """One monday request the inline attempt will send: its rows (ids, in alias order) and

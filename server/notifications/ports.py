@@ -47,6 +47,7 @@ class NotificationStore(Protocol):
         plan: RequestPlanner | None = None,
         reserve: KeyReservation | None = None,
         clear: DueFilter | None = None,
+        expect_revision: int | None = None,
     ) -> list[Notification]: ...
 
     async def write_audit(self, entry: AuditEntry) -> None: ...
@@ -205,9 +206,22 @@ class Dispatcher(Protocol):
 class SenderFactsSource(Protocol):
     """The installation and credential facts the sender decision needs."""
 
-    async def installation(self, account_id: str) -> InstallationFacts: ...
+    async def installation(self, account_id: str) -> InstallationFacts:
+        """The facts, checked against the database's revision now (one read)."""
+        ...
 
-    async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool: ...
+    def unchecked_installation(self, account_id: str) -> tuple[InstallationFacts, int] | None:
+        """Cached facts and their revision, read from memory only (None if not cached): a
+        send decided on them must have the insert confirm the revision (`expect_revision`)."""
+        ...
+
+    def confirmed(self, account_id: str, revision: int) -> None:
+        """The insert saw `revision`: the cached facts count as checked now."""
+        ...
+
+    async def credential_usable(
+        self, account_id: str, user_id: str, kind: str, *, unchecked: bool = False
+    ) -> bool: ...
 
 
 class ScheduleStore(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,13 +29,14 @@ from server.notifications.model import (
     NewNotification,
     Notification,
     RequestPlanner,
+    RevisionMoved,
     Visibility,
     transition,
 )
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
 from server.storage.notifications.stamp import stamp_planned
-from server.storage.tables import idempotency_keys, notifications, sender_audit
+from server.storage.tables import idempotency_keys, installations, notifications, sender_audit
 
 t = notifications.c
 
@@ -92,6 +93,9 @@ def _first_due(status: DeliveryStatus, row: NewNotification, now: datetime) -> d
 # running them; the values are bound parameters.
 _INSERT_ROW = insert(notifications).returning(*notifications.c)
 _INSERT_AUDIT = insert(sender_audit)
+_REVISION = select(installations.c.revision).where(
+    installations.c.account_id == bindparam("r_account")
+)
 
 
 class _NotAll(Exception):
@@ -130,6 +134,7 @@ class SqlNotificationRows:
         plan: RequestPlanner | None = None,
         reserve: KeyReservation | None = None,
         clear: DueFilter | None = None,
+        expect_revision: int | None = None,
     ) -> list[Notification]:
         """Write `rows` and one audit entry each (`audits[i]` for `rows[i]`), in one
         transaction; the rows as stored, in order.
@@ -141,6 +146,9 @@ class SqlNotificationRows:
         rows and Idempotency-Key, contract §11): the attempt needs no write of its own.
         With `clear` too, only the rows it lets through (given the §12 gate's facts, read
         here) are stamped; the others stay `queued` and leased (storage/notifications/stamp.py).
+        With `expect_revision`, the account's installation `revision` is read first in the
+        same transaction: `RevisionMoved` (nothing written) unless it is that one (the send
+        was decided on cached facts; installations/facts.py).
         With `reserve`, the request's `Idempotency-Key` row is inserted first, in the same
         transaction: `KeyTaken` (nothing written) if another request holds it.
         """
@@ -148,6 +156,10 @@ class SqlNotificationRows:
         lease_expires_at = now + timedelta(seconds=lease_seconds)
 
         def run(connection: Connection) -> list[Notification]:
+            if expect_revision is not None:
+                found = connection.execute(_REVISION, {"r_account": account_id}).scalar()
+                if found is None or int(found) != expect_revision:
+                    raise RevisionMoved(account_id)
             if reserve is not None:
                 # First, so a taken key fails before any row is written; the caller's
                 # transaction (or the writer's savepoint for this job) is rolled back.
