@@ -5,8 +5,9 @@
 
 - **SQLite**: a dedicated writer connection in its own thread. Each pending `fn` is a job;
   jobs that arrive while a commit is in flight are written together in the next transaction
-  (group commit), each inside its own SAVEPOINT so one job's error (an `IntegrityError` of an
-  idempotency key, say) rolls back only that job and is raised to its caller. The whole batch
+  (group commit). If one job raises (an `IntegrityError` of an idempotency key, say), that
+  transaction is rolled back and every job of it runs again alone, so the error reaches only
+  its own caller (`fn` runs SQL only, so running it again is safe). The whole batch
   is one call into the thread: the write lock is held for the SQL only, never across
   event-loop turns (with aiosqlite every statement, fetch and cursor close is a round trip to
   the driver's thread, and a writer holding the lock waited for the loop between each).
@@ -180,31 +181,46 @@ class SQLiteWriter:
             raise
 
     def _run_batch(self, jobs: list[_Job]) -> None:
+        """All `jobs` in one transaction; if one of them fails, that transaction is rolled
+        back and each job runs again alone (its own transaction), so one job's error still
+        touches only that job. Errors are rare (a taken Idempotency-Key, a moved revision),
+        so this costs less than a SAVEPOINT and its RELEASE around every job."""
+        if len(jobs) > 1:
+            failed = False
+            try:
+                with self._conn().begin() as transaction:
+                    for job in jobs:
+                        try:
+                            job.result = job.fn(self._conn())
+                        except Exception:
+                            failed = True
+                            transaction.rollback()
+                            break
+            except BaseException:
+                self._close()  # COMMIT (or ROLLBACK) itself failed: start over next time
+                raise
+            if not failed:
+                return
+            for job in jobs:
+                job.result = None
+        for job in jobs:
+            self._run_alone(job)
+
+    def _run_alone(self, job: _Job) -> None:
         connection = self._conn()
         try:
             with connection.begin():
-                if len(jobs) == 1:
-                    # Alone: no savepoint; its error rolls back the transaction.
-                    try:
-                        jobs[0].result = jobs[0].fn(connection)
-                    except Exception as error:
-                        jobs[0].error = error
-                        raise _RolledBack from error
-                    return
-                for job in jobs:
-                    savepoint = connection.begin_nested()
-                    try:
-                        job.result = job.fn(connection)
-                    except Exception as error:
-                        savepoint.rollback()
-                        job.error = error
-                    else:
-                        savepoint.commit()
+                try:
+                    job.result = job.fn(connection)
+                except Exception as error:
+                    # Its error rolls back the transaction; the connection is fine.
+                    job.error = error
+                    raise _RolledBack from error
         except _RolledBack:
             return
         except BaseException:
-            # The transaction is gone (a single job failed, or COMMIT did): the connection
-            # may be in any state, so start over with a fresh one next time.
+            # The transaction is gone (COMMIT failed): the connection may be in any
+            # state, so start over with a fresh one next time.
             self._close()
             raise
 
