@@ -121,3 +121,23 @@ async def test_a_key_replaced_through_b_is_the_one_a_sends_with(
     ][-1:]
     assert last.authorization == fresh
     assert key_uses(fake_monday) == 1
+
+
+async def test_a_key_connected_through_b_after_a_refused_is_used_by_a(
+    pair: tuple[Client, Client], fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """A decides from its cache without a read, but never refuses on it: the key B connected
+    since A's refusal (A cached "no key") is found and used."""
+    a, b = pair
+    assert (await post_event(a, event("install"))).status == 200
+    refused = await send(a, mint)
+    assert refused.status == 409, await refused.text()
+    assert (await refused.json())["errors"][0]["extensions"]["code"] == "NO_CREDENTIAL"
+
+    put = await b.put("/installation/api-key", json={"api_key": KEY}, headers=auth(mint()))
+    assert put.status == 200, await put.text()
+
+    again = await send(a, mint)
+    assert again.status == 200, await again.text()
+    assert (await again.json())["data"]["delivery_status"] == "sent"
+    assert key_uses(fake_monday) == 1
