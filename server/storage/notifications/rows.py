@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,8 +35,8 @@ from server.notifications.model import (
 )
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
-from server.storage.notifications.stamp import stamp_planned
-from server.storage.tables import idempotency_keys, installations, notifications, sender_audit
+from server.storage.notifications.stamp import account_facts, stamp_planned
+from server.storage.tables import idempotency_keys, notifications, sender_audit
 
 t = notifications.c
 
@@ -93,9 +93,6 @@ def _first_due(status: DeliveryStatus, row: NewNotification, now: datetime) -> d
 # running them; the values are bound parameters.
 _INSERT_ROW = insert(notifications).returning(*notifications.c)
 _INSERT_AUDIT = insert(sender_audit)
-_REVISION = select(installations.c.revision).where(
-    installations.c.account_id == bindparam("r_account")
-)
 
 
 class _NotAll(Exception):
@@ -156,9 +153,14 @@ class SqlNotificationRows:
         lease_expires_at = now + timedelta(seconds=lease_seconds)
 
         def run(connection: Connection) -> list[Notification]:
+            # One read of the account's row: the revision to confirm and the §12 settings.
+            gated = plan is not None and clear is not None and lease_owner is not None
+            account = None
+            if expect_revision is not None or gated:
+                account = account_facts(connection, account_id)
             if expect_revision is not None:
-                found = connection.execute(_REVISION, {"r_account": account_id}).scalar()
-                if found is None or int(found) != expect_revision:
+                assert account is not None
+                if account.revision != expect_revision:
                     raise RevisionMoved(account_id)
             if reserve is not None:
                 # First, so a taken key fails before any row is written; the caller's
@@ -208,7 +210,14 @@ class SqlNotificationRows:
                 connection.execute(_INSERT_AUDIT, _audit_values(audit, notification.id))
                 stored.append(notification)
             if plan is not None and lease_owner is not None:
-                stored = stamp_planned(connection, stored, plan, lease_owner, now, clear)
+                stored = stamp_planned(
+                    connection,
+                    stored,
+                    plan,
+                    lease_owner,
+                    now,
+                    (clear, account) if clear is not None and account is not None else None,
+                )
             return stored
 
         stored = await write(self.engine, run)

@@ -11,10 +11,10 @@ in quiet hours, or opening a digest) stays `queued` and meets the gate before it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.engine import Connection
 
 from server.notifications.model import (
@@ -39,12 +39,16 @@ def mute_key(collection: str | None, item: str | None) -> str:
 
 # Built once with bound parameters: building and caching these per send cost more than
 # running them (the writer thread holds the GIL meanwhile).
-_MUTED = select(m.account_id, m.user_id, m.target_key).where(
+_ACCOUNT = select(
+    i.revision,
+    i.quiet_hours_start,
+    i.quiet_hours_end,
+    i.digest_window_seconds,
+    exists().where(m.account_id == i.account_id).label("has_mutes"),
+).where(i.account_id == bindparam("a_account"))
+_MUTED = select(m.user_id, m.target_key).where(
     m.account_id == bindparam("d_account"), m.user_id.in_(bindparam("d_users", expanding=True))
 )
-_SETTINGS = select(
-    i.account_id, i.quiet_hours_start, i.quiet_hours_end, i.digest_window_seconds
-).where(i.account_id.in_(bindparam("d_accounts", expanding=True)))
 _STAMP = (
     update(notifications)
     .where(t.id.in_(bindparam("s_ids", expanding=True)), t.lease_owner == bindparam("s_owner"))
@@ -58,39 +62,45 @@ _STAMP = (
 )
 
 
-def due_facts(connection: Connection, rows: Sequence[Notification]) -> DueFacts:
-    """The gate's inputs for `rows`, read in the caller's transaction (indexed reads: the
-    recipients' mutes per account, the accounts' settings)."""
-    if not rows:
-        return DueFacts()
-    users: dict[str, set[str]] = {}
-    for row in rows:
-        users.setdefault(row.account_id, set()).add(row.recipient)
-    muted_keys: set[tuple[str, str, str]] = set()
-    for account_id, recipients in users.items():
-        params = {"d_account": account_id, "d_users": sorted(recipients)}
-        muted_keys.update(
-            (str(a), str(u), str(k)) for a, u, k in connection.execute(_MUTED, params)
+@dataclass(frozen=True, slots=True)
+class AccountFacts:
+    """One read of the account's installation row: its revision, its §12 settings, and
+    whether any of its users muted anything (so the common case skips the mutes read)."""
+
+    revision: int | None  # None: no installation row
+    quiet_hours: tuple[str, str] | None
+    digest: bool
+    has_mutes: bool
+
+
+def account_facts(connection: Connection, account_id: str) -> AccountFacts:
+    row = connection.execute(_ACCOUNT, {"a_account": account_id}).first()
+    if row is None:
+        # No installation row (development before a claim): look the mutes up anyway.
+        return AccountFacts(None, None, False, True)
+    revision, start, end, window, has_mutes = row
+    quiet = (str(start), str(end)) if start and end else None
+    return AccountFacts(int(revision), quiet, int(window or 0) > 0, bool(has_mutes))
+
+
+def due_facts(
+    connection: Connection, account_id: str, rows: Sequence[Notification], account: AccountFacts
+) -> DueFacts:
+    """The gate's inputs for `rows` (all of `account_id`), read in the caller's transaction:
+    the account's settings from `account`, and the recipients' mutes if it has any."""
+    muted: frozenset[int] = frozenset()
+    if rows and account.has_mutes:
+        params = {"d_account": account_id, "d_users": sorted({row.recipient for row in rows})}
+        keys = {(str(u), str(k)) for u, k in connection.execute(_MUTED, params)}
+        muted = frozenset(
+            row.id
+            for row in rows
+            if (row.recipient, "") in keys
+            or (row.recipient, mute_key(row.collection, row.item)) in keys
         )
-    muted = frozenset(
-        row.id
-        for row in rows
-        if muted_keys
-        and (
-            (row.account_id, row.recipient, "") in muted_keys
-            or (row.account_id, row.recipient, mute_key(row.collection, row.item)) in muted_keys
-        )
-    )
-    quiet: dict[str, tuple[str, str]] = {}
-    digests: set[str] = set()
-    for account_id, start, end, window in connection.execute(
-        _SETTINGS, {"d_accounts": sorted(users)}
-    ):
-        if start and end:
-            quiet[str(account_id)] = (str(start), str(end))
-        if int(window or 0) > 0:
-            digests.add(str(account_id))
-    return DueFacts(muted, quiet, frozenset(digests))
+    quiet = {account_id: account.quiet_hours} if account.quiet_hours else {}
+    digests = frozenset({account_id}) if account.digest else frozenset()
+    return DueFacts(muted, quiet, digests)
 
 
 def stamp_planned(
@@ -99,14 +109,15 @@ def stamp_planned(
     plan: RequestPlanner,
     lease_owner: str,
     now: datetime,
-    clear: DueFilter | None = None,
+    clear: tuple[DueFilter, AccountFacts] | None = None,
 ) -> list[Notification]:
     """Move the leased rows (those `clear` lets through, when given) to `sending` for the
     requests `plan` makes of them (what `mark_sending_request` does before a later
     attempt), inside the insert's transaction."""
     leased = [row for row in stored if row.lease_owner == lease_owner]
     if leased and clear is not None:
-        leased = list(clear(leased, due_facts(connection, leased)))
+        gate, account = clear
+        leased = list(gate(leased, due_facts(connection, leased[0].account_id, leased, account)))
     sending = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
     by_id = {row.id: row for row in stored}
     for request in plan(leased) if leased else ():
