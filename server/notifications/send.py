@@ -21,6 +21,7 @@ from server.notifications.inputs import NotificationInput
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    KeyReservation,
     NewNotification,
     Notification,
     RevisionMoved,
@@ -107,6 +108,17 @@ def _new_row(
         urgent=item.urgent,
         scheduled=is_future(item.send_at, now or utcnow()),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """What a send's insert needs besides the rows: the lease the rows are written under,
+    the request's time, whether the inline request is stamped, the key reservation."""
+
+    lease: str
+    now: datetime
+    stamp: bool
+    reserve: KeyReservation | None
 
 
 @dataclass
@@ -206,10 +218,10 @@ class SendService:
         # Rows paced past the user's rate stay `queued` for later (`_shape`), so a paced send
         # stamps none of its rows at the insert (they go the two-write way, as retries do).
         stamp = pacing.paced == 0
+        # Taken once (it is handed out once): a retry after `RevisionMoved` reserves it too.
+        write = _Write(lease, now, stamp, pending_reservation())
         try:
-            rows = await self._insert(
-                request, items, decisions, policy, (lease, now), stamp, revision
-            )
+            rows = await self._insert(request, items, decisions, policy, write, revision)
         except RevisionMoved:
             # The facts changed since they were cached (another instance, or a write racing
             # this request): decide again on checked facts; nothing was written.
@@ -218,7 +230,7 @@ class SendService:
             except ApiError:
                 await self._unreserve(request, len(items))
                 raise
-            rows = await self._insert(request, items, decisions, policy, (lease, now), stamp, None)
+            rows = await self._insert(request, items, decisions, policy, write, None)
         if revision is not None:
             self.facts.confirmed(request.account_id, revision)
         for decision in decisions:
@@ -251,8 +263,7 @@ class SendService:
         items: Sequence[NotificationInput],
         decisions: list[SenderDecision],
         policy: str,
-        lease_at: tuple[str, datetime],
-        stamp: bool,
+        write: _Write,
         revision: int | None,
     ) -> list[Notification]:
         """The one write before monday is called: the rows, their audit entries and the
@@ -262,7 +273,7 @@ class SendService:
         stamped `sending` with the monday request the inline attempt sends them in: no
         claim, no race with the background worker, no write of the attempt's own before
         its call."""
-        lease, now = lease_at
+        lease, now = write.lease, write.now
         audits = [
             request.audit(item.send_as, policy, "decided", decision.reason, decision)
             for item, decision in zip(items, decisions, strict=True)
@@ -275,8 +286,8 @@ class SendService:
             idempotency_key=request.idempotency_key,
             lease_owner=lease,
             lease_seconds=max(self.lease_seconds, self.dispatcher.call_lease_seconds()),
-            plan=self.dispatcher.plan_requests if stamp else None,
-            reserve=pending_reservation(),
+            plan=self.dispatcher.plan_requests if write.stamp else None,
+            reserve=write.reserve,
             clear=self.dispatcher.clear_due,
             expect_revision=revision,
         )
