@@ -139,7 +139,8 @@ def build(app: web.Application) -> Services:
     # the gate (mutes, quiet hours) on its way out.
     schedule = SqlSchedule(engine, publish)
     time_zones = TimeZones(app[MONDAY], credentials.resolve, deliverer.short_lived.get)
-    deliverer.gate = ScheduleGate(schedule, time_zones)
+    gate = ScheduleGate(schedule, time_zones)
+    deliverer.gate, deliverer.gate_clear = gate, gate.clear_due
     worker = DeliveryWorker(
         deliverer,
         poll_seconds=settings.delivery_poll_seconds,

@@ -38,6 +38,7 @@ from server.monday.client import MondayClient
 from server.monday.outcome import SendOutcome
 from server.notifications.model import (
     DeliveryStatus,
+    DueFacts,
     Finish,
     Notification,
     PlannedRequest,
@@ -111,6 +112,9 @@ class Deliverer:
     # Contract §12: decides, as rows become due, which are muted (suppressed) or held back
     # (quiet hours); returns the rows to send now. None: every row goes out (delivery/gate.py).
     gate: Callable[[Sequence[Notification]], Awaitable[list[Notification]]] | None = None
+    # The gate's decision at the insert, for rows due now (`DueFilter`): those it lets through
+    # are stamped `sending` in the insert's transaction. None with a gate: none are.
+    gate_clear: Callable[[Sequence[Notification], DueFacts], list[Notification]] | None = None
 
     def _due_at(self, when: datetime) -> None:
         if self.next_due is None or when < self.next_due or self.next_due < utcnow():
@@ -151,19 +155,18 @@ class Deliverer:
 
     def plan_requests(self, rows: Sequence[Notification]) -> list[PlannedRequest]:
         """What `deliver` sends `rows` in, each request with its key (the send path's
-        insert stamps these, so the inline attempt skips `mark_sending_request`).
-
-        None while a §12 gate is wired: the gate may still suppress, hold or digest a row
-        that has just become due, and a row stamped `sending` at insert could no longer be
-        moved to `suppressed` or `scheduled` (model.py's transitions). Such rows are stamped
-        by `mark_sending_request` after the gate, as every later attempt is.
-        """
-        if self.gate is not None:
-            return []
+        insert stamps these, so the inline attempt skips `mark_sending_request`). With a
+        §12 gate wired, `rows` must be what `clear_due` let through."""
         return [
             PlannedRequest(tuple(row.id for row in batch), request_key(batch))
             for *_, batch in self._batches(rows)
         ]
+
+    def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:
+        """Of rows due now, those the gate lets through untouched (all without a gate)."""
+        if self.gate_clear is not None:
+            return self.gate_clear(rows, facts)
+        return [] if self.gate is not None else list(rows)
 
     async def deliver(
         self, rows: Sequence[Notification], *, max_wait: float | None = None
@@ -175,10 +178,15 @@ class Deliverer:
         rows as recorded (a batch that failed outright is left out: its rows keep their
         lease and are taken over when it expires).
         """
-        if self.gate is not None:
-            rows = await self.gate(rows)
+        # Rows the insert stamped `sending` already passed the gate (in its transaction,
+        # `clear_due`): each stamped request goes out as it is, the others are gated first.
+        stamped = _stamped_batches(rows)
+        rest = [row for row in rows if row.delivery_status != DeliveryStatus.SENDING]
+        if self.gate is not None and rest:
+            rest = await self.gate(rest)
+        batches = [*stamped, *self._batches(rest)]
         results = await asyncio.gather(
-            *(self._deliver_group(*batch, max_wait=max_wait) for batch in self._batches(rows)),
+            *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
             return_exceptions=True,
         )
         recorded: list[Notification] = []
@@ -339,6 +347,21 @@ class Deliverer:
         return recorded
 
 
+def _stamped_batches(rows: Sequence[Notification]) -> list[_Batch]:
+    """The `sending` rows of `rows`, one batch per request the insert stamped them with."""
+    by_key: dict[str, list[Notification]] = defaultdict(list)
+    for row in rows:
+        if row.delivery_status == DeliveryStatus.SENDING and row.delivery_request_key:
+            by_key[row.delivery_request_key].append(row)
+    batches: list[_Batch] = []
+    for group in by_key.values():
+        first = group[0]
+        owner = first.credential_owner or ""
+        batch = sorted(group, key=lambda row: row.id)
+        batches.append((first.account_id, first.sent_as or "", owner, first.sender != owner, batch))
+    return batches
+
+
 def _chunks(items: Sequence[list[Notification]], size: int) -> list[Sequence[list[Notification]]]:
     return [items[start : start + size] for start in range(0, len(items), max(size, 1))]
 
@@ -368,19 +391,18 @@ def _call_outcome(outcomes: Sequence[SendOutcome]) -> str:
 
 def _log_batch(sent_as: str, owner: str, outcomes: Sequence[SendOutcome]) -> None:
     counts: Counter[str] = Counter(outcome.status for outcome in outcomes)
+    fields = {"sent_as": sent_as, "credential_owner": owner, "statuses": dict(counts)}
+    if set(counts) <= {"sent"}:
+        # The common line of every send: no `:` or `=` in it, so the formatter's redaction
+        # has nothing to look for (server/logs.py), and the counts go as fields only.
+        log.info(
+            "monday answered %d notification(s), all sent", len(outcomes), extra={"fields": fields}
+        )
+        return
     codes = sorted({outcome.code for outcome in outcomes if outcome.code})
-    level = logging.INFO if set(counts) <= {"sent"} else logging.WARNING
-    log.log(
-        level,
+    log.warning(
         "monday answered %d notification(s): %s",
         len(outcomes),
         ", ".join(f"{status}={count}" for status, count in sorted(counts.items())),
-        extra={
-            "fields": {
-                "sent_as": sent_as,
-                "credential_owner": owner,
-                "statuses": dict(counts),
-                "codes": codes,
-            }
-        },
+        extra={"fields": {**fields, "codes": codes}},
     )

@@ -21,7 +21,7 @@ from server.clock import utcnow
 from server.delivery.digest import digest_rows
 from server.monday.client import MondayClient
 from server.monday.outcome import MondayError
-from server.notifications.model import DeliveryStatus, Notification
+from server.notifications.model import DeliveryStatus, DueFacts, Notification
 from server.notifications.ports import ScheduleStore
 from server.notifications.schedule_events import (
     QUIET_HOURS,
@@ -61,6 +61,13 @@ class TimeZones:
         identifier, lasting = await self._ask(row)
         self._cache[key] = (identifier, now + timedelta(seconds=lasting))
         return identifier
+
+    def cached(self, account_id: str, recipient: str) -> tuple[bool, str | None]:
+        """(known, zone) from memory only: known is False when monday must be asked."""
+        cached = self._cache.get((account_id, recipient))
+        if cached is None or cached[1] <= utcnow():
+            return False, None
+        return True, cached[0]
 
     async def _ask(self, row: Notification) -> tuple[str | None, float]:
         owner = row.credential_owner or ""
@@ -105,6 +112,32 @@ class ScheduleGate:
             suppressed_counts[()] += await self.store.suppress(owner, ids)
         left = [row for row in rows if row.id not in muted]
         return await self._digests(await self._quiet_hours(left))
+
+    def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:
+        """Of `rows` just inserted `queued` (due now, no digest yet), those `__call__` would
+        let through untouched right now, decided from `facts` and the cached time zones only:
+        not muted, and urgent or (outside the digest window's reach and outside quiet hours
+        in a zone already known). A row this cannot decide is left out: it meets `__call__`."""
+        now = utcnow()
+        clear: list[Notification] = []
+        for row in rows:
+            if row.id in facts.muted or row.delivery_status != DeliveryStatus.QUEUED:
+                continue
+            if row.digest_id is not None:
+                continue
+            if not row.urgent:
+                if row.account_id in facts.digest_accounts:
+                    continue
+                hours = facts.quiet_hours.get(row.account_id)
+                if hours is not None:
+                    known, identifier = self.time_zones.cached(row.account_id, row.recipient)
+                    if not known:
+                        continue
+                    quiet = QuietHours(parse_hhmm(hours[0], "start"), parse_hhmm(hours[1], "end"))
+                    if quiet_until(quiet, now, zone(identifier)) is not None:
+                        continue
+            clear.append(row)
+        return clear
 
     async def _digests(self, rows: list[Notification]) -> list[Notification]:
         """Rows becoming due join (or open) their key's digest window and wait for its close;

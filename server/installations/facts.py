@@ -17,6 +17,11 @@ Invalidation (contract §4: a revoked credential must not be used):
   committed, instance A's next send decision and next delivery attempt do not use the
   revoked credential: the bound is the time between that revision read and the monday
   call, the same window a send without cache has between reading a credential and using it.
+- The inline attempt of a send (`CredentialResolver.resolve` in the same request, i.e. the
+  same asyncio context) reuses the check its own send decision made, if that is under
+  `REUSE_SECONDS` old and the entry was not invalidated since: between the two there is
+  only the send's insert, and the window between a check and the monday call is the one
+  above. Every other attempt (the worker's, a retry) reads the revision itself.
 - `credential()` without a check of its own reuses the entry checked by the same send's
   `installation()` call if that check is under `REUSE_SECONDS` (1 s) old, else it checks.
   That is the worst-case bound for a lookup that is not preceded by a send's check.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from server.installations.credentials import OAuthRefresher
@@ -45,6 +51,13 @@ from server.sender import DEFAULT_POLICY, POLICIES, InstallationFacts, SenderPol
 
 REUSE_SECONDS = 1.0
 MAX_ACCOUNTS = 10_000
+
+
+# The entry this asyncio context (a request, and the tasks it starts) last checked against
+# the database's revision, and when (monotonic): see "The inline attempt" above.
+_context_check: ContextVar[tuple[object, float] | None] = ContextVar(
+    "installation_context_check", default=None
+)
 
 
 @dataclass
@@ -90,6 +103,7 @@ class InstallationCache:
             revision = await self.installations.revision(account_id)
             if revision == entry.revision and self._entries.get(account_id) is entry:
                 entry.checked_at = self._monotonic()
+                _context_check.set((entry, entry.checked_at))
                 return entry
         generation = self._generation.get(account_id, 0)
         installation = await self.installations.get(account_id)
@@ -104,18 +118,61 @@ class InstallationCache:
             if account_id not in self._entries and len(self._entries) >= self.max_accounts:
                 self._entries.pop(next(iter(self._entries)))  # the oldest entry
             self._entries[account_id] = entry
+            _context_check.set((entry, entry.checked_at))
         return entry
 
-    async def installation(self, account_id: str) -> Installation | None:
-        """The account's installation, checked against the database's revision now."""
+    async def installation(
+        self, account_id: str, *, reuse_context_check: bool = False
+    ) -> Installation | None:
+        """The account's installation, checked against the database's revision now; with
+        `reuse_context_check`, the check this context made under `REUSE_SECONDS` ago, if the
+        entry is still current, counts (module docstring)."""
+        if reuse_context_check:
+            entry = self._entries.get(account_id)
+            seen = _context_check.get()
+            if (
+                entry is not None
+                and seen is not None
+                and seen[0] is entry
+                and self._monotonic() - seen[1] < REUSE_SECONDS
+            ):
+                return entry.installation
         return (await self._checked(account_id)).installation
 
-    async def credential(
-        self, account_id: str, user_id: str, kind: CredentialKind, *, check: bool = False
-    ) -> Credential | None:
-        """The decrypted credential (None if there is none); see the module's bound."""
+    def unchecked(self, account_id: str) -> tuple[Installation | None, int] | None:
+        """The cached installation and the revision it was read at, with no read at all;
+        None when not cached. The caller must confirm the revision in its own write
+        (`SqlNotificationRows.insert`'s `expect_revision`) before anything is sent."""
         entry = self._entries.get(account_id)
-        if check or entry is None or self._monotonic() - entry.checked_at >= REUSE_SECONDS:
+        if entry is None or entry.revision is None:
+            return None
+        return entry.installation, entry.revision
+
+    def confirmed(self, account_id: str, revision: int) -> None:
+        """A write saw `revision` in its transaction: the entry (if still the one read at
+        that revision) counts as checked now, in this context too (module docstring)."""
+        entry = self._entries.get(account_id)
+        if entry is not None and entry.revision == revision:
+            entry.checked_at = self._monotonic()
+            _context_check.set((entry, entry.checked_at))
+
+    async def credential(
+        self,
+        account_id: str,
+        user_id: str,
+        kind: CredentialKind,
+        *,
+        check: bool = False,
+        unchecked: bool = False,
+    ) -> Credential | None:
+        """The decrypted credential (None if there is none); see the module's bound. With
+        `unchecked`, from the cached entry whatever its age (the caller confirms the
+        revision in its write, as for `unchecked()`)."""
+        entry = self._entries.get(account_id)
+        fresh = entry is not None and (
+            unchecked or self._monotonic() - entry.checked_at < REUSE_SECONDS
+        )
+        if check or entry is None or not fresh:
             entry = await self._checked(account_id)
         key = (user_id, kind)
         if key in entry.credentials:
@@ -154,8 +211,21 @@ class InstallationFactsReader:
     async def installation(self, account_id: str) -> InstallationFacts:
         return installation_facts(await self.cache.installation(account_id))
 
-    async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool:
-        credential = await self.cache.credential(account_id, user_id, credential_kind(kind))
+    def unchecked_installation(self, account_id: str) -> tuple[InstallationFacts, int] | None:
+        cached = self.cache.unchecked(account_id)
+        if cached is None:
+            return None
+        return installation_facts(cached[0]), cached[1]
+
+    def confirmed(self, account_id: str, revision: int) -> None:
+        self.cache.confirmed(account_id, revision)
+
+    async def credential_usable(
+        self, account_id: str, user_id: str, kind: str, *, unchecked: bool = False
+    ) -> bool:
+        credential = await self.cache.credential(
+            account_id, user_id, credential_kind(kind), unchecked=unchecked
+        )
         return credential is not None and not credential.needs_reconnect
 
 
@@ -169,8 +239,9 @@ class CredentialResolver:
     async def resolve(
         self, account_id: str, sent_as: str, owner: str, for_others: bool
     ) -> str | None:
-        # Checked against the database's revision before every attempt (module docstring).
-        installation = await self.cache.installation(account_id)
+        # Checked against the database's revision before every attempt; the inline attempt
+        # reuses its own send decision's check (module docstring).
+        installation = await self.cache.installation(account_id, reuse_context_check=True)
         if (sent_as == "installer" or for_others) and not (
             installation is not None
             and installation.installed

@@ -7,7 +7,7 @@ Every module that reads or moves `delivery_status` goes through `DeliveryStatus`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, TypedDict
@@ -269,6 +269,11 @@ class KeyTaken(Exception):
     """The `Idempotency-Key` of a `KeyReservation` was reserved first by another request."""
 
 
+class RevisionMoved(Exception):
+    """The account's installation `revision` was not the one a send was decided on: the
+    insert wrote nothing, and the decision must be made again on checked facts."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedRequest:
     """One monday request the inline attempt will send: its rows (ids, in alias order) and
@@ -281,3 +286,23 @@ class PlannedRequest:
 # Given the rows just inserted leased for the inline attempt, the requests that attempt will
 # send (delivery's own grouping and key). Called inside the insert's transaction.
 RequestPlanner = Callable[[Sequence["Notification"]], Sequence[PlannedRequest]]
+
+
+@dataclass(frozen=True, slots=True)
+class DueFacts:
+    """What the §12 gate needs to decide, at the insert, about rows due now; read in the
+    insert's own transaction (so it is what the gate would read a moment later)."""
+
+    # Ids of the rows whose recipient muted them (everything, or the row's target).
+    muted: frozenset[int] = frozenset()
+    # Accounts with quiet hours on: ("HH:MM" start, "HH:MM" end), local to the recipient.
+    quiet_hours: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Accounts whose digest window is on.
+    digest_accounts: frozenset[str] = frozenset()
+
+
+# Of the rows just inserted leased for the inline attempt, those the §12 gate lets through
+# untouched now (not muted, not held by quiet hours, not opening a digest), decided from
+# `DueFacts` and what is in memory only. Called inside the insert's transaction; the rows it
+# leaves out stay `queued` and go through the gate itself before their attempt.
+DueFilter = Callable[[Sequence["Notification"], DueFacts], Sequence["Notification"]]

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    DueFacts,
+    DueFilter,
     Finish,
     IdempotencyRecord,
     KeyReservation,
@@ -44,6 +46,8 @@ class NotificationStore(Protocol):
         lease_seconds: float = 60,
         plan: RequestPlanner | None = None,
         reserve: KeyReservation | None = None,
+        clear: DueFilter | None = None,
+        expect_revision: int | None = None,
     ) -> list[Notification]: ...
 
     async def write_audit(self, entry: AuditEntry) -> None: ...
@@ -184,6 +188,11 @@ class Dispatcher(Protocol):
         the insert stamps them, so the inline attempt needs no write before its call."""
         ...
 
+    def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:
+        """Of `rows` (due now), those the §12 gate would let through untouched; decided
+        inside the insert's transaction, so the insert may stamp them `sending` at once."""
+        ...
+
     def call_lease_seconds(self) -> float:
         """How long rows being sent must stay leased (longer than monday's timeout)."""
         ...
@@ -199,9 +208,22 @@ class Dispatcher(Protocol):
 class SenderFactsSource(Protocol):
     """The installation and credential facts the sender decision needs."""
 
-    async def installation(self, account_id: str) -> InstallationFacts: ...
+    async def installation(self, account_id: str) -> InstallationFacts:
+        """The facts, checked against the database's revision now (one read)."""
+        ...
 
-    async def credential_usable(self, account_id: str, user_id: str, kind: str) -> bool: ...
+    def unchecked_installation(self, account_id: str) -> tuple[InstallationFacts, int] | None:
+        """Cached facts and their revision, read from memory only (None if not cached): a
+        send decided on them must have the insert confirm the revision (`expect_revision`)."""
+        ...
+
+    def confirmed(self, account_id: str, revision: int) -> None:
+        """The insert saw `revision`: the cached facts count as checked now."""
+        ...
+
+    async def credential_usable(
+        self, account_id: str, user_id: str, kind: str, *, unchecked: bool = False
+    ) -> bool: ...
 
 
 class ScheduleStore(Protocol):

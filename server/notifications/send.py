@@ -21,8 +21,10 @@ from server.notifications.inputs import NotificationInput
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    KeyReservation,
     NewNotification,
     Notification,
+    RevisionMoved,
 )
 from server.notifications.ports import (
     Dispatcher,
@@ -44,7 +46,8 @@ from server.sender import (
     decide_sender,
 )
 
-AUTOMATION = "automation"  # the surface of `POST /monday/actions/*`
+AUTOMATION = "automation"
+_INLINE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)  # the surface of `POST /monday/actions/*`
 
 # Rows accepted into the ledger, by (sent_as, transport); read by /metrics.
 accepted_counts: Counter[tuple[str, str]] = Counter()
@@ -108,6 +111,17 @@ def _new_row(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """What a send's insert needs besides the rows: the lease the rows are written under,
+    the request's time, whether the inline request is stamped, the key reservation."""
+
+    lease: str
+    now: datetime
+    stamp: bool
+    reserve: KeyReservation | None
+
+
 @dataclass
 class SendService:
     store: NotificationStore
@@ -122,36 +136,51 @@ class SendService:
     # to the background worker (they answer `retry_scheduled` then).
     inline_max_wait: float = 2.0
 
-    async def _usable(self, account_id: str, user_id: str | None, kind: str) -> bool:
+    async def _usable(
+        self, account_id: str, user_id: str | None, kind: str, *, unchecked: bool = False
+    ) -> bool:
         if user_id is None:
             return False
-        return await self.facts.credential_usable(account_id, user_id, kind)
+        return await self.facts.credential_usable(account_id, user_id, kind, unchecked=unchecked)
 
     async def connected(
-        self, request: SendRequest, facts: InstallationFacts
+        self, request: SendRequest, facts: InstallationFacts, *, unchecked: bool = False
     ) -> ConnectedCredentials:
         if request.surface == AUTOMATION:
             # An automation sends with its own short-lived token only (contract §10): no
             # stored credential of the account is even looked at.
             return ConnectedCredentials(short_lived_token=request.short_lived_token is not None)
         installer = facts.installer_user_id
+        account = request.account_id
         oauth = {
             user
             for user in {request.user_id, installer}
-            if user is not None and await self._usable(request.account_id, user, "oauth")
+            if user is not None and await self._usable(account, user, "oauth", unchecked=unchecked)
         }
         return ConnectedCredentials(
             oauth_user_ids=frozenset(oauth),
-            installer_api_key=await self._usable(request.account_id, installer, "api_key"),
+            installer_api_key=await self._usable(
+                account, installer, "api_key", unchecked=unchecked
+            ),
             short_lived_token=request.short_lived_token is not None,
         )
 
     async def decide(
-        self, request: SendRequest, items: Sequence[NotificationInput]
-    ) -> tuple[list[SenderDecision], str]:
-        """One decision per distinct `send_as` (and the policy); any refusal refuses all."""
-        facts = await self.facts.installation(request.account_id)
-        credentials = await self.connected(request, facts)
+        self, request: SendRequest, items: Sequence[NotificationInput], *, checked: bool = False
+    ) -> tuple[list[SenderDecision], str, int | None]:
+        """One decision per distinct `send_as` (and the policy); any refusal refuses all.
+
+        Decided on the cached facts when there are some (no read): the third value is then
+        the revision they were read at, which the insert must confirm (`expect_revision`).
+        A refusal is never made on unchecked facts: it is decided again on checked ones.
+        `checked` (or nothing cached): checked against the database now; the third is None.
+        """
+        cached = None if checked else self.facts.unchecked_installation(request.account_id)
+        if cached is None:
+            facts, revision = await self.facts.installation(request.account_id), None
+        else:
+            facts, revision = cached
+        credentials = await self.connected(request, facts, unchecked=revision is not None)
         caller = Caller(request.user_id, request.is_view_only, request.is_guest)
         decided: dict[str | None, SenderDecision] = {}
         for hint in dict.fromkeys(item.send_as for item in items):
@@ -160,10 +189,12 @@ class SendService:
                     caller, facts, credentials, SenderRequest(hint, request.relay_capable)
                 )
             except SenderRefused as refused:
+                if revision is not None:
+                    return await self.decide(request, items, checked=True)
                 entry = request.audit(hint, facts.sender_policy, refused.code, refused.message)
                 await self.store.write_audit(entry)
                 raise
-        return [decided[item.send_as] for item in items], facts.sender_policy
+        return [decided[item.send_as] for item in items], facts.sender_policy, revision
 
     async def send(
         self, request: SendRequest, items: Sequence[NotificationInput]
@@ -180,41 +211,38 @@ class SendService:
             # scheduled row is sent by the server (docs/scheduling.md).
             request = replace(request, relay_capable=False)
         try:
-            decisions, policy = await self.decide(request, items)
+            decisions, policy, revision = await self.decide(request, items)
         except ApiError:
             await self._unreserve(request, len(items))  # refused: nothing sent or counted
             raise
-        audits = [
-            request.audit(item.send_as, policy, "decided", decision.reason, decision)
-            for item, decision in zip(items, decisions, strict=True)
-        ]
-        # The one write before monday is called: the rows, their audit entries and the
-        # request's Idempotency-Key reservation, in one transaction. Rows the server sends
-        # are written already leased to this request and stamped `sending` with the monday
-        # request the inline attempt sends them in: no claim, no race with the background
-        # worker, no write of the attempt's own before its call.
         lease = self.dispatcher.lease_token()
-        rows = await self.store.insert(
-            account_id=request.account_id,
-            sender=request.user_id,
-            rows=[_new_row(item, d, now) for item, d in zip(items, decisions, strict=True)],
-            audits=audits,
-            idempotency_key=request.idempotency_key,
-            lease_owner=lease,
-            lease_seconds=max(self.lease_seconds, self.dispatcher.call_lease_seconds()),
-            plan=self.dispatcher.plan_requests,
-            reserve=pending_reservation(),
-        )
+        # Rows paced past the user's rate stay `queued` for later (`_shape`), so a paced send
+        # stamps none of its rows at the insert (they go the two-write way, as retries do).
+        stamp = pacing.paced == 0
+        # Taken once (it is handed out once): a retry after `RevisionMoved` reserves it too.
+        write = _Write(lease, now, stamp, pending_reservation())
+        try:
+            rows = await self._insert(request, items, decisions, policy, write, revision)
+        except RevisionMoved:
+            # The facts changed since they were cached (another instance, or a write racing
+            # this request): decide again on checked facts; nothing was written.
+            try:
+                decisions, policy, revision = await self.decide(request, items, checked=True)
+            except ApiError:
+                await self._unreserve(request, len(items))
+                raise
+            rows = await self._insert(request, items, decisions, policy, write, None)
+        if revision is not None:
+            self.facts.confirmed(request.account_id, revision)
         for decision in decisions:
             accepted_counts[(decision.sent_as, decision.transport)] += 1
         scheduled_counts[SEND_AT] += sum(
             r.delivery_status == DeliveryStatus.SCHEDULED for r in rows
         )
-        # Scheduled rows wait for the delivery worker, which releases them when due.
+        # Scheduled rows wait for the delivery worker, which releases them when due; rows
+        # due now are `queued`, or `sending` when the insert stamped their inline request.
         server_rows = [
-            row
-            for row in rows
-            if row.transport == "server" and row.delivery_status == DeliveryStatus.QUEUED
+            row for row in rows if row.transport == "server" and row.delivery_status in _INLINE
         ]
         if request.short_lived_token is not None:
             for row in rows:
@@ -232,6 +260,41 @@ class SendService:
         if missing:
             recorded.update((row.id, row) for row in await self.store.get_many(missing))
         return [recorded.get(row.id, row) for row in rows]
+
+    async def _insert(
+        self,
+        request: SendRequest,
+        items: Sequence[NotificationInput],
+        decisions: list[SenderDecision],
+        policy: str,
+        write: _Write,
+        revision: int | None,
+    ) -> list[Notification]:
+        """The one write before monday is called: the rows, their audit entries and the
+        request's Idempotency-Key reservation, in one transaction (and, for facts decided
+        from the cache, the check of their revision). Rows the server sends now are written
+        already leased to this request and, when the §12 gate lets them through at once,
+        stamped `sending` with the monday request the inline attempt sends them in: no
+        claim, no race with the background worker, no write of the attempt's own before
+        its call."""
+        lease, now = write.lease, write.now
+        audits = [
+            request.audit(item.send_as, policy, "decided", decision.reason, decision)
+            for item, decision in zip(items, decisions, strict=True)
+        ]
+        return await self.store.insert(
+            account_id=request.account_id,
+            sender=request.user_id,
+            rows=[_new_row(item, d, now) for item, d in zip(items, decisions, strict=True)],
+            audits=audits,
+            idempotency_key=request.idempotency_key,
+            lease_owner=lease,
+            lease_seconds=max(self.lease_seconds, self.dispatcher.call_lease_seconds()),
+            plan=self.dispatcher.plan_requests if write.stamp else None,
+            reserve=write.reserve,
+            clear=self.dispatcher.clear_due,
+            expect_revision=revision,
+        )
 
     # -- the per-user send limit (contract §11: it shapes, it does not drop) ---------------
     async def _reserve(self, request: SendRequest, count: int) -> Pacing:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.storage.readers import SQLiteReaders
-from server.storage.writer import SQLiteWriter, WriteFn
+from server.storage.writer import PooledWriter, SQLiteWriter, WriteFn
 
 T = TypeVar("T")
 
@@ -141,14 +141,28 @@ async def write(engine: AsyncEngine, fn: WriteFn[T]) -> T:
     """Run `fn(connection)` (synchronous SQL only) in one write transaction; its result.
 
     On SQLite with a file, `fn` goes to the dedicated writer connection and is committed
-    together with the writes that arrive meanwhile (server/storage/writer.py); elsewhere it
-    runs in `engine.begin()`.
+    together with the writes that arrive meanwhile (server/storage/writer.py); on PostgreSQL
+    it is group-committed too, over the pool (`PooledWriter`); elsewhere (in-memory SQLite)
+    it runs in `engine.begin()`.
     """
     if isinstance(engine, SQLiteEngine) and engine.writer is not None:
         engine.check_not_writing()
         return await engine.writer.submit(fn)
+    if engine.dialect.name == "postgresql":
+        return await _pooled_writer(engine).submit(fn)
     async with engine.begin() as connection:
         return await connection.run_sync(fn)
+
+
+# One group-committing writer per PostgreSQL engine (server/storage/writer.py PooledWriter).
+_POOLED: weakref.WeakKeyDictionary[AsyncEngine, PooledWriter] = weakref.WeakKeyDictionary()
+
+
+def _pooled_writer(engine: AsyncEngine) -> PooledWriter:
+    writer = _POOLED.get(engine)
+    if writer is None:
+        writer = _POOLED[engine] = PooledWriter(engine.begin)
+    return writer
 
 
 async def read(engine: AsyncEngine, fn: WriteFn[T]) -> T:

@@ -5,14 +5,19 @@
 
 - **SQLite**: a dedicated writer connection in its own thread. Each pending `fn` is a job;
   jobs that arrive while a commit is in flight are written together in the next transaction
-  (group commit), each inside its own SAVEPOINT so one job's error (an `IntegrityError` of an
-  idempotency key, say) rolls back only that job and is raised to its caller. The whole batch
+  (group commit). If one job raises (an `IntegrityError` of an idempotency key, say), that
+  transaction is rolled back and every job of it runs again alone, so the error reaches only
+  its own caller (`fn` runs SQL only, so running it again is safe). The whole batch
   is one call into the thread: the write lock is held for the SQL only, never across
   event-loop turns (with aiosqlite every statement, fetch and cursor close is a round trip to
   the driver's thread, and a writer holding the lock waited for the loop between each).
   The batch runs under the engine's in-process writer lock (`SQLiteEngine.write_lock`), so
   it takes turns with `engine.begin()` users: still one writer per process.
-- **PostgreSQL** (and an in-memory SQLite database, which a second connection cannot see):
+- **PostgreSQL**: `PooledWriter`, group commit over the pool: the jobs that arrive while a
+  group is being committed go into the next group's transaction (one `run_sync`, one
+  checkout, one BEGIN/COMMIT), two groups in flight at most; a failing job rolls its group
+  back and each of that group's jobs runs again alone.
+- An in-memory SQLite database (which a second connection cannot see):
   `engine.begin()` + `run_sync(fn)`, one transaction per call.
 
 `fn` must only run SQL: no network, no waiting, no `await` (it is synchronous), and it must not
@@ -180,31 +185,46 @@ class SQLiteWriter:
             raise
 
     def _run_batch(self, jobs: list[_Job]) -> None:
+        """All `jobs` in one transaction; if one of them fails, that transaction is rolled
+        back and each job runs again alone (its own transaction), so one job's error still
+        touches only that job. Errors are rare (a taken Idempotency-Key, a moved revision),
+        so this costs less than a SAVEPOINT and its RELEASE around every job."""
+        if len(jobs) > 1:
+            failed = False
+            try:
+                with self._conn().begin() as transaction:
+                    for job in jobs:
+                        try:
+                            job.result = job.fn(self._conn())
+                        except Exception:
+                            failed = True
+                            transaction.rollback()
+                            break
+            except BaseException:
+                self._close()  # COMMIT (or ROLLBACK) itself failed: start over next time
+                raise
+            if not failed:
+                return
+            for job in jobs:
+                job.result = None
+        for job in jobs:
+            self._run_alone(job)
+
+    def _run_alone(self, job: _Job) -> None:
         connection = self._conn()
         try:
             with connection.begin():
-                if len(jobs) == 1:
-                    # Alone: no savepoint; its error rolls back the transaction.
-                    try:
-                        jobs[0].result = jobs[0].fn(connection)
-                    except Exception as error:
-                        jobs[0].error = error
-                        raise _RolledBack from error
-                    return
-                for job in jobs:
-                    savepoint = connection.begin_nested()
-                    try:
-                        job.result = job.fn(connection)
-                    except Exception as error:
-                        savepoint.rollback()
-                        job.error = error
-                    else:
-                        savepoint.commit()
+                try:
+                    job.result = job.fn(connection)
+                except Exception as error:
+                    # Its error rolls back the transaction; the connection is fine.
+                    job.error = error
+                    raise _RolledBack from error
         except _RolledBack:
             return
         except BaseException:
-            # The transaction is gone (a single job failed, or COMMIT did): the connection
-            # may be in any state, so start over with a fresh one next time.
+            # The transaction is gone (COMMIT failed): the connection may be in any
+            # state, so start over with a fresh one next time.
             self._close()
             raise
 
@@ -238,3 +258,93 @@ class SQLiteWriter:
         if self._read_engine is not None:
             self._read_engine.dispose()
             self._read_engine = None
+
+
+class _BatchFailed(Exception):
+    """A job of a group failed: roll the group's transaction back, run each job alone."""
+
+
+class PooledWriter:
+    """Group commit over a connection pool (PostgreSQL): the `write()` jobs that arrive
+    while a group is being committed go into the next group's transaction together, run
+    by one `run_sync` call (one checkout, one BEGIN/COMMIT and no per-job round trips of
+    their own). As on SQLite, a failing job rolls its group back and every job of that
+    group runs again alone, so an error reaches only its own caller. Up to `lanes` groups
+    are in flight at once (the pool has more connections than one writer would use).
+    """
+
+    def __init__(self, begin: Callable[[], Any], *, lanes: int = 2) -> None:
+        self._begin = begin  # engine.begin: an async context manager of an AsyncConnection
+        self._lanes = lanes
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PoolState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def submit(self, fn: WriteFn[T]) -> T:
+        loop = asyncio.get_running_loop()
+        state = self._states.setdefault(loop, _PoolState())
+        job = _Job(fn, loop.create_future())
+        state.queue.append(job)
+        if state.running < self._lanes:
+            state.running += 1
+            state.tasks.add(loop.create_task(self._drain(state)))
+        result: T = await job.future
+        return result
+
+    async def _drain(self, state: _PoolState) -> None:
+        try:
+            while state.queue:
+                jobs, state.queue = state.queue[:MAX_BATCH], state.queue[MAX_BATCH:]
+                try:
+                    await self._run_group(jobs)
+                except Exception as error:
+                    for job in jobs:
+                        job.error = job.error or error
+                for job in jobs:
+                    if job.future.done():
+                        continue
+                    if job.error is not None:
+                        job.future.set_exception(job.error)
+                    else:
+                        job.future.set_result(job.result)
+        except asyncio.CancelledError:
+            for job in state.queue:
+                job.future.cancel()
+            state.queue = []
+            raise
+        finally:
+            state.running -= 1
+            task = asyncio.current_task()
+            if task is not None:
+                state.tasks.discard(task)
+
+    async def _run_group(self, jobs: list[_Job]) -> None:
+        if len(jobs) > 1:
+            try:
+                async with self._begin() as connection:
+                    await connection.run_sync(_run_all, jobs)
+                return
+            except _BatchFailed:
+                for job in jobs:
+                    job.result = None
+        for job in jobs:
+            try:
+                async with self._begin() as connection:
+                    job.result = await connection.run_sync(job.fn)
+            except Exception as error:
+                job.error = error
+
+
+@dataclass
+class _PoolState:
+    queue: list[_Job] = field(default_factory=list)
+    running: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def _run_all(connection: Connection, jobs: list[_Job]) -> None:
+    for job in jobs:
+        try:
+            job.result = job.fn(connection)
+        except Exception as error:
+            raise _BatchFailed from error

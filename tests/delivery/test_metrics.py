@@ -125,7 +125,9 @@ async def test_worker_log_lines_carry_the_account_id(
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    worker_lines = [line for line in lines if "sent=1" in line["msg"] and "request_id" not in line]
+    worker_lines = [
+        line for line in lines if line.get("statuses") == {"sent": 1} and "request_id" not in line
+    ]
     assert worker_lines, lines
     assert all(line["account_id"] == ACCOUNT for line in worker_lines)
     refused = [line for line in lines if "retry=1" in line["msg"]]

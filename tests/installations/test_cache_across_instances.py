@@ -121,3 +121,47 @@ async def test_a_key_replaced_through_b_is_the_one_a_sends_with(
     ][-1:]
     assert last.authorization == fresh
     assert key_uses(fake_monday) == 1
+
+
+async def test_a_key_connected_through_b_after_a_refused_is_used_by_a(
+    pair: tuple[Client, Client], fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """A decides from its cache without a read, but never refuses on it: the key B connected
+    since A's refusal (A cached "no key") is found and used."""
+    a, b = pair
+    assert (await post_event(a, event("install"))).status == 200
+    refused = await send(a, mint)
+    assert refused.status == 409, await refused.text()
+    assert (await refused.json())["errors"][0]["extensions"]["code"] == "NO_CREDENTIAL"
+
+    put = await b.put("/installation/api-key", json={"api_key": KEY}, headers=auth(mint()))
+    assert put.status == 200, await put.text()
+
+    again = await send(a, mint)
+    assert again.status == 200, await again.text()
+    assert (await again.json())["data"]["delivery_status"] == "sent"
+    assert key_uses(fake_monday) == 1
+
+
+async def test_a_keyed_send_decided_again_after_b_changed_the_account_still_reserves_its_key(
+    pair: tuple[Client, Client], fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """A's first insert finds the revision moved (B replaced the key) and writes nothing; the
+    insert made after the new decision must still reserve the request's Idempotency-Key, so
+    the same request again is answered from it, not sent twice."""
+    a, b = pair
+    await cached_by_a(pair, fake_monday, mint)
+    fresh = "a-second-key-of-the-installer"
+    fake_monday.fake.add_token(fresh, INSTALLER, "1001", "personal")
+    put = await b.put("/installation/api-key", json={"api_key": fresh}, headers=auth(mint()))
+    assert put.status == 200, await put.text()
+
+    headers = {**auth(mint(user=MEMBER)), "Idempotency-Key": "after-the-change"}
+    body = notification(send_as="installer")
+    first = await a.post("/notifications", json=body, headers=headers)
+    assert first.status == 200, await first.text()
+    again = await a.post("/notifications", json=body, headers=headers)
+    assert again.status == 200, await again.text()
+    assert (await again.json())["data"]["id"] == (await first.json())["data"]["id"]
+    sent = [r for r in fake_monday.fake.requests_to("/v2") if r.authorization == fresh]
+    assert len([r for r in sent if "create_notification" in str(r.body)]) == 1

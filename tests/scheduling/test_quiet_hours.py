@@ -144,3 +144,38 @@ def test_an_end_inside_the_spring_forward_gap_is_the_end_of_the_gap() -> None:
     end = quiet_until(quiet, datetime(2027, 11, 7, 5, 30, tzinfo=UTC), new_york)  # 01:30 EDT
     assert end is not None and end.astimezone(new_york).hour == 2
     assert quiet_until(quiet, datetime(2027, 3, 14, 12, 0, tzinfo=UTC), new_york) is None
+
+
+async def test_once_the_zone_is_known_the_insert_decides_the_same_way(
+    tmp_path: Path, database_url: str, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """The second send to a recipient finds their zone in memory, so the insert itself
+    decides (server/delivery/gate.py `clear_due`): it must hold and let through exactly as
+    the gate does when it asks monday."""
+    fake = fake_monday.fake
+    now = MovingClock(datetime(2026, 12, 1, 13, 30, tzinfo=UTC))  # Tokyo 22:30, NY 08:30
+    with clock.frozen(now):
+        async with server(tmp_path, database_url, fake_monday) as client:
+            fake.set_time_zone(MEMBER, "Asia/Tokyo")
+            fake.set_time_zone(INSTALLER, "America/New_York")
+            await _settings(client, mint, {"quiet_hours": NIGHT})
+            for round_ in ("first", "second"):
+                tokyo = await _send(client, mint, message=f"tokyo {round_}", recipient=MEMBER)
+                assert tokyo["delivery_status"] == "scheduled", round_
+                assert tokyo["next_attempt_at"] == "2026-12-01T22:00:00.000000Z"
+                new_york = await _send(client, mint, message=f"ny {round_}", recipient=INSTALLER)
+                assert new_york["delivery_status"] == "sent", round_
+            # Quiet hours begin in New York (22:00 there is 03:00 UTC): the known zone holds it.
+            now.now = datetime(2026, 12, 2, 3, 30, tzinfo=UTC)
+            held = await _send(client, mint, message="ny night", recipient=INSTALLER)
+            assert held["delivery_status"] == "scheduled"
+            assert held["next_attempt_at"] == "2026-12-02T12:00:00.000000Z"  # 07:00 in NY
+            urgent = await _send(
+                client, mint, message="ny urgent", recipient=INSTALLER, urgent=True
+            )
+            assert urgent["delivery_status"] == "sent"
+            assert sorted(n.text for n in fake.bell(INSTALLER)) == [
+                "ny first",
+                "ny second",
+                "ny urgent",
+            ]

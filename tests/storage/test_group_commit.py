@@ -1,6 +1,5 @@
-"""`db.write`: one function per write transaction, group-committed on SQLite
-(server/storage/writer.py). Runs against SQLite (the writer thread) and PostgreSQL
-(`engine.begin()` + `run_sync`)."""
+"""`db.write`: one function per write transaction, group-committed (server/storage/writer.py).
+Runs against SQLite (the writer thread) and PostgreSQL (`PooledWriter` over the pool)."""
 
 from __future__ import annotations
 

@@ -21,19 +21,21 @@ from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     AuditEntry,
     DeliveryStatus,
+    DueFilter,
     KeyReservation,
     KeyTaken,
     LedgerStatus,
     NewNotification,
     Notification,
     RequestPlanner,
+    RevisionMoved,
     Visibility,
     transition,
 )
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
-from server.storage.notifications.stamp import stamp_planned
+from server.storage.notifications.stamp import account_facts, stamp_planned
 from server.storage.notifications.visibility import visibility_condition as visibility_condition
 from server.storage.tables import idempotency_keys, notifications, sender_audit
 
@@ -120,6 +122,8 @@ class SqlNotificationRows:
         lease_seconds: float = 60,
         plan: RequestPlanner | None = None,
         reserve: KeyReservation | None = None,
+        clear: DueFilter | None = None,
+        expect_revision: int | None = None,
     ) -> list[Notification]:
         """Write `rows` and one audit entry each (`audits[i]` for `rows[i]`), in one
         transaction; the rows as stored, in order.
@@ -129,6 +133,11 @@ class SqlNotificationRows:
         With `plan` too, those rows are moved to `sending` in the same transaction, each
         stamped with the monday request `plan` says the inline attempt sends them in (its
         rows and Idempotency-Key, contract §11): the attempt needs no write of its own.
+        With `clear` too, only the rows it lets through (given the §12 gate's facts, read
+        here) are stamped; the others stay `queued` and leased (storage/notifications/stamp.py).
+        With `expect_revision`, the account's installation `revision` is read first in the
+        same transaction: `RevisionMoved` (nothing written) unless it is that one (the send
+        was decided on cached facts; installations/facts.py).
         With `reserve`, the request's `Idempotency-Key` row is inserted first, in the same
         transaction: `KeyTaken` (nothing written) if another request holds it.
         """
@@ -136,6 +145,15 @@ class SqlNotificationRows:
         lease_expires_at = now + timedelta(seconds=lease_seconds)
 
         def run(connection: Connection) -> list[Notification]:
+            # One read of the account's row: the revision to confirm and the §12 settings.
+            gated = plan is not None and clear is not None and lease_owner is not None
+            account = None
+            if expect_revision is not None or gated:
+                account = account_facts(connection, account_id)
+            if expect_revision is not None:
+                assert account is not None
+                if account.revision != expect_revision:
+                    raise RevisionMoved(account_id)
             if reserve is not None:
                 # First, so a taken key fails before any row is written; the caller's
                 # transaction (or the writer's savepoint for this job) is rolled back.
@@ -184,7 +202,14 @@ class SqlNotificationRows:
                 connection.execute(_INSERT_AUDIT, _audit_values(audit, notification.id))
                 stored.append(notification)
             if plan is not None and lease_owner is not None:
-                stored = stamp_planned(connection, stored, plan, lease_owner, now)
+                stored = stamp_planned(
+                    connection,
+                    stored,
+                    plan,
+                    lease_owner,
+                    now,
+                    (clear, account) if clear is not None and account is not None else None,
+                )
             return stored
 
         stored = await write(self.engine, run)

@@ -28,6 +28,7 @@ from server.notifications.model import (
     sources,
 )
 from server.storage.notifications.rows import visibility_condition
+from server.storage.notifications.stamp import mute_key
 from server.storage.tables import installations, mutes, notifications
 
 t = notifications.c
@@ -54,10 +55,6 @@ class Mute:
     @property
     def target_key(self) -> str:
         return mute_key(self.collection, self.item)
-
-
-def mute_key(collection: str | None, item: str | None) -> str:
-    return "" if collection is None or item is None else f"{collection}:{item}"
 
 
 @dataclass(frozen=True, slots=True)
