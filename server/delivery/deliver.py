@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from server.clock import utcnow
+from server.delivery.call_log import call_outcome, log_batch
 from server.delivery.digest import units
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
 from server.delivery.resend import (
@@ -240,7 +241,7 @@ class Deliverer:
             outcomes = await self.monday.send_notifications(
                 token, requests_for(rows), idempotency_key=key
             )
-            monday_latency.labels(_call_outcome(outcomes)).observe(time.perf_counter() - started)
+            monday_latency.labels(call_outcome(outcomes)).observe(time.perf_counter() - started)
         finally:
             rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
             self.governor.report(permit, outcomes, rate_limit)
@@ -249,7 +250,7 @@ class Deliverer:
         by_row = outcomes_by_row(rows, outcomes)
         finishes = [self._finish(row, by_row[row.id], window_end) for row in rows]
         recorded = await self._record(rows, finishes)
-        _log_batch(sent_as, owner, outcomes)
+        log_batch(sent_as, owner, outcomes)
         return recorded
 
     async def _stamp_request(self, rows: list[Notification]) -> tuple[list[Notification], str]:
@@ -378,31 +379,4 @@ def _no_credential(owner: str) -> str:
     return (
         "The credential chosen for this notification is no longer connected: "
         "reconnect it in Settings."
-    )
-
-
-def _call_outcome(outcomes: Sequence[SendOutcome]) -> str:
-    """One word for a call: `sent` if anything went through, else the first status."""
-    statuses = {outcome.status for outcome in outcomes}
-    if "sent" in statuses:
-        return "sent"
-    return next(iter(sorted(statuses)), "none")
-
-
-def _log_batch(sent_as: str, owner: str, outcomes: Sequence[SendOutcome]) -> None:
-    counts: Counter[str] = Counter(outcome.status for outcome in outcomes)
-    fields = {"sent_as": sent_as, "credential_owner": owner, "statuses": dict(counts)}
-    if set(counts) <= {"sent"}:
-        # The common line of every send: no `:` or `=` in it, so the formatter's redaction
-        # has nothing to look for (server/logs.py), and the counts go as fields only.
-        log.info(
-            "monday answered %d notification(s), all sent", len(outcomes), extra={"fields": fields}
-        )
-        return
-    codes = sorted({outcome.code for outcome in outcomes if outcome.code})
-    log.warning(
-        "monday answered %d notification(s): %s",
-        len(outcomes),
-        ", ".join(f"{status}={count}" for status, count in sorted(counts.items())),
-        extra={"fields": {**fields, "codes": codes}},
     )

@@ -112,7 +112,7 @@ async def test_worker_log_lines_carry_the_account_id(
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(RedactingJsonFormatter())
-    logger = logging.getLogger("server.delivery.deliver")
+    logger = logging.getLogger("server.delivery")
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

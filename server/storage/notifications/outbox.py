@@ -11,7 +11,6 @@ Every status guard comes from the transition table in `notifications/model.py`.
 
 from __future__ import annotations
 
-import random
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from server.notifications.model import (
 from server.storage.db import write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.fairness import fair_candidates
+from server.storage.notifications.finish import FINISH, attempt_error, finish_values
 from server.storage.notifications.resend import (
     ResendStatements,
     resend_due,
@@ -59,64 +59,6 @@ def _lease_free(now: datetime) -> Any:
 
 def _from(target: DeliveryStatus) -> list[str]:
     return sorted(s.value for s in sources(target))
-
-
-def _finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
-    status = outcome.delivery_status
-    values: dict[str, Any] = {
-        "delivery_status": status.value,
-        "last_error": outcome.error,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "next_attempt_at": None,
-    }
-    if status == DeliveryStatus.SENT:
-        values.update(sent_at=now, monday_id=outcome.monday_id)
-    if status == DeliveryStatus.UNKNOWN and outcome.next_attempt_at is not None:
-        # Retried with the same request and Idempotency-Key then (contract §11).
-        values["next_attempt_at"] = outcome.next_attempt_at
-    elif status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
-        values["next_attempt_at"] = outcome.next_attempt_at
-    elif status == DeliveryStatus.RETRY_SCHEDULED:
-        delay = max(outcome.retry_after or 1.0, 0.05)
-        # Jitter spreads retries of many rows that were told the same wait.
-        jitter = random.uniform(1.0, 1.2)  # noqa: S311
-        values["next_attempt_at"] = now + timedelta(seconds=delay * jitter)
-    return values
-
-
-def _attempt_error(outcome: Finish, now: datetime) -> str | None:
-    if outcome.delivery_status == DeliveryStatus.SENT:
-        return None
-    return attempt_error_entry(outcome.error, now)
-
-
-# One outcome, as one prebuilt statement: building an UPDATE ... RETURNING per row cost more
-# than running it. Only a `sent` outcome sets `sent_at` and `monday_id` (else kept as they are).
-_FINISH = (
-    update(notifications)
-    .where(
-        t.id == bindparam("f_id"),
-        t.lease_owner == bindparam("f_owner"),
-        t.delivery_status.in_(bindparam("f_from", expanding=True)),
-    )
-    .values(
-        delivery_status=bindparam("f_delivery_status"),
-        last_error=bindparam("f_last_error"),
-        # Only an attempt made (the row was `sending`) adds to the list (attempt_errors.py).
-        attempt_errors=with_attempt_error(
-            bindparam("f_attempt_error", type_=String),
-            t.attempts,
-            when=t.delivery_status == DeliveryStatus.SENDING.value,
-        ),
-        lease_owner=bindparam("f_lease_owner"),
-        lease_expires_at=bindparam("f_lease_expires_at"),
-        next_attempt_at=bindparam("f_next_attempt_at"),
-        sent_at=func.coalesce(bindparam("f_sent_at", type_=t.sent_at.type), t.sent_at),
-        monday_id=func.coalesce(bindparam("f_monday_id", type_=t.monday_id.type), t.monday_id),
-    )
-    .returning(*notifications.c)
-)
 
 
 class SqlOutbox(ResendStatements):
@@ -275,8 +217,8 @@ class SqlOutbox(ResendStatements):
                 "f_from": _from(outcome.delivery_status),
                 "f_sent_at": None,
                 "f_monday_id": None,
-                "f_attempt_error": _attempt_error(outcome, now),
-                **{f"f_{name}": value for name, value in _finish_values(outcome, now).items()},
+                "f_attempt_error": attempt_error(outcome, now),
+                **{f"f_{name}": value for name, value in finish_values(outcome, now).items()},
             }
             for outcome in outcomes
         ]
@@ -284,7 +226,7 @@ class SqlOutbox(ResendStatements):
         def run(connection: Connection) -> list[Notification]:
             stored: list[Notification] = []
             for values in parameters:
-                row = connection.execute(_FINISH, values).mappings().first()
+                row = connection.execute(FINISH, values).mappings().first()
                 if row is not None:
                     stored.append(Notification.from_row(row))
             return stored

@@ -1,0 +1,74 @@
+"""How one delivery outcome is written to its row: the values of a `Finish` and the one
+prebuilt UPDATE that records it (used by outbox.py's `finish`/`finish_many`)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, bindparam, func, update
+
+from server.notifications.model import DeliveryStatus, Finish
+from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
+from server.storage.tables import notifications
+
+t = notifications.c
+
+
+def finish_values(outcome: Finish, now: datetime) -> dict[str, Any]:
+    status = outcome.delivery_status
+    values: dict[str, Any] = {
+        "delivery_status": status.value,
+        "last_error": outcome.error,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "next_attempt_at": None,
+    }
+    if status == DeliveryStatus.SENT:
+        values.update(sent_at=now, monday_id=outcome.monday_id)
+    if status == DeliveryStatus.UNKNOWN and outcome.next_attempt_at is not None:
+        # Retried with the same request and Idempotency-Key then (contract §11).
+        values["next_attempt_at"] = outcome.next_attempt_at
+    elif status == DeliveryStatus.RETRY_SCHEDULED and outcome.next_attempt_at is not None:
+        values["next_attempt_at"] = outcome.next_attempt_at
+    elif status == DeliveryStatus.RETRY_SCHEDULED:
+        delay = max(outcome.retry_after or 1.0, 0.05)
+        # Jitter spreads retries of many rows that were told the same wait.
+        jitter = random.uniform(1.0, 1.2)  # noqa: S311
+        values["next_attempt_at"] = now + timedelta(seconds=delay * jitter)
+    return values
+
+
+def attempt_error(outcome: Finish, now: datetime) -> str | None:
+    if outcome.delivery_status == DeliveryStatus.SENT:
+        return None
+    return attempt_error_entry(outcome.error, now)
+
+
+# One outcome, as one prebuilt statement: building an UPDATE ... RETURNING per row cost more
+# than running it. Only a `sent` outcome sets `sent_at` and `monday_id` (else kept as they are).
+FINISH = (
+    update(notifications)
+    .where(
+        t.id == bindparam("f_id"),
+        t.lease_owner == bindparam("f_owner"),
+        t.delivery_status.in_(bindparam("f_from", expanding=True)),
+    )
+    .values(
+        delivery_status=bindparam("f_delivery_status"),
+        last_error=bindparam("f_last_error"),
+        # Only an attempt made (the row was `sending`) adds to the list (attempt_errors.py).
+        attempt_errors=with_attempt_error(
+            bindparam("f_attempt_error", type_=String),
+            t.attempts,
+            when=t.delivery_status == DeliveryStatus.SENDING.value,
+        ),
+        lease_owner=bindparam("f_lease_owner"),
+        lease_expires_at=bindparam("f_lease_expires_at"),
+        next_attempt_at=bindparam("f_next_attempt_at"),
+        sent_at=func.coalesce(bindparam("f_sent_at", type_=t.sent_at.type), t.sent_at),
+        monday_id=func.coalesce(bindparam("f_monday_id", type_=t.monday_id.type), t.monday_id),
+    )
+    .returning(*notifications.c)
+)
