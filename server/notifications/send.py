@@ -46,8 +46,9 @@ from server.sender import (
     decide_sender,
 )
 
-AUTOMATION = "automation"
-_INLINE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)  # the surface of `POST /monday/actions/*`
+AUTOMATION = "automation"  # the surface of `POST /monday/actions/*`
+# A due row the send attempts at once: `queued`, or `sending` when the insert stamped it.
+_INLINE = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
 # Rows accepted into the ledger, by (sent_as, transport); read by /metrics.
 accepted_counts: Counter[tuple[str, str]] = Counter()
