@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -31,15 +31,31 @@ from server.notifications.model import (
     transition,
 )
 from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
+from server.storage.prepared import Prepared
 from server.storage.tables import idempotency_keys, notifications, sender_audit
 
 # Built once: values are bound parameters (building statements per send cost more than
 # running them, on the writer thread, holding the GIL).
-_INSERT_ROWS = insert(notifications)
-_INSERT_AUDIT = insert(sender_audit)
+# The rows' INSERT, one per set of columns given (prepared on first use).
+_INSERT_ROWS: dict[tuple[str, ...], Prepared] = {}
+_AUDIT_KEYS = (
+    "at",
+    "account_id",
+    "user_id",
+    "surface",
+    "send_as_hint",
+    "policy",
+    "outcome",
+    "sent_as",
+    "transport",
+    "credential_owner",
+    "reason",
+    "notification_id",
+)
+_INSERT_AUDIT = Prepared(insert(sender_audit), _AUDIT_KEYS)
 _INSERT_KEY = insert(idempotency_keys)
 # SQLite gives an `INTEGER PRIMARY KEY` row max(rowid) + 1: the same ids it would pick itself.
-_MAX_ID = text("SELECT coalesce(max(id), 0) FROM notifications")
+_MAX_ID = Prepared(select(func.coalesce(func.max(notifications.c.id), 0).label("last")))
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('notifications', 'id')) FROM generate_series(1, :n)"
 )
@@ -89,7 +105,7 @@ def reserve_ids(connection: Connection, count: int) -> list[int]:
     """`count` ids for new rows, ascending, inside the caller's write transaction."""
     if connection.dialect.name == "postgresql":
         return sorted(int(v) for (v,) in connection.execute(_NEXT_IDS, {"n": count}))
-    first = int(connection.execute(_MAX_ID).scalar_one()) + 1
+    first = int(next(iter(_MAX_ID.rows(connection)))["last"]) + 1
     return list(range(first, first + count))
 
 
@@ -170,10 +186,13 @@ def insert_rows(
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for value in values:
         groups.setdefault(tuple(value), []).append(value)
-    for group in groups.values():
-        connection.execute(_INSERT_ROWS, group)
-    connection.execute(
-        _INSERT_AUDIT,
+    for keys, group in groups.items():
+        prepared = _INSERT_ROWS.get(keys)
+        if prepared is None:
+            prepared = _INSERT_ROWS[keys] = Prepared(insert(notifications), keys)
+        prepared.run_many(connection, group)
+    _INSERT_AUDIT.run_many(
+        connection,
         [audit_values(audit, row_id) for row_id, audit in zip(ids, audits, strict=True)],
     )
     return [Notification.from_row({**_UNSET, **value}) for value in values]

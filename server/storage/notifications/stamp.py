@@ -19,6 +19,7 @@ from server.notifications.model import (
     DueFacts,
     Notification,
 )
+from server.storage.prepared import Prepared
 from server.storage.tables import installations, mutes
 
 m = mutes.c
@@ -32,13 +33,15 @@ def mute_key(collection: str | None, item: str | None) -> str:
 
 # Built once with bound parameters: building and caching these per send cost more than
 # running them (the writer thread holds the GIL meanwhile).
-_ACCOUNT = select(
-    i.revision,
-    i.quiet_hours_start,
-    i.quiet_hours_end,
-    i.digest_window_seconds,
-    exists().where(m.account_id == i.account_id).label("has_mutes"),
-).where(i.account_id == bindparam("a_account"))
+_ACCOUNT = Prepared(
+    select(
+        i.revision,
+        i.quiet_hours_start,
+        i.quiet_hours_end,
+        i.digest_window_seconds,
+        exists().where(m.account_id == i.account_id).label("has_mutes"),
+    ).where(i.account_id == bindparam("a_account"))
+)
 _MUTED = select(m.user_id, m.target_key).where(
     m.account_id == bindparam("d_account"), m.user_id.in_(bindparam("d_users", expanding=True))
 )
@@ -56,11 +59,12 @@ class AccountFacts:
 
 
 def account_facts(connection: Connection, account_id: str) -> AccountFacts:
-    row = connection.execute(_ACCOUNT, {"a_account": account_id}).first()
+    row = next(iter(_ACCOUNT.rows(connection, {"a_account": account_id})), None)
     if row is None:
         # No installation row (development before a claim): look the mutes up anyway.
         return AccountFacts(None, None, False, True)
-    revision, start, end, window, has_mutes = row
+    revision, start, end = row["revision"], row["quiet_hours_start"], row["quiet_hours_end"]
+    window, has_mutes = row["digest_window_seconds"], row["has_mutes"]
     quiet = (str(start), str(end)) if start and end else None
     return AccountFacts(int(revision), quiet, int(window or 0) > 0, bool(has_mutes))
 
