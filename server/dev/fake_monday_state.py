@@ -195,6 +195,12 @@ class FakeMonday:
         self.minute_budget = None
         self.in_flight = 0
 
+    def new_windows(self) -> None:
+        """Start every account's minute and complexity windows afresh (the benchmarks give
+        each target its own window: monday's 5,000 calls a minute are per account)."""
+        self._windows.clear()
+        self._complexity_used.clear()
+
     # -- used while serving ---------------------------------------------------------------
     def lookup(self, token: str | None) -> FakeToken | None:
         if not token:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import secrets
+import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -15,13 +16,21 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY_BYTES = 1024 * 1024
+# Request ids correlate log lines; they grant nothing, so they need not be unpredictable: a
+# random prefix per process (instances differ) and a counter, not a getrandom() per request.
+_ID_PREFIX = os.urandom(4).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Give every request an id (echoed as `X-Request-Id`) for logs and support."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else secrets.token_hex(8)
+    request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else new_request_id()
     request_id_var.set(request_id)
     account_id_var.set(None)
     response = await handler(request)

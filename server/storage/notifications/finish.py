@@ -4,13 +4,15 @@ prebuilt UPDATE that records it (used by outbox.py's `finish`/`finish_many`)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, update
+from sqlalchemy import ColumnElement, String, bindparam, func, literal_column, update
 
 from server.notifications.model import DeliveryStatus, Finish
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
+from server.storage.prepared import Prepared
 from server.storage.tables import notifications
 
 t = notifications.c
@@ -46,29 +48,46 @@ def attempt_error(outcome: Finish, now: datetime) -> str | None:
     return attempt_error_entry(outcome.error, now)
 
 
-# One outcome, as one prebuilt statement: building an UPDATE ... RETURNING per row cost more
-# than running it. Only a `sent` outcome sets `sent_at` and `monday_id` (else kept as they are).
-FINISH = (
-    update(notifications)
-    .where(
-        t.id == bindparam("f_id"),
-        t.lease_owner == bindparam("f_owner"),
-        t.delivery_status.in_(bindparam("f_from", expanding=True)),
-    )
-    .values(
-        delivery_status=bindparam("f_delivery_status"),
-        last_error=bindparam("f_last_error"),
-        # Only an attempt made (the row was `sending`) adds to the list (attempt_errors.py).
-        attempt_errors=with_attempt_error(
-            bindparam("f_attempt_error", type_=String),
-            t.attempts,
-            when=t.delivery_status == DeliveryStatus.SENDING.value,
-        ),
-        lease_owner=bindparam("f_lease_owner"),
-        lease_expires_at=bindparam("f_lease_expires_at"),
-        next_attempt_at=bindparam("f_next_attempt_at"),
-        sent_at=func.coalesce(bindparam("f_sent_at", type_=t.sent_at.type), t.sent_at),
-        monday_id=func.coalesce(bindparam("f_monday_id", type_=t.monday_id.type), t.monday_id),
-    )
-    .returning(*notifications.c)
-)
+# One outcome, as one statement prepared once per set of statuses the row may move from
+# (`Prepared`: compiled once, run at the driver on SQLite): building an UPDATE ... RETURNING
+# per row cost more than running it. The statuses are the transition table's constants,
+# written into the SQL (an expanding IN parameter would be rendered again on every call).
+# Only a `sent` outcome sets `sent_at` and `monday_id` (else kept as they are).
+_FINISH: dict[tuple[str, ...], Prepared] = {}
+
+
+def finish_statement(sources: Sequence[str]) -> Prepared:
+    key = tuple(sources)
+    found = _FINISH.get(key)
+    if found is None:
+        statuses: list[ColumnElement[Any]] = [
+            literal_column(f"'{DeliveryStatus(s).value}'") for s in key
+        ]
+        statement = (
+            update(notifications)
+            .where(
+                t.id == bindparam("f_id"),
+                t.lease_owner == bindparam("f_owner"),
+                t.delivery_status.in_(statuses),
+            )
+            .values(
+                delivery_status=bindparam("f_delivery_status"),
+                last_error=bindparam("f_last_error", type_=t.last_error.type),
+                # Only an attempt made (the row was `sending`) adds to the list.
+                attempt_errors=with_attempt_error(
+                    bindparam("f_attempt_error", type_=String),
+                    t.attempts,
+                    when=t.delivery_status == DeliveryStatus.SENDING.value,
+                ),
+                lease_owner=bindparam("f_lease_owner"),
+                lease_expires_at=bindparam("f_lease_expires_at", type_=t.lease_expires_at.type),
+                next_attempt_at=bindparam("f_next_attempt_at", type_=t.next_attempt_at.type),
+                sent_at=func.coalesce(bindparam("f_sent_at", type_=t.sent_at.type), t.sent_at),
+                monday_id=func.coalesce(
+                    bindparam("f_monday_id", type_=t.monday_id.type), t.monday_id
+                ),
+            )
+            .returning(*notifications.c)
+        )
+        found = _FINISH[key] = Prepared(statement)
+    return found

@@ -35,7 +35,7 @@ from server.notifications.model import (
 from server.storage.db import write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.fairness import fair_candidates
-from server.storage.notifications.finish import FINISH, attempt_error, finish_values
+from server.storage.notifications.finish import attempt_error, finish_statement, finish_values
 from server.storage.notifications.resend import (
     ResendStatements,
     resend_due,
@@ -226,8 +226,8 @@ class SqlOutbox(ResendStatements):
         def run(connection: Connection) -> list[Notification]:
             stored: list[Notification] = []
             for values in parameters:
-                row = connection.execute(FINISH, values).mappings().first()
-                if row is not None:
+                statement = finish_statement(values["f_from"])
+                for row in statement.rows(connection, values):
                     stored.append(Notification.from_row(row))
             return stored
 

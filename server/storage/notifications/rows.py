@@ -8,12 +8,11 @@ the ledger service's rule, handed in as a `Visibility`; this module only turns i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, String, and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.clock import utcnow
@@ -23,41 +22,21 @@ from server.notifications.model import (
     DeliveryStatus,
     DueFilter,
     KeyReservation,
-    KeyTaken,
     LedgerStatus,
     NewNotification,
     Notification,
     RequestPlanner,
-    RevisionMoved,
     Visibility,
     transition,
 )
 from server.notifications.query import Query, order_by
 from server.storage.db import read, write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
-from server.storage.notifications.stamp import account_facts, stamp_planned
+from server.storage.notifications.insert import audit_values, insert_rows
 from server.storage.notifications.visibility import visibility_condition as visibility_condition
-from server.storage.tables import idempotency_keys, notifications, sender_audit
+from server.storage.tables import notifications, sender_audit
 
 t = notifications.c
-
-
-def _audit_values(entry: AuditEntry, notification_id: int | None) -> dict[str, Any]:
-    decision = entry.decision
-    return {
-        "at": utcnow(),
-        "account_id": entry.account_id,
-        "user_id": entry.user_id,
-        "surface": entry.surface,
-        "send_as_hint": entry.send_as_hint,
-        "policy": entry.policy,
-        "outcome": entry.outcome,
-        "sent_as": decision.sent_as if decision else None,
-        "transport": decision.transport if decision else None,
-        "credential_owner": decision.credential_owner if decision else None,
-        "reason": entry.reason,
-        "notification_id": notification_id,
-    }
 
 
 def _matching_ids(visibility: Visibility, query: Query) -> Select[Any]:
@@ -71,20 +50,6 @@ def _matching_ids(visibility: Visibility, query: Query) -> Select[Any]:
     if offset:
         stmt = stmt.offset(offset)
     return stmt
-
-
-def _first_due(status: DeliveryStatus, row: NewNotification, now: datetime) -> datetime | None:
-    """When the outbox may first take the row: now, at `send_at` when scheduled, or never
-    (a seamless row is the view's to send)."""
-    if status == DeliveryStatus.SCHEDULED:
-        return row.send_at
-    return now if status == DeliveryStatus.QUEUED else None
-
-
-# Built once: constructing the statements (RETURNING all columns) per row cost more than
-# running them; the values are bound parameters.
-_INSERT_ROW = insert(notifications).returning(*notifications.c)
-_INSERT_AUDIT = insert(sender_audit)
 
 
 class _NotAll(Exception):
@@ -145,72 +110,21 @@ class SqlNotificationRows:
         lease_expires_at = now + timedelta(seconds=lease_seconds)
 
         def run(connection: Connection) -> list[Notification]:
-            # One read of the account's row: the revision to confirm and the §12 settings.
-            gated = plan is not None and clear is not None and lease_owner is not None
-            account = None
-            if expect_revision is not None or gated:
-                account = account_facts(connection, account_id)
-            if expect_revision is not None:
-                assert account is not None
-                if account.revision != expect_revision:
-                    raise RevisionMoved(account_id)
-            if reserve is not None:
-                # First, so a taken key fails before any row is written; the caller's
-                # transaction (or the writer's savepoint for this job) is rolled back.
-                try:
-                    connection.execute(
-                        insert(idempotency_keys).values(
-                            account_id=reserve.account_id,
-                            user_id=reserve.user_id,
-                            key=reserve.key,
-                            body_digest=reserve.body_digest,
-                            created_at=now,
-                        )
-                    )
-                except IntegrityError as error:
-                    raise KeyTaken(reserve.key) from error
-            stored: list[Notification] = []
-            for row, audit in zip(rows, audits, strict=True):
-                status = row.initial_status
-                leased = status == DeliveryStatus.QUEUED and lease_owner is not None
-                result = connection.execute(
-                    _INSERT_ROW,
-                    dict(
-                        timestamp=now,
-                        status="inbox",
-                        recipient=row.recipient,
-                        sender=sender,
-                        subject=row.subject,
-                        message=row.message,
-                        collection=row.collection,
-                        item=row.item,
-                        account_id=account_id,
-                        sent_as=row.sent_as,
-                        transport=row.transport,
-                        credential_owner=row.credential_owner,
-                        delivery_status=status.value,
-                        attempts=0,
-                        next_attempt_at=_first_due(status, row, now),
-                        send_at=row.send_at,
-                        urgent=row.urgent,
-                        idempotency_key=idempotency_key,
-                        lease_owner=lease_owner if leased else None,
-                        lease_expires_at=lease_expires_at if leased else None,
-                    ),
-                )
-                notification = Notification.from_row(result.mappings().one())
-                connection.execute(_INSERT_AUDIT, _audit_values(audit, notification.id))
-                stored.append(notification)
-            if plan is not None and lease_owner is not None:
-                stored = stamp_planned(
-                    connection,
-                    stored,
-                    plan,
-                    lease_owner,
-                    now,
-                    (clear, account) if clear is not None and account is not None else None,
-                )
-            return stored
+            return insert_rows(
+                connection,
+                account_id=account_id,
+                sender=sender,
+                rows=rows,
+                audits=audits,
+                idempotency_key=idempotency_key,
+                now=now,
+                lease_owner=lease_owner,
+                lease_expires_at=lease_expires_at,
+                plan=plan,
+                reserve=reserve,
+                clear=clear,
+                expect_revision=expect_revision,
+            )
 
         stored = await write(self.engine, run)
         self.on_change(RowChange("create", tuple(n.id for n in stored), account_id))
@@ -219,7 +133,7 @@ class SqlNotificationRows:
     async def write_audit(self, entry: AuditEntry) -> None:
         """An audit entry with no row (a refusal)."""
         async with self.engine.begin() as connection:
-            await connection.execute(insert(sender_audit).values(_audit_values(entry, None)))
+            await connection.execute(insert(sender_audit).values(audit_values(entry, None)))
 
     async def get_many(self, ids: Sequence[int]) -> list[Notification]:
         """Rows by id, in the order of `ids` (missing ones left out)."""

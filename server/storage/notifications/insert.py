@@ -1,0 +1,229 @@
+"""The send path's one write: the rows (already `sending` when the inline attempt takes
+them), their audit entries and the Idempotency-Key reservation, in one transaction.
+
+The request key of contract §11 names the row ids, so the ids are reserved first (SQLite: the
+next rowids, which only this writer can hand out inside its write transaction; PostgreSQL:
+`nextval` of the id sequence) and every row is inserted with its final values in one
+`INSERT`: no stamp `UPDATE` after it and no `RETURNING` (the values are all known here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from server.clock import utcnow
+from server.notifications.model import (
+    AuditEntry,
+    DeliveryStatus,
+    DueFilter,
+    KeyReservation,
+    KeyTaken,
+    NewNotification,
+    Notification,
+    RequestPlanner,
+    RevisionMoved,
+    transition,
+)
+from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
+from server.storage.prepared import Prepared
+from server.storage.tables import idempotency_keys, notifications, sender_audit
+
+# Built once: values are bound parameters (building statements per send cost more than
+# running them, on the writer thread, holding the GIL).
+# The rows' INSERT, one per set of columns given (prepared on first use).
+_INSERT_ROWS: dict[tuple[str, ...], Prepared] = {}
+_AUDIT_KEYS = (
+    "at",
+    "account_id",
+    "user_id",
+    "surface",
+    "send_as_hint",
+    "policy",
+    "outcome",
+    "sent_as",
+    "transport",
+    "credential_owner",
+    "reason",
+    "notification_id",
+)
+_INSERT_AUDIT = Prepared(insert(sender_audit), _AUDIT_KEYS)
+_INSERT_KEY = insert(idempotency_keys)
+# SQLite gives an `INTEGER PRIMARY KEY` row max(rowid) + 1: the same ids it would pick itself.
+_MAX_ID = Prepared(select(func.coalesce(func.max(notifications.c.id), 0).label("last")))
+_NEXT_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('notifications', 'id')) FROM generate_series(1, :n)"
+)
+# Columns a row is inserted without unless it has them (JSON: an explicit None would store a
+# JSON `null`, not SQL NULL), and what `Notification.from_row` reads for them.
+_UNSET: dict[str, Any] = {
+    "sent_at": None,
+    "last_error": None,
+    "attempt_errors": None,
+    "monday_id": None,
+    "delivery_request_key": None,
+    "delivery_request_rows": None,
+    "delivery_request_at": None,
+    "digest_id": None,
+    "deferred_reason": None,
+}
+_SENDING = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING).value
+
+
+def audit_values(entry: AuditEntry, notification_id: int | None) -> dict[str, Any]:
+    decision = entry.decision
+    return {
+        "at": utcnow(),
+        "account_id": entry.account_id,
+        "user_id": entry.user_id,
+        "surface": entry.surface,
+        "send_as_hint": entry.send_as_hint,
+        "policy": entry.policy,
+        "outcome": entry.outcome,
+        "sent_as": decision.sent_as if decision else None,
+        "transport": decision.transport if decision else None,
+        "credential_owner": decision.credential_owner if decision else None,
+        "reason": entry.reason,
+        "notification_id": notification_id,
+    }
+
+
+def first_due(status: DeliveryStatus, row: NewNotification, now: datetime) -> datetime | None:
+    """When the outbox may first take the row: now, at `send_at` when scheduled, or never
+    (a seamless row is the view's to send)."""
+    if status == DeliveryStatus.SCHEDULED:
+        return row.send_at
+    return now if status == DeliveryStatus.QUEUED else None
+
+
+def reserve_ids(connection: Connection, count: int) -> list[int]:
+    """`count` ids for new rows, ascending, inside the caller's write transaction."""
+    if connection.dialect.name == "postgresql":
+        return sorted(int(v) for (v,) in connection.execute(_NEXT_IDS, {"n": count}))
+    first = int(next(iter(_MAX_ID.rows(connection)))["last"]) + 1
+    return list(range(first, first + count))
+
+
+def insert_rows(
+    connection: Connection,
+    *,
+    account_id: str,
+    sender: str,
+    rows: Sequence[NewNotification],
+    audits: Sequence[AuditEntry],
+    idempotency_key: str | None,
+    now: datetime,
+    lease_owner: str | None,
+    lease_expires_at: datetime,
+    plan: RequestPlanner | None,
+    reserve: KeyReservation | None,
+    clear: DueFilter | None,
+    expect_revision: int | None,
+) -> list[Notification]:
+    """The body of `SqlNotificationRows.insert` (see there), run in its transaction."""
+    # One read of the account's row: the revision to confirm and the §12 settings.
+    gated = plan is not None and clear is not None and lease_owner is not None
+    account = None
+    if expect_revision is not None or gated:
+        account = account_facts(connection, account_id)
+        if expect_revision is not None and account.revision != expect_revision:
+            raise RevisionMoved(account_id)
+    if reserve is not None:
+        # First, so a taken key fails before any row is written; the caller's transaction
+        # (or the writer's group, which then runs each job alone) is rolled back.
+        try:
+            connection.execute(
+                _INSERT_KEY,
+                {
+                    "account_id": reserve.account_id,
+                    "user_id": reserve.user_id,
+                    "key": reserve.key,
+                    "body_digest": reserve.body_digest,
+                    "created_at": now,
+                },
+            )
+        except IntegrityError as error:
+            raise KeyTaken(reserve.key) from error
+    ids = reserve_ids(connection, len(rows))
+    values: list[dict[str, Any]] = []
+    stored: list[Notification] = []
+    for row_id, row in zip(ids, rows, strict=True):
+        status = row.initial_status
+        leased = status == DeliveryStatus.QUEUED and lease_owner is not None
+        value = {
+            "id": row_id,
+            "timestamp": now,
+            "status": "inbox",
+            "recipient": row.recipient,
+            "sender": sender,
+            "subject": row.subject,
+            "message": row.message,
+            "collection": row.collection,
+            "item": row.item,
+            "account_id": account_id,
+            "sent_as": row.sent_as,
+            "transport": row.transport,
+            "credential_owner": row.credential_owner,
+            "delivery_status": status.value,
+            "attempts": 0,
+            "next_attempt_at": first_due(status, row, now),
+            "send_at": row.send_at,
+            "urgent": row.urgent,
+            "idempotency_key": idempotency_key,
+            "lease_owner": lease_owner if leased else None,
+            "lease_expires_at": lease_expires_at if leased else None,
+        }
+        values.append(value)
+        stored.append(Notification.from_row({**_UNSET, **value}))
+    if plan is not None and lease_owner is not None:
+        _stamp(connection, values, stored, plan, lease_owner, now, clear, account)
+    # One statement per set of columns (stamped rows carry their request, others do not).
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for value in values:
+        groups.setdefault(tuple(value), []).append(value)
+    for keys, group in groups.items():
+        prepared = _INSERT_ROWS.get(keys)
+        if prepared is None:
+            prepared = _INSERT_ROWS[keys] = Prepared(insert(notifications), keys)
+        prepared.run_many(connection, group)
+    _INSERT_AUDIT.run_many(
+        connection,
+        [audit_values(audit, row_id) for row_id, audit in zip(ids, audits, strict=True)],
+    )
+    return [Notification.from_row({**_UNSET, **value}) for value in values]
+
+
+def _stamp(
+    connection: Connection,
+    values: list[dict[str, Any]],
+    stored: list[Notification],
+    plan: RequestPlanner,
+    lease_owner: str,
+    now: datetime,
+    clear: DueFilter | None,
+    account: AccountFacts | None,
+) -> None:
+    """Give the leased rows (those `clear` lets through, when given) the values of `sending`
+    in the request `plan` makes of them (what `mark_sending_request` does before a later
+    attempt): the key is computed from the rows as they will be stored."""
+    leased = [row for row in stored if row.lease_owner == lease_owner]
+    if leased and clear is not None and account is not None:
+        leased = list(clear(leased, due_facts(connection, leased[0].account_id, leased, account)))
+    if not leased:
+        return
+    by_id = {value["id"]: value for value in values}
+    for request in plan(leased):
+        rows = list(request.ids)
+        for row_id in rows:
+            by_id[row_id].update(
+                delivery_status=_SENDING,
+                attempts=1,
+                delivery_request_key=request.key,
+                delivery_request_rows=rows,
+                delivery_request_at=now,
+            )
