@@ -60,14 +60,19 @@ def outcomes_by_row(
 
 
 def request_key(rows: Sequence[Notification]) -> str:
-    """The Idempotency-Key of sending exactly `rows` (in this order) as one request."""
+    """The Idempotency-Key of sending exactly `rows` (in this order) as one request.
+
+    Each row counts with its creation time as well as its id: SQLite gives a deleted newest
+    row's id to the next insert, and the same words sent again then must not be a replay of
+    the deleted row's request. The key is computed once and stored on the rows (a retry
+    reads it back), so the time's round trip through the database does not matter."""
     first = rows[0]
     query, variables = notification_payload(requests_for(rows))
     material = [
         first.account_id,
         first.sent_as or "",
         first.credential_owner or "",
-        [row.id for row in rows],
+        [[row.id, row.timestamp.isoformat()] for row in rows],
         query,
         variables,
     ]

@@ -123,3 +123,23 @@ async def test_retried_only_within_25_minutes_of_the_first_attempt(
     else:
         assert len(set(keys(fake_monday))) == 1
         assert [n.text for n in fake.bell(MEMBER)] == ["late"]
+
+
+async def test_a_reused_row_id_is_a_new_request(
+    tmp_path: Path, database_url: str, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """SQLite gives the id of a deleted newest row to the next insert. The same notification
+    sent again after that delete is a new request: monday must not replay the old answer
+    (which would count it `sent` with nothing in the bell)."""
+    async with server_on(tmp_path, fake_monday, database_url=database_url) as client:
+        first = await post(client, mint, "same words")
+        assert first["delivery_status"] == "sent"
+        deleted = await client.delete(
+            f"/notifications/{first['id']}", headers={"Authorization": mint(user=MEMBER)}
+        )
+        assert deleted.status == 204, await deleted.text()
+        again = await post(client, mint, "same words")
+    assert again["delivery_status"] == "sent"
+    sent = keys(fake_monday)
+    assert len(sent) == 2 and sent[0] != sent[1]
+    assert [n.text for n in fake_monday.fake.bell(MEMBER)] == ["same words", "same words"]
