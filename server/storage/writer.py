@@ -119,15 +119,8 @@ class SQLiteWriter:
                     try:
                         await loop.run_in_executor(self._pool(), self._run_batch, jobs)
                     except Exception as error:
-                        for job in jobs:
-                            job.error = job.error or error
-                for job in jobs:
-                    if job.future.done():
-                        continue
-                    if job.error is not None:
-                        job.future.set_exception(job.error)
-                    else:
-                        job.future.set_result(job.result)
+                        _fail(jobs, error)
+                _settle(jobs)
                 jobs = []
         except asyncio.CancelledError:
             # The loop is shutting down: nobody will drain these, so their callers stop too.
@@ -298,15 +291,8 @@ class PooledWriter:
                 try:
                     await self._run_group(jobs)
                 except Exception as error:
-                    for job in jobs:
-                        job.error = job.error or error
-                for job in jobs:
-                    if job.future.done():
-                        continue
-                    if job.error is not None:
-                        job.future.set_exception(job.error)
-                    else:
-                        job.future.set_result(job.result)
+                    _fail(jobs, error)
+                _settle(jobs)
         except asyncio.CancelledError:
             for job in state.queue:
                 job.future.cancel()
@@ -348,3 +334,20 @@ def _run_all(connection: Connection, jobs: list[_Job]) -> None:
             job.result = job.fn(connection)
         except Exception as error:
             raise _BatchFailed from error
+
+
+def _fail(jobs: list[_Job], error: Exception) -> None:
+    """A group that failed as a whole: each job without its own error gets the group's."""
+    for job in jobs:
+        job.error = job.error or error
+
+
+def _settle(jobs: list[_Job]) -> None:
+    """Answer each job's caller (a cancelled caller's future is already done)."""
+    for job in jobs:
+        if job.future.done():
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
