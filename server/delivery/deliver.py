@@ -186,10 +186,20 @@ class Deliverer:
         if self.gate is not None and rest:
             rest = await self.gate(rest)
         batches = [*stamped, *self._batches(rest)]
-        results = await asyncio.gather(
-            *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
-            return_exceptions=True,
-        )
+        results: list[list[Notification] | BaseException]
+        if len(batches) == 1:
+            # One request to monday (a send of one notification): in this task. A task of
+            # its own would start only at the event loop's next turn, a wait as long as the
+            # rest of the send path's own work.
+            try:
+                results = [await self._deliver_group(*batches[0], max_wait=max_wait)]
+            except Exception as error:
+                results = [error]
+        else:
+            results = await asyncio.gather(
+                *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
+                return_exceptions=True,
+            )
         recorded: list[Notification] = []
         for result in results:
             if isinstance(result, BaseException):
@@ -216,7 +226,26 @@ class Deliverer:
         *,
         max_wait: float | None = None,
     ) -> list[Notification]:
-        account_id_var.set(account_id)  # this task's log lines carry the account
+        # The log lines of this batch carry its account (reset after: this may run in the
+        # caller's own task, see `deliver`).
+        context = account_id_var.set(account_id)
+        try:
+            return await self._send_group(
+                account_id, sent_as, owner, for_others, rows, max_wait=max_wait
+            )
+        finally:
+            account_id_var.reset(context)
+
+    async def _send_group(
+        self,
+        account_id: str,
+        sent_as: str,
+        owner: str,
+        for_others: bool,
+        rows: list[Notification],
+        *,
+        max_wait: float | None,
+    ) -> list[Notification]:
         token = await self._token_for(account_id, sent_as, owner, for_others, rows[0].id)
         if token is None:
             # The credential went away (uninstall, disconnect, expired short-lived token).

@@ -7,10 +7,11 @@
   jobs that arrive while a commit is in flight are written together in the next transaction
   (group commit). If one job raises (an `IntegrityError` of an idempotency key, say), that
   transaction is rolled back and every job of it runs again alone, so the error reaches only
-  its own caller (`fn` runs SQL only, so running it again is safe). The whole batch
-  is one call into the thread: the write lock is held for the SQL only, never across
-  event-loop turns (with aiosqlite every statement, fetch and cursor close is a round trip to
-  the driver's thread, and a writer holding the lock waited for the loop between each).
+  its own caller (`fn` runs SQL only, so running it again is safe). The thread takes group
+  after group from the queue by itself, answering each group's callers as it is committed:
+  neither a statement nor the start of the next group waits for the event loop (with
+  aiosqlite every statement, fetch and cursor close was a round trip to the driver's thread;
+  later, a trip through a busy loop between two groups took as long as a group).
   The batch runs under the engine's in-process writer lock (`SQLiteEngine.write_lock`), so
   it takes turns with `engine.begin()` users: still one writer per process.
 - **PostgreSQL**: `PooledWriter`, group commit over the pool: the jobs that arrive while a
@@ -44,6 +45,9 @@ T = TypeVar("T")
 WriteFn = Callable[[Connection], T]
 # At most this many jobs share one transaction (bounds how long one commit holds the lock).
 MAX_BATCH = 64
+# At most this many transactions in one turn of the SQLite writer thread, before other writers
+# of the process (`engine.begin()` users) may take the writer lock.
+MAX_TURN = 16
 
 
 @dataclass
@@ -56,9 +60,13 @@ class _Job:
 
 @dataclass
 class _LoopState:
+    """One event loop's pending jobs. `queue` and `draining` are shared with the writer
+    thread (it takes jobs from `queue` while it runs): both change under `lock` only."""
+
     queue: list[_Job] = field(default_factory=list)
     draining: bool = False
     task: asyncio.Task[None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _RolledBack(Exception):
@@ -101,35 +109,59 @@ class SQLiteWriter:
         loop = asyncio.get_running_loop()
         state = self._states.setdefault(loop, _LoopState())
         job = _Job(fn, loop.create_future())
-        state.queue.append(job)
-        if not state.draining:
+        with state.lock:
+            state.queue.append(job)
+            start = not state.draining
             state.draining = True
+        if start:
             state.task = loop.create_task(self._drain(loop, state))
         # A cancelled caller does not stop its job (it may already be in the transaction).
         result: T = await job.future
         return result
 
     async def _drain(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
-        jobs: list[_Job] = []
+        """Hold the process' writer lock while the writer thread commits group after group
+        (`_run_groups`); give it back between turns so `engine.begin()` users get theirs."""
         try:
-            while state.queue:
+            while True:
                 async with self._lock_for():
-                    # Everything queued while we waited for the lock goes in this commit.
-                    jobs, state.queue = state.queue[:MAX_BATCH], state.queue[MAX_BATCH:]
-                    try:
-                        await loop.run_in_executor(self._pool(), self._run_batch, jobs)
-                    except Exception as error:
-                        _fail(jobs, error)
-                _settle(jobs)
-                jobs = []
+                    more = await loop.run_in_executor(self._pool(), self._run_groups, loop, state)
+                if not more:
+                    return
         except asyncio.CancelledError:
             # The loop is shutting down: nobody will drain these, so their callers stop too.
-            for job in [*jobs, *state.queue]:
+            with state.lock:
+                pending, state.queue = state.queue, []
+                state.draining = False
+            for job in pending:
                 job.future.cancel()
-            state.queue = []
             raise
-        finally:
-            state.draining = False
+        except BaseException:
+            with state.lock:
+                state.draining = False
+            raise
+
+    def _run_groups(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> bool:
+        """In the writer thread: commit the queued jobs, up to MAX_BATCH a transaction, and
+        take the next group as soon as one is committed: jobs queued meanwhile need no trip
+        through the event loop to be started (that trip, waiting for a busy loop to run the
+        callback, was as long as the transaction itself). Each group's callers are answered
+        with one `call_soon_threadsafe`. Returns True when jobs are still queued after
+        MAX_TURN groups (the caller lets other writers of the process have a turn first);
+        False once the queue is empty (`draining` is then cleared, under the lock, so a job
+        queued after that starts a new drain)."""
+        for _ in range(MAX_TURN):
+            with state.lock:
+                if not state.queue:
+                    state.draining = False
+                    return False
+                jobs, state.queue = state.queue[:MAX_BATCH], state.queue[MAX_BATCH:]
+            try:
+                self._run_batch(jobs)
+            except Exception as error:
+                _fail(jobs, error)
+            _answer(loop, jobs)
+        return True
 
     async def read(self, fn: WriteFn[T]) -> T:
         """Run `fn(connection)` in a read transaction (a deferred `BEGIN`, a snapshot) on a
@@ -340,6 +372,14 @@ def _fail(jobs: list[_Job], error: Exception) -> None:
     """A group that failed as a whole: each job without its own error gets the group's."""
     for job in jobs:
         job.error = job.error or error
+
+
+def _answer(loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+    """From the writer thread: settle `jobs` on their loop (unless it is gone)."""
+    try:
+        loop.call_soon_threadsafe(_settle, jobs)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is waiting for these answers any more
 
 
 def _settle(jobs: list[_Job]) -> None:
