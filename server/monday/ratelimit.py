@@ -11,7 +11,10 @@ read must not turn a delivered notification into a failure.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 ParamValue = int | str | bool
 
@@ -39,7 +42,7 @@ class RateLimitState:
 class RateLimitInfo:
     """Both headers of one response, keyed by policy name (`minuteRate`, `concurrency`, ...)."""
 
-    policies: dict[str, RateLimitPolicy] = field(default_factory=dict)
+    policies: Mapping[str, RateLimitPolicy] = field(default_factory=dict)
     states: dict[str, RateLimitState] = field(default_factory=dict)
 
     def remaining(self, name: str) -> int | None:
@@ -154,15 +157,7 @@ def _str(value: ParamValue | None) -> str | None:
 
 def parse_rate_limit(ratelimit: str | None, policy: str | None) -> RateLimitInfo:
     """Both headers as one typed value; absent or unreadable headers give an empty result."""
-    policies = {
-        name: RateLimitPolicy(
-            name=name,
-            quota=_int(params.get("q")),
-            window_seconds=_int(params.get("w")),
-            unit=_str(params.get("qu")),
-        )
-        for name, params in parse_structured_list(policy)
-    }
+    policies = _policies(policy)
     states = {
         name: RateLimitState(
             name=name,
@@ -172,3 +167,21 @@ def parse_rate_limit(ratelimit: str | None, policy: str | None) -> RateLimitInfo
         for name, params in parse_structured_list(ratelimit)
     }
     return RateLimitInfo(policies=policies, states=states)
+
+
+@functools.lru_cache(maxsize=64)
+def _policies(policy: str | None) -> Mapping[str, RateLimitPolicy]:
+    """`RateLimit-Policy` read once per distinct value: it is the same on every answer of an
+    account's plan, so only `RateLimit` (its counts change) is read on every answer.
+    (Read-only: the mapping is shared by every answer that carried the same header.)"""
+    return MappingProxyType(
+        {
+            name: RateLimitPolicy(
+                name=name,
+                quota=_int(params.get("q")),
+                window_seconds=_int(params.get("w")),
+                unit=_str(params.get("qu")),
+            )
+            for name, params in parse_structured_list(policy)
+        }
+    )

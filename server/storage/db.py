@@ -5,9 +5,11 @@ writing `async with engine.begin() as conn:` on both databases:
 
 - `engine.begin()` is a write transaction. It first waits its turn on an in-process
   `asyncio.Lock` (queued fairly in asyncio, holding no pooled connection while it waits), then
-  opens `BEGIN IMMEDIATE`, which takes SQLite's write lock up front. A deferred transaction
-  that reads and later writes has to upgrade its lock halfway, and on a busy database that ends
-  in SQLite's busy handler (sleep and retry, no queue) or `database is locked`.
+  at the process' `WriteGate` (first come, first served with the writer thread of `write()`,
+  storage/write_gate.py), then opens `BEGIN IMMEDIATE`, which takes SQLite's write lock up
+  front. A deferred transaction that reads and later writes has to upgrade its lock halfway,
+  and on a busy database that ends in SQLite's busy handler (sleep and retry, no queue) or
+  `database is locked`.
 - `engine.connect()` is for reads: a deferred `BEGIN`, no lock, never waits for the writer
   (WAL lets readers read the last committed state while one writer writes).
 - Other processes on the same file (the CLI, a second server) still meet at SQLite's own
@@ -30,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.storage.readers import SQLiteReaders
+from server.storage.write_gate import WriteGate
 from server.storage.writer import PooledWriter, SQLiteWriter, WriteFn
 
 T = TypeVar("T")
@@ -46,12 +49,14 @@ def is_sqlite(url: str) -> bool:
 class SQLiteEngine(AsyncEngine):
     """An `AsyncEngine` whose `begin()` is the process' single SQLite writer (see above)."""
 
-    __slots__ = ("_locks", "_owners", "readers", "writer")
+    __slots__ = ("_locks", "_owners", "gate", "readers", "writer")
 
     def __init__(self, sync_engine: Engine, writer: SQLiteWriter | None = None) -> None:
         super().__init__(sync_engine)
         # The dedicated writer connection of `write()` (None for an in-memory database).
         self.writer = writer
+        # Whose turn it is to write: the writer thread's groups and `begin()` transactions.
+        self.gate = WriteGate()
         # The read pool of `read_once()` (None for an in-memory database).
         self.readers: SQLiteReaders | None = None
         # One lock per event loop: an asyncio.Lock belongs to the loop that first waits on it.
@@ -68,6 +73,8 @@ class SQLiteEngine(AsyncEngine):
 
     def check_not_writing(self) -> None:
         """Waiting for our own lock would hang forever: fail loudly instead."""
+        if not self._owners:
+            return  # no `begin()` is open on any loop (the send path's usual case)
         task = asyncio.current_task()
         if task is not None and self._owners.get(asyncio.get_running_loop()) is task:
             raise RuntimeError(
@@ -91,7 +98,7 @@ class SQLiteEngine(AsyncEngine):
             # The lock is taken before a connection is checked out (a waiting writer holds
             # no pooled connection) and given back right after COMMIT, before the
             # connection's return to the pool: the next writer need not wait for that.
-            async with lock:
+            async with lock, self.gate.enter():
                 if task is not None:
                     self._owners[loop] = task
                 try:
@@ -130,7 +137,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
                 on_connect=_sqlite_connect,
                 on_begin=_sqlite_begin,
                 write_option=_WRITE,
-                lock_for=engine.write_lock,
+                gate=engine.gate,
             )
             engine.readers = SQLiteReaders(url, on_connect=_sqlite_connect)
         return engine

@@ -41,32 +41,21 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from server.storage.write_gate import WriteGate
+
 T = TypeVar("T")
 WriteFn = Callable[[Connection], T]
 # At most this many jobs share one transaction (bounds how long one commit holds the lock).
 MAX_BATCH = 64
-# At most this many transactions in one turn of the SQLite writer thread, before other writers
-# of the process (`engine.begin()` users) may take the writer lock.
-MAX_TURN = 16
 
 
 @dataclass
 class _Job:
     fn: WriteFn[Any]
     future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop | None = None  # SQLite: the loop to answer on
     result: Any = None
     error: BaseException | None = None
-
-
-@dataclass
-class _LoopState:
-    """One event loop's pending jobs. `queue` and `draining` are shared with the writer
-    thread (it takes jobs from `queue` while it runs): both change under `lock` only."""
-
-    queue: list[_Job] = field(default_factory=list)
-    draining: bool = False
-    task: asyncio.Task[None] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _RolledBack(Exception):
@@ -83,85 +72,43 @@ class SQLiteWriter:
         on_connect: Callable[[Any, Any], None],
         on_begin: Callable[[Connection], None],
         write_option: str,
-        lock_for: Callable[[], asyncio.Lock],
+        gate: WriteGate,
     ) -> None:
         sync_url = make_url(url).set(drivername="sqlite+pysqlite")
         self._url = sync_url
         self._on_connect = on_connect
         self._on_begin = on_begin
         self._write_option = write_option
-        self._lock_for = lock_for
+        self._gate = gate
         self._engine: Engine | None = None
         self._connection: Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        # The writer thread and its queue (both under `_cond`).
+        self._cond = threading.Condition()
+        self._queue: list[_Job] = []
+        self._thread: threading.Thread | None = None
+        self._stopping = False
         # The reader: its own connection and thread (see `read`).
         self._read_engine: Engine | None = None
         self._read_connection: Connection | None = None
         self._read_executor: ThreadPoolExecutor | None = None
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
-            weakref.WeakKeyDictionary()
-        )
         self._guard = threading.Lock()
 
     # ---------------------------------------------------------------- the event-loop side
 
     async def submit(self, fn: WriteFn[T]) -> T:
         loop = asyncio.get_running_loop()
-        state = self._states.setdefault(loop, _LoopState())
-        job = _Job(fn, loop.create_future())
-        with state.lock:
-            state.queue.append(job)
-            start = not state.draining
-            state.draining = True
-        if start:
-            state.task = loop.create_task(self._drain(loop, state))
+        job = _Job(fn, loop.create_future(), loop)
+        with self._cond:
+            self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="sqlite-writer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
         # A cancelled caller does not stop its job (it may already be in the transaction).
         result: T = await job.future
         return result
-
-    async def _drain(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> None:
-        """Hold the process' writer lock while the writer thread commits group after group
-        (`_run_groups`); give it back between turns so `engine.begin()` users get theirs."""
-        try:
-            while True:
-                async with self._lock_for():
-                    more = await loop.run_in_executor(self._pool(), self._run_groups, loop, state)
-                if not more:
-                    return
-        except asyncio.CancelledError:
-            # The loop is shutting down: nobody will drain these, so their callers stop too.
-            with state.lock:
-                pending, state.queue = state.queue, []
-                state.draining = False
-            for job in pending:
-                job.future.cancel()
-            raise
-        except BaseException:
-            with state.lock:
-                state.draining = False
-            raise
-
-    def _run_groups(self, loop: asyncio.AbstractEventLoop, state: _LoopState) -> bool:
-        """In the writer thread: commit the queued jobs, up to MAX_BATCH a transaction, and
-        take the next group as soon as one is committed: jobs queued meanwhile need no trip
-        through the event loop to be started (that trip, waiting for a busy loop to run the
-        callback, was as long as the transaction itself). Each group's callers are answered
-        with one `call_soon_threadsafe`. Returns True when jobs are still queued after
-        MAX_TURN groups (the caller lets other writers of the process have a turn first);
-        False once the queue is empty (`draining` is then cleared, under the lock, so a job
-        queued after that starts a new drain)."""
-        for _ in range(MAX_TURN):
-            with state.lock:
-                if not state.queue:
-                    state.draining = False
-                    return False
-                jobs, state.queue = state.queue[:MAX_BATCH], state.queue[MAX_BATCH:]
-            try:
-                self._run_batch(jobs)
-            except Exception as error:
-                _fail(jobs, error)
-            _answer(loop, jobs)
-        return True
 
     async def read(self, fn: WriteFn[T]) -> T:
         """Run `fn(connection)` in a read transaction (a deferred `BEGIN`, a snapshot) on a
@@ -172,13 +119,31 @@ class SQLiteWriter:
             executor = self._read_executor
         return await asyncio.get_running_loop().run_in_executor(executor, self._run_read, fn)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._guard:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-            return self._executor
-
     # ---------------------------------------------------------------- the writer thread
+
+    def _serve(self) -> None:
+        """The writer thread: commit the queued jobs, up to MAX_BATCH a transaction, taking
+        the next group as soon as one is committed, each in its turn at the process' write
+        gate. Neither the start of a group nor a statement waits for an event loop (a trip
+        through a busy loop between two groups took as long as a group); each group's callers
+        are answered with one `call_soon_threadsafe` per loop. Ends when `close()` asks and
+        the queue is empty."""
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._stopping:
+                        self._cond.wait()
+                    if not self._queue:
+                        return
+                    jobs, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    with self._gate.hold():
+                        self._run_batch(jobs)
+                except Exception as error:
+                    _fail(jobs, error)
+                _answer(jobs)
+        finally:
+            self._close()
 
     def _conn(self) -> Connection:
         if self._connection is None:
@@ -264,11 +229,15 @@ class SQLiteWriter:
 
     def close(self) -> None:
         """Close the writer connection and stop its thread (engine disposal)."""
-        with self._guard:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.submit(self._close).result()
-            executor.shutdown(wait=True)
+        with self._cond:
+            thread = self._thread
+            self._stopping = True
+            self._cond.notify()
+        if thread is not None:
+            thread.join()  # it commits what is queued, then closes its connection
+        with self._cond:
+            self._thread = None
+            self._stopping = False
         with self._guard:
             reader, self._read_executor = self._read_executor, None
         if reader is not None:
@@ -374,12 +343,17 @@ def _fail(jobs: list[_Job], error: Exception) -> None:
         job.error = job.error or error
 
 
-def _answer(loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
-    """From the writer thread: settle `jobs` on their loop (unless it is gone)."""
-    try:
-        loop.call_soon_threadsafe(_settle, jobs)
-    except RuntimeError:
-        pass  # the loop is closed: nobody is waiting for these answers any more
+def _answer(jobs: list[_Job]) -> None:
+    """From the writer thread: settle `jobs` on their loops (unless one is gone)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    for job in jobs:
+        assert job.loop is not None
+        by_loop.setdefault(job.loop, []).append(job)
+    for loop, answered in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, answered)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting for these answers any more
 
 
 def _settle(jobs: list[_Job]) -> None:
