@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 from server.storage.write_gate import WriteGate
 
@@ -12,9 +13,12 @@ WAIT = 10.0  # seconds: only reached when the behaviour is broken
 
 
 def wait_for_tickets(gate: WriteGate, count: int) -> None:
-    """Until `count` tickets were handed out (a waiter has queued)."""
-    with gate._cond:
-        assert gate._cond.wait_for(lambda: gate._next >= count, WAIT)
+    """Until `count` tickets were handed out (a waiter has queued). Polled: taking a ticket
+    notifies nobody (only a release does)."""
+    deadline = time.monotonic() + WAIT
+    while gate._next < count:
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.001)
 
 
 def test_a_waiter_gets_its_turn_before_the_holder_takes_the_gate_again() -> None:
