@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.notifications.changes import RowChange
@@ -34,6 +34,14 @@ MAX_PENDING = 10_000
 # NOTIFY payloads must stay under 8000 bytes: a change with many ids goes in several.
 IDS_PER_NOTIFY = 300
 LISTEN_RETRY_SECONDS = 1.0
+# At most this many queued changes are sent to the other instances in one transaction.
+NOTIFY_BATCH = 100
+# One statement for a batch's payloads (in order: NOTIFYs of one transaction are delivered in
+# the order they were sent).
+_NOTIFY_ALL = text(
+    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS text[]))"
+    " WITH ORDINALITY AS p(payload, n) ORDER BY n"
+)
 
 Deliver = Callable[[RowChange], None]
 
@@ -75,10 +83,19 @@ def asyncpg_dsn(database_url: str) -> str | None:
 class ChangeBus:
     """Publishes row changes to the local hub and, on PostgreSQL, to the other instances."""
 
-    def __init__(self, engine: AsyncEngine, deliver: Deliver, dsn: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        deliver: Deliver,
+        dsn: str | None = None,
+        *,
+        listening: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.engine = engine
         self.deliver = deliver
         self.dsn = dsn
+        # Whether anyone on this instance listens (the hub has a connection).
+        self.listening = listening
         self.instance = secrets.token_hex(8)
         self.dropped = 0
         self._pending: asyncio.Queue[RowChange] = asyncio.Queue(MAX_PENDING)
@@ -88,6 +105,10 @@ class ChangeBus:
 
     def publish(self, change: RowChange) -> None:
         """Queue `change` (called by the stores after commit). Never blocks."""
+        if self.dsn is None and not self.listening():
+            # SQLite (one instance) and no connection here: nobody to tell. A connection that
+            # joins later reads its subscriptions' `init` after joining, so it misses nothing.
+            return
         try:
             self._pending.put_nowait(change)
         except asyncio.QueueFull:
@@ -118,16 +139,32 @@ class ChangeBus:
 
     async def _pump(self) -> None:
         while True:
-            change = await self._pending.get()
+            changes = [await self._pending.get()]
+            # What queued meanwhile goes out with it: one NOTIFY transaction for all of them
+            # (one per change was a transaction per write of the send path, on PostgreSQL).
+            while len(changes) < NOTIFY_BATCH and not self._pending.empty():
+                changes.append(self._pending.get_nowait())
             try:
-                for resolved in await self._resolve(change):
-                    self.deliver(resolved)
-                    if self.dsn is not None:
-                        await self._notify(resolved)
+                await self._publish(changes)
+            finally:
+                for _ in changes:
+                    self._pending.task_done()
+
+    async def _publish(self, changes: Sequence[RowChange]) -> None:
+        resolved: list[RowChange] = []
+        for change in changes:
+            try:
+                for one in await self._resolve(change):
+                    self.deliver(one)
+                    resolved.append(one)
             except Exception:  # one bad change (or a database hiccup) must not stop the pump
                 log.exception("realtime change could not be published")
-            finally:
-                self._pending.task_done()
+        if self.dsn is None or not resolved:
+            return
+        try:
+            await self._notify(resolved)
+        except Exception:
+            log.exception("realtime changes could not be sent to the other instances")
 
     async def _resolve(self, change: RowChange) -> Sequence[RowChange]:
         """`change` split per account (the outbox's changes name only ids)."""
@@ -142,10 +179,10 @@ class ChangeBus:
                 by_account.setdefault(str(account), []).append(int(row_id))
         return [RowChange(change.event, tuple(ids), acc) for acc, ids in by_account.items()]
 
-    async def _notify(self, change: RowChange) -> None:
+    async def _notify(self, changes: Sequence[RowChange]) -> None:
+        payloads = [payload for change in changes for payload in encode(self.instance, change)]
         async with self.engine.begin() as conn:
-            for payload in encode(self.instance, change):
-                await conn.execute(select(func.pg_notify(CHANNEL, payload)))
+            await conn.execute(_NOTIFY_ALL, {"channel": CHANNEL, "payloads": payloads})
 
     # ------------------------------------------------------------ in (PostgreSQL)
 

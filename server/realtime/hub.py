@@ -45,6 +45,9 @@ class Hub:
         else:
             self._per_user.pop(key, None)
 
+    def has_listeners(self) -> bool:
+        return bool(self._by_account)
+
     @property
     def listeners(self) -> int:
         return sum(len(s) for s in self._by_account.values())

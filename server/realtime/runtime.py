@@ -27,7 +27,12 @@ REALTIME_LIMITS = web.AppKey("realtime_limits", RealtimeLimits)
 
 def build(app: web.Application) -> Realtime:
     hub = Hub()
-    bus = ChangeBus(app[ENGINE], hub.deliver, asyncpg_dsn(app[SETTINGS].database_url))
+    bus = ChangeBus(
+        app[ENGINE],
+        hub.deliver,
+        asyncpg_dsn(app[SETTINGS].database_url),
+        listening=hub.has_listeners,
+    )
     realtime = Realtime(hub, bus, app.get(REALTIME_LIMITS) or RealtimeLimits())
     app[REALTIME] = realtime
     return realtime
