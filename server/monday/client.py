@@ -166,6 +166,15 @@ class MondayClient:
         self.api_url = api_url
         self.api_version = api_version
         self.timeout_seconds = timeout_seconds
+        # Built once: every call sends the same (aiohttp copies them into each request).
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, sock_connect=min(timeout_seconds, CONNECT_TIMEOUT_CAP)
+        )
+        self._headers = {
+            "API-Version": api_version,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
 
     async def execute(
         self,
@@ -182,23 +191,14 @@ class MondayClient:
         payload: dict[str, Any] = {"query": query}
         if variables is not None:
             payload["variables"] = dict(variables)
-        headers = {
-            "Authorization": token,
-            "API-Version": self.api_version,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
+        headers = {**self._headers, "Authorization": token}
         if idempotency_key is not None:
             # monday replays the first answer to this key for 30 minutes (contract §11).
             headers["Idempotency-Key"] = idempotency_key
-        timeout = aiohttp.ClientTimeout(
-            total=self.timeout_seconds,
-            sock_connect=min(self.timeout_seconds, CONNECT_TIMEOUT_CAP),
-        )
         body = json.dumps(payload, ensure_ascii=False).encode()
         try:
             async with self._http.post(
-                self.api_url, data=body, headers=headers, timeout=timeout
+                self.api_url, data=body, headers=headers, timeout=self._timeout
             ) as response:
                 raw = await response.read()
                 status = response.status

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from server.clock import utcnow
+from server.clock import utc_timestamp
 from server.errors import ApiError
 
 Clock = Callable[[], float]  # seconds; the product clock's by default, so tests can move it
@@ -35,7 +35,7 @@ MAX_BUCKETS = 100_000  # idle full buckets are dropped past this many, so memory
 
 
 def _product_seconds() -> float:
-    return utcnow().timestamp()
+    return utc_timestamp()
 
 
 class SharedBuckets(Protocol):
