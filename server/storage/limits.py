@@ -20,11 +20,19 @@ view:
 
 When the window's reset has passed, the budget starts again at the policy's quota, so the
 instances do not need an answer to know the new window's budget.
+
+Calls on one scope that arrive while a transaction on it is in flight are done together in the
+next one: one row lock, each call applied in arrival order to the row as the ones before it
+left it, one UPDATE. The outcome is the one the same calls would have had one transaction each
+(on a busy account every send and every answer took its own transaction on the same locked row,
+and they queued behind each other).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +47,8 @@ c = delivery_limits.c
 PROBE_SECONDS = 20.0
 # How soon a call waiting for a probe, or for a window whose reset is not known, looks again.
 RECHECK_SECONDS = 0.25
+# At most this many calls on one scope share a transaction.
+MAX_CALLS = 200
 
 
 @dataclass(frozen=True)
@@ -50,50 +60,109 @@ class Block:
     message: str
 
 
+# One call on a scope: given the row as the calls before it left it, the values it changes
+# and what its caller gets back.
+Row = dict[str, Any]
+Call = Callable[[Row], tuple[Row, Any]]
+
+
+@dataclass
+class _Scope:
+    calls: list[tuple[Call, asyncio.Future[Any]]] = field(default_factory=list)
+    running: bool = False
+
+
+def take_call(now: datetime) -> Call:
+    """`take`: spend one call of the minute budget, or the Block that holds the call back."""
+
+    def apply(row: Row) -> tuple[Row, Block | None]:
+        if row["paused_until"] is not None and row["paused_until"] > now:
+            return {}, Block(row["paused_until"], row["pause_code"], row["pause_message"])
+        left, reset = row["minute_left"], row["minute_reset"]
+        values: Row = {}
+        if reset is not None and reset <= now:
+            left, reset = row["minute_quota"], None  # a new window: its whole quota
+            values["minute_since"] = now
+        values.update(minute_left=left, minute_reset=reset)
+        if left is None:
+            # Nobody knows the budget yet: one call finds out, the others wait for it.
+            probe = row["probe_until"]
+            if probe is not None and probe > now:
+                until = min(probe, now + timedelta(seconds=RECHECK_SECONDS))
+                return {}, Block(until, "MINUTE_BUDGET", "Waiting for monday's budget.")
+            values["probe_until"] = now + timedelta(seconds=PROBE_SECONDS)
+        elif left < 1:
+            until = reset or now + timedelta(seconds=RECHECK_SECONDS)
+            message = "Waiting for monday's per-minute call budget to reset."
+            return values, Block(until, "MINUTE_BUDGET", message)
+        else:
+            values["minute_left"] = left - 1
+        return values, None
+
+    return apply
+
+
+def learn_call(
+    now: datetime,
+    *,
+    left: int | None,
+    reset: datetime | None,
+    quota: int | None,
+    pause: Block | None,
+    sent: datetime | None,
+) -> Call:
+    """`learn`: what one answer said (see the module docstring)."""
+
+    def apply(row: Row) -> tuple[Row, None]:
+        values: Row = {"probe_until": None}
+        if quota is not None:
+            values["minute_quota"] = quota
+        since = row["minute_since"]
+        stale = sent is not None and since is not None and sent < since
+        if left is not None and reset is not None and not stale:
+            stored_left, stored_reset = row["minute_left"], row["minute_reset"]
+            same_window = stored_left is not None and (stored_reset is None or stored_reset > now)
+            values["minute_left"] = min(stored_left, left) if same_window else left
+            # `t` is rounded up: of two answers' resets the closer one is the truer.
+            closer = stored_reset is not None and stored_reset > now and stored_reset < reset
+            values["minute_reset"] = stored_reset if closer else reset
+        if pause is not None and (row["paused_until"] is None or pause.until > row["paused_until"]):
+            values.update(
+                paused_until=pause.until, pause_code=pause.code, pause_message=pause.message
+            )
+        return values, None
+
+    return apply
+
+
+def tokens_call(rows: int, *, capacity: float, per_second: float, now: datetime) -> Call:
+    """`take_tokens`: refill the bucket to `now`, take `rows` (into debt if need be); the
+    tokens there were before the take."""
+
+    def apply(row: Row) -> tuple[Row, float]:
+        tokens, since = row["tokens"], row["tokens_at"]
+        if tokens is None or since is None:
+            tokens = capacity
+        else:
+            earned = max((now - since).total_seconds(), 0.0) * per_second
+            tokens = min(capacity, tokens + earned)
+        return {"tokens": tokens - rows, "tokens_at": max(now, since or now)}, float(tokens)
+
+    return apply
+
+
 class SqlSharedLimits:
     """The shared limits over a PostgreSQL engine (one row per account, locked per call)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-
-    async def _row(self, connection: AsyncConnection, scope: str) -> Any:
-        await connection.execute(
-            pg_insert(delivery_limits).values(scope=scope).on_conflict_do_nothing()
-        )
-        result = await connection.execute(
-            select(delivery_limits).where(c.scope == scope).with_for_update()
-        )
-        return result.mappings().one()
+        self._scopes: dict[str, _Scope] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def take(self, scope: str, now: datetime) -> Block | None:
         """Spend one call of the minute budget, or the Block that holds the call back."""
-        async with self.engine.begin() as connection:
-            row = await self._row(connection, scope)
-            if row["paused_until"] is not None and row["paused_until"] > now:
-                return Block(row["paused_until"], row["pause_code"], row["pause_message"])
-            left, reset = row["minute_left"], row["minute_reset"]
-            values: dict[str, Any] = {}
-            if reset is not None and reset <= now:
-                left, reset = row["minute_quota"], None  # a new window: its whole quota
-                values["minute_since"] = now
-            values.update(minute_left=left, minute_reset=reset)
-            if left is None:
-                # Nobody knows the budget yet: one call finds out, the others wait for it.
-                probe = row["probe_until"]
-                if probe is not None and probe > now:
-                    until = min(probe, now + timedelta(seconds=RECHECK_SECONDS))
-                    return Block(until, "MINUTE_BUDGET", "Waiting for monday's budget.")
-                values["probe_until"] = now + timedelta(seconds=PROBE_SECONDS)
-            elif left < 1:
-                until = reset or now + timedelta(seconds=RECHECK_SECONDS)
-                await self._set(connection, scope, values)
-                return Block(
-                    until, "MINUTE_BUDGET", "Waiting for monday's per-minute call budget to reset."
-                )
-            else:
-                values["minute_left"] = left - 1
-            await self._set(connection, scope, values)
-            return None
+        block: Block | None = await self._call(scope, take_call(now))
+        return block
 
     async def learn(
         self,
@@ -108,46 +177,17 @@ class SqlSharedLimits:
     ) -> None:
         """What one answer said: the budget `left` until `reset`, the quota, a pause; `sent`
         is when its call was taken (the `now` of its `take`)."""
-        async with self.engine.begin() as connection:
-            row = await self._row(connection, scope)
-            values: dict[str, Any] = {"probe_until": None}
-            if quota is not None:
-                values["minute_quota"] = quota
-            since = row["minute_since"]
-            stale = sent is not None and since is not None and sent < since
-            if left is not None and reset is not None and not stale:
-                stored_left, stored_reset = row["minute_left"], row["minute_reset"]
-                same_window = stored_left is not None and (
-                    stored_reset is None or stored_reset > now
-                )
-                values["minute_left"] = min(stored_left, left) if same_window else left
-                # `t` is rounded up: of two answers' resets the closer one is the truer.
-                closer = stored_reset is not None and stored_reset > now and stored_reset < reset
-                values["minute_reset"] = stored_reset if closer else reset
-            if pause is not None and (
-                row["paused_until"] is None or pause.until > row["paused_until"]
-            ):
-                values.update(
-                    paused_until=pause.until, pause_code=pause.code, pause_message=pause.message
-                )
-            await self._set(connection, scope, values)
+        call = learn_call(now, left=left, reset=reset, quota=quota, pause=pause, sent=sent)
+        await self._call(scope, call)
 
     async def take_tokens(
         self, scope: str, rows: int, *, capacity: float, per_second: float, now: datetime
     ) -> float:
         """Refill the bucket to `now`, take `rows` (into debt if need be); the tokens there
         were before the take."""
-        async with self.engine.begin() as connection:
-            row = await self._row(connection, scope)
-            tokens, since = row["tokens"], row["tokens_at"]
-            if tokens is None or since is None:
-                tokens = capacity
-            else:
-                earned = max((now - since).total_seconds(), 0.0) * per_second
-                tokens = min(capacity, tokens + earned)
-            values = {"tokens": tokens - rows, "tokens_at": max(now, since or now)}
-            await self._set(connection, scope, values)
-            return float(tokens)
+        call = tokens_call(rows, capacity=capacity, per_second=per_second, now=now)
+        tokens: float = await self._call(scope, call)
+        return tokens
 
     async def give_tokens(self, scope: str, rows: int, *, capacity: float) -> None:
         """Give back what `take_tokens` took for a request refused after all."""
@@ -158,6 +198,68 @@ class SqlSharedLimits:
                 .values(tokens=func.least(c.tokens + rows, capacity))
             )
 
+    # -- calls on one scope, coalesced ------------------------------------------------------
+    async def _call(self, scope: str, call: Call) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        pending = self._scopes.setdefault(scope, _Scope())
+        pending.calls.append((call, future))
+        if not pending.running:
+            pending.running = True
+            task = asyncio.get_running_loop().create_task(self._drain(scope, pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self, scope: str, pending: _Scope) -> None:
+        calls: list[tuple[Call, asyncio.Future[Any]]] = []
+        try:
+            while pending.calls:
+                calls, pending.calls = pending.calls[:MAX_CALLS], pending.calls[MAX_CALLS:]
+                try:
+                    results = await self._run(scope, [call for call, _ in calls])
+                except Exception as error:
+                    for _, future in calls:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), result in zip(calls, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+                calls = []
+        except asyncio.CancelledError:
+            # Shutting down: nobody will run these, so their callers stop too.
+            for _, future in [*calls, *pending.calls]:
+                future.cancel()
+            pending.calls = []
+            raise
+        finally:
+            pending.running = False
+            if not pending.calls and self._scopes.get(scope) is pending:
+                del self._scopes[scope]
+
+    async def _run(self, scope: str, calls: list[Call]) -> list[Any]:
+        """`calls` in one transaction, on the row locked once, in order; one UPDATE."""
+        async with self.engine.begin() as connection:
+            row = await self._row(connection, scope)
+            changed: Row = {}
+            results = []
+            for call in calls:
+                values, result = call(row)
+                row.update(values)
+                changed.update(values)
+                results.append(result)
+            if changed:
+                await connection.execute(
+                    update(delivery_limits).where(c.scope == scope).values(**changed)
+                )
+            return results
+
     @staticmethod
-    async def _set(connection: AsyncConnection, scope: str, values: dict[str, Any]) -> None:
-        await connection.execute(update(delivery_limits).where(c.scope == scope).values(**values))
+    async def _row(connection: AsyncConnection, scope: str) -> Row:
+        await connection.execute(
+            pg_insert(delivery_limits).values(scope=scope).on_conflict_do_nothing()
+        )
+        result = await connection.execute(
+            select(delivery_limits).where(c.scope == scope).with_for_update()
+        )
+        return dict(result.mappings().one())

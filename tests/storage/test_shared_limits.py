@@ -107,3 +107,27 @@ async def test_a_429_one_instance_got_pauses_the_other(limits: SqlSharedLimits) 
         await asyncio.sleep(0.05)
     assert held.code == "RATE_LIMIT_EXCEEDED"
     assert held.until > datetime.now(UTC) + timedelta(seconds=20)
+
+
+async def test_concurrent_calls_on_one_account_grant_exactly_the_budget(
+    limits: SqlSharedLimits,
+) -> None:
+    """Calls that arrive together share one transaction (storage/limits.py); each is still
+    applied to the row as the ones before it left it: 40 takes against a budget of 25 grant
+    25, whatever way they were grouped, and the row keeps what was spent."""
+    assert await limits.take(SCOPE, at(0)) is None  # the probe
+    await limits.learn(SCOPE, at(0.1), left=25, reset=at(30), quota=30, pause=None)
+    results = await asyncio.gather(*(limits.take(SCOPE, at(1)) for _ in range(40)))
+    granted = [result for result in results if result is None]
+    assert len(granted) == 25
+    assert all(r is not None and r.until == at(30) for r in results if r is not None)
+    assert await limits.take(SCOPE, at(2)) is not None  # nothing left until the reset
+
+
+async def test_concurrent_token_takes_each_see_the_ones_before(limits: SqlSharedLimits) -> None:
+    """The send-rate bucket: 10 concurrent takes of 1 row from a bucket of 5 (no refill in
+    the frozen instant) see 5, 4, ... -4 tokens before their take: each a different count."""
+    before = await asyncio.gather(
+        *(limits.take_tokens(SCOPE, 1, capacity=5, per_second=0.0, now=at(0)) for _ in range(10))
+    )
+    assert sorted(before, reverse=True) == [5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0]
