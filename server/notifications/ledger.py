@@ -56,6 +56,7 @@ from server.notifications.serialize import (
     notification_to_api,
     project,
 )
+from server.storage.compiled_reads import CompiledRead
 from server.storage.db import read_once
 from server.storage.notifications.visibility import deletable, visibility_condition, visible
 from server.storage.tables import notifications
@@ -185,13 +186,12 @@ def aggregate_statement(session: Session, query: Query) -> Select[Any]:
 def _aggregate(conn: Connection, session: Session, query: Query) -> list[dict[str, Any]]:
     """Aggregate rows in Directus' REST shape: group fields, then `{"count": N}` for `*`
     or `{"count": {"field": N}}` per field."""
-    read = reads.compiled(
+    read = reads.execute(
         "aggregate", session, query, conn, lambda: aggregate_statement(session, query)
     )
-    if read is not None:
-        rows: Sequence[Mapping[Any, Any]] = read.rows(conn)
-    else:
-        rows = conn.execute(aggregate_statement(session, query)).mappings().all()
+    rows: Sequence[Mapping[Any, Any]] = (
+        read.rows(conn) if isinstance(read, CompiledRead) else read.mappings().all()
+    )
     out: list[dict[str, Any]] = []
     for row in rows:
         item: dict[str, Any] = {name: api_value(row[name]) for name in query.group_by}

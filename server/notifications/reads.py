@@ -16,7 +16,8 @@ ones the single OR statement gives.
 
 Indexes (storage/tables.py), each ending in the `id` tie-breaker: (account_id, recipient,
 status, timestamp, id) for the inbox bell; (account_id, recipient|sender, timestamp, id) for
-lists by time; (account_id, recipient|sender, id) for lists by id (Directus' default sort).
+lists by time; (account_id, recipient|sender, id) for lists by id (Directus' default sort);
+(account_id, timestamp, id) for an admin's whole account by time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import CompoundSelect, Select, func, select, union_all
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.notifications.query import Query, sort_keys
@@ -39,8 +40,8 @@ from server.storage.compiled_reads import (
     CompiledRead,
     Override,
     Processor,
-    compile_read,
     compiled_reads_apply,
+    runs_again,
 )
 from server.storage.notifications import visibility
 from server.storage.tables import notifications
@@ -89,33 +90,35 @@ def count_statement(session: Session, query: Query | None) -> Select[Any]:
 
 
 # -- running them ---------------------------------------------------------------------------
-# A query read again (the REST route's parse cache, a live subscription) runs its statements as
-# `CompiledRead`s on SQLite (storage/compiled_reads.py): compiled on its second read, so a query
-# read once (a `$NOW` filter, a SEARCH body) keeps SQLAlchemy's path, whose compiled cache
-# already holds its shape and costs less than compiling it anew.
-_READ_ONCE = object()
+# A query read again and again (the REST route's parse cache, a live subscription) runs its
+# statements as `CompiledRead`s on SQLite (storage/compiled_reads.py), taken from its second
+# read by SQLAlchemy; a query read once (a `$NOW` filter, a SEARCH body) costs nothing more.
+_READ_ONCE, _NEVER = object(), object()
 
 
-def compiled(
+def execute(
     kind: str,
     session: Session,
     query: Query | None,
     conn: Connection,
     statement: Callable[[], Any],
     overrides: Mapping[str, Override] | None = None,
-) -> CompiledRead | None:
-    """The `CompiledRead` of `statement()` for a reused `query`, or None (SQLAlchemy's way)."""
+) -> CompiledRead | CursorResult[Any]:
+    """Run `statement()` for `query`: SQLAlchemy's result, or once known its `CompiledRead`
+    (not yet run: its caller runs it at the cursor)."""
     if query is None or not compiled_reads_apply(conn):
-        return None
+        return conn.execute(statement())
     key = (kind, session.account_id, session.user_id, session.is_admin, "compiled")
     found = query.statements.get(key)
+    if isinstance(found, CompiledRead):
+        return found
+    result = conn.execute(statement())
     if found is None:
         query.statements[key] = _READ_ONCE
-        return None
-    if found is _READ_ONCE:
-        found = query.statements[key] = compile_read(statement(), conn, overrides)
-    assert isinstance(found, CompiledRead)
-    return found
+    elif found is _READ_ONCE:
+        # Read again: from now on at the cursor (or, if it can't be repeated so, never).
+        query.statements[key] = CompiledRead(result, overrides) if runs_again(result) else _NEVER
+    return result
 
 
 def _api_datetime(own: Processor) -> Callable[[Any], Any]:
@@ -139,7 +142,7 @@ _API_OVERRIDES: dict[str, Override] = {name: _api_datetime for name in DATETIME_
 def page_objects(conn: Connection, session: Session, query: Query) -> list[dict[str, Any]]:
     """The page of `query` as API objects (every field; the caller projects `fields`)."""
     dialect = conn.dialect.name
-    read = compiled(
+    read = execute(
         "page",
         session,
         query,
@@ -147,28 +150,23 @@ def page_objects(conn: Connection, session: Session, query: Query) -> list[dict[
         lambda: page_statement(session, query, dialect),
         _API_OVERRIDES,
     )
-    if read is not None:
-        # Every API column, in order, values already in their JSON form (`rows_to_api`'s
-        # objects): only a NULL `attempt_errors` is left to become `[]`.
-        items = read.rows(conn)
-        for item in items:
-            if item["attempt_errors"] is None:
-                item["attempt_errors"] = []
-        return items
-    return rows_to_api(conn.execute(page_statement(session, query, dialect)).all())
+    if not isinstance(read, CompiledRead):
+        return rows_to_api(read.all())
+    # Every API column, in order, values already in their JSON form (`rows_to_api`'s
+    # objects): only a NULL `attempt_errors` is left to become `[]`.
+    items = read.rows(conn)
+    for item in items:
+        if item["attempt_errors"] is None:
+            item["attempt_errors"] = []
+    return items
 
 
 def count(conn: Connection, session: Session, query: Query, *, total: bool = False) -> int:
     """How many visible rows match `query` (`total`: every visible row, its filter ignored)."""
     scope = None if total else query
-
-    def statement() -> Select[Any]:
-        return count_statement(session, scope)
-
-    read = compiled("total" if total else "count", session, query, conn, statement)
-    if read is not None:
-        return int(read.scalar(conn))
-    return int(conn.execute(statement()).scalar_one())
+    kind = "total" if total else "count"
+    read = execute(kind, session, query, conn, lambda: count_statement(session, scope))
+    return int(read.scalar(conn) if isinstance(read, CompiledRead) else read.scalar_one())
 
 
 def _page_statement(

@@ -1,17 +1,18 @@
-"""A SELECT compiled once, with its parameter values, and run at SQLite's cursor.
+"""A SELECT as SQLAlchemy executed it, run again at SQLite's cursor.
 
 A ledger page is read again and again with the same statement (a bell polls one query), and
 on the read pool's thread SQLAlchemy's execute path (cache key, execution context, parameter
-processing, `Row` objects) cost about as much as SQLite's own work for the page and its
-count. A `CompiledRead` is the statement compiled once for the dialect, its bound values
-already converted by their types' bind processors (a memoised statement's values never change),
-and its result columns' processors; running it is one `cursor.execute` and one `fetchall`.
-Every value still goes through its column type's own result processor (so it reads exactly
-what `connection.execute` would give), unless the caller replaces a column's processor (the
-ledger turns SQLite's timestamp text straight into the API's ISO string).
+processing, `Row` objects) cost about as much as SQLite's own work for the page and its count.
+A `CompiledRead` is taken from one execution of the statement by SQLAlchemy: the SQL it sent
+(from SQLAlchemy's compiled cache, so nothing is compiled here) and the parameters it bound (a
+memoised statement's values never change), with its result columns' processors. Running it
+again is one `cursor.execute` and one fetch. Every value still goes through its column type's
+own result processor (so it reads exactly what `connection.execute` would give), unless the
+caller replaces a column's processor (the ledger turns SQLite's timestamp text straight into
+the API's ISO string).
 
-Only SQLite's stdlib `pysqlite` driver takes this way (`compile_read` returns None
-elsewhere), like storage/prepared.py's hot writes. No result is cached: every run executes.
+Only SQLite's stdlib `pysqlite` driver takes this way (`compiled_reads_apply`), like
+storage/prepared.py's hot writes. No result is kept: every run executes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
@@ -29,34 +29,26 @@ Override = Callable[[Processor], Callable[[Any], Any]]
 
 
 class CompiledRead:
-    """One SELECT for one dialect: its SQL, parameter tuple and result processors."""
+    """One SELECT as SQLAlchemy last executed it on SQLite: its SQL (expanding `IN` lists
+    rendered), its parameters as bound (already through their types' bind processors) and
+    its result columns' processors."""
 
     __slots__ = ("_processed", "keys", "parameters", "processors", "sql")
 
     def __init__(
-        self,
-        statement: ClauseElement,
-        dialect: Dialect,
-        overrides: Mapping[str, Override] | None = None,
+        self, result: CursorResult[Any], overrides: Mapping[str, Override] | None = None
     ) -> None:
-        # render_postcompile: expanding `IN` lists become one `?` each, with their values.
-        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        context = result.context
+        compiled = context.compiled
+        assert runs_again(result)
         assert isinstance(compiled, SQLCompiler)
-        names = compiled.positiontup
-        assert names is not None, "a positional paramstyle (pysqlite's qmark)"
-        self.sql: str = compiled.string
-        values = compiled.construct_params() or {}
-        out = []
-        for name in names:
-            # An expanded `IN` value (`item_1_2`) is bound with its list's type (`item_1`).
-            bind = compiled.binds.get(name)
-            if bind is None:
-                bind = compiled.binds[name.rsplit("_", 1)[0]]
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            out.append(process(values[name]) if process is not None else values[name])
-        self.parameters: tuple[Any, ...] = tuple(out)
+        dialect = context.dialect
+        self.sql: str = context.statement
+        self.parameters: tuple[Any, ...] = tuple(context.parameters[0])
+        # What each result column is and how its type reads it (SQLAlchemy's own list).
         columns = compiled._result_columns or []
-        self.keys: list[str] = [entry[0] for entry in columns]
+        # Plain `str` keys: SQLAlchemy's are str subclasses, which orjson refuses as keys.
+        self.keys: list[str] = [str(entry[0]) for entry in columns]
         processors: list[Processor] = []
         for key, entry in zip(self.keys, columns, strict=True):
             own = entry[3].dialect_impl(dialect).result_processor(dialect, None)
@@ -86,19 +78,17 @@ class CompiledRead:
         return process(row[0]) if process is not None else row[0]
 
 
+def runs_again(result: CursorResult[Any]) -> bool:
+    """Whether `result` came from one compiled statement with one parameter set (a SELECT
+    run once), which a `CompiledRead` can repeat."""
+    context = result.context
+    return isinstance(context.compiled, SQLCompiler) and len(context.parameters) == 1
+
+
 def compiled_reads_apply(connection: Connection) -> bool:
     """Whether `connection` is one a `CompiledRead` runs on (SQLite's stdlib driver)."""
     dialect = connection.dialect
     return dialect.name == "sqlite" and dialect.driver == "pysqlite"
-
-
-def compile_read(
-    statement: ClauseElement, connection: Connection, overrides: Mapping[str, Override] | None
-) -> CompiledRead | None:
-    """`statement` compiled for `connection`, or None where a `CompiledRead` can't run."""
-    if not compiled_reads_apply(connection):
-        return None
-    return CompiledRead(statement, connection.dialect, overrides)
 
 
 def _cursor(connection: Connection) -> Any:

@@ -13,7 +13,8 @@ executor call: one hop there and one back, whatever the number of statements.
 - `fn` runs in a deferred `BEGIN` … `ROLLBACK`: its statements share one snapshot (a page and
   its count agree), which WAL gives readers without waiting for the writer.
 - SQLAlchemy's compiled cache is per engine and the statements handed in are memoised by the
-  caller (server/notifications/reads.py), so a repeated read neither rebuilds nor recompiles.
+  caller (server/notifications/reads.py), so a repeated read neither rebuilds nor recompiles;
+  a query read again and again runs at the driver's cursor (storage/compiled_reads.py).
 
 PostgreSQL has no read pool: `fn` runs on an asyncpg connection through `run_sync`.
 """

@@ -1,9 +1,10 @@
 """A query read again answers exactly as it did the first time, and still reads the database.
 
-On SQLite a reused query's statements run compiled at the driver's cursor from its second read
-(server/storage/compiled_reads.py), with their own conversion of every column; the first read
-takes SQLAlchemy's path. So each query here is read three times and the answers compared, over
-every field type (timestamps set and NULL, JSON, booleans), counts, aggregates and `_in` lists.
+On SQLite a reused query's statements run at the driver's cursor from its third read
+(server/storage/compiled_reads.py, taken from the second), with their own conversion of every
+column; the first two take SQLAlchemy's path. So each query here is read three times and the
+answers compared, over every field type (timestamps set and NULL, JSON, booleans), counts,
+aggregates and `_in` lists.
 """
 
 from __future__ import annotations
