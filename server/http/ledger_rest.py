@@ -6,9 +6,11 @@ Routes only parse the request, call one ledger service function and render the e
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from server.appkeys import SERVICES
@@ -173,7 +175,21 @@ def _render_page(page: ledger.Page, *, headers: dict[str, str] | None = None) ->
     body: dict[str, Any] = {"data": page.data}
     if page.meta is not None:
         body["meta"] = page.meta
-    return web.json_response(body, headers=headers)
+    return json_response(body, headers=headers)
+
+
+def json_response(body: Any, *, headers: dict[str, str] | None = None) -> web.Response:
+    """`web.json_response` (same body once parsed, same Content-Type) encoded with orjson: the
+    stdlib encoder was a tenth of a list read's time (25 rows of 24 fields). orjson refuses
+    what the stdlib accepts in a few corners (a lone surrogate in a string, an int over 64
+    bits); those fall back to the stdlib encoder."""
+    try:
+        encoded = orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        encoded = json.dumps(body).encode()
+    return web.Response(
+        body=encoded, content_type="application/json", charset="utf-8", headers=headers
+    )
 
 
 async def list_notifications(request: web.Request) -> web.Response:
@@ -198,7 +214,7 @@ async def search_notifications(request: web.Request) -> web.Response:
     keys = ledger_input.parse_keys(body["keys"])
     query = parse_query(params, _context(session))
     data = await _ledger(request).read_many(session, keys, query)
-    return web.json_response({"data": data}, headers=NO_CACHE)
+    return json_response({"data": data}, headers=NO_CACHE)
 
 
 async def get_notification(request: web.Request) -> web.Response:
@@ -207,7 +223,7 @@ async def get_notification(request: web.Request) -> web.Response:
     query = _url_query(request, session)
     key = ledger_input.path_key(request.match_info["id"])
     item = await _ledger(request).read_one(session, key, query.fields)
-    return web.json_response({"data": item})
+    return json_response({"data": item})
 
 
 async def patch_notification(request: web.Request) -> web.Response:
@@ -217,7 +233,7 @@ async def patch_notification(request: web.Request) -> web.Response:
     data = await read_json(request)
     key = ledger_input.path_key(request.match_info["id"])
     item = await _ledger(request).update_one(session, key, data)
-    return web.json_response({"data": project(item, query.fields)}, headers=NO_CACHE)
+    return json_response({"data": project(item, query.fields)}, headers=NO_CACHE)
 
 
 async def patch_notifications(request: web.Request) -> web.Response:
@@ -238,7 +254,7 @@ async def patch_notifications(request: web.Request) -> web.Response:
         else:
             query = _write_query(body["query"], session)
             items = await service.update_by_query(session, query, body["data"])
-    return web.json_response({"data": [project(i, fields) for i in items]}, headers=NO_CACHE)
+    return json_response({"data": [project(i, fields) for i in items]}, headers=NO_CACHE)
 
 
 async def delete_notification(request: web.Request) -> web.Response:

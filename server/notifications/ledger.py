@@ -55,8 +55,8 @@ from server.notifications.serialize import (
     api_value,
     notification_to_api,
     project,
-    rows_to_api,
 )
+from server.storage.compiled_reads import CompiledRead
 from server.storage.db import read_once
 from server.storage.notifications.visibility import deletable, visibility_condition, visible
 from server.storage.tables import notifications
@@ -110,8 +110,7 @@ def _read_page(conn: Connection, session: Session, query: Query) -> Page:
     if query.is_aggregate:
         data = _aggregate(conn, session, query)
     else:
-        rows = conn.execute(reads.page_statement(session, query, conn.dialect.name)).all()
-        data = rows_to_api(rows)  # the statement selects every API column, in order
+        data = reads.page_objects(conn, session, query)
         if query.fields is not None:
             data = [project(item, query.fields) for item in data]
     meta = _meta(conn, session, query) if query.meta else None
@@ -146,11 +145,9 @@ def _meta(conn: Connection, session: Session, query: Query) -> dict[str, int]:
     meta: dict[str, int] = {}
     if "total_count" in query.meta:
         # total_count ignores the request's filter but never the caller's scope.
-        stmt = reads.count_statement(session, None)
-        meta["total_count"] = int(conn.execute(stmt).scalar_one())
+        meta["total_count"] = reads.count(conn, session, query, total=True)
     if "filter_count" in query.meta:
-        stmt = reads.count_statement(session, query)
-        meta["filter_count"] = int(conn.execute(stmt).scalar_one())
+        meta["filter_count"] = reads.count(conn, session, query)
     return meta
 
 
@@ -189,7 +186,12 @@ def aggregate_statement(session: Session, query: Query) -> Select[Any]:
 def _aggregate(conn: Connection, session: Session, query: Query) -> list[dict[str, Any]]:
     """Aggregate rows in Directus' REST shape: group fields, then `{"count": N}` for `*`
     or `{"count": {"field": N}}` per field."""
-    rows = conn.execute(aggregate_statement(session, query)).mappings().all()
+    read = reads.execute(
+        "aggregate", session, query, conn, lambda: aggregate_statement(session, query)
+    )
+    rows: Sequence[Mapping[Any, Any]] = (
+        read.rows(conn) if isinstance(read, CompiledRead) else read.mappings().all()
+    )
     out: list[dict[str, Any]] = []
     for row in rows:
         item: dict[str, Any] = {name: api_value(row[name]) for name in query.group_by}

@@ -16,19 +16,33 @@ ones the single OR statement gives.
 
 Indexes (storage/tables.py), each ending in the `id` tie-breaker: (account_id, recipient,
 status, timestamp, id) for the inbox bell; (account_id, recipient|sender, timestamp, id) for
-lists by time; (account_id, recipient|sender, id) for lists by id (Directus' default sort).
+lists by time; (account_id, recipient|sender, id) for lists by id (Directus' default sort);
+(account_id, timestamp, id) for an admin's whole account by time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import CompoundSelect, Select, func, select, union_all
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.notifications.query import Query, sort_keys
-from server.notifications.serialize import API_FIELDS
+from server.notifications.serialize import (
+    API_FIELDS,
+    DATETIME_FIELDS,
+    iso_datetime,
+    rows_to_api,
+)
+from server.storage.compiled_reads import (
+    CompiledRead,
+    Override,
+    Processor,
+    compiled_reads_apply,
+    runs_again,
+)
 from server.storage.notifications import visibility
 from server.storage.tables import notifications
 from server.tokens import Session
@@ -73,6 +87,86 @@ def page_statement(
 def count_statement(session: Session, query: Query | None) -> Select[Any]:
     """How many visible rows match `query` (None: every visible row, for total_count)."""
     return memo("count", session, query, lambda: _count_statement(session, query))
+
+
+# -- running them ---------------------------------------------------------------------------
+# A query read again and again (the REST route's parse cache, a live subscription) runs its
+# statements as `CompiledRead`s on SQLite (storage/compiled_reads.py), taken from its second
+# read by SQLAlchemy; a query read once (a `$NOW` filter, a SEARCH body) costs nothing more.
+_READ_ONCE, _NEVER = object(), object()
+
+
+def execute(
+    kind: str,
+    session: Session,
+    query: Query | None,
+    conn: Connection,
+    statement: Callable[[], Any],
+    overrides: Mapping[str, Override] | None = None,
+) -> CompiledRead | CursorResult[Any]:
+    """Run `statement()` for `query`: SQLAlchemy's result, or once known its `CompiledRead`
+    (not yet run: its caller runs it at the cursor)."""
+    if query is None or not compiled_reads_apply(conn):
+        return conn.execute(statement())
+    key = (kind, session.account_id, session.user_id, session.is_admin, "compiled")
+    found = query.statements.get(key)
+    if isinstance(found, CompiledRead):
+        return found
+    result = conn.execute(statement())
+    if found is None:
+        query.statements[key] = _READ_ONCE
+    elif found is _READ_ONCE:
+        # Read again: from now on at the cursor (or, if it can't be repeated so, never).
+        query.statements[key] = CompiledRead(result, overrides) if runs_again(result) else _NEVER
+    return result
+
+
+def _api_datetime(own: Processor) -> Callable[[Any], Any]:
+    """A timestamp column straight to the API's ISO string. SQLite keeps UtcDateTime values as
+    UTC text `YYYY-MM-DD HH:MM:SS.ffffff`, which is `iso_datetime`'s answer with a `T` and a
+    `Z`; any other text goes through the column's own processor and `iso_datetime`."""
+
+    def process(value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is str and len(value) == 26 and value[10] == " " and value[19] == ".":
+            return f"{value[:10]}T{value[11:]}Z"
+        return iso_datetime(own(value) if own is not None else value)
+
+    return process
+
+
+_API_OVERRIDES: dict[str, Override] = {name: _api_datetime for name in DATETIME_FIELDS}
+
+
+def page_objects(conn: Connection, session: Session, query: Query) -> list[dict[str, Any]]:
+    """The page of `query` as API objects (every field; the caller projects `fields`)."""
+    dialect = conn.dialect.name
+    read = execute(
+        "page",
+        session,
+        query,
+        conn,
+        lambda: page_statement(session, query, dialect),
+        _API_OVERRIDES,
+    )
+    if not isinstance(read, CompiledRead):
+        return rows_to_api(read.all())
+    # Every API column, in order, values already in their JSON form (`rows_to_api`'s
+    # objects): only a NULL `attempt_errors` is left to become `[]`.
+    items = read.rows(conn)
+    for item in items:
+        if item["attempt_errors"] is None:
+            item["attempt_errors"] = []
+    return items
+
+
+def count(conn: Connection, session: Session, query: Query, *, total: bool = False) -> int:
+    """How many visible rows match `query` (`total`: every visible row, its filter ignored)."""
+    scope = None if total else query
+    kind = "total" if total else "count"
+    read = execute(kind, session, query, conn, lambda: count_statement(session, scope))
+    return int(read.scalar(conn) if isinstance(read, CompiledRead) else read.scalar_one())
 
 
 def _page_statement(

@@ -208,6 +208,8 @@ notifications = Table(
     Index("ix_notifications_account_recipient_id", "account_id", "recipient", "id"),
     Index("ix_notifications_account_sender_ts_id", "account_id", "sender", "timestamp", "id"),
     Index("ix_notifications_account_sender_id", "account_id", "sender", "id"),
+    # An admin's whole account by time (no recipient or sender to start from).
+    Index("ix_notifications_account_ts_id", "account_id", "timestamp", "id"),
     Index("ix_notifications_account_item_ts", "account_id", "item", "timestamp"),
     Index("ix_notifications_due", "delivery_status", "next_attempt_at"),
     Index("ix_notifications_digest", "digest_id"),

@@ -4,6 +4,7 @@ on SQLite in a read-pool thread on a read-only connection, on PostgreSQL through
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -76,4 +77,31 @@ async def test_a_sqlite_read_can_not_write(sqlite_database_url: str) -> None:
             await read_once(engine, sneaky)
         assert await read_once(engine, count_keys) == 0
     finally:
+        await engine.dispose()
+
+
+async def test_a_read_whose_caller_gave_up_leaves_the_pool_working(
+    sqlite_database_url: str,
+) -> None:
+    """SQLite's pool: a read whose task is cancelled finishes in its thread, unanswered, and
+    the pool's threads go on serving (more reads at once than there are threads)."""
+    engine = create_engine(sqlite_database_url)
+    started, release = threading.Event(), threading.Event()
+
+    def held(conn: Connection) -> int:
+        started.set()
+        release.wait(10)
+        return count_keys(conn)
+
+    try:
+        task = asyncio.create_task(read_once(engine, held))
+        assert await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        counts = await asyncio.gather(*(read_once(engine, count_keys) for _ in range(10)))
+        assert counts == [0] * 10
+    finally:
+        release.set()
         await engine.dispose()
