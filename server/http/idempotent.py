@@ -16,6 +16,7 @@ from aiohttp import web
 
 from server.appkeys import SERVICES
 from server.errors import ApiError
+from server.http.respond import encoded_json_response
 from server.notifications.idempotency import REPLAYED_HEADERS, body_digest, check_key
 
 Work = Callable[[], Awaitable[tuple[int, Any]]]
@@ -39,7 +40,7 @@ async def idempotent(
     """
     if key is None:
         status, answer = await work()
-        return web.json_response(answer, status=status)
+        return encoded_json_response(answer, status=status)
     try:
         if validate:
             check_key(key)
@@ -51,4 +52,4 @@ async def idempotent(
             raise
         return refuse(error)
     headers = REPLAYED_HEADERS if replayed else None
-    return web.json_response(answer, status=status, headers=headers)
+    return encoded_json_response(answer, status=status, headers=headers)

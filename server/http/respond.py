@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 # Below this many rows json.dumps takes well under a millisecond per request: not worth a
@@ -20,3 +22,23 @@ async def json_response(payload: Any, *, rows: int, status: int = 200) -> web.Re
         return web.json_response(payload, status=status)
     text = await asyncio.get_running_loop().run_in_executor(None, json.dumps, payload)
     return web.Response(text=text, status=status, content_type="application/json")
+
+
+def encoded_json_response(
+    body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """`web.json_response` (same body once parsed, same Content-Type) encoded with orjson: the
+    stdlib encoder was a tenth of a list read's time (25 rows of 24 fields). orjson refuses
+    what the stdlib accepts in a few corners (a lone surrogate in a string, an int over 64
+    bits); those fall back to the stdlib encoder."""
+    try:
+        encoded = orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        encoded = json.dumps(body).encode()
+    return web.Response(
+        body=encoded,
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
