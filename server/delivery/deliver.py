@@ -66,6 +66,8 @@ monday_latency = latency_histogram(
 # A lease on rows being sent must outlast the HTTP call, or another worker would call the
 # row stale (`unknown`) while its answer is still on the way.
 LEASE_MARGIN_SECONDS = 5.0
+# `Deliverer._planned` is emptied past this many keys (those of inserts rolled back).
+MAX_PLANNED = 4096
 
 
 @dataclass
@@ -116,6 +118,9 @@ class Deliverer:
     # The gate's decision at the insert, for rows due now (`DueFilter`): those it lets through
     # are stamped `sending` in the insert's transaction. None with a gate: none are.
     gate_clear: Callable[[Sequence[Notification], DueFacts], list[Notification]] | None = None
+    # Keys `plan_requests` computed (in the writer thread) by request ids, until the inline
+    # attempt sends them: it need not compute each key a second time to check it.
+    _planned: dict[tuple[int, ...], str] = field(default_factory=dict)
 
     def _due_at(self, when: datetime) -> None:
         if self.next_due is None or when < self.next_due or self.next_due < utcnow():
@@ -158,10 +163,15 @@ class Deliverer:
         """What `deliver` sends `rows` in, each request with its key (the send path's
         insert stamps these, so the inline attempt skips `mark_sending_request`). With a
         §12 gate wired, `rows` must be what `clear_due` let through."""
-        return [
+        planned = [
             PlannedRequest(tuple(row.id for row in batch), request_key(batch))
             for *_, batch in self._batches(rows)
         ]
+        if len(self._planned) > MAX_PLANNED:
+            self._planned.clear()  # keys of inserts rolled back; they are only a shortcut
+        for request in planned:
+            self._planned[request.ids] = request.key
+        return planned
 
     def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:
         """Of rows due now, those the gate lets through untouched (all without a gate)."""
@@ -261,7 +271,7 @@ class Deliverer:
         window_end = utcnow() + RESEND_WINDOW  # the key is first sent now
         try:
             rows = sorted(rows, key=lambda row: row.id)
-            key = stamped_key(rows)
+            key = stamped_key(rows, planned=self._planned)
             if key is None:
                 rows, key = await self._stamp_request(rows)
             if not rows:

@@ -166,10 +166,14 @@ def unknown_due(attempts: int, told: float | None, window_end: datetime) -> date
     return due if due < window_end else None
 
 
-def stamped_key(rows: Sequence[Notification]) -> str | None:
+def stamped_key(
+    rows: Sequence[Notification], *, planned: dict[tuple[int, ...], str] | None = None
+) -> str | None:
     """The key the insert stamped `rows` with, if they are exactly one stamped request (all
     `sending` under one lease, stamped with these ids, and the key is this document's):
-    then they are sent as they are. None: they need `mark_sending_request` first."""
+    then they are sent as they are. None: they need `mark_sending_request` first.
+    `planned`: keys this process computed for these very ids from these rows' values
+    (`Deliverer.plan_requests`); a key found there (taken out) is not computed again."""
     first = rows[0]
     key = first.delivery_request_key
     ids = tuple(row.id for row in rows)
@@ -182,4 +186,6 @@ def stamped_key(rows: Sequence[Notification]) -> str | None:
     ):
         return None
     # The key names exactly the document sent with it (contract §11): checked, not assumed.
+    if planned is not None and planned.pop(ids, None) == key:
+        return key
     return key if request_key(rows) == key else None

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from server.ids import monday_id_or_none
 from server.monday.error_body import error_entries
@@ -176,6 +177,15 @@ class MondayClient:
             "Accept": "application/json",
         }
 
+    @property
+    def api_url(self) -> str:
+        return self._api_url
+
+    @api_url.setter
+    def api_url(self, url: str) -> None:
+        self._api_url = url
+        self._url = URL(url)  # parsed once, not on every call
+
     async def execute(
         self,
         token: str,
@@ -198,7 +208,7 @@ class MondayClient:
         body = json.dumps(payload, ensure_ascii=False).encode()
         try:
             async with self._http.post(
-                self.api_url, data=body, headers=headers, timeout=self._timeout
+                self._url, data=body, headers=headers, timeout=self._timeout
             ) as response:
                 raw = await response.read()
                 status = response.status
