@@ -84,5 +84,12 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Neither format prints the thread, the process or the caller's file and line: the
+    # logging module's "Optimization" switches spare each record those look-ups (the access
+    # line is written on every request; the record cost more than its formatting).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
     # aiohttp's access log prints the raw request line, query string included (?sessionToken=).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
