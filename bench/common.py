@@ -328,6 +328,24 @@ async def install_account(database_url: str) -> None:
 
 
 # -- the server under test, in its own process -----------------------------------------------
+# The process id of each server `served` runs, by label (for `process_cpu_seconds`).
+SERVED_PIDS: dict[str, int] = {}
+
+
+def process_cpu_seconds(label: str) -> float | None:
+    """CPU time (user + system, all threads) the server `served(..., label)` has used so far;
+    None where /proc cannot tell (not Linux, or the server is gone). CPU per request is the
+    figure a busy shared machine disturbs least (wall-clock rates move with the neighbours)."""
+    pid = SERVED_PIDS.get(label)
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.asynccontextmanager
 async def served(mode: str, settings: dict[str, Any], label: str) -> AsyncIterator[str]:
     """Start `python -m bench.serve` (`mode` "app" or "bare"); yield its base URL.
@@ -348,6 +366,7 @@ async def served(mode: str, settings: dict[str, Any], label: str) -> AsyncIterat
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
         )
+        SERVED_PIDS[label] = proc.pid
         try:
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), SERVER_START_TIMEOUT)
@@ -365,6 +384,7 @@ async def served(mode: str, settings: dict[str, Any], label: str) -> AsyncIterat
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
+            SERVED_PIDS.pop(label, None)
 
 
 # -- load ----------------------------------------------------------------------------------
@@ -374,6 +394,8 @@ class Load:
     statuses: Counter[int]
     elapsed: float
     errors: list[str] = field(default_factory=list)
+    # The server's CPU time per request answered (all its threads), when measured.
+    server_cpu_ms: float | None = None
 
     @property
     def ok(self) -> int:
@@ -390,6 +412,7 @@ class Load:
             "elapsed_s": round(self.elapsed, 3),
             "requests_per_s": round(self.rate, 1),
             **latency_summary(self.latencies),
+            **({} if self.server_cpu_ms is None else {"server_cpu_ms": self.server_cpu_ms}),
         }
 
 

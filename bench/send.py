@@ -7,6 +7,7 @@ verifies the token and forwards, on the same machine, same fake monday, same loa
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from bench import charts
@@ -24,6 +25,7 @@ from bench.common import (
     fmt_ms,
     install_account,
     pg_admin_url,
+    process_cpu_seconds,
     ratio,
     run_load,
     say,
@@ -81,7 +83,7 @@ async def measure_bare(
 ) -> Load:
     settings = app_settings("sqlite+aiosqlite:///:memory:", fake.api_url)
     async with served("bare", settings, label) as base:
-        return await send_load(base, opts, cap=cap)
+        return await with_server_cpu(label, send_load(base, opts, cap=cap), opts)
 
 
 async def measure_app(
@@ -96,14 +98,30 @@ async def measure_app(
     async with database(engine, opts, label) as url:
         await install_account(url)
         async with served("app", app_settings(url, fake.api_url), label) as base:
-            return await send_load(base, opts, batch=batch, cap=cap)
+            return await with_server_cpu(
+                label, send_load(base, opts, batch=batch, cap=cap), opts, batch=batch
+            )
+
+
+async def with_server_cpu(
+    label: str, load: Awaitable[Load], opts: Options, *, batch: int = 1
+) -> Load:
+    """`load`, with the server's CPU time per request (warm-ups included in the count)."""
+    before = process_cpu_seconds(label)
+    done = await load
+    after = process_cpu_seconds(label)
+    answered = sum(done.statuses.values()) + (warmups(opts) if batch == 1 else 0)
+    if before is not None and after is not None and answered:
+        done.server_cpu_ms = round((after - before) / answered * 1000, 3)
+    return done
 
 
 def describe(name: str, load: Load) -> None:
     s = load.summary()
+    cpu = "" if load.server_cpu_ms is None else f", server CPU {load.server_cpu_ms:.3f} ms/req"
     say(
         f"  {name:<28} {s['requests_per_s']:>8.1f} req/s   p50 {fmt_ms(s['p50_ms']):>9}   "
-        f"p99 {fmt_ms(s['p99_ms']):>9}   ({load.ok} ok in {load.elapsed:.1f} s)"
+        f"p99 {fmt_ms(s['p99_ms']):>9}   ({load.ok} ok in {load.elapsed:.1f} s{cpu})"
     )
     check_load(load, name)
 
@@ -140,6 +158,7 @@ async def run(opts: Options) -> dict[str, Any]:
             "throughput_app_over_bare": ratio(app.rate, bare.rate),
             "p50_app_over_bare": ratio(app_s["p50_ms"], bare_s["p50_ms"]),
             "p99_app_over_bare": ratio(app_s["p99_ms"], bare_s["p99_ms"]),
+            "server_cpu_app_over_bare": ratio(app.server_cpu_ms, bare.server_cpu_ms),
         },
     }
     if pg is not None:
@@ -153,7 +172,8 @@ async def run(opts: Options) -> dict[str, Any]:
     r = results["ratios"]
     say(
         f"  ratio app/bare: throughput x{r['throughput_app_over_bare']}, "
-        f"p50 x{r['p50_app_over_bare']}, p99 x{r['p99_app_over_bare']}"
+        f"p50 x{r['p50_app_over_bare']}, p99 x{r['p99_app_over_bare']}, "
+        f"server CPU per request x{r['server_cpu_app_over_bare']}"
     )
     if pg is not None:
         say(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from server.clock import utcnow
+from server.delivery.batches import Batch, chunks, stamped_batches
 from server.delivery.call_log import call_outcome, log_batch
 from server.delivery.digest import units
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
@@ -33,6 +34,7 @@ from server.delivery.resend import (
     stamped_key,
     unknown_due,
 )
+from server.delivery.short_lived import ShortLivedTokens
 from server.logs import account_id_var
 from server.metrics import latency_histogram
 from server.monday.client import MondayClient
@@ -68,31 +70,6 @@ monday_latency = latency_histogram(
 LEASE_MARGIN_SECONDS = 5.0
 # `Deliverer._planned` is emptied past this many keys (those of inserts rolled back).
 MAX_PLANNED = 4096
-
-
-@dataclass
-class ShortLivedTokens:
-    """Automation short-lived tokens, kept in memory only for the few minutes they live."""
-
-    lifetime_seconds: float = 300.0
-    _tokens: dict[int, tuple[str, float]] = field(default_factory=dict)
-
-    def put(self, row_id: int, token: str) -> None:
-        self._tokens[row_id] = (token, time.monotonic() + self.lifetime_seconds)
-
-    def get(self, row_id: int) -> str | None:
-        entry = self._tokens.get(row_id)
-        if entry is None or entry[1] < time.monotonic():
-            self._tokens.pop(row_id, None)
-            return None
-        return entry[0]
-
-    def drop(self, row_id: int) -> None:
-        self._tokens.pop(row_id, None)
-
-
-# (account_id, sent_as, credential owner, for_others, rows): one monday request.
-_Batch = tuple[str, str, str, bool, list[Notification]]
 
 
 @dataclass
@@ -144,7 +121,7 @@ class Deliverer:
     ) -> list[Notification]:
         return await self.deliver(rows, max_wait=max_wait)
 
-    def _batches(self, rows: Sequence[Notification]) -> list[_Batch]:
+    def _batches(self, rows: Sequence[Notification]) -> list[Batch]:
         """The monday requests `rows` go out in: per account, sender, credential owner and
         "for others", in id order, at most `batch_size` each."""
         groups: dict[tuple[str, str, str, bool], list[Notification]] = defaultdict(list)
@@ -156,7 +133,7 @@ class Deliverer:
         return [
             (account_id, sent_as, owner, for_others, [row for unit in chunk for row in unit])
             for (account_id, sent_as, owner, for_others), group in groups.items()
-            for chunk in _chunks(units(group), self.batch_size)
+            for chunk in chunks(units(group), self.batch_size)
         ]
 
     def plan_requests(self, rows: Sequence[Notification]) -> list[PlannedRequest]:
@@ -191,7 +168,7 @@ class Deliverer:
         """
         # Rows the insert stamped `sending` already passed the gate (in its transaction,
         # `clear_due`): each stamped request goes out as it is, the others are gated first.
-        stamped = _stamped_batches(rows)
+        stamped = stamped_batches(rows)
         rest = [row for row in rows if row.delivery_status != DeliveryStatus.SENDING]
         if self.gate is not None and rest:
             rest = await self.gate(rest)
@@ -385,25 +362,6 @@ class Deliverer:
             key = (row.sent_as or "", row.transport or "", finish.delivery_status.value)
             delivery_counts[key] += 1
         return recorded
-
-
-def _stamped_batches(rows: Sequence[Notification]) -> list[_Batch]:
-    """The `sending` rows of `rows`, one batch per request the insert stamped them with."""
-    by_key: dict[str, list[Notification]] = defaultdict(list)
-    for row in rows:
-        if row.delivery_status == DeliveryStatus.SENDING and row.delivery_request_key:
-            by_key[row.delivery_request_key].append(row)
-    batches: list[_Batch] = []
-    for group in by_key.values():
-        first = group[0]
-        owner = first.credential_owner or ""
-        batch = sorted(group, key=lambda row: row.id)
-        batches.append((first.account_id, first.sent_as or "", owner, first.sender != owner, batch))
-    return batches
-
-
-def _chunks(items: Sequence[list[Notification]], size: int) -> list[Sequence[list[Notification]]]:
-    return [items[start : start + size] for start in range(0, len(items), max(size, 1))]
 
 
 def _lease(row: Notification) -> str:
