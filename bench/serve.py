@@ -3,10 +3,12 @@
 `BENCH_SERVE_CONFIG` (JSON): `{"mode": "app" | "bare", "settings": {...}, "monday_token": ...}`.
 
 - `app`: the whole monday-notify server, `create_app(Settings(**settings))`, as
-  `monday-notify serve` runs it (JSON logs, no access log).
+  `monday-notify serve` runs it (JSON logs, aiohttp's access log off, the guarded connection
+  handler of server/http/protocol.py, the settings' event loop).
 - `bare`: the baseline of issue 3: one aiohttp handler for `POST /notifications` that only
   verifies the session token and forwards `create_notification` to the same (fake) monday
-  with aiohttp. No database, no ledger, no sender decision.
+  with aiohttp. No database, no ledger, no sender decision. It runs on the same event loop
+  as the app (the settings' `EVENT_LOOP`), so the two differ only in what they do.
 
 Prints `READY <port>` on stdout once listening on 127.0.0.1; stops when stdin closes.
 """
@@ -24,6 +26,7 @@ from aiohttp import web
 
 from server.appkeys import SETTINGS
 from server.http.auth import require_session
+from server.http.event_loop import new_event_loop
 from server.logs import configure_logging
 from server.monday.client import CREATE_NOTIFICATION
 from server.settings import Settings
@@ -75,13 +78,19 @@ async def main() -> None:
     config = json.loads(os.environ["BENCH_SERVE_CONFIG"])
     settings = Settings(**config["settings"])
     configure_logging(settings.log_format if settings.log_format != "auto" else "json")
+    runner: web.AppRunner
     if config["mode"] == "bare":
-        app = bare_app(settings, config["monday_token"])
+        runner = web.AppRunner(bare_app(settings, config["monday_token"]), access_log=None)
     else:
         from server.app import create_app
+        from server.http.protocol import GuardedRunner
 
-        app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
+        runner = GuardedRunner(
+            create_app(settings),
+            access_log=None,
+            head_timeout=settings.request_head_timeout_seconds,
+            body_timeout=settings.request_body_timeout_seconds,
+        )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -101,4 +110,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    kind = json.loads(os.environ["BENCH_SERVE_CONFIG"])["settings"].get("event_loop", "uvloop")
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(kind)) as runner:
+        runner.run(main())

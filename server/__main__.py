@@ -174,6 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
             head_timeout=settings.request_head_timeout_seconds,
             body_timeout=settings.request_body_timeout_seconds,
             on_listening=listening,
+            event_loop=settings.event_loop,
         )
     except OSError as error:
         _refuse(_listen_problem(settings.host, settings.port, error))

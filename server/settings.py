@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     monday_timeout_seconds: float = Field(default=15.0, gt=0)
     max_token_bytes: int = Field(default=8192, ge=256)
     log_format: Literal["json", "text", "auto"] = "auto"
+    # The server process' event loop (server/http/event_loop.py).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     migrate_on_start: bool = True
     # Delivery (contract §6 retries; hardened by the delivery-at-scale work).
     delivery_poll_seconds: float = Field(default=1.0, gt=0)

@@ -28,6 +28,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from server.errors import error_body
+from server.http.event_loop import new_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +239,10 @@ def run(
     head_timeout: float,
     body_timeout: float,
     on_listening: Callable[[], None] = lambda: None,
+    event_loop: str = "asyncio",
 ) -> None:
     """`web.run_app` with a `GuardedServer`: serve until SIGINT/SIGTERM, then clean up."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(event_loop)
     asyncio.set_event_loop(loop)
     main = loop.create_task(
         _serve(app, host, port, on_listening, head_timeout=head_timeout, body_timeout=body_timeout)
