@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -59,6 +59,16 @@ class Block:
     code: str
     message: str
 
+
+# Statements built once (bound parameters): a statement built per call cost more to build,
+# key and look up in SQLAlchemy's cache than PostgreSQL took to run it.
+_new_row = pg_insert(delivery_limits).values(scope=bindparam("scope"))
+_LOCK_ROW = _new_row.on_conflict_do_update(
+    index_elements=[c.scope], set_={"scope": _new_row.excluded.scope}
+).returning(*delivery_limits.c)
+# Executed with every column but `scope` as parameters (SQLAlchemy sets the columns named by
+# the parameters), and the row's scope as `row_scope`.
+_WRITE_ROW = update(delivery_limits).where(c.scope == bindparam("row_scope"))
 
 # One call on a scope: given the row as the calls before it left it, the values it changes
 # and what its caller gets back.
@@ -241,25 +251,23 @@ class SqlSharedLimits:
         """`calls` in one transaction, on the row locked once, in order; one UPDATE."""
         async with self.engine.begin() as connection:
             row = await self._row(connection, scope)
-            changed: Row = {}
+            changed = False
             results = []
             for call in calls:
                 values, result = call(row)
                 row.update(values)
-                changed.update(values)
+                changed = changed or bool(values)
                 results.append(result)
             if changed:
-                await connection.execute(
-                    update(delivery_limits).where(c.scope == scope).values(**changed)
-                )
+                # The whole row as the calls left it (we hold its lock): one statement, built
+                # once, whatever columns the calls changed.
+                values = {key: value for key, value in row.items() if key != "scope"}
+                await connection.execute(_WRITE_ROW, {**values, "row_scope": scope})
             return results
 
     @staticmethod
     async def _row(connection: AsyncConnection, scope: str) -> Row:
-        await connection.execute(
-            pg_insert(delivery_limits).values(scope=scope).on_conflict_do_nothing()
-        )
-        result = await connection.execute(
-            select(delivery_limits).where(c.scope == scope).with_for_update()
-        )
+        # Created if missing and locked (ON CONFLICT DO UPDATE locks the row it meets, as
+        # FOR UPDATE would) and read, in one statement.
+        result = await connection.execute(_LOCK_ROW, {"scope": scope})
         return dict(result.mappings().one())
