@@ -179,12 +179,12 @@ class Deliverer:
             # its own would start only at the event loop's next turn, a wait as long as the
             # rest of the send path's own work.
             try:
-                results = [await self._deliver_group(*batches[0], max_wait=max_wait)]
+                results = [await self._deliver_group(batches[0], max_wait=max_wait)]
             except Exception as error:
                 results = [error]
         else:
             results = await asyncio.gather(
-                *(self._deliver_group(*batch, max_wait=max_wait) for batch in batches),
+                *(self._deliver_group(batch, max_wait=max_wait) for batch in batches),
                 return_exceptions=True,
             )
         recorded: list[Notification] = []
@@ -204,22 +204,13 @@ class Deliverer:
         return await self.resolve(account_id, sent_as, owner, for_others)
 
     async def _deliver_group(
-        self,
-        account_id: str,
-        sent_as: str,
-        owner: str,
-        for_others: bool,
-        rows: list[Notification],
-        *,
-        max_wait: float | None = None,
+        self, batch: Batch, *, max_wait: float | None = None
     ) -> list[Notification]:
         # The log lines of this batch carry its account (reset after: this may run in the
         # caller's own task, see `deliver`).
-        context = account_id_var.set(account_id)
+        context = account_id_var.set(batch[0])
         try:
-            return await self._send_group(
-                account_id, sent_as, owner, for_others, rows, max_wait=max_wait
-            )
+            return await self._send_group(*batch, max_wait=max_wait)
         finally:
             account_id_var.reset(context)
 
