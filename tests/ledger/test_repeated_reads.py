@@ -16,7 +16,17 @@ from sqlalchemy import text
 
 from server.appkeys import ENGINE
 from tests.conftest import Mint
-from tests.ledger.conftest import ADMIN, ALICE, Client, at, bearer, insert_rows, row
+from tests.ledger.conftest import (
+    ADMIN,
+    ALICE,
+    BOB,
+    OTHER_ACCOUNT,
+    Client,
+    at,
+    bearer,
+    insert_rows,
+    row,
+)
 
 QUERIES: list[dict[str, str]] = [
     {"sort": "-timestamp", "limit": "3", "page": "1", "meta": "filter_count,total_count"},
@@ -115,3 +125,35 @@ async def test_sqlite_timestamp_text_in_another_shape_reads_the_same(
     for _ in range(3):
         body = await _read(sqlite_client, token, {"sort": "-timestamp"})
         assert body["data"][0]["timestamp"] == "2024-05-05T10:00:00.000000Z"
+
+
+async def test_a_reused_query_stays_bound_to_each_callers_account_and_role(
+    client: Client, mint: Mint
+) -> None:
+    """Contract §10: the same query text, read past the third time (at the cursor) by the same
+    user id in two accounts, and by an admin and a member of one, gives each caller only the
+    rows it may see, whoever read it first (the compiled statement binds the caller's account
+    and role, storage/compiled_reads.py)."""
+    mine, alices, foreign = await insert_rows(
+        client,
+        row(timestamp=at("2024-01-01T10:00:00"), recipient=BOB, message="account 1001, to bob"),
+        row(timestamp=at("2024-01-02T10:00:00"), recipient=ALICE, message="account 1001, alice"),
+        row(
+            timestamp=at("2024-01-03T10:00:00"),
+            account_id=OTHER_ACCOUNT,
+            recipient=ALICE,
+            sender=ALICE,
+            message="account 2002, alice",
+        ),
+    )
+    params = {"sort": "-timestamp", "meta": "filter_count"}
+    callers = {
+        "alice in 1001": (mint(user=ALICE), {alices}),
+        "alice in 2002": (mint(user=ALICE, account=OTHER_ACCOUNT), {foreign}),
+        "admin of 1001": (mint(user=ADMIN, admin=True), {mine, alices}),
+    }
+    for _ in range(4):  # interleaved, so each caller's third read follows the others' reads
+        for name, (token, expected) in callers.items():
+            body = await _read(client, token, params)
+            assert {item["id"] for item in body["data"]} == expected, name
+            assert body["meta"]["filter_count"] == len(expected), name
