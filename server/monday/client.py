@@ -8,7 +8,6 @@ proves nothing was sent (safe to retry), a timeout after sending proves nothing 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,6 +16,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from server import jsonbytes
 from server.ids import monday_id_or_none
 from server.monday.error_body import error_entries
 from server.monday.outcome import (
@@ -205,7 +205,7 @@ class MondayClient:
         if idempotency_key is not None:
             # monday replays the first answer to this key for 30 minutes (contract §11).
             headers["Idempotency-Key"] = idempotency_key
-        body = json.dumps(payload, ensure_ascii=False).encode()
+        body = jsonbytes.dumps(payload)
         try:
             async with self._http.post(
                 self._url, data=body, headers=headers, timeout=self._timeout
@@ -231,7 +231,7 @@ class MondayClient:
             ) from exc
         text = raw.decode("utf-8", errors="replace")
         try:
-            parsed: Any = json.loads(text) if text.strip() else None
+            parsed: Any = jsonbytes.loads(raw, text) if text.strip() else None
         except ValueError:
             parsed = None
         return MondayResponse(
