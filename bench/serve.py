@@ -27,7 +27,7 @@ from aiohttp import web
 from server.appkeys import SETTINGS
 from server.http.auth import require_session
 from server.http.event_loop import new_event_loop
-from server.http.heap import freeze_startup_heap
+from server.http.heap import settle_heap
 from server.logs import configure_logging
 from server.monday.client import CREATE_NOTIFICATION
 from server.settings import Settings
@@ -97,7 +97,7 @@ async def main() -> None:
     await site.start()
     port = runner.addresses[0][1]
     if config["mode"] != "bare":
-        freeze_startup_heap()  # as `serve` does once listening (server/http/protocol.py)
+        settle_heap()  # as `serve` does once listening (server/http/protocol.py)
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
     loop = asyncio.get_running_loop()

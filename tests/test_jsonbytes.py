@@ -10,7 +10,7 @@ import pytest
 
 from server import jsonbytes
 
-ORDINARY = {"query": "mutation { x }", "variables": {"text": "héllo ✓ \n\"q\"", "n": [1, 2.5]}}
+ORDINARY = {"query": "mutation { x }", "variables": {"text": 'héllo ✓ \n"q"', "n": [1, 2.5]}}
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from server.errors import error_body
 from server.http.event_loop import new_event_loop
-from server.http.heap import freeze_startup_heap
+from server.http.heap import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ async def _serve(
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
-        freeze_startup_heap()  # once the app has started: see server/http/heap.py
+        settle_heap()  # once the app has started: see server/http/heap.py
         on_listening()
         await asyncio.Event().wait()  # until SIGINT/SIGTERM (GracefulExit) or cancellation
     finally:
