@@ -58,12 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--redraw", action="store_true", help="only redraw the charts from the saved JSON results"
     )
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        metavar="N",
+        help="send: requests in flight (default 16); off the default the figures go to "
+        "send-inflight-N.json and no chart is drawn",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
     names = list(dict.fromkeys(args.names)) or list(BENCHMARKS)
-    opts = Options(quick=args.quick, charts=not args.no_charts, pg=not args.no_pg)
+    if args.in_flight is not None and not 1 <= args.in_flight <= 256:
+        parser.error("--in-flight takes 1 to 256")
+    opts = Options(
+        quick=args.quick, charts=not args.no_charts, pg=not args.no_pg, in_flight=args.in_flight
+    )
     if args.redraw:
         return redraw(names, opts)
     failed: list[str] = []

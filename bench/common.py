@@ -66,6 +66,8 @@ class Options:
     quick: bool = False
     charts: bool = True
     pg: bool = True
+    # Requests in flight for `send` and `accept` (None: their default, 16).
+    in_flight: int | None = None
 
     @property
     def results_dir(self) -> Path:

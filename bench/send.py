@@ -38,6 +38,18 @@ NAME = "send"
 CONCURRENCY = 16
 
 
+def in_flight(opts: Options) -> int:
+    """Requests in flight (`--in-flight`; 16 by default; issue 10's own measurement used 32)."""
+    return opts.in_flight or CONCURRENCY
+
+
+def result_name(opts: Options) -> str:
+    """`send`, or `send-inflight-N` off the default, so such a run never replaces the
+    published figures."""
+    n = in_flight(opts)
+    return NAME if n == CONCURRENCY else f"{NAME}-inflight-{n}"
+
+
 def sizes(opts: Options) -> tuple[int, float]:
     """(request count, time cap in seconds) per target."""
     return (150, 4.0) if opts.quick else (2000, 20.0)
@@ -60,7 +72,7 @@ def notification(i: int) -> dict[str, Any]:
 async def send_load(
     base_url: str, opts: Options, *, batch: int = 1, cap: float | None = None
 ) -> Load:
-    """POST /notifications `count` times with at most CONCURRENCY in flight; `batch` > 1 sends
+    """POST /notifications `count` times with `in_flight(opts)` in flight; `batch` > 1 sends
     arrays of that many notifications per request."""
     count, default_cap = sizes(opts)
     cap = default_cap if cap is None else min(cap, default_cap)
@@ -74,7 +86,7 @@ async def send_load(
         return ("POST", "/notifications", headers, body)
 
     return await run_load(
-        base_url, make, count=count, concurrency=CONCURRENCY, max_seconds=cap, warmup=warmup
+        base_url, make, count=count, concurrency=in_flight(opts), max_seconds=cap, warmup=warmup
     )
 
 
@@ -128,7 +140,10 @@ def describe(name: str, load: Load) -> None:
 
 async def run(opts: Options) -> dict[str, Any]:
     count, cap = sizes(opts)
-    say(f"send: POST /notifications, {count} requests (cap {cap:g} s), concurrency {CONCURRENCY}")
+    say(
+        f"send: POST /notifications, {count} requests (cap {cap:g} s), "
+        f"concurrency {in_flight(opts)}"
+    )
     pg: Load | None = None
     async with fake_monday() as fake:
         bare = await measure_bare(fake, opts, "send-bare")
@@ -183,10 +198,10 @@ async def run(opts: Options) -> dict[str, Any]:
     params = {
         "requests": count,
         "time_cap_s": cap,
-        "concurrency": CONCURRENCY,
+        "concurrency": in_flight(opts),
         "warmup": warmups(opts),
     }
-    write_result(NAME, opts, params, results)
-    if opts.charts:
+    write_result(result_name(opts), opts, params, results)
+    if opts.charts and result_name(opts) == NAME:
         charts.send_chart(opts, results)
     return results
