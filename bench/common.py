@@ -452,22 +452,7 @@ async def run_load(
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
 
         async def one(i: int, sink: Load | None) -> None:
-            method, path, headers, body = make(i)
-            started = time.perf_counter()
-            try:
-                async with http.request(method, path, headers=headers, json=body) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                if sink is not None:
-                    sink.statuses[0] += 1
-                    if len(sink.errors) < 5:
-                        sink.errors.append(f"{type(exc).__name__}: {exc}")
-                return
-            if sink is not None:
-                sink.statuses[status] += 1
-                if 200 <= status < 300:
-                    sink.latencies.append(time.perf_counter() - started)
+            await _timed(http, make(i), time.perf_counter(), sink)
 
         for i in range(warmup):
             await one(-1 - i, None)
@@ -484,6 +469,60 @@ async def run_load(
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        load.elapsed = time.perf_counter() - started
+    return load
+
+
+async def _timed(
+    http: aiohttp.ClientSession, spec: RequestSpec, started: float, sink: Load | None
+) -> None:
+    """Send `spec`; into `sink` (unless None) its status and, if 2xx, the time since
+    `started`. Non-2xx answers are counted, not timed."""
+    method, path, headers, body = spec
+    try:
+        async with http.request(method, path, headers=headers, json=body) as response:
+            await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if sink is not None:
+            sink.statuses[0] += 1
+            if len(sink.errors) < 5:
+                sink.errors.append(f"{type(exc).__name__}: {exc}")
+        return
+    if sink is not None:
+        sink.statuses[status] += 1
+        if 200 <= status < 300:
+            sink.latencies.append(time.perf_counter() - started)
+
+
+async def run_paced(
+    base_url: str,
+    make: Callable[[int], RequestSpec],
+    *,
+    rate: float,
+    count: int,
+    warmup: int = 0,
+    max_in_flight: int = 256,
+) -> Load:
+    """`count` requests started at a fixed `rate` a second, whatever the answers do (an open
+    loop: a slow server meets the same arrivals, and queues them). Each latency is taken from
+    the request's scheduled start, so time spent waiting for a free connection counts too
+    (no "coordinated omission"). At most `max_in_flight` requests are open at once."""
+    connector = aiohttp.TCPConnector(limit=max_in_flight, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
+        for i in range(warmup):
+            await _timed(http, make(-1 - i), time.perf_counter(), None)
+        load = Load([], Counter(), 0.0)
+        tasks: list[asyncio.Task[None]] = []
+        started = time.perf_counter()
+        for i in range(count):
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(_timed(http, make(i), due, load)))
+        await asyncio.gather(*tasks)
         load.elapsed = time.perf_counter() - started
     return load
 

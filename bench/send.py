@@ -28,6 +28,7 @@ from bench.common import (
     process_cpu_seconds,
     ratio,
     run_load,
+    run_paced,
     say,
     served,
     session_token,
@@ -36,6 +37,9 @@ from bench.common import (
 
 NAME = "send"
 CONCURRENCY = 16
+# The fixed-rate comparison: a load both servers carry on the reference machine (the app's
+# most is ~1,900 req/s there), so what is compared is latency, not the ceiling.
+PACED_RATE = 1000.0
 
 
 def in_flight(opts: Options) -> int:
@@ -115,6 +119,33 @@ async def measure_app(
             )
 
 
+def paced_sizes(opts: Options) -> tuple[float, int]:
+    """(requests a second, request count) of the fixed-rate comparison."""
+    return (300.0, 150) if opts.quick else (PACED_RATE, 4000)
+
+
+async def measure_paced(fake: FakeServer, opts: Options, kind: str, label: str) -> Load:
+    """Single-notification sends at a fixed rate (`run_paced`) to the bare forwarder
+    (`kind` "bare") or the app on SQLite ("app"), in a server of its own."""
+    rate, count = paced_sizes(opts)
+    headers = {"Authorization": session_token()}
+
+    def make(i: int) -> RequestSpec:
+        return ("POST", "/notifications", headers, notification(i))
+
+    async def paced(base: str) -> Load:
+        return await run_paced(base, make, rate=rate, count=count, warmup=warmups(opts))
+
+    if kind == "bare":
+        settings = app_settings("sqlite+aiosqlite:///:memory:", fake.api_url)
+        async with served("bare", settings, label) as base:
+            return await paced(base)
+    async with database("sqlite", opts, label) as url:
+        await install_account(url)
+        async with served("app", app_settings(url, fake.api_url), label) as base:
+            return await paced(base)
+
+
 async def with_server_cpu(
     label: str, load: Awaitable[Load], opts: Options, *, batch: int = 1
 ) -> Load:
@@ -165,6 +196,11 @@ async def run(opts: Options) -> dict[str, Any]:
             describe("monday-notify (PostgreSQL)", pg)
         else:
             say(PG_SKIPPED)
+        fake.fake.new_windows()
+        paced_bare = await measure_paced(fake, opts, "bare", "send-paced-bare")
+        fake.fake.new_windows()
+        paced_app = await measure_paced(fake, opts, "app", "send-paced-app")
+    paced = paced_results(paced_bare, paced_app, opts)
     app_s, bare_s = app.summary(), bare.summary()
     results: dict[str, Any] = {
         "bare": bare_s,
@@ -195,6 +231,7 @@ async def run(opts: Options) -> dict[str, Any]:
             f"  ratio PostgreSQL/bare: throughput x{r['throughput_pg_over_bare']}, "
             f"p50 x{r['p50_pg_over_bare']}, p99 x{r['p99_pg_over_bare']}"
         )
+    results["paced"] = paced
     params = {
         "requests": count,
         "time_cap_s": cap,
@@ -205,3 +242,25 @@ async def run(opts: Options) -> dict[str, Any]:
     if opts.charts and result_name(opts) == NAME:
         charts.send_chart(opts, results)
     return results
+
+
+def paced_results(bare: Load, app: Load, opts: Options) -> dict[str, Any]:
+    """Both fixed-rate loads, printed, and their latency ratios."""
+    rate, count = paced_sizes(opts)
+    say(f"  at a fixed {rate:g} requests a second ({count} requests each):")
+    describe("bare (fixed rate)", bare)
+    describe("SQLite (fixed rate)", app)
+    bare_s, app_s = bare.summary(), app.summary()
+    out = {
+        "rate_per_s": rate,
+        "requests": count,
+        "bare": bare_s,
+        "app_sqlite": app_s,
+        "p50_app_over_bare": ratio(app_s["p50_ms"], bare_s["p50_ms"]),
+        "p99_app_over_bare": ratio(app_s["p99_ms"], bare_s["p99_ms"]),
+    }
+    say(
+        f"  ratio app/bare at {rate:g}/s: p50 x{out['p50_app_over_bare']}, "
+        f"p99 x{out['p99_app_over_bare']}"
+    )
+    return out
