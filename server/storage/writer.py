@@ -41,6 +41,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from server.storage.checkpointer import Checkpointer
 from server.storage.write_gate import WriteGate
 
 T = TypeVar("T")
@@ -82,6 +83,8 @@ class SQLiteWriter:
         self._gate = gate
         self._engine: Engine | None = None
         self._connection: Connection | None = None
+        # WAL checkpoints run there, not in the writer's commits (storage/checkpointer.py).
+        self._checkpointer = Checkpointer(str(sync_url.database))
         # The writer thread and its queue (both under `_cond`).
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
@@ -92,6 +95,10 @@ class SQLiteWriter:
         self._read_connection: Connection | None = None
         self._read_executor: ThreadPoolExecutor | None = None
         self._guard = threading.Lock()
+
+    @property
+    def checkpointer(self) -> Checkpointer:
+        return self._checkpointer
 
     # ---------------------------------------------------------------- the event-loop side
 
@@ -105,6 +112,7 @@ class SQLiteWriter:
                     target=self._serve, name="sqlite-writer", daemon=True
                 )
                 self._thread.start()
+                self._checkpointer.start()
             self._cond.notify()
         # A cancelled caller does not stop its job (it may already be in the transaction).
         result: T = await job.future
@@ -141,6 +149,7 @@ class SQLiteWriter:
                         self._run_batch(jobs)
                 except Exception as error:
                     _fail(jobs, error)
+                self._checkpointer.committed()
                 _answer(jobs)
         finally:
             self._close()
@@ -150,6 +159,10 @@ class SQLiteWriter:
             engine = self._new_engine()
             self._engine = engine
             connection = engine.connect()
+            # The checkpointer's thread checkpoints; this connection's commits only append.
+            connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_autocheckpoint=0"
+            )
             self._connection = connection.execution_options(**{self._write_option: True})
         return self._connection
 
@@ -235,6 +248,7 @@ class SQLiteWriter:
             self._cond.notify()
         if thread is not None:
             thread.join()  # it commits what is queued, then closes its connection
+        self._checkpointer.close()
         with self._cond:
             self._thread = None
             self._stopping = False
