@@ -33,7 +33,7 @@ class Checkpointer:
         self._path = path
         self._interval = interval
         self._commits = 0  # bumped by the writer thread after each commit
-        self._checkpointed = 0  # the commit count the last checkpoint started from
+        self._checkpointed = 0  # the commit count when a checkpoint last caught up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
