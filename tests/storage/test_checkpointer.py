@@ -5,10 +5,8 @@ with the engine."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,15 +20,6 @@ from tests.pg import sqlite_url
 
 ROWS_PER_ROUND = 400
 ROUNDS = 6
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, Path]]:
-    path = tmp_path / "checkpoints.db"
-    await upgrade(sqlite_url(path))
-    engine = create_engine(sqlite_url(path))
-    yield engine, path
-    await engine.dispose()
 
 
 def checkpointer_of(engine: AsyncEngine) -> Checkpointer:
@@ -67,9 +56,9 @@ async def caught_up(checkpointer: Checkpointer) -> tuple[int, int, int]:
 
 
 async def test_the_checkpointer_catches_up_and_the_wal_starts_over(
-    db: tuple[AsyncEngine, Path],
+    sqlite_file: tuple[AsyncEngine, Path],
 ) -> None:
-    engine, path = db
+    engine, path = sqlite_file
     wal = path.with_name(path.name + "-wal")
     checkpointer = checkpointer_of(engine)
     await write_round(engine, 0)

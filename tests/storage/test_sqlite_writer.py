@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,19 +11,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import utcnow
-from server.storage.db import create_engine
-from server.storage.migrate import upgrade
 from server.storage.tables import idempotency_keys
-from tests.pg import sqlite_url
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, Path]]:
-    path = tmp_path / "writer.db"
-    await upgrade(sqlite_url(path))
-    engine = create_engine(sqlite_url(path))
-    yield engine, path
-    await engine.dispose()
 
 
 def other_process_can_write(path: Path) -> bool:
@@ -52,9 +39,9 @@ def key_row(key: str) -> dict[str, object]:
 
 
 async def test_a_write_transaction_holds_the_lock_before_its_first_write(
-    db: tuple[AsyncEngine, Path],
+    sqlite_file: tuple[AsyncEngine, Path],
 ) -> None:
-    engine, path = db
+    engine, path = sqlite_file
     async with engine.begin() as conn:
         # Only a read so far: a deferred transaction would not hold the write lock yet.
         await conn.execute(select(func.count()).select_from(idempotency_keys))
@@ -66,15 +53,15 @@ async def test_a_write_transaction_holds_the_lock_before_its_first_write(
     assert other_process_can_write(path)
 
 
-async def test_reads_take_no_write_lock(db: tuple[AsyncEngine, Path]) -> None:
-    engine, path = db
+async def test_reads_take_no_write_lock(sqlite_file: tuple[AsyncEngine, Path]) -> None:
+    engine, path = sqlite_file
     async with engine.connect() as conn:
         await conn.execute(select(func.count()).select_from(idempotency_keys))
         assert other_process_can_write(path)
 
 
-async def test_writers_queue_and_all_commit(db: tuple[AsyncEngine, Path]) -> None:
-    engine, _ = db
+async def test_writers_queue_and_all_commit(sqlite_file: tuple[AsyncEngine, Path]) -> None:
+    engine, _ = sqlite_file
 
     async def write(n: int) -> None:
         async with engine.begin() as conn:
@@ -88,9 +75,9 @@ async def test_writers_queue_and_all_commit(db: tuple[AsyncEngine, Path]) -> Non
 
 
 async def test_a_nested_write_transaction_fails_instead_of_hanging(
-    db: tuple[AsyncEngine, Path],
+    sqlite_file: tuple[AsyncEngine, Path],
 ) -> None:
-    engine, _ = db
+    engine, _ = sqlite_file
     async with engine.begin() as conn:
         await conn.execute(insert(idempotency_keys).values(**key_row("outer")))
         with pytest.raises(RuntimeError, match="inside another"):
