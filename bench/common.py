@@ -67,7 +67,7 @@ class Options:
     quick: bool = False
     charts: bool = True
     pg: bool = True
-    # Requests in flight for `send` and `accept` (None: their default, 16).
+    # Requests in flight for `send` (`--in-flight`; None: 16). `accept` keeps its 16.
     in_flight: int | None = None
 
     @property
