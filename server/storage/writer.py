@@ -22,7 +22,8 @@
   `engine.begin()` + `run_sync(fn)`, one transaction per call.
 
 `fn` must only run SQL: no network, no waiting, no `await` (it is synchronous), and it must not
-depend on being alone in its transaction other than through its own statements.
+depend on being alone in its transaction other than through its own statements. The jobs of
+a group share a `TxnGroup` (storage/txn_group.py); a job run alone has none.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from server.storage.checkpointer import Checkpointer
+from server.storage.txn_group import grouped
 from server.storage.write_gate import WriteGate
 
 T = TypeVar("T")
@@ -88,6 +90,7 @@ class SQLiteWriter:
         # The writer thread and its queue (both under `_cond`).
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
+        self._submitted = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
         # The reader: its own connection and thread (see `read`).
@@ -100,6 +103,11 @@ class SQLiteWriter:
     def checkpointer(self) -> Checkpointer:
         return self._checkpointer
 
+    @property
+    def submitted(self) -> int:
+        """Jobs handed to the writer so far (tests wait on it to line up a group)."""
+        return self._submitted
+
     # ---------------------------------------------------------------- the event-loop side
 
     async def submit(self, fn: WriteFn[T]) -> T:
@@ -107,6 +115,7 @@ class SQLiteWriter:
         job = _Job(fn, loop.create_future(), loop)
         with self._cond:
             self._queue.append(job)
+            self._submitted += 1
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._serve, name="sqlite-writer", daemon=True
@@ -195,14 +204,15 @@ class SQLiteWriter:
         if len(jobs) > 1:
             failed = False
             try:
-                with self._conn().begin() as transaction:
-                    for job in jobs:
-                        try:
-                            job.result = job.fn(self._conn())
-                        except Exception:
-                            failed = True
-                            transaction.rollback()
-                            break
+                connection = self._conn()
+                with connection.begin() as transaction, grouped(connection) as group:
+                    try:
+                        for job in jobs:
+                            job.result = job.fn(connection)
+                        group.finish(connection)
+                    except Exception:
+                        failed = True
+                        transaction.rollback()
             except BaseException:
                 self._close()  # COMMIT (or ROLLBACK) itself failed: start over next time
                 raise
@@ -344,9 +354,11 @@ class _PoolState:
 
 
 def _run_all(connection: Connection, jobs: list[_Job]) -> None:
-    for job in jobs:
+    with grouped(connection) as group:
         try:
-            job.result = job.fn(connection)
+            for job in jobs:
+                job.result = job.fn(connection)
+            group.finish(connection)
         except Exception as error:
             raise _BatchFailed from error
 
