@@ -34,6 +34,7 @@ from server.delivery.resend import (
     stamped_key,
     unknown_due,
 )
+from server.delivery.shared import SharedRequests
 from server.delivery.short_lived import ShortLivedTokens
 from server.logs import account_id_var
 from server.metrics import latency_histogram
@@ -98,6 +99,8 @@ class Deliverer:
     # Keys `plan_requests` computed (in the writer thread) by request ids, until the inline
     # attempt sends them: it need not compute each key a second time to check it.
     _planned: dict[tuple[int, ...], str] = field(default_factory=dict)
+    # Requests stamped for the attempts of several sends committed together (shared.py).
+    shared: SharedRequests = field(default_factory=SharedRequests)
 
     def _due_at(self, when: datetime) -> None:
         if self.next_due is None or when < self.next_due or self.next_due < utcnow():
@@ -150,6 +153,11 @@ class Deliverer:
             self._planned[request.ids] = request.key
         return planned
 
+    def share_request(self, rows: Sequence[Notification], participants: int) -> None:
+        """`rows`: one request stamped for the attempts of `participants` sends (in the
+        writer's thread, inside their insert's transaction)."""
+        self.shared.add(rows, participants)
+
     def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:
         """Of rows due now, those the gate lets through untouched (all without a gate)."""
         if self.gate_clear is not None:
@@ -179,12 +187,12 @@ class Deliverer:
             # its own would start only at the event loop's next turn, a wait as long as the
             # rest of the send path's own work.
             try:
-                results = [await self._deliver_group(batches[0], max_wait=max_wait)]
+                results = [await self._deliver_batch(batches[0], max_wait=max_wait)]
             except Exception as error:
                 results = [error]
         else:
             results = await asyncio.gather(
-                *(self._deliver_group(batch, max_wait=max_wait) for batch in batches),
+                *(self._deliver_batch(batch, max_wait=max_wait) for batch in batches),
                 return_exceptions=True,
             )
         recorded: list[Notification] = []
@@ -202,6 +210,19 @@ class Deliverer:
         if owner == "short_lived":
             return self.short_lived.get(row_id)
         return await self.resolve(account_id, sent_as, owner, for_others)
+
+    async def _deliver_batch(self, batch: Batch, *, max_wait: float | None) -> list[Notification]:
+        rows = batch[4]
+        if rows[0].delivery_status == DeliveryStatus.SENDING and SharedRequests.is_part(rows):
+            # Stamped together with other sends' rows: one call for all (shared.py).
+            account_id, sent_as, owner, for_others, _ = batch
+
+            async def send(every: list[Notification]) -> list[Notification]:
+                whole = (account_id, sent_as, owner, for_others, every)
+                return await self._deliver_group(whole, max_wait=max_wait)
+
+            return await self.shared.join(rows, send)
+        return await self._deliver_group(batch, max_wait=max_wait)
 
     async def _deliver_group(
         self, batch: Batch, *, max_wait: float | None = None

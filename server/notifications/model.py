@@ -286,6 +286,9 @@ class PlannedRequest:
 # Given the rows just inserted leased for the inline attempt, the requests that attempt will
 # send (delivery's own grouping and key). Called inside the insert's transaction.
 RequestPlanner = Callable[[Sequence["Notification"]], Sequence[PlannedRequest]]
+# Given the rows of one request stamped for the inline attempts of several inserts committed
+# together, and how many inserts they came from: the deliverer sends it once for all of them.
+RequestSharer = Callable[[Sequence["Notification"], int], None]
 
 
 @dataclass(frozen=True, slots=True)

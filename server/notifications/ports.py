@@ -25,6 +25,7 @@ from server.notifications.model import (
     Notification,
     PlannedRequest,
     RequestPlanner,
+    RequestSharer,
     Visibility,
 )
 from server.notifications.query import Query
@@ -45,6 +46,7 @@ class NotificationStore(Protocol):
         lease_owner: str | None = None,
         lease_seconds: float = 60,
         plan: RequestPlanner | None = None,
+        share: RequestSharer | None = None,
         reserve: KeyReservation | None = None,
         clear: DueFilter | None = None,
         expect_revision: int | None = None,
@@ -186,6 +188,12 @@ class Dispatcher(Protocol):
     def plan_requests(self, rows: Sequence[Notification]) -> list[PlannedRequest]:
         """The monday requests `dispatch` will send `rows` in (ids and Idempotency-Key each):
         the insert stamps them, so the inline attempt needs no write before its call."""
+        ...
+
+    def share_request(self, rows: Sequence[Notification], participants: int) -> None:
+        """`rows` are one request stamped for the inline attempts of `participants` inserts
+        committed together: `dispatch` sends it once for all of them. Called inside the
+        insert's transaction (storage/notifications/coalesce.py)."""
         ...
 
     def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:

@@ -292,6 +292,7 @@ class SendService:
             lease_owner=lease,
             lease_seconds=max(self.lease_seconds, self.dispatcher.call_lease_seconds()),
             plan=self.dispatcher.plan_requests if write.stamp else None,
+            share=self.dispatcher.share_request,
             reserve=write.reserve,
             clear=self.dispatcher.clear_due,
             expect_revision=revision,

@@ -27,9 +27,11 @@ from server.notifications.model import (
     NewNotification,
     Notification,
     RequestPlanner,
+    RequestSharer,
     RevisionMoved,
     transition,
 )
+from server.storage.notifications.coalesce import offer
 from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
 from server.storage.prepared import Prepared
 from server.storage.tables import idempotency_keys, notifications, sender_audit
@@ -121,6 +123,7 @@ def insert_rows(
     lease_owner: str | None,
     lease_expires_at: datetime,
     plan: RequestPlanner | None,
+    share: RequestSharer | None,
     reserve: KeyReservation | None,
     clear: DueFilter | None,
     expect_revision: int | None,
@@ -195,7 +198,10 @@ def insert_rows(
         connection,
         [audit_values(audit, row_id) for row_id, audit in zip(ids, audits, strict=True)],
     )
-    return [Notification.from_row({**_UNSET, **value}) for value in values]
+    result = [Notification.from_row({**_UNSET, **value}) for value in values]
+    if plan is not None and lease_owner is not None:
+        offer(connection, result, plan, share)
+    return result
 
 
 def _stamp(

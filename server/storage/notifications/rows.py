@@ -26,6 +26,7 @@ from server.notifications.model import (
     NewNotification,
     Notification,
     RequestPlanner,
+    RequestSharer,
     Visibility,
     transition,
 )
@@ -86,6 +87,7 @@ class SqlNotificationRows:
         lease_owner: str | None = None,
         lease_seconds: float = 60,
         plan: RequestPlanner | None = None,
+        share: RequestSharer | None = None,
         reserve: KeyReservation | None = None,
         clear: DueFilter | None = None,
         expect_revision: int | None = None,
@@ -121,6 +123,7 @@ class SqlNotificationRows:
                 lease_owner=lease_owner,
                 lease_expires_at=lease_expires_at,
                 plan=plan,
+                share=share,
                 reserve=reserve,
                 clear=clear,
                 expect_revision=expect_revision,
