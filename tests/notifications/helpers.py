@@ -77,3 +77,16 @@ def notification(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def sent_texts(received: list[Any]) -> list[str]:
+    """The notification texts of create_notification requests the fake received: `text` in a
+    one-notification document, `text_0`.. in an aliased one (several sends coalesced, or one
+    send of several rows)."""
+    texts: list[str] = []
+    for request in received:
+        variables = request.body.get("variables") or {}
+        texts.extend(
+            value for name, value in variables.items() if name == "text" or name.startswith("text_")
+        )
+    return texts

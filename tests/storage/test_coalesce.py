@@ -1,0 +1,191 @@
+"""Inserts committed in one group are planned together (storage/notifications/coalesce.py).
+
+Both engines. The inserts are lined up so the writer commits them as one group: on
+PostgreSQL every `write()` queued before the first group starts goes into it; on SQLite the
+writer's gate is held until they all reached the writer (it may have taken the first alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.clock import frozen
+from server.notifications.model import (
+    AuditEntry,
+    DeliveryStatus,
+    KeyReservation,
+    KeyTaken,
+    NewNotification,
+    Notification,
+    PlannedRequest,
+)
+from server.sender import SenderDecision
+from server.storage.db import SQLiteEngine, create_engine
+from server.storage.notifications import SqlNotificationRows
+
+T = TypeVar("T")
+T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
+ACCOUNT = "1001"
+SENDER = "11"
+LINE_UP_BOUND_SECONDS = 30.0
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+def one_request(rows: Sequence[Notification]) -> list[PlannedRequest]:
+    """A planner that sends every row it is given in one request."""
+    ids = tuple(row.id for row in rows)
+    return [PlannedRequest(ids, "key-" + "-".join(map(str, ids)))]
+
+
+class Shared:
+    def __init__(self) -> None:
+        self.requests: list[tuple[list[Notification], int]] = []
+
+    def __call__(self, rows: Sequence[Notification], participants: int) -> None:
+        self.requests.append((list(rows), participants))
+
+
+def new(recipient: str, credential_owner: str = SENDER) -> NewNotification:
+    return NewNotification(
+        recipient=recipient,
+        message=f"hello {recipient}",
+        collection="Project",
+        item="5001",
+        subject=None,
+        sent_as="app",
+        transport="server",
+        credential_owner=credential_owner,
+    )
+
+
+def audit() -> AuditEntry:
+    decision = SenderDecision("app", "server", SENDER, "oauth", "the caller's own app OAuth token")
+    return AuditEntry(ACCOUNT, SENDER, "rest", None, "app", "decided", decision.reason, decision)
+
+
+async def insert(
+    engine: AsyncEngine,
+    row: NewNotification,
+    lease: str,
+    shared: Shared,
+    reserve: KeyReservation | None = None,
+) -> list[Notification]:
+    return await SqlNotificationRows(engine).insert(
+        account_id=ACCOUNT,
+        sender=SENDER,
+        rows=[row],
+        audits=[audit()],
+        idempotency_key=None if reserve is None else reserve.key,
+        lease_owner=lease,
+        plan=one_request,
+        share=shared,
+        reserve=reserve,
+    )
+
+
+async def together(engine: AsyncEngine, inserts: list[Awaitable[T]]) -> list[T | BaseException]:
+    """Run `inserts` so the writer commits them in one group (on SQLite: at most two, the
+    first alone)."""
+    if isinstance(engine, SQLiteEngine) and engine.writer is not None:
+        writer = engine.writer
+        before = writer.submitted
+        async with engine.gate.enter():
+            tasks = [asyncio.ensure_future(work) for work in inserts]
+            deadline = time.monotonic() + LINE_UP_BOUND_SECONDS
+            while writer.submitted - before < len(tasks):
+                assert time.monotonic() < deadline, "the inserts never reached the writer"
+                await asyncio.sleep(0.005)
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+    return list(await asyncio.gather(*inserts, return_exceptions=True))
+
+
+def lone_rows(engine: AsyncEngine) -> int:
+    """How many inserts may have been committed alone before the group (see `together`)."""
+    return 1 if isinstance(engine, SQLiteEngine) else 0
+
+
+async def test_inserts_committed_together_share_one_request(engine: AsyncEngine) -> None:
+    shared = Shared()
+    with frozen(T0):
+        results = await together(
+            engine, [insert(engine, new(str(20 + i)), f"lease/{i}", shared) for i in range(4)]
+        )
+    rows = [row for result in results for row in _rows(result)]
+    assert {row.delivery_status for row in rows} == {DeliveryStatus.SENDING}
+    by_key: dict[str, list[Notification]] = {}
+    for row in rows:
+        assert row.delivery_request_key is not None
+        by_key.setdefault(row.delivery_request_key, []).append(row)
+    largest = max(by_key.values(), key=len)
+    assert len(largest) >= 4 - lone_rows(engine)
+    ids = tuple(sorted(row.id for row in largest))
+    # One request: its key names exactly its rows, all under the lease of its first row.
+    assert {row.delivery_request_rows for row in largest} == {ids}
+    assert largest[0].delivery_request_key == one_request(largest)[0].key
+    assert {row.lease_owner for row in largest} == {min(largest, key=lambda r: r.id).lease_owner}
+    # What the inserts returned is what was stored.
+    stored = await SqlNotificationRows(engine).get_many([row.id for row in rows])
+    assert sorted(stored, key=lambda r: r.id) == sorted(rows, key=lambda r: r.id)
+    # The deliverer was handed exactly that request, with one participant per insert.
+    assert [(sorted(r.id for r in request), n) for request, n in shared.requests] == [
+        (list(ids), len(ids))
+    ]
+
+
+async def test_a_failing_insert_leaves_the_others_alone_and_unjoined(engine: AsyncEngine) -> None:
+    """A taken Idempotency-Key fails its insert; the group is rolled back and each insert
+    runs again alone: the others are stamped each with its own request, nothing shared."""
+    shared = Shared()
+    reserve = KeyReservation(ACCOUNT, SENDER, "taken", "d1")
+    with frozen(T0):
+        await insert(engine, new("30"), "first", Shared(), reserve)
+        results = await together(
+            engine,
+            [
+                insert(engine, new("31"), "a", shared),
+                insert(engine, new("32"), "b", shared, reserve),
+                insert(engine, new("33"), "c", shared),
+            ],
+        )
+    assert isinstance(results[1], KeyTaken)
+    for result in (results[0], results[2]):
+        [row] = _rows(result)
+        assert row.delivery_request_rows == (row.id,)
+        assert row.delivery_request_key == f"key-{row.id}"
+    assert shared.requests == []
+
+
+async def test_short_lived_rows_are_never_joined(engine: AsyncEngine) -> None:
+    """An automation's short-lived token sends only its own action's rows."""
+    shared = Shared()
+    with frozen(T0):
+        results = await together(
+            engine,
+            [
+                insert(engine, new(str(40 + i), credential_owner="short_lived"), f"s/{i}", shared)
+                for i in range(3)
+            ],
+        )
+    for i, result in enumerate(results):
+        [row] = _rows(result)
+        assert (row.delivery_request_rows, row.lease_owner) == ((row.id,), f"s/{i}")
+        assert row.delivery_request_key == f"key-{row.id}"
+    assert shared.requests == []
+
+
+def _rows(result: Any) -> list[Notification]:
+    assert isinstance(result, list), result
+    return result
