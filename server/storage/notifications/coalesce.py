@@ -1,146 +1,146 @@
-"""Concurrent sends, one monday request: the rows of inserts committed together.
+"""Concurrent sends, one monday request: the inserts of one writer group, planned together.
 
 The inserts of requests that arrive together are committed in one transaction (group commit,
-storage/writer.py). Each insert stamps the rows it sends now with the monday request its own
-inline attempt would send (insert.py `_stamp`). Before such a group commits, the stamped rows
-of all its inserts are planned again together: the deliverer's planner puts rows that share a
-credential into one request, as it does for the rows of one insert (up to its batch size).
-Rows whose request changed are stamped again (key, ids, and the lease of the request's first
-row, so one attempt can record them all), and each request that now holds the rows of more
-than one insert is handed to the deliverer (`share`), which sends it once for all of them
-(delivery/shared.py).
+storage/writer.py). Inside such a group an insert does everything that may fail on its own
+(the revision check, the Idempotency-Key reservation, its ids, the §12 gate's decision) and
+leaves its rows here; after the group's last job and before its COMMIT, the rows every insert
+sends now are planned together by the deliverer's planner, which puts rows that share a
+credential into one request as it does for the rows of one insert (up to its batch size).
+Each request's rows are stamped `sending` with its key, ids and one lease (its first row's,
+so one attempt can record them all), every row and audit entry of the group is written,
+and each request holding the rows of more than one insert is handed to the deliverer
+(`share`), which sends it once for all of them (delivery/shared.py).
 
 Each request still names exactly the rows and the document it sends, so a retry of an
 `unknown` one is the very same request with the same key (contract §11), as for any other.
 Rows sent with an automation's short-lived token are never joined with others: that token
-sends only its own action's rows (contract §10).
+sends only its own action's rows (contract §10). If anything here fails, the group is rolled
+back and each insert runs again alone, planning and writing only its own rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
 from server.notifications.model import (
     DeliveryStatus,
     Notification,
+    PlannedRequest,
     RequestPlanner,
     RequestSharer,
 )
-from server.storage.prepared import Prepared
-from server.storage.tables import notifications
-from server.storage.txn_group import current
+from server.storage.txn_group import TxnGroup
 
 _SLOT = "notifications.coalesce"
-_t = notifications.c
-_RESTAMP = Prepared(
-    update(notifications)
-    .where(_t.id == bindparam("r_id"), _t.delivery_status == DeliveryStatus.SENDING.value)
-    .values(
-        delivery_request_key=bindparam("r_key"),
-        delivery_request_rows=bindparam("r_rows", type_=_t.delivery_request_rows.type),
-        delivery_request_at=bindparam("r_at", type_=_t.delivery_request_at.type),
-        lease_owner=bindparam("r_lease"),
-        lease_expires_at=bindparam("r_lease_expires_at", type_=_t.lease_expires_at.type),
-    )
-)
+_SENDING = DeliveryStatus.SENDING.value
+Values = dict[str, Any]
+WriteValues = Callable[[Connection, Sequence[Values], Sequence[Values]], None]
+StoredRow = Callable[[Values], Notification]
 
 
-def joinable(row: Notification) -> bool:
-    """A row its insert stamped for the inline attempt, with a credential others share."""
-    return (
-        row.delivery_status == DeliveryStatus.SENDING
-        and row.delivery_request_key is not None
-        and row.credential_owner != "short_lived"
-    )
+@dataclass
+class PendingInsert:
+    """One insert's rows, written by the group's finalizer."""
+
+    values: list[Values]  # the rows' column values, in the insert's order
+    audit_rows: list[Values]
+    cleared: list[Notification]  # the rows its inline attempt sends now (unstamped)
+    plan: RequestPlanner
+    share: RequestSharer
+    stored: list[Notification] = field(default_factory=list)  # what the insert returns
 
 
-def offer(
-    connection: Connection,
-    stored: list[Notification],
-    plan: RequestPlanner,
-    share: RequestSharer | None,
+def stamp(
+    by_id: Mapping[int, Values],
+    request: PlannedRequest,
+    at: datetime,
+    lease: tuple[str | None, datetime | None] | None = None,
 ) -> None:
-    """Offer an insert's rows (`stored`: the list it returns, updated in place if they are
-    stamped again) to the other inserts of its transaction. Nothing happens for an insert
-    run alone, without `share`, or with no joinable row."""
-    group = current(connection)
-    if group is None or share is None or not any(joinable(row) for row in stored):
-        return
+    """Give the rows of `request` (values by id) the values of `sending` in it (what
+    `mark_sending_request` does before a later attempt): its key was computed from its rows
+    as they will be stored. `lease`: one lease for all of them (rows of several inserts)."""
+    rows = list(request.ids)
+    for row_id in rows:
+        value = by_id[row_id]
+        value.update(
+            delivery_status=_SENDING,
+            attempts=1,
+            delivery_request_key=request.key,
+            delivery_request_rows=rows,
+            delivery_request_at=at,
+        )
+        if lease is not None:
+            value.update(lease_owner=lease[0], lease_expires_at=lease[1])
+
+
+def defer_insert(
+    group: TxnGroup, pending: PendingInsert, *, write: WriteValues, stored_row: StoredRow
+) -> list[Notification]:
+    """Leave an insert's rows to the group's finalizer; the list it returns is filled with
+    the rows as stored before the COMMIT (the caller reads it only after)."""
     coalescer = group.shared.get(_SLOT)
     if coalescer is None:
-        coalescer = group.shared[_SLOT] = _Coalescer(plan, share)
+        coalescer = group.shared[_SLOT] = _Coalescer(write, stored_row)
         group.finalizers.append(coalescer.finish)
-    coalescer.inserts.append(stored)
+    coalescer.pending.append(pending)
+    return pending.stored
+
+
+def _joinable(row: Notification) -> bool:
+    return row.credential_owner != "short_lived"
 
 
 class _Coalescer:
-    def __init__(self, plan: RequestPlanner, share: RequestSharer) -> None:
-        self.plan = plan
-        self.share = share
-        self.inserts: list[list[Notification]] = []
+    def __init__(self, write: WriteValues, stored_row: StoredRow) -> None:
+        self.write = write
+        self.stored_row = stored_row
+        self.pending: list[PendingInsert] = []
 
     def finish(self, connection: Connection) -> None:
-        """Plan the joinable rows of every insert together; stamp the rows whose request
-        changed; hand over each request shared by several inserts."""
-        if len(self.inserts) < 2:
-            return
+        """Plan, stamp and write the rows of every insert of the group; hand over each
+        request shared by several inserts."""
+        by_id: dict[int, Values] = {}
         insert_of: dict[int, int] = {}
-        rows: list[Notification] = []
-        for index, stored in enumerate(self.inserts):
-            for row in stored:
-                if joinable(row):
+        joinable: list[Notification] = []
+        for index, pending in enumerate(self.pending):
+            by_id.update((value["id"], value) for value in pending.values)
+            alone = [row for row in pending.cleared if not _joinable(row)]
+            if alone:  # planned as its own insert would plan them
+                self._stamp(pending.plan(alone), by_id)
+            for row in pending.cleared:
+                if _joinable(row):
                     insert_of[row.id] = index
-                    rows.append(row)
-        rows.sort(key=lambda row: row.id)
-        by_id = {row.id: row for row in rows}
-        restamped: dict[int, Notification] = {}
-        shared: list[tuple[list[Notification], int]] = []
-        for request in self.plan(rows):
-            members = [by_id[row_id] for row_id in request.ids]
-            if all(
-                row.delivery_request_key == request.key and row.delivery_request_rows == request.ids
-                for row in members
-            ):
-                continue  # exactly as its insert stamped it
-            first = members[0]
-            at = min(row.delivery_request_at or row.timestamp for row in members)
-            joined = [
-                replace(
-                    row,
-                    delivery_request_key=request.key,
-                    delivery_request_rows=request.ids,
-                    delivery_request_at=at,
-                    lease_owner=first.lease_owner,
-                    lease_expires_at=first.lease_expires_at,
-                )
-                for row in members
-            ]
-            restamped.update((row.id, row) for row in joined)
-            participants = len({insert_of[row.id] for row in members})
-            if participants > 1:
-                shared.append((joined, participants))
-        if not restamped:
-            return
-        _RESTAMP.run_many(connection, [_restamp_values(row) for row in restamped.values()])
-        for stored in self.inserts:
-            for index, row in enumerate(stored):
-                stored[index] = restamped.get(row.id, row)
-        # Handed over only once stamped; a group rolled back after this leaves an entry no
+                    joinable.append(row)
+        shared: list[tuple[PlannedRequest, int]] = []
+        if joinable:
+            joinable.sort(key=lambda row: row.id)
+            for request in self.pending[0].plan(joinable):
+                self._stamp([request], by_id)
+                participants = len({insert_of[row_id] for row_id in request.ids})
+                if participants > 1:
+                    shared.append((request, participants))
+        self.write(
+            connection,
+            [value for pending in self.pending for value in pending.values],
+            [audit for pending in self.pending for audit in pending.audit_rows],
+        )
+        rows: dict[int, Notification] = {}
+        for pending in self.pending:
+            pending.stored[:] = [self.stored_row(value) for value in pending.values]
+            rows.update((row.id, row) for row in pending.stored)
+        # Handed over only once written; a group rolled back after this leaves an entry no
         # row names, which the deliverer forgets in time (delivery/shared.py).
-        for joined, participants in shared:
-            self.share(joined, participants)
+        for request, participants in shared:
+            self.pending[0].share([rows[row_id] for row_id in request.ids], participants)
 
-
-def _restamp_values(row: Notification) -> dict[str, Any]:
-    return {
-        "r_id": row.id,
-        "r_key": row.delivery_request_key,
-        "r_rows": list(row.delivery_request_rows),
-        "r_at": row.delivery_request_at,
-        "r_lease": row.lease_owner,
-        "r_lease_expires_at": row.lease_expires_at,
-    }
+    @staticmethod
+    def _stamp(requests: Sequence[PlannedRequest], by_id: Mapping[int, Values]) -> None:
+        for request in requests:
+            first = by_id[request.ids[0]]
+            lease = (first["lease_owner"], first["lease_expires_at"])
+            stamp(by_id, request, first["timestamp"], lease)

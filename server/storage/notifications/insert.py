@@ -31,10 +31,11 @@ from server.notifications.model import (
     RevisionMoved,
     transition,
 )
-from server.storage.notifications.coalesce import offer
+from server.storage.notifications.coalesce import PendingInsert, defer_insert, stamp
 from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
 from server.storage.prepared import Prepared
 from server.storage.tables import idempotency_keys, notifications, sender_audit
+from server.storage.txn_group import TxnGroup, current
 
 # Built once: values are bound parameters (building statements per send cost more than
 # running them, on the writer thread, holding the GIL).
@@ -75,6 +76,7 @@ _UNSET: dict[str, Any] = {
     "deferred_reason": None,
 }
 _SENDING = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING).value
+_NEXT_ID = "notifications.next_id"  # a writer group's next free id (SQLite)
 
 
 def audit_values(entry: AuditEntry, notification_id: int | None) -> dict[str, Any]:
@@ -103,11 +105,17 @@ def first_due(status: DeliveryStatus, row: NewNotification, now: datetime) -> da
     return now if status == DeliveryStatus.QUEUED else None
 
 
-def reserve_ids(connection: Connection, count: int) -> list[int]:
-    """`count` ids for new rows, ascending, inside the caller's write transaction."""
+def reserve_ids(connection: Connection, count: int, group: TxnGroup | None = None) -> list[int]:
+    """`count` ids for new rows, ascending, inside the caller's write transaction. In a
+    writer group the ids go on from the group's previous insert (whose rows may not be
+    written yet: coalesce.py writes them before the COMMIT)."""
     if connection.dialect.name == "postgresql":
         return sorted(int(v) for (v,) in connection.execute(_NEXT_IDS, {"n": count}))
-    first = int(next(iter(_MAX_ID.rows(connection)))["last"]) + 1
+    first = group.shared.get(_NEXT_ID) if group is not None else None
+    if first is None:
+        first = int(next(iter(_MAX_ID.rows(connection)))["last"]) + 1
+    if group is not None:
+        group.shared[_NEXT_ID] = first + count
     return list(range(first, first + count))
 
 
@@ -152,9 +160,11 @@ def insert_rows(
             )
         except IntegrityError as error:
             raise KeyTaken(reserve.key) from error
-    ids = reserve_ids(connection, len(rows))
+    # Within a writer group the inserts are planned and written together before its COMMIT
+    # (coalesce.py); an insert run alone plans and writes its own rows here.
+    group = current(connection)
+    ids = reserve_ids(connection, len(rows), group)
     values: list[dict[str, Any]] = []
-    stored: list[Notification] = []
     for row_id, row in zip(ids, rows, strict=True):
         status = row.initial_status
         leased = status == DeliveryStatus.QUEUED and lease_owner is not None
@@ -182,10 +192,34 @@ def insert_rows(
             "lease_expires_at": lease_expires_at if leased else None,
         }
         values.append(value)
-        stored.append(Notification.from_row({**_UNSET, **value}))
+    audit_rows = [audit_values(audit, row_id) for row_id, audit in zip(ids, audits, strict=True)]
     if plan is not None and lease_owner is not None:
-        _stamp(connection, values, stored, plan, lease_owner, now, clear, account)
-    # One statement per set of columns (stamped rows carry their request, others do not).
+        stored = [stored_row(value) for value in values]
+        cleared = _cleared(connection, stored, lease_owner, clear, account)
+        if group is not None and share is not None:
+            return defer_insert(
+                group,
+                PendingInsert(values, audit_rows, cleared, plan, share),
+                write=write_values,
+                stored_row=stored_row,
+            )
+        by_id = {value["id"]: value for value in values}
+        for request in plan(cleared):
+            stamp(by_id, request, now)
+    write_values(connection, values, audit_rows)
+    return [stored_row(value) for value in values]
+
+
+def stored_row(value: dict[str, Any]) -> Notification:
+    """The row as stored from the values it is inserted with."""
+    return Notification.from_row({**_UNSET, **value})
+
+
+def write_values(
+    connection: Connection, values: Sequence[dict[str, Any]], audit_rows: Sequence[dict[str, Any]]
+) -> None:
+    """INSERT the rows (one statement per set of columns: stamped rows carry their request,
+    others do not), then their audit entries."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for value in values:
         groups.setdefault(tuple(value), []).append(value)
@@ -194,42 +228,19 @@ def insert_rows(
         if prepared is None:
             prepared = _INSERT_ROWS[keys] = Prepared(insert(notifications), keys)
         prepared.run_many(connection, group)
-    _INSERT_AUDIT.run_many(
-        connection,
-        [audit_values(audit, row_id) for row_id, audit in zip(ids, audits, strict=True)],
-    )
-    result = [Notification.from_row({**_UNSET, **value}) for value in values]
-    if plan is not None and lease_owner is not None:
-        offer(connection, result, plan, share)
-    return result
+    _INSERT_AUDIT.run_many(connection, audit_rows)
 
 
-def _stamp(
+def _cleared(
     connection: Connection,
-    values: list[dict[str, Any]],
     stored: list[Notification],
-    plan: RequestPlanner,
     lease_owner: str,
-    now: datetime,
     clear: DueFilter | None,
     account: AccountFacts | None,
-) -> None:
-    """Give the leased rows (those `clear` lets through, when given) the values of `sending`
-    in the request `plan` makes of them (what `mark_sending_request` does before a later
-    attempt): the key is computed from the rows as they will be stored."""
+) -> list[Notification]:
+    """The rows the inline attempt sends now: those leased to it that `clear` (the §12
+    gate, given the facts it would read a moment later) lets through untouched."""
     leased = [row for row in stored if row.lease_owner == lease_owner]
     if leased and clear is not None and account is not None:
         leased = list(clear(leased, due_facts(connection, leased[0].account_id, leased, account)))
-    if not leased:
-        return
-    by_id = {value["id"]: value for value in values}
-    for request in plan(leased):
-        rows = list(request.ids)
-        for row_id in rows:
-            by_id[row_id].update(
-                delivery_status=_SENDING,
-                attempts=1,
-                delivery_request_key=request.key,
-                delivery_request_rows=rows,
-                delivery_request_at=now,
-            )
+    return leased
