@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -447,31 +447,44 @@ async def run_load(
     warmup: int = 0,
 ) -> Load:
     """`count` requests (`make(i)` builds request i), at most `concurrency` in flight, stopped
-    early after `max_seconds`. Non-2xx answers are counted, not timed."""
+    early after `max_seconds`. Non-2xx answers are counted, not timed. The `warmup` requests
+    before them run at the same concurrency (what only concurrent requests do for the first
+    time, such as a server's first coalesced monday request, is then not timed)."""
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
 
-        async def one(i: int, sink: Load | None) -> None:
-            await _timed(http, make(i), time.perf_counter(), sink)
+        async def run(indices: range, sink: Load | None) -> None:
+            todo = iter(indices)
+            deadline = time.perf_counter() + max_seconds
 
-        for i in range(warmup):
-            await one(-1 - i, None)
+            async def worker() -> None:
+                for i in todo:
+                    await _timed(http, make(i), time.perf_counter(), sink)
+                    if time.perf_counter() >= deadline:
+                        return
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+        await run(range(-1, -1 - warmup, -1), None)
         load = Load([], Counter(), 0.0)
-        next_index = 0
-        deadline = time.perf_counter() + max_seconds
-
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < count and time.perf_counter() < deadline:
-                i = next_index
-                next_index += 1
-                await one(i, load)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        load.elapsed = time.perf_counter() - started
+        with collector_paused():
+            started = time.perf_counter()
+            await run(range(count), load)
+            load.elapsed = time.perf_counter() - started
     return load
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """This process' own collector pauses (tens of ms: the fake monday keeps every request)
+    would be timed as the server's latency, of whichever server they hit: none while timing."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 async def _timed(
@@ -516,11 +529,7 @@ async def run_paced(
             await _timed(http, make(-1 - i), time.perf_counter(), None)
         load = Load([], Counter(), 0.0)
         tasks: list[asyncio.Task[None]] = []
-        # This process' own collector pauses (tens of ms: the fake monday keeps every request)
-        # would be timed as the server's latency, of whichever server it hit: paused here.
-        gc.collect()
-        gc.disable()
-        try:
+        with collector_paused():
             started = time.perf_counter()
             for i in range(count):
                 due = started + i / rate
@@ -530,8 +539,6 @@ async def run_paced(
                 tasks.append(asyncio.create_task(_timed(http, make(i), due, load)))
             await asyncio.gather(*tasks)
             load.elapsed = time.perf_counter() - started
-        finally:
-            gc.enable()
     return load
 
 
