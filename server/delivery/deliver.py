@@ -367,7 +367,7 @@ class Deliverer:
     ) -> list[Notification]:
         """Write the outcomes of one batch (one transaction), then count them; the rows as
         recorded."""
-        recorded = await self.outbox.finish_many(_lease(rows[0]), finishes)
+        recorded = await self.outbox.finish_many(_lease(rows[0]), finishes, known=rows)
         for row, finish in zip(rows, finishes, strict=True):
             if finish.next_attempt_at is None:  # no further attempt needs the token
                 self.short_lived.drop(row.id)

@@ -115,7 +115,12 @@ class OutboxStore(Protocol):
         next_attempt_at: datetime | None = None,
     ) -> None: ...
 
-    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> list[Notification]: ...
+    async def finish_many(
+        self, owner: str, outcomes: Sequence[Finish], *, known: Sequence[Notification] = ()
+    ) -> list[Notification]:
+        """The rows that moved, as stored; `known`: the caller's copies of the rows as
+        stored, which spare reading back a row still exactly that copy."""
+        ...
 
     async def defer(
         self, owner: str, ids: Sequence[int], *, until: datetime, error: Mapping[str, Any]

@@ -84,6 +84,14 @@ class Prepared:
             return
         _cursor(connection).execute(compiled.sql, compiled.parameters(values or {}))
 
+    def count(self, connection: Connection, values: Mapping[str, Any] | None = None) -> int:
+        """Execute for its effect; how many rows it changed."""
+        compiled = self._compiled(connection)
+        if compiled is None:
+            return int(connection.execute(self.statement, dict(values or {})).rowcount)
+        cursor = _cursor(connection).execute(compiled.sql, compiled.parameters(values or {}))
+        return int(cursor.rowcount)
+
     def run_many(self, connection: Connection, values: Sequence[Mapping[str, Any]]) -> None:
         """Execute once per parameter set (an `executemany`)."""
         compiled = self._compiled(connection)

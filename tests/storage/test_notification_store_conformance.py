@@ -382,3 +382,38 @@ async def test_a_deferral_takes_a_stamped_row_back_to_retry_scheduled(stores: St
     with frozen(until + timedelta(seconds=1)):
         claimed = await stores.outbox.claim("w", lease_seconds=30, limit=10)
     assert [r.id for r in claimed] == [row.id]
+
+
+async def test_a_sent_outcome_of_a_known_row_is_the_row_as_stored(stores: Stores) -> None:
+    """`finish_many(known=...)`: a row still exactly the caller's copy is written without
+    being read back; what comes back must still be the row as stored. A copy that is stale
+    (the row was archived meanwhile) takes the general way, and still answers as stored."""
+    with frozen(T0):
+        first, second = await stores.rows.insert(
+            account_id=ACCOUNT,
+            sender=SENDER,
+            rows=[new("12"), new("13")],
+            audits=[audit(), audit()],
+            idempotency_key=None,
+            lease_owner="me/1",
+            plan=_one_request_each,
+        )
+    assert first.delivery_status is S.SENDING and second.delivery_status is S.SENDING
+    member = Visibility(ACCOUNT, "13")
+    assert await stores.rows.set_status(member, [(second.id, "archived")]) is not None
+    with frozen(T0 + timedelta(seconds=1)):
+        done = await stores.outbox.finish_many(
+            "me/1",
+            [Finish(first.id, S.SENT, monday_id="m1"), Finish(second.id, S.SENT, monday_id="m2")],
+            known=[first, second],
+        )
+    assert done == await stores.rows.get_many([first.id, second.id])
+    assert [(row.delivery_status, row.monday_id, row.lease_owner) for row in done] == [
+        (S.SENT, "m1", None),
+        (S.SENT, "m2", None),
+    ]
+    assert done[0].sent_at == T0 + timedelta(seconds=1) and done[1].status == "archived"
+    # Not leased to the caller any more: nothing moves, whatever the copy says.
+    assert await stores.outbox.finish_many(
+        "me/1", [Finish(first.id, S.SENT, monday_id="m3")], known=[first]
+    ) == []

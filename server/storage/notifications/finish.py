@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, bindparam, func, literal_column, update
+from sqlalchemy.engine import Connection
 
-from server.notifications.model import DeliveryStatus, Finish
+from server.notifications.model import DeliveryStatus, Finish, Notification
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.prepared import Prepared
 from server.storage.tables import notifications
@@ -91,3 +93,70 @@ def finish_statement(sources: Sequence[str]) -> Prepared:
         )
         found = _FINISH[key] = Prepared(statement)
     return found
+
+
+# A `sent` outcome of a row whose stored values the caller holds (the inline attempt's rows,
+# as its insert wrote them): an UPDATE without RETURNING, whose WHERE also holds every value
+# the caller's copy could differ in; when it changes the row, the row as stored is the
+# caller's copy with the outcome applied (`as_sent`), and reading it back (~30 columns
+# converted, on the writer's thread) is saved. When it does not, the caller's copy was stale
+# and the outcome goes the general way (`finish_statement`).
+_SENT = Prepared(
+    update(notifications)
+    .where(
+        t.id == bindparam("s_id"),
+        t.lease_owner == bindparam("s_owner"),
+        t.delivery_status == DeliveryStatus.SENDING.value,
+        t.status == bindparam("s_status"),
+        t.attempts == bindparam("s_attempts"),
+        t.delivery_request_key == bindparam("s_key"),
+    )
+    .values(
+        delivery_status=DeliveryStatus.SENT.value,
+        last_error=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        sent_at=bindparam("s_sent_at", type_=t.sent_at.type),
+        monday_id=func.coalesce(bindparam("s_monday_id", type_=t.monday_id.type), t.monday_id),
+    )
+)
+
+
+def finish_sent(
+    connection: Connection, row: Notification, owner: str, outcome: Finish, now: datetime
+) -> Notification | None:
+    """Record a `sent` outcome for `row`, the caller's copy of it as stored; the row as now
+    stored, or None (nothing written) if the stored row is not that copy under `owner`."""
+    if (
+        outcome.delivery_status != DeliveryStatus.SENT
+        or outcome.error is not None
+        or row.delivery_status != DeliveryStatus.SENDING
+        or row.lease_owner != owner
+        or row.delivery_request_key is None
+    ):
+        return None
+    changed = _SENT.count(
+        connection,
+        {
+            "s_id": row.id,
+            "s_owner": owner,
+            "s_status": row.status,
+            "s_attempts": row.attempts,
+            "s_key": row.delivery_request_key,
+            "s_sent_at": now,
+            "s_monday_id": outcome.monday_id,
+        },
+    )
+    if changed != 1:
+        return None
+    return replace(
+        row,
+        delivery_status=DeliveryStatus.SENT,
+        last_error=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        sent_at=now,
+        monday_id=outcome.monday_id if outcome.monday_id is not None else row.monday_id,
+    )

@@ -36,7 +36,12 @@ from server.notifications.model import (
 from server.storage.db import write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.fairness import fair_candidates
-from server.storage.notifications.finish import attempt_error, finish_statement, finish_values
+from server.storage.notifications.finish import (
+    attempt_error,
+    finish_sent,
+    finish_statement,
+    finish_values,
+)
 from server.storage.notifications.resend import (
     ResendStatements,
     resend_due,
@@ -205,14 +210,18 @@ class SqlOutbox(ResendStatements):
         outcome = Finish(row_id, delivery_status, error, monday_id, next_attempt_at, retry_after)
         await self.finish_many(owner, [outcome])
 
-    async def finish_many(self, owner: str, outcomes: Sequence[Finish]) -> list[Notification]:
+    async def finish_many(
+        self, owner: str, outcomes: Sequence[Finish], *, known: Sequence[Notification] = ()
+    ) -> list[Notification]:
         """Record the outcomes of rows leased to `owner` and release their leases, in one
         transaction (one commit per batch sent, not one per row). A row moves only if the
         transition table allows its new status from the one it is in. Returns the rows that
         moved, as stored (the send path answers with them: no read-back).
 
         A `retry_scheduled` row is due at `next_attempt_at` when given, else after
-        `retry_after` seconds with a little jitter.
+        `retry_after` seconds with a little jitter. `known`: the caller's copies of the rows
+        as stored; a `sent` outcome of a row still exactly that copy is written without
+        reading the row back (finish.py `finish_sent`).
         """
         if not outcomes:
             return []
@@ -230,9 +239,17 @@ class SqlOutbox(ResendStatements):
             for outcome in outcomes
         ]
 
+        copies = {row.id: row for row in known}
+
         def run(connection: Connection) -> list[Notification]:
             stored: list[Notification] = []
-            for values in parameters:
+            for outcome, values in zip(outcomes, parameters, strict=True):
+                copy = copies.get(outcome.row_id)
+                if copy is not None:
+                    sent = finish_sent(connection, copy, owner, outcome, now)
+                    if sent is not None:
+                        stored.append(sent)
+                        continue
                 statement = finish_statement(values["f_from"])
                 for row in statement.rows(connection, values):
                     stored.append(Notification.from_row(row))
