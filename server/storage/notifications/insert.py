@@ -77,6 +77,7 @@ _UNSET: dict[str, Any] = {
 }
 _SENDING = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING).value
 _NEXT_ID = "notifications.next_id"  # a writer group's next free id (SQLite)
+_ACCOUNT_FACTS = "notifications.account_facts"  # + account id: a group's read of it (SQLite)
 
 
 def audit_values(entry: AuditEntry, notification_id: int | None) -> dict[str, Any]:
@@ -139,9 +140,10 @@ def insert_rows(
     """The body of `SqlNotificationRows.insert` (see there), run in its transaction."""
     # One read of the account's row: the revision to confirm and the §12 settings.
     gated = plan is not None and clear is not None and lease_owner is not None
+    group = current(connection)
     account = None
     if expect_revision is not None or gated:
-        account = account_facts(connection, account_id)
+        account = _account_facts(connection, account_id, group)
         if expect_revision is not None and account.revision != expect_revision:
             raise RevisionMoved(account_id)
     if reserve is not None:
@@ -162,7 +164,6 @@ def insert_rows(
             raise KeyTaken(reserve.key) from error
     # Within a writer group the inserts are planned and written together before its COMMIT
     # (coalesce.py); an insert run alone plans and writes its own rows here.
-    group = current(connection)
     ids = reserve_ids(connection, len(rows), group)
     values: list[dict[str, Any]] = []
     for row_id, row in zip(ids, rows, strict=True):
@@ -213,6 +214,20 @@ def insert_rows(
 def stored_row(value: dict[str, Any]) -> Notification:
     """The row as stored from the values it is inserted with."""
     return Notification.from_row({**_UNSET, **value})
+
+
+def _account_facts(connection: Connection, account_id: str, group: TxnGroup | None) -> AccountFacts:
+    """`account_facts`, read once per SQLite writer group: the group holds the database's
+    write lock, and no job of the writer changes an installation or a mute, so every insert
+    of the group would read the same. (PostgreSQL reads committed state statement by
+    statement: each insert reads its own.)"""
+    if group is None or connection.dialect.name != "sqlite":
+        return account_facts(connection, account_id)
+    key = f"{_ACCOUNT_FACTS}:{account_id}"
+    facts: AccountFacts | None = group.shared.get(key)
+    if facts is None:
+        facts = group.shared[key] = account_facts(connection, account_id)
+    return facts
 
 
 def write_values(
