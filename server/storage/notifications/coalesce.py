@@ -33,11 +33,12 @@ from server.notifications.model import (
     PlannedRequest,
     RequestPlanner,
     RequestSharer,
+    transition,
 )
 from server.storage.txn_group import TxnGroup
 
 _SLOT = "notifications.coalesce"
-_SENDING = DeliveryStatus.SENDING.value
+_SENDING = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING).value
 Values = dict[str, Any]
 WriteValues = Callable[[Connection, Sequence[Values], Sequence[Values]], None]
 StoredRow = Callable[[Values], Notification]

@@ -98,7 +98,7 @@ def finish_statement(sources: Sequence[str]) -> Prepared:
 # A `sent` outcome of a row whose stored values the caller holds (the inline attempt's rows,
 # as its insert wrote them): an UPDATE without RETURNING, whose WHERE also holds every value
 # the caller's copy could differ in; when it changes the row, the row as stored is the
-# caller's copy with the outcome applied (`as_sent`), and reading it back (~30 columns
+# caller's copy with the outcome applied (`finish_sent`), and reading it back (~30 columns
 # converted, on the writer's thread) is saved. When it does not, the caller's copy was stale
 # and the outcome goes the general way (`finish_statement`).
 _SENT = Prepared(

@@ -5,6 +5,8 @@ The request key of contract §11 names the row ids, so the ids are reserved firs
 next rowids, which only this writer can hand out inside its write transaction; PostgreSQL:
 `nextval` of the id sequence) and every row is inserted with its final values in one
 `INSERT`: no stamp `UPDATE` after it and no `RETURNING` (the values are all known here).
+Inside a writer group the rows are planned and written by the group's finalizer, with the
+other inserts' rows (coalesce.py); the ids then go on from the group's previous insert.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from server.notifications.model import (
     RequestPlanner,
     RequestSharer,
     RevisionMoved,
-    transition,
 )
 from server.storage.notifications.coalesce import PendingInsert, defer_insert, stamp
 from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
@@ -75,7 +76,6 @@ _UNSET: dict[str, Any] = {
     "digest_id": None,
     "deferred_reason": None,
 }
-_SENDING = transition(DeliveryStatus.QUEUED, DeliveryStatus.SENDING).value
 _NEXT_ID = "notifications.next_id"  # a writer group's next free id (SQLite)
 _ACCOUNT_FACTS = "notifications.account_facts"  # + account id: a group's read of it (SQLite)
 
