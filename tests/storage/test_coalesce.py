@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.clock import frozen
 from server.notifications.model import (
-    AuditEntry,
     DeliveryStatus,
     KeyReservation,
     KeyTaken,
@@ -26,14 +25,12 @@ from server.notifications.model import (
     Notification,
     PlannedRequest,
 )
-from server.sender import SenderDecision
 from server.storage.db import SQLiteEngine, create_engine
 from server.storage.notifications import SqlNotificationRows
+from tests.storage.rows import ACCOUNT, SENDER, audit, new
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
-ACCOUNT = "1001"
-SENDER = "11"
 LINE_UP_BOUND_SECONDS = 30.0
 
 
@@ -56,24 +53,6 @@ class Shared:
 
     def __call__(self, rows: Sequence[Notification], participants: int) -> None:
         self.requests.append((list(rows), participants))
-
-
-def new(recipient: str, credential_owner: str = SENDER) -> NewNotification:
-    return NewNotification(
-        recipient=recipient,
-        message=f"hello {recipient}",
-        collection="Project",
-        item="5001",
-        subject=None,
-        sent_as="app",
-        transport="server",
-        credential_owner=credential_owner,
-    )
-
-
-def audit() -> AuditEntry:
-    decision = SenderDecision("app", "server", SENDER, "oauth", "the caller's own app OAuth token")
-    return AuditEntry(ACCOUNT, SENDER, "rest", None, "app", "decided", decision.reason, decision)
 
 
 async def insert(

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.clock import frozen
 from server.notifications.filters import Context
 from server.notifications.model import (
-    AuditEntry,
     DeliveryStatus,
     Finish,
     IllegalTransition,
@@ -34,14 +33,12 @@ from server.notifications.model import (
 )
 from server.notifications.ports import IdempotencyStore, NotificationStore, OutboxStore
 from server.notifications.query import parse_query
-from server.sender import SenderDecision
 from server.storage.db import create_engine
 from server.storage.notifications import SqlIdempotencyKeys, SqlNotificationRows, SqlOutbox
 from server.storage.tables import sender_audit
+from tests.storage.rows import ACCOUNT, SENDER, audit, new
 
 T0 = datetime(2026, 11, 28, 9, 0, 0, 123456, tzinfo=UTC)
-ACCOUNT = "1001"
-SENDER = "11"
 S = DeliveryStatus
 
 
@@ -59,24 +56,6 @@ async def stores(database_url: str) -> AsyncIterator[Stores]:
     # The SQL adapters must satisfy the ports the services are typed against.
     yield Stores(engine, SqlNotificationRows(engine), SqlOutbox(engine), SqlIdempotencyKeys(engine))
     await engine.dispose()
-
-
-def new(recipient: str = "12", *, transport: str = "server") -> NewNotification:
-    return NewNotification(
-        recipient=recipient,
-        message=f"hello {recipient}",
-        collection="Project",
-        item="5001",
-        subject=None,
-        sent_as="app",
-        transport="seamless" if transport == "seamless" else "server",
-        credential_owner=SENDER,
-    )
-
-
-def audit() -> AuditEntry:
-    decision = SenderDecision("app", "server", SENDER, "oauth", "the caller's own app OAuth token")
-    return AuditEntry(ACCOUNT, SENDER, "rest", None, "app", "decided", decision.reason, decision)
 
 
 async def insert(
@@ -414,6 +393,9 @@ async def test_a_sent_outcome_of_a_known_row_is_the_row_as_stored(stores: Stores
     ]
     assert done[0].sent_at == T0 + timedelta(seconds=1) and done[1].status == "archived"
     # Not leased to the caller any more: nothing moves, whatever the copy says.
-    assert await stores.outbox.finish_many(
-        "me/1", [Finish(first.id, S.SENT, monday_id="m3")], known=[first]
-    ) == []
+    assert (
+        await stores.outbox.finish_many(
+            "me/1", [Finish(first.id, S.SENT, monday_id="m3")], known=[first]
+        )
+        == []
+    )
