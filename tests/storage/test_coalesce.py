@@ -168,3 +168,22 @@ async def test_short_lived_rows_are_never_joined(engine: AsyncEngine) -> None:
 def _rows(result: Any) -> list[Notification]:
     assert isinstance(result, list), result
     return result
+
+
+async def test_inserts_of_another_deliverer_are_not_joined(engine: AsyncEngine) -> None:
+    """Two apps on one engine: a request is sent by one deliverer, so an insert handed a
+    different one is planned alone, and neither is handed the other's rows."""
+    mine, theirs = Shared(), Shared()
+    with frozen(T0):
+        results = await together(
+            engine,
+            [
+                insert(engine, new("50"), "m/0", mine),
+                insert(engine, new("51"), "m/1", mine),
+                insert(engine, new("52"), "t/0", theirs),
+            ],
+        )
+    [other] = _rows(results[2])
+    assert (other.delivery_request_rows, other.lease_owner) == ((other.id,), "t/0")
+    assert theirs.requests == []
+    assert all(other.id not in [row.id for row in rows] for rows, _ in mine.requests)

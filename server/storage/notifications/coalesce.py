@@ -108,19 +108,23 @@ class _Coalescer:
         by_id: dict[int, Values] = {}
         insert_of: dict[int, int] = {}
         joinable: list[Notification] = []
+        first = self.pending[0]
         for index, pending in enumerate(self.pending):
             by_id.update((value["id"], value) for value in pending.values)
-            alone = [row for row in pending.cleared if not _joinable(row)]
+            # One deliverer sends a shared request: an insert planned by another (two apps
+            # on one engine) is planned alone, as are short-lived-token rows.
+            ours = pending.plan == first.plan and pending.share == first.share
+            alone = [row for row in pending.cleared if not (ours and _joinable(row))]
             if alone:  # planned as its own insert would plan them
                 self._stamp(pending.plan(alone), by_id)
             for row in pending.cleared:
-                if _joinable(row):
+                if ours and _joinable(row):
                     insert_of[row.id] = index
                     joinable.append(row)
         shared: list[tuple[PlannedRequest, int]] = []
         if joinable:
             joinable.sort(key=lambda row: row.id)
-            for request in self.pending[0].plan(joinable):
+            for request in first.plan(joinable):
                 self._stamp([request], by_id)
                 participants = len({insert_of[row_id] for row_id in request.ids})
                 if participants > 1:
@@ -137,7 +141,7 @@ class _Coalescer:
         # Handed over only once written; a group rolled back after this leaves an entry no
         # row names, which the deliverer forgets in time (delivery/shared.py).
         for request, participants in shared:
-            self.pending[0].share([rows[row_id] for row_id in request.ids], participants)
+            first.share([rows[row_id] for row_id in request.ids], participants)
 
     @staticmethod
     def _stamp(requests: Sequence[PlannedRequest], by_id: Mapping[int, Values]) -> None:
