@@ -108,6 +108,11 @@ class SQLiteWriter:
         """Jobs handed to the writer so far (tests wait on it to line up a group)."""
         return self._submitted
 
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the writer thread to take them (the next group)."""
+        return len(self._queue)
+
     # ---------------------------------------------------------------- the event-loop side
 
     async def submit(self, fn: WriteFn[T]) -> T:

@@ -1,7 +1,7 @@
 """Concurrent sends whose inserts are committed together go to monday as one request.
 
-The writer's gate is held while the sends line up, so their inserts are committed in one
-group (storage/writer.py) and deterministically coalesced (storage/notifications/
+The writer is held while the sends line up (tests/writer_hold.py), so their inserts are
+committed in one group (storage/writer.py) and deterministically coalesced (storage/notifications/
 coalesce.py); the deliverer then sends the request once for all of them (delivery/
 shared.py). What each caller sees must not change: its own row, `sent`, with its own
 monday id; monday receives each notification exactly once.
@@ -10,14 +10,12 @@ monday id; monday receives each notification exactly once.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from server.appkeys import ENGINE
-from server.storage.db import SQLiteEngine
 from tests.conftest import INSTALLER
 from tests.notifications.helpers import (
     MEMBER,
@@ -27,28 +25,17 @@ from tests.notifications.helpers import (
     notification,
     sent_texts,
 )
-
-# Generous: the sends only have to reach the writer (a hang fails the test, not the job).
-LINE_UP_BOUND_SECONDS = 30.0
+from tests.writer_hold import until, writer_held
 
 Send = Callable[[int], Awaitable[tuple[int, Any]]]
 
 
 async def lined_up(client: TestClient[Any, Any], count: int, send: Send) -> list[tuple[int, Any]]:
-    """Run `send(0..count-1)` concurrently with the writer held until all `count` inserts
-    reached it: they are then committed in at most two groups (the writer may have taken
-    the first before the others arrived), so at least `count - 1` are coalesced."""
-    engine = client.app[ENGINE]
-    assert isinstance(engine, SQLiteEngine) and engine.writer is not None
-    writer = engine.writer
-    before = writer.submitted
-    async with engine.gate.enter():
+    """Run `send(0..count-1)` concurrently, their inserts committed in one writer group."""
+    async with writer_held(client.app[ENGINE]) as writer:
         tasks = [asyncio.ensure_future(send(i)) for i in range(count)]
-        deadline = time.monotonic() + LINE_UP_BOUND_SECONDS
-        while writer.submitted - before < count:
-            assert time.monotonic() < deadline, "the sends never reached the writer"
-            assert not any(task.done() for task in tasks), [t.result() for t in tasks if t.done()]
-            await asyncio.sleep(0.005)
+        await until(lambda: writer.queued >= count, "the sends never reached the writer")
+        assert not any(task.done() for task in tasks), [t.result() for t in tasks if t.done()]
     return list(await asyncio.gather(*tasks))
 
 
@@ -77,10 +64,10 @@ async def test_concurrent_sends_share_one_monday_request(
     # Each caller gets its own row, sent, with its own message and monday id.
     assert [row["message"] for row in rows] == [f"coalesced {i}" for i in range(count)]
     assert {row["delivery_status"] for row in rows} == {"sent"}
-    # Monday received every notification exactly once, in fewer requests than sends.
+    # Monday received every notification exactly once, in one request.
     calls = fake_monday.fake.requests_to("/v2")
     assert sorted(sent_texts(calls)) == sorted(f"coalesced {i}" for i in range(count))
-    assert len(calls) <= 2, [len(sent_texts([call])) for call in calls]
+    assert len(calls) == 1, [len(sent_texts([call])) for call in calls]
     assert len(fake_monday.fake.bell(MEMBER)) == count
     # The ledger: rows sent in one request share its key, which the request carried.
     stored = [await fetch_row(monday_client.app[ENGINE], row["id"]) for row in rows]
@@ -91,7 +78,7 @@ async def test_concurrent_sends_share_one_monday_request(
         assert row is not None and row["delivery_request_key"] in keys
         by_key.setdefault(row["delivery_request_key"], []).append(row["id"])
         assert row["lease_owner"] is None  # the outcome released every row's lease
-    assert max(len(ids) for ids in by_key.values()) >= count - 1
+    assert [len(ids) for ids in by_key.values()] == [count]
     for row in stored:
         assert row is not None
         assert list(row["delivery_request_rows"]) == sorted(by_key[row["delivery_request_key"]])

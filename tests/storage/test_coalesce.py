@@ -2,13 +2,12 @@
 
 Both engines. The inserts are lined up so the writer commits them as one group: on
 PostgreSQL every `write()` queued before the first group starts goes into it; on SQLite the
-writer's gate is held until they all reached the writer (it may have taken the first alone).
+writer is held until they are all queued (tests/writer_hold.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -28,10 +27,10 @@ from server.notifications.model import (
 from server.storage.db import SQLiteEngine, create_engine
 from server.storage.notifications import SqlNotificationRows
 from tests.storage.rows import ACCOUNT, SENDER, audit, new
+from tests.writer_hold import until, writer_held
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
-LINE_UP_BOUND_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -76,24 +75,13 @@ async def insert(
 
 
 async def together(engine: AsyncEngine, inserts: list[Awaitable[T]]) -> list[T | BaseException]:
-    """Run `inserts` so the writer commits them in one group (on SQLite: at most two, the
-    first alone)."""
+    """Run `inserts` so the writer commits them in one group."""
     if isinstance(engine, SQLiteEngine) and engine.writer is not None:
-        writer = engine.writer
-        before = writer.submitted
-        async with engine.gate.enter():
+        async with writer_held(engine) as writer:
             tasks = [asyncio.ensure_future(work) for work in inserts]
-            deadline = time.monotonic() + LINE_UP_BOUND_SECONDS
-            while writer.submitted - before < len(tasks):
-                assert time.monotonic() < deadline, "the inserts never reached the writer"
-                await asyncio.sleep(0.005)
+            await until(lambda: writer.queued >= len(tasks), "the inserts never reached the writer")
         return list(await asyncio.gather(*tasks, return_exceptions=True))
     return list(await asyncio.gather(*inserts, return_exceptions=True))
-
-
-def lone_rows(engine: AsyncEngine) -> int:
-    """How many inserts may have been committed alone before the group (see `together`)."""
-    return 1 if isinstance(engine, SQLiteEngine) else 0
 
 
 async def test_inserts_committed_together_share_one_request(engine: AsyncEngine) -> None:
@@ -108,8 +96,8 @@ async def test_inserts_committed_together_share_one_request(engine: AsyncEngine)
     for row in rows:
         assert row.delivery_request_key is not None
         by_key.setdefault(row.delivery_request_key, []).append(row)
-    largest = max(by_key.values(), key=len)
-    assert len(largest) >= 4 - lone_rows(engine)
+    [largest] = by_key.values()
+    assert len(largest) == 4
     ids = tuple(sorted(row.id for row in largest))
     # One request: its key names exactly its rows, all under the lease of its first row.
     assert {row.delivery_request_rows for row in largest} == {ids}
