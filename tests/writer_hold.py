@@ -10,23 +10,14 @@ arrive, and commit them apart.)
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.storage.db import SQLiteEngine, write
 from server.storage.writer import SQLiteWriter
-
-BOUND_SECONDS = 30.0  # generous: a hang fails the test, not the CI job
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + BOUND_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.005)
+from tests.conditions import until
 
 
 @asynccontextmanager

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from server.delivery.shared import SharedRequests
 from server.notifications.model import DeliveryStatus, Notification
+from tests.conditions import until
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-BOUND_SECONDS = 30.0
 
 
 def row(row_id: int, ids: tuple[int, ...], key: str = "key-1") -> Notification:
@@ -43,13 +41,6 @@ def row(row_id: int, ids: tuple[int, ...], key: str = "key-1") -> Notification:
     )
 
 
-async def until(condition: Callable[[], object]) -> None:
-    deadline = time.monotonic() + BOUND_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.001)
-
-
 async def test_the_request_is_sent_once_and_survives_a_caller_going_away() -> None:
     ids = (1, 2, 3)
     rows = [row(i, ids) for i in ids]
@@ -65,7 +56,7 @@ async def test_the_request_is_sent_once_and_survives_a_caller_going_away() -> No
 
     first = asyncio.ensure_future(shared.join(rows[:2], send))
     second = asyncio.ensure_future(shared.join(rows[2:], send))
-    await until(lambda: calls)
+    await until(lambda: calls, "the request was never sent")
     first.cancel()  # that caller went away; the call the other waits for goes on
     answer.set()
     recorded = await second

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from server.appkeys import ENGINE
+from tests.conditions import until
 from tests.conftest import INSTALLER
 from tests.notifications.helpers import (
     MEMBER,
@@ -25,7 +26,7 @@ from tests.notifications.helpers import (
     notification,
     sent_texts,
 )
-from tests.writer_hold import until, writer_held
+from tests.writer_hold import writer_held
 
 Send = Callable[[int], Awaitable[tuple[int, Any]]]
 

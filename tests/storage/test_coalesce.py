@@ -26,8 +26,9 @@ from server.notifications.model import (
 )
 from server.storage.db import SQLiteEngine, create_engine
 from server.storage.notifications import SqlNotificationRows
+from tests.conditions import until
 from tests.storage.rows import ACCOUNT, SENDER, audit, new
-from tests.writer_hold import until, writer_held
+from tests.writer_hold import writer_held
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
