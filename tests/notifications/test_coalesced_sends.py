@@ -10,6 +10,7 @@ monday id; monday receives each notification exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from server.appkeys import ENGINE
 from tests.conditions import until
 from tests.conftest import INSTALLER
+from tests.delivery.helpers import wait_for
 from tests.notifications.helpers import (
     MEMBER,
     connect,
@@ -130,3 +132,26 @@ async def test_sends_with_different_credentials_are_not_joined(
         owners = {int(text.split()[-1]) % 2 for text in texts}
         assert owners == ({1} if expected == member_token else {0}), texts
     assert sorted(sent_texts(calls)) == sorted(f"coalesced {i}" for i in range(6))
+
+
+async def test_an_unknown_coalesced_request_is_retried_as_the_same_request(
+    monday_client: TestClient[Any, Any], fake_monday: Any, mint: Any
+) -> None:
+    """Contract §11: monday ran the shared request but its answer was lost (a 500 after
+    executing). Every send answers `unknown`; the retry is the same document with the same
+    Idempotency-Key, monday replays it, and each notification reaches the bell once."""
+    await install(monday_client)
+    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
+    fake = fake_monday.fake
+    fake.fail_next("execute-then-500")
+    count = 3
+    answers = await lined_up(monday_client, count, poster(monday_client, mint(user=MEMBER)))
+    rows = [body["data"] for _, body in answers]
+    assert {row["delivery_status"] for row in rows} == {"unknown"}, answers
+    done = [await wait_for(monday_client, row["id"], "sent") for row in rows]
+    assert {row["delivery_status"] for row in done} == {"sent"}
+    calls = fake.requests_to("/v2")
+    assert len(calls) >= 2, "no retry reached monday"
+    assert len({call.headers["idempotency-key"] for call in calls}) == 1
+    assert len({json.dumps(call.body, sort_keys=True) for call in calls}) == 1
+    assert sorted(n.text for n in fake.bell(MEMBER)) == [f"coalesced {i}" for i in range(count)]
