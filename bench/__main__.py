@@ -65,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         help="send: requests in flight (default 16); off the default the figures go to "
         "send-inflight-N.json and no chart is drawn",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="send: paired rounds (forwarder, then the app), each in fresh servers (default 5; "
+        "1 with --quick); the figures are the median round's, and each round is kept",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
@@ -72,8 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys(args.names)) or list(BENCHMARKS)
     if args.in_flight is not None and not 1 <= args.in_flight <= 256:
         parser.error("--in-flight takes 1 to 256")
+    if args.rounds is not None and not 1 <= args.rounds <= 20:
+        parser.error("--rounds takes 1 to 20")
     opts = Options(
-        quick=args.quick, charts=not args.no_charts, pg=not args.no_pg, in_flight=args.in_flight
+        quick=args.quick,
+        charts=not args.no_charts,
+        pg=not args.no_pg,
+        in_flight=args.in_flight,
+        rounds=args.rounds,
     )
     if args.redraw:
         return redraw(names, opts)
