@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.default import CacheStats, DefaultExecutionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.delivery.governor import Deferral, Governor, Permit
@@ -131,3 +134,37 @@ async def test_concurrent_token_takes_each_see_the_ones_before(limits: SqlShared
         *(limits.take_tokens(SCOPE, 1, capacity=5, per_second=0.0, now=at(0)) for _ in range(10))
     )
     assert sorted(before, reverse=True) == [5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0]
+
+
+async def test_every_statement_of_a_call_comes_from_the_compiled_cache(
+    limits: SqlSharedLimits,
+) -> None:
+    """Each send takes from these rows on PostgreSQL. A statement SQLAlchemy cannot cache (its
+    PostgreSQL `insert()` has no cache key) is compiled again on every call: once warm, every
+    statement of a take, a token take and a learn must be a cache hit."""
+    seen: list[tuple[str, CacheStats]] = []
+
+    def record(
+        conn: Connection,
+        cursor: object,
+        statement: str,
+        parameters: object,
+        context: DefaultExecutionContext,
+        executemany: bool,
+    ) -> None:
+        seen.append((statement.split()[0], context.cache_hit))
+
+    async def calls(second: float) -> None:
+        await limits.take(SCOPE, at(second))
+        await limits.take_tokens(SCOPE, 1, capacity=5, per_second=1.0, now=at(second))
+        await limits.learn(SCOPE, at(second), left=10, reset=at(60), quota=50, pause=None)
+
+    await calls(0)  # warms the cache
+    event.listen(limits.engine.sync_engine, "after_cursor_execute", record)
+    try:
+        await calls(1)
+    finally:
+        event.remove(limits.engine.sync_engine, "after_cursor_execute", record)
+    statements = [(verb, hit) for verb, hit in seen if verb in ("INSERT", "UPDATE", "SELECT")]
+    assert len(statements) >= 3
+    assert all(hit == CacheStats.CACHE_HIT for _, hit in statements), statements
