@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="N",
         help="send: paired rounds (forwarder, then the app), each in fresh servers (default 5; "
-        "1 with --quick); the figures are the median round's, and each round is kept",
+        "2 with --quick); the figures are the median round's, and each round is kept",
     )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -71,7 +71,7 @@ class Options:
     pg: bool = True
     # Requests in flight for `send` (`--in-flight`; None: 16). `accept` keeps its 16.
     in_flight: int | None = None
-    # Paired rounds of `send` (`--rounds`; None: 5, or 1 with `--quick`).
+    # Paired rounds of `send` (`--rounds`; None: 5, or 2 with `--quick`).
     rounds: int | None = None
 
     @property
