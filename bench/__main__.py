@@ -72,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         help="send: paired rounds (forwarder, then the app), each in fresh servers (default 5; "
         "2 with --quick); the figures are the median round's, and each round is kept",
     )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        metavar="N",
+        help="send: requests per target and round (default 2,000; 150 with --quick); off the "
+        "default the figures go to send-inflight-K-requests-N.json and no chart is drawn "
+        "(issue 10 measured 10 s rounds: ~40,000 at 32 in flight here)",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
@@ -81,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--in-flight takes 1 to 256")
     if args.rounds is not None and not 1 <= args.rounds <= 20:
         parser.error("--rounds takes 1 to 20")
+    if args.requests is not None and not 10 <= args.requests <= 200_000:
+        parser.error("--requests takes 10 to 200000")
     opts = Options(
         quick=args.quick,
         charts=not args.no_charts,
         pg=not args.no_pg,
         in_flight=args.in_flight,
         rounds=args.rounds,
+        requests=args.requests,
     )
     if args.redraw:
         return redraw(names, opts)

@@ -73,6 +73,8 @@ class Options:
     in_flight: int | None = None
     # Paired rounds of `send` (`--rounds`; None: 5, or 2 with `--quick`).
     rounds: int | None = None
+    # Requests per target of `send` (`--requests`; None: 2,000, or 150 with `--quick`).
+    requests: int | None = None
 
     @property
     def results_dir(self) -> Path:
