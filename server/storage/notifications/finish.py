@@ -4,7 +4,7 @@ prebuilt UPDATE that records it (used by outbox.py's `finish`/`finish_many`)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,10 +124,16 @@ _SENT = Prepared(
 
 
 def finish_sent(
-    connection: Connection, row: Notification, owner: str, outcome: Finish, now: datetime
+    connection: Connection,
+    row: Notification,
+    owner: str,
+    outcome: Finish,
+    now: datetime,
+    finished: Mapping[str, Any],
 ) -> Notification | None:
     """Record a `sent` outcome for `row`, the caller's copy of it as stored; the row as now
-    stored, or None (nothing written) if the stored row is not that copy under `owner`."""
+    stored, or None (nothing written) if the stored row is not that copy under `owner`.
+    `finished`: `finish_values(outcome, now)`, which the caller has already built."""
     if (
         outcome.delivery_status != DeliveryStatus.SENT
         or outcome.error is not None
@@ -150,13 +156,9 @@ def finish_sent(
     )
     if changed != 1:
         return None
-    return replace(
-        row,
-        delivery_status=DeliveryStatus.SENT,
-        last_error=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        next_attempt_at=None,
-        sent_at=now,
-        monday_id=outcome.monday_id if outcome.monday_id is not None else row.monday_id,
-    )
+    # The copy gets what the general statement would have set (`finish_values`), monday_id
+    # kept when monday named none, as both statements' coalesce keeps it.
+    values = {**finished, "delivery_status": DeliveryStatus.SENT}
+    if outcome.monday_id is None:
+        values["monday_id"] = row.monday_id
+    return replace(row, **values)

@@ -226,6 +226,7 @@ class SqlOutbox(ResendStatements):
         if not outcomes:
             return []
         now = utcnow()
+        finished = [finish_values(outcome, now) for outcome in outcomes]
         parameters = [
             {
                 "f_id": outcome.row_id,
@@ -234,19 +235,19 @@ class SqlOutbox(ResendStatements):
                 "f_sent_at": None,
                 "f_monday_id": None,
                 "f_attempt_error": attempt_error(outcome, now),
-                **{f"f_{name}": value for name, value in finish_values(outcome, now).items()},
+                **{f"f_{name}": value for name, value in values.items()},
             }
-            for outcome in outcomes
+            for outcome, values in zip(outcomes, finished, strict=True)
         ]
 
         copies = {row.id: row for row in known}
 
         def run(connection: Connection) -> list[Notification]:
             stored: list[Notification] = []
-            for outcome, values in zip(outcomes, parameters, strict=True):
+            for outcome, values, done in zip(outcomes, parameters, finished, strict=True):
                 copy = copies.get(outcome.row_id)
                 if copy is not None:
-                    sent = finish_sent(connection, copy, owner, outcome, now)
+                    sent = finish_sent(connection, copy, owner, outcome, now, done)
                     if sent is not None:
                         stored.append(sent)
                         continue
