@@ -76,14 +76,6 @@ class Prepared:
             found = self._by_dialect[dialect.name] = _Compiled(statement, dialect, self.keys)
         return found
 
-    def run(self, connection: Connection, values: Mapping[str, Any] | None = None) -> None:
-        """Execute for its effect."""
-        compiled = self._compiled(connection)
-        if compiled is None:
-            connection.execute(self.statement, dict(values or {}))
-            return
-        _cursor(connection).execute(compiled.sql, compiled.parameters(values or {}))
-
     def count(self, connection: Connection, values: Mapping[str, Any] | None = None) -> int:
         """Execute for its effect; how many rows it changed."""
         compiled = self._compiled(connection)
