@@ -352,13 +352,30 @@ def process_cpu_seconds(label: str) -> float | None:
     None where /proc cannot tell (not Linux, or the server is gone). CPU per request is the
     figure a busy shared machine disturbs least (wall-clock rates move with the neighbours)."""
     pid = SERVED_PIDS.get(label)
-    if pid is None:
-        return None
+    return None if pid is None else _proc_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def loop_thread_cpu_seconds(label: str) -> float | None:
+    """The same for the server's main thread alone: the thread its event loop runs on (the
+    rest is the SQLite writer's and the other helper threads'). All of the server's threads
+    share one interpreter lock, so the two together show how close the process is to what
+    one interpreter can do, whatever the machine's cores."""
+    pid = SERVED_PIDS.get(label)
+    return None if pid is None else _proc_cpu_seconds(f"/proc/{pid}/task/{pid}/stat")
+
+
+def _proc_cpu_seconds(stat_path: str) -> float | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """This process' CPU time: the load generator and the fake monday both run here."""
+    times = os.times()
+    return times.user + times.system
 
 
 @contextlib.asynccontextmanager
@@ -409,8 +426,12 @@ class Load:
     statuses: Counter[int]
     elapsed: float
     errors: list[str] = field(default_factory=list)
-    # The server's CPU time per request answered (all its threads), when measured.
+    # The server's CPU time per request answered (all its threads), when measured, and of
+    # it its event loop's thread (warm-ups included); this process' (the load generator and
+    # the fake monday) while the timed requests ran.
     server_cpu_ms: float | None = None
+    loop_cpu_ms: float | None = None
+    bench_cpu_ms: float | None = None
 
     @property
     def ok(self) -> int:
@@ -427,7 +448,15 @@ class Load:
             "elapsed_s": round(self.elapsed, 3),
             "requests_per_s": round(self.rate, 1),
             **latency_summary(self.latencies),
-            **({} if self.server_cpu_ms is None else {"server_cpu_ms": self.server_cpu_ms}),
+            **{
+                key: value
+                for key, value in (
+                    ("server_cpu_ms", self.server_cpu_ms),
+                    ("server_loop_thread_cpu_ms", self.loop_cpu_ms),
+                    ("bench_process_cpu_ms", self.bench_cpu_ms),
+                )
+                if value is not None
+            },
         }
 
 
@@ -481,9 +510,12 @@ async def run_load(
         await run(range(-1, -1 - warmup, -1), None)
         load = Load([], Counter(), 0.0)
         with collector_paused():
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), own_cpu_seconds()
             await run(range(count), load)
             load.elapsed = time.perf_counter() - started
+            answered = sum(load.statuses.values())
+            if answered:
+                load.bench_cpu_ms = round((own_cpu_seconds() - cpu_before) / answered * 1000, 3)
     return load
 
 

@@ -25,6 +25,7 @@ from bench.common import (
     fake_monday,
     fmt_ms,
     install_account,
+    loop_thread_cpu_seconds,
     pg_admin_url,
     process_cpu_seconds,
     ratio,
@@ -174,13 +175,18 @@ async def measure_paced(fake: FakeServer, opts: Options, kind: str, label: str) 
 async def with_server_cpu(
     label: str, load: Awaitable[Load], opts: Options, *, batch: int = 1
 ) -> Load:
-    """`load`, with the server's CPU time per request (warm-ups included in the count)."""
-    before = process_cpu_seconds(label)
+    """`load`, with the server's CPU time per request and its event loop thread's
+    (warm-ups included in the count)."""
+    before = process_cpu_seconds(label), loop_thread_cpu_seconds(label)
     done = await load
-    after = process_cpu_seconds(label)
+    after = process_cpu_seconds(label), loop_thread_cpu_seconds(label)
     answered = sum(done.statuses.values()) + (warmups(opts) if batch == 1 else 0)
-    if before is not None and after is not None and answered:
-        done.server_cpu_ms = round((after - before) / answered * 1000, 3)
+    if not answered:
+        return done
+    done.server_cpu_ms, done.loop_cpu_ms = (
+        None if b is None or a is None else round((a - b) / answered * 1000, 3)
+        for b, a in zip(before, after, strict=True)
+    )
     return done
 
 
@@ -191,7 +197,23 @@ def describe(name: str, load: Load) -> None:
         f"  {name:<28} {s['requests_per_s']:>8.1f} req/s   p50 {fmt_ms(s['p50_ms']):>9}   "
         f"p99 {fmt_ms(s['p99_ms']):>9}   ({load.ok} ok in {load.elapsed:.1f} s{cpu})"
     )
+    busy = cores_busy(load)
+    if busy:
+        say("      cores busy: " + ", ".join(f"{part} {cores:.2f}" for part, cores in busy.items()))
     check_load(load, name)
+
+
+def cores_busy(load: Load) -> dict[str, float]:
+    """How many cores' worth of CPU each part used while the load ran (CPU per request times
+    requests a second): the server, its event loop thread, and this process (the load
+    generator and the fake monday). One part near 1.0 is what held the rate: one
+    interpreter, whose lock all of a process' threads share, runs Python on one core."""
+    parts = {
+        "server": load.server_cpu_ms,
+        "its event loop thread": load.loop_cpu_ms,
+        "benchmark process": load.bench_cpu_ms,
+    }
+    return {part: ms * load.rate / 1000 for part, ms in parts.items() if ms is not None}
 
 
 @dataclass
