@@ -31,9 +31,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server.storage.pooled_writer import PooledWriter
 from server.storage.readers import SQLiteReaders
 from server.storage.write_gate import WriteGate
-from server.storage.writer import PooledWriter, SQLiteWriter, WriteFn
+from server.storage.writer import SQLiteWriter, WriteFn
 
 T = TypeVar("T")
 
@@ -144,28 +145,30 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-async def write(engine: AsyncEngine, fn: WriteFn[T]) -> T:
+async def write(engine: AsyncEngine, fn: WriteFn[T], *, order: str = "") -> T:
     """Run `fn(connection)` (synchronous SQL only) in one write transaction; its result.
 
     On SQLite with a file, `fn` goes to the dedicated writer connection and is committed
     together with the writes that arrive meanwhile (server/storage/writer.py); on PostgreSQL
     it is group-committed too, over the pool (`PooledWriter`); elsewhere (in-memory SQLite)
-    it runs in `engine.begin()`.
+    it runs in `engine.begin()`. `order`: the key of the rows `fn` locks that another
+    transaction may lock too (PostgreSQL runs a group's jobs in this order: `PooledWriter`).
     """
     if isinstance(engine, SQLiteEngine) and engine.writer is not None:
         engine.check_not_writing()
         return await engine.writer.submit(fn)
     if engine.dialect.name == "postgresql":
-        return await _pooled_writer(engine).submit(fn)
+        return await pooled_writer(engine).submit(fn, order=order)
     async with engine.begin() as connection:
         return await connection.run_sync(fn)
 
 
-# One group-committing writer per PostgreSQL engine (server/storage/writer.py PooledWriter).
+# One group-committing writer per PostgreSQL engine (server/storage/pooled_writer.py).
 _POOLED: weakref.WeakKeyDictionary[AsyncEngine, PooledWriter] = weakref.WeakKeyDictionary()
 
 
-def _pooled_writer(engine: AsyncEngine) -> PooledWriter:
+def pooled_writer(engine: AsyncEngine) -> PooledWriter:
+    """The PostgreSQL engine's group-committing writer (created on first use)."""
     writer = _POOLED.get(engine)
     if writer is None:
         writer = _POOLED[engine] = PooledWriter(engine.begin)

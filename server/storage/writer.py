@@ -14,10 +14,10 @@
   later, a trip through a busy loop between two groups took as long as a group).
   The batch runs under the engine's in-process writer lock (`SQLiteEngine.write_lock`), so
   it takes turns with `engine.begin()` users: still one writer per process.
-- **PostgreSQL**: `PooledWriter`, group commit over the pool: the jobs that arrive while a
-  group is being committed go into the next group's transaction (one `run_sync`, one
-  checkout, one BEGIN/COMMIT), two groups in flight at most; a failing job rolls its group
-  back and each of that group's jobs runs again alone.
+- **PostgreSQL**: `PooledWriter` (storage/pooled_writer.py), group commit over the pool: the
+  jobs that arrive while a group is being committed go into the next group's transaction
+  (one `run_sync`, one checkout, one BEGIN/COMMIT), two groups in flight at most; a failing
+  job rolls its group back and each of that group's jobs runs again alone.
 - An in-memory SQLite database (which a second connection cannot see):
   `engine.begin()` + `run_sync(fn)`, one transaction per call.
 
@@ -31,10 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine as create_sync_engine
@@ -53,10 +52,12 @@ MAX_BATCH = 64
 
 
 @dataclass
-class _Job:
+class Job:
     fn: WriteFn[Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop | None = None  # SQLite: the loop to answer on
+    # PostgreSQL: where the job goes in its group, by the rows it locks (`PooledWriter`).
+    order: str = ""
     result: Any = None
     error: BaseException | None = None
 
@@ -89,7 +90,7 @@ class SQLiteWriter:
         self._checkpointer = Checkpointer(str(sync_url.database))
         # The writer thread and its queue (both under `_cond`).
         self._cond = threading.Condition()
-        self._queue: list[_Job] = []
+        self._queue: list[Job] = []
         self._submitted = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -117,7 +118,7 @@ class SQLiteWriter:
 
     async def submit(self, fn: WriteFn[T]) -> T:
         loop = asyncio.get_running_loop()
-        job = _Job(fn, loop.create_future(), loop)
+        job = Job(fn, loop.create_future(), loop)
         with self._cond:
             self._queue.append(job)
             self._submitted += 1
@@ -162,7 +163,7 @@ class SQLiteWriter:
                     with self._gate.hold():
                         self._run_batch(jobs)
                 except Exception as error:
-                    _fail(jobs, error)
+                    fail_all(jobs, error)
                 self._checkpointer.committed()
                 _answer(jobs)
         finally:
@@ -201,7 +202,7 @@ class SQLiteWriter:
             self._read_connection = None
             raise
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _run_batch(self, jobs: list[Job]) -> None:
         """All `jobs` in one transaction; if one of them fails, that transaction is rolled
         back and each job runs again alone (its own transaction), so one job's error still
         touches only that job. Errors are rare (a taken Idempotency-Key, a moved revision),
@@ -228,7 +229,7 @@ class SQLiteWriter:
         for job in jobs:
             self._run_alone(job)
 
-    def _run_alone(self, job: _Job) -> None:
+    def _run_alone(self, job: Job) -> None:
         connection = self._conn()
         try:
             with connection.begin():
@@ -283,111 +284,26 @@ class SQLiteWriter:
             self._read_engine = None
 
 
-class _BatchFailed(Exception):
-    """A job of a group failed: roll the group's transaction back, run each job alone."""
-
-
-class PooledWriter:
-    """Group commit over a connection pool (PostgreSQL): the `write()` jobs that arrive
-    while a group is being committed go into the next group's transaction together, run
-    by one `run_sync` call (one checkout, one BEGIN/COMMIT and no per-job round trips of
-    their own). As on SQLite, a failing job rolls its group back and every job of that
-    group runs again alone, so an error reaches only its own caller. Up to `lanes` groups
-    are in flight at once (the pool has more connections than one writer would use).
-    """
-
-    def __init__(self, begin: Callable[[], Any], *, lanes: int = 2) -> None:
-        self._begin = begin  # engine.begin: an async context manager of an AsyncConnection
-        self._lanes = lanes
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PoolState] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    async def submit(self, fn: WriteFn[T]) -> T:
-        loop = asyncio.get_running_loop()
-        state = self._states.setdefault(loop, _PoolState())
-        job = _Job(fn, loop.create_future())
-        state.queue.append(job)
-        if state.running < self._lanes:
-            state.running += 1
-            state.tasks.add(loop.create_task(self._drain(state)))
-        result: T = await job.future
-        return result
-
-    async def _drain(self, state: _PoolState) -> None:
-        try:
-            while state.queue:
-                jobs, state.queue = state.queue[:MAX_BATCH], state.queue[MAX_BATCH:]
-                try:
-                    await self._run_group(jobs)
-                except Exception as error:
-                    _fail(jobs, error)
-                _settle(jobs)
-        except asyncio.CancelledError:
-            for job in state.queue:
-                job.future.cancel()
-            state.queue = []
-            raise
-        finally:
-            state.running -= 1
-            task = asyncio.current_task()
-            if task is not None:
-                state.tasks.discard(task)
-
-    async def _run_group(self, jobs: list[_Job]) -> None:
-        if len(jobs) > 1:
-            try:
-                async with self._begin() as connection:
-                    await connection.run_sync(_run_all, jobs)
-                return
-            except _BatchFailed:
-                for job in jobs:
-                    job.result = None
-        for job in jobs:
-            try:
-                async with self._begin() as connection:
-                    job.result = await connection.run_sync(job.fn)
-            except Exception as error:
-                job.error = error
-
-
-@dataclass
-class _PoolState:
-    queue: list[_Job] = field(default_factory=list)
-    running: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-def _run_all(connection: Connection, jobs: list[_Job]) -> None:
-    with grouped(connection) as group:
-        try:
-            for job in jobs:
-                job.result = job.fn(connection)
-            group.finish(connection)
-        except Exception as error:
-            raise _BatchFailed from error
-
-
-def _fail(jobs: list[_Job], error: Exception) -> None:
+def fail_all(jobs: list[Job], error: Exception) -> None:
     """A group that failed as a whole: each job without its own error gets the group's."""
     for job in jobs:
         job.error = job.error or error
 
 
-def _answer(jobs: list[_Job]) -> None:
+def _answer(jobs: list[Job]) -> None:
     """From the writer thread: settle `jobs` on their loops (unless one is gone)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = {}
     for job in jobs:
         assert job.loop is not None
         by_loop.setdefault(job.loop, []).append(job)
     for loop, answered in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_settle, answered)
+            loop.call_soon_threadsafe(settle, answered)
         except RuntimeError:
             pass  # the loop is closed: nobody is waiting for these answers any more
 
 
-def _settle(jobs: list[_Job]) -> None:
+def settle(jobs: list[Job]) -> None:
     """Answer each job's caller (a cancelled caller's future is already done)."""
     for job in jobs:
         if job.future.done():
