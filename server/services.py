@@ -131,9 +131,11 @@ def build(app: web.Application) -> Services:
         limiter=SendRateLimiter(
             settings.send_rate_per_minute,
             backlog=settings.send_backlog_per_user,
-            shared=shared_limits,
+            shared=shared_limits is not None,
         ),
         backlog=SqlSendBacklog(engine, publish),
+        # Shared limits: the insert spends the account's budget for the requests it stamps.
+        budget=deliverer.pretaken.put if shared_limits is not None else None,
     )
     # Contract §12: due scheduled rows are released before each claim; every batch passes
     # the gate (mutes, quiet hours) on its way out.

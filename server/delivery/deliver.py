@@ -25,6 +25,7 @@ from server.delivery.batches import Batch, chunks, stamped_batches
 from server.delivery.call_log import call_outcome, log_batch
 from server.delivery.digest import units
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
+from server.delivery.pretaken import PretakenBudgets
 from server.delivery.resend import (
     RESEND_WINDOW,
     outcomes_by_row,
@@ -101,6 +102,8 @@ class Deliverer:
     _planned: dict[tuple[int, ...], str] = field(default_factory=dict)
     # Requests stamped for the attempts of several sends committed together (shared.py).
     shared: SharedRequests = field(default_factory=SharedRequests)
+    # The insert's takes of the shared budget for the requests it stamped (pretaken.py).
+    pretaken: PretakenBudgets = field(default_factory=PretakenBudgets)
 
     def _due_at(self, when: datetime) -> None:
         if self.next_due is None or when < self.next_due or self.next_due < utcnow():
@@ -251,15 +254,17 @@ class Deliverer:
             error = delivery_error("NO_CREDENTIAL", _no_credential(owner))
             failed = [Finish(row.id, DeliveryStatus.FAILED, error) for row in rows]
             return await self._record(rows, failed)
+        rows = sorted(rows, key=lambda row: row.id)
+        pretaken = self.pretaken.pop(tuple(row.id for row in rows))
+        credential = f"{account_id}:{sent_as}:{owner}"
         permit = await self.governor.acquire(
-            account_id, f"{account_id}:{sent_as}:{owner}", cost=len(rows), max_wait=max_wait
+            account_id, credential, cost=len(rows), max_wait=max_wait, pretaken=pretaken
         )
         if isinstance(permit, Deferral):
             return await self._defer(rows, permit)
         outcomes: list[SendOutcome] = []
         window_end = utcnow() + RESEND_WINDOW  # the key is first sent now
         try:
-            rows = sorted(rows, key=lambda row: row.id)
             key = stamped_key(rows, planned=self._planned)
             if key is None:
                 rows, key = await self._stamp_request(rows)

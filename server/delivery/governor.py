@@ -35,7 +35,8 @@ from typing import Protocol
 from server.clock import utcnow
 from server.monday.outcome import SendOutcome, seconds_until_midnight_utc
 from server.monday.ratelimit import RateLimitInfo
-from server.storage.limits import Block
+from server.notifications.model import Block
+from server.storage.limits import account_scope
 
 # (reason, "waited" | "deferred") -> how many calls were held back; read by /metrics.
 rate_limit_waits: Counter[tuple[str, str]] = Counter()
@@ -184,11 +185,16 @@ class Governor:
         *,
         cost: int = 1,
         max_wait: float | None = None,
+        pretaken: tuple[datetime, Block | None] | None = None,
     ) -> Permit | Deferral:
         """Wait until a call of `cost` notifications may go; or say until when it may not.
 
         Waits up to `max_wait` seconds (default `max_wait_seconds`) for a pause or a budget
         reset, and for a free concurrency slot; a longer wait returns a `Deferral`.
+        `pretaken`: the shared budget was already spent for this call (the send's insert,
+        PostgreSQL) at that time, or held back by that Block. It stands for the shared take
+        only if nothing made the call wait before it: after a wait the take is made again
+        (the one spent counts against the deployment's budget, erring on the safe side).
         """
         allowed = self.max_wait_seconds if max_wait is None else max_wait
         account = self._limits(self._accounts, account_id)
@@ -219,8 +225,12 @@ class Governor:
                 cred.semaphore.release()
                 account.semaphore.release()
                 continue
-            taken_at = utcnow()
-            shared = await self._shared_block(account_id, taken_at)
+            if pretaken is not None and not counted:
+                taken_at, shared = pretaken
+            else:
+                taken_at = utcnow()
+                shared = await self._shared_block(account_id, taken_at)
+            pretaken = None
             if shared is not None:
                 cred.semaphore.release()
                 account.semaphore.release()
@@ -245,7 +255,7 @@ class Governor:
         """Spend one call of the deployment's budget for the account, or what blocks it."""
         if self.shared is None:
             return None
-        return await self.shared.take(f"account:{account_id}", now)
+        return await self.shared.take(account_scope(account_id), now)
 
     def report(
         self,
@@ -314,7 +324,7 @@ class Governor:
         if account.paused_until > max(paused_before, now):
             pause = Block(at(account.paused_until), account.pause_code, account.pause_message)
         write = self.shared.learn(
-            f"account:{permit.account_id}",
+            account_scope(permit.account_id),
             wall,
             left=left,
             reset=reset,

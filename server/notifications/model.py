@@ -283,6 +283,21 @@ class PlannedRequest:
     key: str
 
 
+@dataclass(frozen=True)
+class Block:
+    """The account may not be called before `until`; why, in the governor's words."""
+
+    until: datetime
+    code: str
+    message: str
+
+
+# Given a request the insert stamped (its ids), when the account's shared monday budget was
+# spent for it in the insert's transaction and what held it back (None: it may go): the
+# deliverer's attempt then spends none of its own (PostgreSQL, contract §11).
+BudgetTaken = Callable[[tuple[int, ...], datetime, "Block | None"], None]
+
+
 # Given the rows just inserted leased for the inline attempt, the requests that attempt will
 # send (delivery's own grouping and key). Called inside the insert's transaction.
 RequestPlanner = Callable[[Sequence["Notification"]], Sequence[PlannedRequest]]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from server.notifications.model import (
     AuditEntry,
+    BudgetTaken,
     DeliveryStatus,
     DueFacts,
     DueFilter,
@@ -29,6 +30,7 @@ from server.notifications.model import (
     Visibility,
 )
 from server.notifications.query import Query
+from server.notifications.send_limit import SendRateTake
 from server.sender import InstallationFacts
 
 
@@ -50,6 +52,8 @@ class NotificationStore(Protocol):
         reserve: KeyReservation | None = None,
         clear: DueFilter | None = None,
         expect_revision: int | None = None,
+        take: SendRateTake | None = None,
+        budget: BudgetTaken | None = None,
     ) -> list[Notification]: ...
 
     async def write_audit(self, entry: AuditEntry) -> None: ...

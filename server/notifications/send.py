@@ -20,6 +20,7 @@ from server.notifications.idempotency import pending_reservation
 from server.notifications.inputs import NotificationInput
 from server.notifications.model import (
     AuditEntry,
+    BudgetTaken,
     DeliveryStatus,
     KeyReservation,
     NewNotification,
@@ -35,7 +36,7 @@ from server.notifications.ports import (
 from server.notifications.relay_input import RelayError, RelayOutcome
 from server.notifications.schedule_events import SEND_AT, scheduled_counts
 from server.notifications.schedule_rules import is_future
-from server.notifications.send_limit import Pacing, SendRateLimiter
+from server.notifications.send_limit import Pacing, SendRateLimiter, SendRateTake
 from server.sender import (
     Caller,
     ConnectedCredentials,
@@ -115,12 +116,14 @@ def _new_row(
 @dataclass(frozen=True, slots=True)
 class _Write:
     """What a send's insert needs besides the rows: the lease the rows are written under,
-    the request's time, whether the inline request is stamped, the key reservation."""
+    the request's time, whether the inline request is stamped, the key reservation and the
+    send-rate take."""
 
     lease: str
     now: datetime
     stamp: bool
     reserve: KeyReservation | None
+    take: SendRateTake | None  # the user's shared send-rate take, made by the insert
 
 
 @dataclass
@@ -136,6 +139,9 @@ class SendService:
     # How long a caller's request may wait for monday's limits before its rows are left
     # to the background worker (they answer `retry_scheduled` then).
     inline_max_wait: float = 2.0
+    # Shared limits (PostgreSQL): the insert spends the account's monday budget for each
+    # request it stamps, in its transaction, and hands the take here (the dispatcher's).
+    budget: BudgetTaken | None = None
 
     async def _usable(
         self, account_id: str, user_id: str | None, kind: str, *, unchecked: bool = False
@@ -205,7 +211,10 @@ class SendService:
         Rows beyond the user's send rate are accepted and paced (`_shape`); raises 429
         `REQUESTS_EXCEEDED` (nothing written) only beyond the user's backlog.
         """
-        pacing = await self._reserve(request, len(items))
+        # Shared buckets (PostgreSQL): the take is made by the insert, in its transaction.
+        limiter, count = self.limiter, len(items)
+        take = limiter.shared_take(request.account_id, request.user_id, count) if limiter else None
+        reserved = None if take is not None else await self._reserve(request, count)
         now = utcnow()
         if request.relay_capable and any(is_future(item.send_at, now) for item in items):
             # Contract §12: a view cannot relay a send that happens later, so a batch with a
@@ -214,14 +223,15 @@ class SendService:
         try:
             decisions, policy, revision = await self.decide(request, items)
         except ApiError:
-            await self._unreserve(request, len(items))  # refused: nothing sent or counted
+            self._unreserve(request, reserved)  # refused: nothing sent or counted
             raise
         lease = self.dispatcher.lease_token()
         # Rows paced past the user's rate stay `queued` for later (`_shape`), so a paced send
-        # stamps none of its rows at the insert (they go the two-write way, as retries do).
-        stamp = pacing.paced == 0
+        # stamps none of its rows at the insert (they go the two-write way, as retries do);
+        # a shared take decides that in the insert itself.
+        stamp = reserved is None or reserved.paced == 0
         # Taken once (it is handed out once): a retry after `RevisionMoved` reserves it too.
-        write = _Write(lease, now, stamp, pending_reservation())
+        write = _Write(lease, now, stamp, pending_reservation(), take)
         try:
             rows = await self._insert(request, items, decisions, policy, write, revision)
         except RevisionMoved:
@@ -230,9 +240,11 @@ class SendService:
             try:
                 decisions, policy, revision = await self.decide(request, items, checked=True)
             except ApiError:
-                await self._unreserve(request, len(items))
+                self._unreserve(request, reserved)
                 raise
             rows = await self._insert(request, items, decisions, policy, write, None)
+        pacing = reserved if take is None else take.pacing
+        assert pacing is not None, "the insert settles the take it was given"
         if revision is not None:
             self.facts.confirmed(request.account_id, revision)
         for decision in decisions:
@@ -296,28 +308,33 @@ class SendService:
             reserve=write.reserve,
             clear=self.dispatcher.clear_due,
             expect_revision=revision,
+            take=write.take,
+            budget=self.budget if write.stamp else None,
         )
 
     # -- the per-user send limit (contract §11: it shapes, it does not drop) ---------------
     async def _reserve(self, request: SendRequest, count: int) -> Pacing:
-        """Take the rows from the user's bucket; refuse (429, nothing taken) only when the
-        rows it cannot cover now would leave more than the backlog bound waiting."""
+        """Take the rows from the user's bucket in this process; refuse (429, nothing taken)
+        only when the rows it cannot cover now would leave more than the backlog bound
+        waiting. (Shared buckets are taken by the insert: `SendRateTake`.)"""
         limiter = self.limiter
         if limiter is None:
             return Pacing(now=count)
-        pacing = await limiter.take(request.account_id, request.user_id, count)
+        pacing = limiter.reserve(request.account_id, request.user_id, count)
         # The backlog is counted only when rows are paced: a send within the rate adds none.
         if pacing.paced and self.backlog is not None:
             waiting = await self.backlog.waiting(request.account_id, request.user_id)
             refusal = limiter.beyond_backlog(waiting, pacing)
             if refusal is not None:
-                await self._unreserve(request, count)
+                limiter.refund(request.account_id, request.user_id, count)
                 raise refusal
         return pacing
 
-    async def _unreserve(self, request: SendRequest, count: int) -> None:
-        if self.limiter is not None:
-            await self.limiter.give_back(request.account_id, request.user_id, count)
+    def _unreserve(self, request: SendRequest, reserved: Pacing | None) -> None:
+        """Give back what `_reserve` took for a request refused after it (a shared take
+        needs nothing: the insert that made it was rolled back, or never ran)."""
+        if self.limiter is not None and reserved is not None:
+            self.limiter.refund(request.account_id, request.user_id, reserved.now + reserved.paced)
 
     async def _shape(
         self, server_rows: list[Notification], pacing: Pacing, lease: str

@@ -14,9 +14,13 @@ is refused, whole, with 429 `REQUESTS_EXCEEDED` and `Retry-After` (the time the 
 to drain at the rate); nothing is written. `backlog = 0` restores "refuse what the bucket
 cannot cover".
 
-The buckets live in this process's memory, or with `shared` (PostgreSQL, several instances:
-storage/limits.py) in the database, so a user's rate holds for the whole deployment (contract
-§11). The backlog is always counted in the database. `rate_per_minute = 0` turns both off.
+The buckets live in this process's memory, or with `shared` (PostgreSQL, several instances)
+in the database, so a user's rate holds for the whole deployment (contract §11). A shared take
+is made inside the send's insert transaction (`SendRateTake`, run by
+storage/notifications/insert.py on the bucket's row of storage/limits.py): a send then writes
+once before monday is called, and a request refused after its take (the sender decision, the
+backlog) takes nothing, because its transaction is rolled back. The backlog is always counted
+in the database. `rate_per_minute = 0` turns both off.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 
 from server.clock import utc_timestamp
 from server.errors import ApiError
@@ -36,16 +39,6 @@ MAX_BUCKETS = 100_000  # idle full buckets are dropped past this many, so memory
 
 def _product_seconds() -> float:
     return utc_timestamp()
-
-
-class SharedBuckets(Protocol):
-    """The buckets in the database, shared by every instance (storage/limits.py)."""
-
-    async def take_tokens(
-        self, scope: str, rows: int, *, capacity: float, per_second: float, now: datetime
-    ) -> float: ...
-
-    async def give_tokens(self, scope: str, rows: int, *, capacity: float) -> None: ...
 
 
 @dataclass
@@ -64,6 +57,48 @@ class Pacing:
     @property
     def paced(self) -> int:
         return len(self.due)
+
+
+@dataclass
+class SendRateTake:
+    """One request's take from the user's shared bucket, made by the store inside the send's
+    insert transaction: it locks the bucket's row, takes `rows` tokens and hands `settle`
+    the tokens there were before. `settle` decides the pacing, or raises the 429 (the
+    transaction is then rolled back: nothing written, nothing taken)."""
+
+    limiter: SendRateLimiter
+    account_id: str
+    user_id: str
+    rows: int
+    moment: float  # the product clock's seconds
+    pacing: Pacing | None = None  # set by `settle`, in the transaction that committed
+
+    @property
+    def scope(self) -> str:
+        return _scope(self.account_id, self.user_id)
+
+    @property
+    def capacity(self) -> float:
+        return float(self.limiter.rate_per_minute)
+
+    @property
+    def per_second(self) -> float:
+        return self.limiter.per_second
+
+    @property
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.moment, UTC)
+
+    def settle(self, tokens: float, waiting: Callable[[], int]) -> Pacing:
+        """The pacing with `tokens` in the bucket before the take; `waiting()` counts the
+        user's rows not yet sent (read only when rows are paced)."""
+        pacing = self.limiter.pacing(tokens, self.rows, self.moment)
+        if pacing.paced:
+            refusal = self.limiter.beyond_backlog(waiting(), pacing)
+            if refusal is not None:
+                raise refusal
+        self.pacing = pacing
+        return pacing
 
 
 def _scope(account_id: str, user_id: str) -> str:
@@ -87,7 +122,8 @@ class SendRateLimiter:
     rate_per_minute: int
     backlog: int = 10_000
     clock: Clock = _product_seconds
-    shared: SharedBuckets | None = None
+    # The buckets are in the database (PostgreSQL), shared by every instance.
+    shared: bool = False
     _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict)
 
     @property
@@ -116,27 +152,12 @@ class SendRateLimiter:
             if bucket.tokens + (now - bucket.updated) * self.per_second >= self.rate_per_minute:
                 del self._buckets[key]
 
-    async def take(self, account_id: str, user_id: str, rows: int) -> Pacing:
-        """`reserve`, in the shared buckets when there are (one bucket for all instances)."""
-        if self.shared is None or not self.enabled or rows <= 0:
-            return self.reserve(account_id, user_id, rows)
-        now = self.clock()
-        tokens = await self.shared.take_tokens(
-            _scope(account_id, user_id),
-            rows,
-            capacity=float(self.rate_per_minute),
-            per_second=self.per_second,
-            now=datetime.fromtimestamp(now, UTC),
-        )
-        return self._pacing(tokens, rows, now)
-
-    async def give_back(self, account_id: str, user_id: str, rows: int) -> None:
-        """`refund`, in the shared buckets when there are."""
-        if self.shared is None or not self.enabled:
-            self.refund(account_id, user_id, rows)
-            return
-        scope = _scope(account_id, user_id)
-        await self.shared.give_tokens(scope, rows, capacity=float(self.rate_per_minute))
+    def shared_take(self, account_id: str, user_id: str, rows: int) -> SendRateTake | None:
+        """The take the send's insert makes in the shared bucket, when the buckets are shared
+        (else None: `reserve` takes from this process's bucket)."""
+        if not self.shared or not self.enabled or rows <= 0:
+            return None
+        return SendRateTake(self, account_id, user_id, rows, self.clock())
 
     def reserve(self, account_id: str, user_id: str, rows: int) -> Pacing:
         """Count `rows` for the user: those the bucket covers go now, the rest are paced."""
@@ -144,11 +165,11 @@ class SendRateLimiter:
             return Pacing(now=max(rows, 0))
         now = self.clock()
         bucket = self._bucket((account_id, user_id), now)
-        pacing = self._pacing(bucket.tokens, rows, now)
+        pacing = self.pacing(bucket.tokens, rows, now)
         bucket.tokens -= rows
         return pacing
 
-    def _pacing(self, tokens: float, rows: int, now: float) -> Pacing:
+    def pacing(self, tokens: float, rows: int, now: float) -> Pacing:
         """With `tokens` in the bucket at `now`: how `rows` go (the rest one per token)."""
         at_once = min(rows, max(math.floor(tokens), 0))
         left = tokens - at_once  # < 1, negative when earlier rows are still paced

@@ -15,8 +15,9 @@ view:
   its reset would end the new window early and hand out a third window's quota while monday
   still counts the second;
 - a pause after a 429 / `DAILY_LIMIT_EXCEEDED` comes with `learn`, for everyone;
-- `take_tokens` / `give_tokens`: the per-user send-rate bucket (notifications/send_limit.py)
-  in scope `sender:<account>:<user>`, so a user's rate holds across instances.
+- `tokens_call`, run by `call_in` inside the send's insert transaction: the per-user
+  send-rate bucket (notifications/send_limit.py) in scope `sender:<account>:<user>`, so a
+  user's rate holds across instances.
 
 When the window's reset has passed, the budget starts again at the policy's quota, so the
 instances do not need an answer to know the new window's budget.
@@ -34,12 +35,18 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import bindparam, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.notifications.model import Block
 from server.storage.tables import delivery_limits
+from server.storage.txn_group import current
+
+__all__ = ["Block", "SqlSharedLimits", "account_scope", "call_in", "take_call", "tokens_call"]
 
 c = delivery_limits.c
 # How long one probing call keeps others waiting at most (its answer normally ends it sooner).
@@ -50,13 +57,9 @@ RECHECK_SECONDS = 0.25
 MAX_CALLS = 200
 
 
-@dataclass(frozen=True)
-class Block:
-    """The account may not be called before `until`; why, in the governor's words."""
-
-    until: datetime
-    code: str
-    message: str
+def account_scope(account_id: str) -> str:
+    """The row of an account's monday budget and pauses."""
+    return f"account:{account_id}"
 
 
 # Statements built once (bound parameters): a statement built per call cost more to build,
@@ -170,6 +173,51 @@ def tokens_call(rows: int, *, capacity: float, per_second: float, now: datetime)
     return apply
 
 
+@dataclass
+class _Held:
+    """A scope's row locked by a writer group: the calls of its jobs change it here, its
+    finalizer writes it once before the COMMIT."""
+
+    row: Row
+    changed: bool = False
+
+
+def call_in(connection: Connection, scope: str, call: Call) -> Any:
+    """`call` on the scope's row inside the caller's write transaction (the send's insert:
+    its take needs no transaction of its own). The row stays locked until that transaction
+    ends; in a writer group it is locked and written once for all the group's calls."""
+    group = current(connection)
+    if group is None:
+        row = _lock_row(connection, scope)
+        values, result = call(row)
+        if values:
+            _write_row(connection, scope, {**row, **values})
+        return result
+    key = f"limits:{scope}"
+    held: _Held | None = group.shared.get(key)
+    if held is None:
+        held = group.shared[key] = _Held(_lock_row(connection, scope))
+        group.finalizers.append(partial(_write_held, scope=scope, held=held))
+    values, result = call(held.row)
+    held.row.update(values)
+    held.changed = held.changed or bool(values)
+    return result
+
+
+def _lock_row(connection: Connection, scope: str) -> Row:
+    return dict(connection.execute(_LOCK_ROW, {"scope": scope}).mappings().one())
+
+
+def _write_row(connection: Connection, scope: str, row: Row) -> None:
+    values = {key: value for key, value in row.items() if key != "scope"}
+    connection.execute(_WRITE_ROW, {**values, "row_scope": scope})
+
+
+def _write_held(connection: Connection, *, scope: str, held: _Held) -> None:
+    if held.changed:
+        _write_row(connection, scope, held.row)
+
+
 class SqlSharedLimits:
     """The shared limits over a PostgreSQL engine (one row per account, locked per call)."""
 
@@ -198,24 +246,6 @@ class SqlSharedLimits:
         is when its call was taken (the `now` of its `take`)."""
         call = learn_call(now, left=left, reset=reset, quota=quota, pause=pause, sent=sent)
         await self._call(scope, call)
-
-    async def take_tokens(
-        self, scope: str, rows: int, *, capacity: float, per_second: float, now: datetime
-    ) -> float:
-        """Refill the bucket to `now`, take `rows` (into debt if need be); the tokens there
-        were before the take."""
-        call = tokens_call(rows, capacity=capacity, per_second=per_second, now=now)
-        tokens: float = await self._call(scope, call)
-        return tokens
-
-    async def give_tokens(self, scope: str, rows: int, *, capacity: float) -> None:
-        """Give back what `take_tokens` took for a request refused after all."""
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(delivery_limits)
-                .where(c.scope == scope, c.tokens.is_not(None))
-                .values(tokens=func.least(c.tokens + rows, capacity))
-            )
 
     # -- calls on one scope, coalesced ------------------------------------------------------
     async def _call(self, scope: str, call: Call) -> Any:

@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.default import CacheStats, DefaultExecutionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.delivery.governor import Deferral, Governor, Permit
 from server.monday.outcome import SendOutcome
-from server.storage.db import create_engine
-from server.storage.limits import Block, SqlSharedLimits
+from server.storage.db import create_engine, write
+from server.storage.limits import Block, SqlSharedLimits, call_in, tokens_call
 from server.storage.migrate import upgrade
+from server.storage.tables import delivery_limits
 from tests.pg import fresh_pg_database
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -112,6 +113,40 @@ async def test_a_429_one_instance_got_pauses_the_other(limits: SqlSharedLimits) 
     assert held.until > datetime.now(UTC) + timedelta(seconds=20)
 
 
+async def minute_left(limits: SqlSharedLimits) -> int | None:
+    async with limits.engine.connect() as connection:
+        query = select(delivery_limits.c.minute_left).where(delivery_limits.c.scope == SCOPE)
+        left: int | None = (await connection.execute(query)).scalar_one()
+        return left
+
+
+async def test_a_call_whose_budget_the_insert_spent_takes_none_of_its_own(
+    limits: SqlSharedLimits,
+) -> None:
+    """The send's insert spends the budget for the request it stamps (`pretaken`): the
+    governor does not spend it again. A pretaken Block holds the call back as a take of its
+    own would, and the take is made again once the wait is over."""
+    spent_at = datetime.now(UTC)  # the governor takes on the wall clock
+    assert await limits.take(SCOPE, spent_at) is None  # the probe
+    reset = spent_at + timedelta(hours=1)
+    await limits.learn(SCOPE, spent_at, left=25, reset=reset, quota=30, pause=None)
+    governor = Governor(shared=limits)
+    permit = await governor.acquire("1001", "1001:app:11", max_wait=0, pretaken=(spent_at, None))
+    assert isinstance(permit, Permit)
+    assert permit.taken_at == spent_at
+    assert await minute_left(limits) == 25  # not spent a second time
+    governor.report(permit)
+
+    soon = Block(datetime.now(UTC) + timedelta(seconds=0.2), "MINUTE_BUDGET", "Waiting.")
+    permit = await governor.acquire("1001", "1001:app:11", max_wait=5, pretaken=(spent_at, soon))
+    assert isinstance(permit, Permit)
+    assert permit.taken_at is not None and permit.taken_at >= soon.until
+    assert await minute_left(limits) == 24  # after the wait, the governor's own take
+    later = Block(datetime.now(UTC) + timedelta(seconds=60), "MINUTE_BUDGET", "Waiting.")
+    deferred = await governor.acquire("1001", "1001:app:11", max_wait=1, pretaken=(spent_at, later))
+    assert isinstance(deferred, Deferral) and deferred.until == later.until
+
+
 async def test_concurrent_calls_on_one_account_grant_exactly_the_budget(
     limits: SqlSharedLimits,
 ) -> None:
@@ -127,13 +162,60 @@ async def test_concurrent_calls_on_one_account_grant_exactly_the_budget(
     assert await limits.take(SCOPE, at(2)) is not None  # nothing left until the reset
 
 
+async def take_tokens(engine: AsyncEngine, rows: int, *, per_second: float, now: datetime) -> float:
+    """A send-rate take as the send's insert makes it: `call_in` inside a `write()` job
+    (group-committed with the concurrent ones)."""
+    call = tokens_call(rows, capacity=5, per_second=per_second, now=now)
+
+    def run(connection: Connection) -> float:
+        tokens: float = call_in(connection, SCOPE, call)
+        return tokens
+
+    return await write(engine, run, order=SCOPE)
+
+
+async def tokens_stored(engine: AsyncEngine) -> float:
+    async with engine.connect() as connection:
+        query = select(delivery_limits.c.tokens).where(delivery_limits.c.scope == SCOPE)
+        return float((await connection.execute(query)).scalar_one())
+
+
 async def test_concurrent_token_takes_each_see_the_ones_before(limits: SqlSharedLimits) -> None:
     """The send-rate bucket: 10 concurrent takes of 1 row from a bucket of 5 (no refill in
-    the frozen instant) see 5, 4, ... -4 tokens before their take: each a different count."""
+    the frozen instant) see 5, 4, ... -4 tokens before their take: each a different count,
+    whether a writer group ran several (one lock, one UPDATE) or each ran alone."""
     before = await asyncio.gather(
-        *(limits.take_tokens(SCOPE, 1, capacity=5, per_second=0.0, now=at(0)) for _ in range(10))
+        *(take_tokens(limits.engine, 1, per_second=0.0, now=at(0)) for _ in range(10))
     )
     assert sorted(before, reverse=True) == [5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0]
+    assert await tokens_stored(limits.engine) == -5.0
+
+
+async def test_a_take_rolled_back_with_its_transaction_takes_nothing(
+    limits: SqlSharedLimits,
+) -> None:
+    """The send's insert takes inside its own transaction: a request refused after its take
+    (a taken key, the backlog's 429) rolls the take back with everything else, alone or in a
+    writer group beside takes that commit."""
+    await take_tokens(limits.engine, 1, per_second=0.0, now=at(0))
+
+    def refused(connection: Connection) -> None:
+        call_in(connection, SCOPE, tokens_call(3, capacity=5, per_second=0.0, now=at(0)))
+        raise LookupError("refused after the take")
+
+    with pytest.raises(LookupError):
+        await write(limits.engine, refused, order=SCOPE)
+    assert await tokens_stored(limits.engine) == 4.0
+    # Beside committing takes: the group is rolled back, each job runs again alone.
+    results = await asyncio.gather(
+        write(limits.engine, refused, order=SCOPE),
+        take_tokens(limits.engine, 1, per_second=0.0, now=at(0)),
+        take_tokens(limits.engine, 1, per_second=0.0, now=at(0)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], LookupError)
+    assert sorted(results[1:], reverse=True) == [4.0, 3.0]  # type: ignore[type-var]
+    assert await tokens_stored(limits.engine) == 2.0
 
 
 async def test_every_statement_of_a_call_comes_from_the_compiled_cache(
@@ -156,7 +238,7 @@ async def test_every_statement_of_a_call_comes_from_the_compiled_cache(
 
     async def calls(second: float) -> None:
         await limits.take(SCOPE, at(second))
-        await limits.take_tokens(SCOPE, 1, capacity=5, per_second=1.0, now=at(second))
+        await take_tokens(limits.engine, 1, per_second=1.0, now=at(second))
         await limits.learn(SCOPE, at(second), left=10, reset=at(60), quota=50, pause=None)
 
     await calls(0)  # warms the cache

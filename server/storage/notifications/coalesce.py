@@ -27,7 +27,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from server.clock import utcnow
 from server.notifications.model import (
+    BudgetTaken,
     DeliveryStatus,
     Notification,
     PlannedRequest,
@@ -35,6 +37,7 @@ from server.notifications.model import (
     RequestSharer,
     transition,
 )
+from server.storage.notifications.budget import Stamped, hand_over, take_budgets
 from server.storage.txn_group import TxnGroup
 
 _SLOT = "notifications.coalesce"
@@ -53,6 +56,7 @@ class PendingInsert:
     cleared: list[Notification]  # the rows its inline attempt sends now (unstamped)
     plan: RequestPlanner
     share: RequestSharer
+    budget: BudgetTaken | None = None  # where its requests' shared-budget takes go
     stored: list[Notification] = field(default_factory=list)  # what the insert returns
 
 
@@ -92,6 +96,14 @@ def defer_insert(
     return pending.stored
 
 
+def _budgeted(
+    requests: Sequence[PlannedRequest], by_id: Mapping[int, Values], budget: BudgetTaken | None
+) -> list[Stamped]:
+    if budget is None:
+        return []
+    return [(by_id[request.ids[0]]["account_id"], request, budget) for request in requests]
+
+
 def _joinable(row: Notification) -> bool:
     return row.credential_owner != "short_lived"
 
@@ -106,6 +118,7 @@ class _Coalescer:
         """Plan, stamp and write the rows of every insert of the group; hand over each
         request shared by several inserts."""
         by_id: dict[int, Values] = {}
+        stamped: list[Stamped] = []
         insert_of: dict[int, int] = {}
         joinable: list[Notification] = []
         first = self.pending[0]
@@ -116,7 +129,9 @@ class _Coalescer:
             ours = pending.plan == first.plan and pending.share == first.share
             alone = [row for row in pending.cleared if not (ours and _joinable(row))]
             if alone:  # planned as its own insert would plan them
-                self._stamp(pending.plan(alone), by_id)
+                requests = pending.plan(alone)
+                self._stamp(requests, by_id)
+                stamped += _budgeted(requests, by_id, pending.budget)
             for row in pending.cleared:
                 if ours and _joinable(row):
                     insert_of[row.id] = index
@@ -126,6 +141,7 @@ class _Coalescer:
             joinable.sort(key=lambda row: row.id)
             for request in first.plan(joinable):
                 self._stamp([request], by_id)
+                stamped += _budgeted([request], by_id, first.budget)
                 participants = len({insert_of[row_id] for row_id in request.ids})
                 if participants > 1:
                     shared.append((request, participants))
@@ -134,6 +150,8 @@ class _Coalescer:
             [value for pending in self.pending for value in pending.values],
             [audit for pending in self.pending for audit in pending.audit_rows],
         )
+        now = utcnow()
+        taken = take_budgets(connection, stamped, now)
         rows: dict[int, Notification] = {}
         for pending in self.pending:
             pending.stored[:] = [self.stored_row(value) for value in pending.values]
@@ -142,6 +160,7 @@ class _Coalescer:
         # row names, which the deliverer forgets in time (delivery/shared.py).
         for request, participants in shared:
             first.share([rows[row_id] for row_id in request.ids], participants)
+        hand_over(taken, now)
 
     @staticmethod
     def _stamp(requests: Sequence[PlannedRequest], by_id: Mapping[int, Values]) -> None:

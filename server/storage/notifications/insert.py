@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from server.clock import utcnow
 from server.notifications.model import (
     AuditEntry,
+    BudgetTaken,
     DeliveryStatus,
     DueFilter,
     KeyReservation,
@@ -32,7 +33,11 @@ from server.notifications.model import (
     RequestSharer,
     RevisionMoved,
 )
+from server.notifications.send_limit import Pacing, SendRateTake
+from server.storage.limits import call_in, tokens_call
+from server.storage.notifications.budget import Stamped, hand_over, take_budgets
 from server.storage.notifications.coalesce import PendingInsert, defer_insert, stamp
+from server.storage.notifications.pacing import waiting_rows
 from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
 from server.storage.prepared import Prepared
 from server.storage.tables import idempotency_keys, notifications, sender_audit
@@ -136,6 +141,8 @@ def insert_rows(
     reserve: KeyReservation | None,
     clear: DueFilter | None,
     expect_revision: int | None,
+    take: SendRateTake | None = None,
+    budget: BudgetTaken | None = None,
 ) -> list[Notification]:
     """The body of `SqlNotificationRows.insert` (see there), run in its transaction."""
     # One read of the account's row: the revision to confirm and the §12 settings.
@@ -146,6 +153,8 @@ def insert_rows(
         account = _account_facts(connection, account_id, group)
         if expect_revision is not None and account.revision != expect_revision:
             raise RevisionMoved(account_id)
+    if take is not None and take_send_rate(connection, take).paced:
+        plan = None  # rows paced past the rate wait for the worker: none is stamped
     if reserve is not None:
         # First, so a taken key fails before any row is written; the caller's transaction
         # (or the writer's group, which then runs each job alone) is rolled back.
@@ -194,21 +203,33 @@ def insert_rows(
         }
         values.append(value)
     audit_rows = [audit_values(audit, row_id) for row_id, audit in zip(ids, audits, strict=True)]
+    stamped: list[Stamped] = []  # the requests stamped, for the shared budget (budget.py)
     if plan is not None and lease_owner is not None:
         stored = [stored_row(value) for value in values]
         cleared = _cleared(connection, stored, lease_owner, clear, account)
         if group is not None and share is not None:
             return defer_insert(
                 group,
-                PendingInsert(values, audit_rows, cleared, plan, share),
+                PendingInsert(values, audit_rows, cleared, plan, share, budget),
                 write=write_values,
                 stored_row=stored_row,
             )
         by_id = {value["id"]: value for value in values}
         for request in plan(cleared):
             stamp(by_id, request, now)
+            if budget is not None:
+                stamped.append((account_id, request, budget))
     write_values(connection, values, audit_rows)
+    hand_over(take_budgets(connection, stamped, now), now)
     return [stored_row(value) for value in values]
+
+
+def take_send_rate(connection: Connection, take: SendRateTake) -> Pacing:
+    """The user's take from the shared bucket (storage/limits.py), settled: the pacing, or
+    the 429 that rolls this transaction back."""
+    call = tokens_call(take.rows, capacity=take.capacity, per_second=take.per_second, now=take.now)
+    tokens: float = call_in(connection, take.scope, call)
+    return take.settle(tokens, lambda: waiting_rows(connection, take.account_id, take.user_id))
 
 
 def stored_row(value: dict[str, Any]) -> Notification:

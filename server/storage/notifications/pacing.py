@@ -23,6 +23,14 @@ t = notifications.c
 _WAITING = [s.value for s in WAITING]
 
 
+def waiting_rows(connection: Connection, account_id: str, user_id: str) -> int:
+    """`SqlSendBacklog.waiting` in the caller's transaction (the send's insert, PostgreSQL)."""
+    statement = select(func.count()).where(
+        t.account_id == account_id, t.sender == user_id, t.delivery_status.in_(_WAITING)
+    )
+    return int(connection.execute(statement).scalar_one())
+
+
 class SqlSendBacklog:
     def __init__(self, engine: AsyncEngine, on_change: OnChange = ignore) -> None:
         self.engine = engine
@@ -30,12 +38,9 @@ class SqlSendBacklog:
 
     async def waiting(self, account_id: str, user_id: str) -> int:
         """Rows the user asked for that are not sent yet (queued, retry_scheduled, sending)."""
-        statement = select(func.count()).where(
-            t.account_id == account_id, t.sender == user_id, t.delivery_status.in_(_WAITING)
-        )
 
         def run(connection: Connection) -> int:
-            return int(connection.execute(statement).scalar_one())
+            return waiting_rows(connection, account_id, user_id)
 
         return await read(self.engine, run)
 

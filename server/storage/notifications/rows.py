@@ -19,6 +19,7 @@ from server.clock import utcnow
 from server.notifications.changes import OnChange, RowChange, ignore
 from server.notifications.model import (
     AuditEntry,
+    BudgetTaken,
     DeliveryStatus,
     DueFilter,
     KeyReservation,
@@ -31,6 +32,7 @@ from server.notifications.model import (
     transition,
 )
 from server.notifications.query import Query, order_by
+from server.notifications.send_limit import SendRateTake
 from server.storage.db import read, write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.insert import audit_values, insert_rows
@@ -91,6 +93,8 @@ class SqlNotificationRows:
         reserve: KeyReservation | None = None,
         clear: DueFilter | None = None,
         expect_revision: int | None = None,
+        take: SendRateTake | None = None,
+        budget: BudgetTaken | None = None,
     ) -> list[Notification]:
         """Write `rows` and one audit entry each (`audits[i]` for `rows[i]`), in one
         transaction; the rows as stored, in order.
@@ -107,6 +111,11 @@ class SqlNotificationRows:
         was decided on cached facts; installations/facts.py).
         With `reserve`, the request's `Idempotency-Key` row is inserted first, in the same
         transaction: `KeyTaken` (nothing written) if another request holds it.
+        With `take`, the user's shared send-rate bucket is taken from first, in the same
+        transaction, and `take.settle` decides the pacing (rows paced are not stamped) or
+        refuses (nothing written, nothing taken). With `budget` too, each request stamped
+        spends one call of its account's shared monday budget in the same transaction, and
+        `budget` is handed what the take said (storage/notifications/budget.py).
         """
         now = utcnow()
         lease_expires_at = now + timedelta(seconds=lease_seconds)
@@ -127,9 +136,13 @@ class SqlNotificationRows:
                 reserve=reserve,
                 clear=clear,
                 expect_revision=expect_revision,
+                take=take,
+                budget=budget,
             )
 
-        stored = await write(self.engine, run)
+        # Concurrent groups lock a user's rows (bucket, keys) in the order of this key.
+        order = f"{account_id}\x00{sender}\x00{idempotency_key or ''}"
+        stored = await write(self.engine, run, order=order)
         self.on_change(RowChange("create", tuple(n.id for n in stored), account_id))
         return stored
 
