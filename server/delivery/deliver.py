@@ -248,14 +248,14 @@ class Deliverer:
         *,
         max_wait: float | None,
     ) -> list[Notification]:
+        rows = sorted(rows, key=lambda row: row.id)
+        pretaken = self.pretaken.pop(tuple(row.id for row in rows))
         token = await self._token_for(account_id, sent_as, owner, for_others, rows[0].id)
         if token is None:
             # The credential went away (uninstall, disconnect, expired short-lived token).
             error = delivery_error("NO_CREDENTIAL", _no_credential(owner))
             failed = [Finish(row.id, DeliveryStatus.FAILED, error) for row in rows]
             return await self._record(rows, failed)
-        rows = sorted(rows, key=lambda row: row.id)
-        pretaken = self.pretaken.pop(tuple(row.id for row in rows))
         credential = f"{account_id}:{sent_as}:{owner}"
         permit = await self.governor.acquire(
             account_id, credential, cost=len(rows), max_wait=max_wait, pretaken=pretaken
