@@ -40,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.notifications.model import Block
 from server.storage.tables import delivery_limits
@@ -182,17 +182,29 @@ class _Held:
     changed: bool = False
 
 
+def _apply_calls(connection: Connection, scope: str, calls: list[Call]) -> list[Any]:
+    """`calls` on the scope's row, locked once, in order; one UPDATE of the whole row as
+    they left it (we hold its lock: one statement, built once, whatever they changed)."""
+    row = _lock_row(connection, scope)
+    changed = False
+    results = []
+    for call in calls:
+        values, result = call(row)
+        row.update(values)
+        changed = changed or bool(values)
+        results.append(result)
+    if changed:
+        _write_row(connection, scope, row)
+    return results
+
+
 def call_in(connection: Connection, scope: str, call: Call) -> Any:
     """`call` on the scope's row inside the caller's write transaction (the send's insert:
     its take needs no transaction of its own). The row stays locked until that transaction
     ends; in a writer group it is locked and written once for all the group's calls."""
     group = current(connection)
     if group is None:
-        row = _lock_row(connection, scope)
-        values, result = call(row)
-        if values:
-            _write_row(connection, scope, {**row, **values})
-        return result
+        return _apply_calls(connection, scope, [call])[0]
     key = f"limits:{scope}"
     held: _Held | None = group.shared.get(key)
     if held is None:
@@ -205,6 +217,8 @@ def call_in(connection: Connection, scope: str, call: Call) -> Any:
 
 
 def _lock_row(connection: Connection, scope: str) -> Row:
+    # Created if missing and locked (ON CONFLICT DO UPDATE locks the row it meets, as
+    # FOR UPDATE would) and read, in one statement.
     return dict(connection.execute(_LOCK_ROW, {"scope": scope}).mappings().one())
 
 
@@ -289,24 +303,5 @@ class SqlSharedLimits:
     async def _run(self, scope: str, calls: list[Call]) -> list[Any]:
         """`calls` in one transaction, on the row locked once, in order; one UPDATE."""
         async with self.engine.begin() as connection:
-            row = await self._row(connection, scope)
-            changed = False
-            results = []
-            for call in calls:
-                values, result = call(row)
-                row.update(values)
-                changed = changed or bool(values)
-                results.append(result)
-            if changed:
-                # The whole row as the calls left it (we hold its lock): one statement, built
-                # once, whatever columns the calls changed.
-                values = {key: value for key, value in row.items() if key != "scope"}
-                await connection.execute(_WRITE_ROW, {**values, "row_scope": scope})
+            results: list[Any] = await connection.run_sync(_apply_calls, scope, calls)
             return results
-
-    @staticmethod
-    async def _row(connection: AsyncConnection, scope: str) -> Row:
-        # Created if missing and locked (ON CONFLICT DO UPDATE locks the row it meets, as
-        # FOR UPDATE would) and read, in one statement.
-        result = await connection.execute(_LOCK_ROW, {"scope": scope})
-        return dict(result.mappings().one())
