@@ -283,6 +283,19 @@ class PlannedRequest:
     key: str
 
 
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """The per-user send limit's answer for one request (notifications/send_limit.py): `now`
+    of its rows go at once, then one at each moment of `due`."""
+
+    now: int
+    due: tuple[datetime, ...] = ()
+
+    @property
+    def paced(self) -> int:
+        return len(self.due)
+
+
 @dataclass(frozen=True)
 class Block:
     """The account may not be called before `until`; why, in the governor's words."""

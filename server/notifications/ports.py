@@ -8,7 +8,7 @@ or `storage` (the composition root, `server/services.py`, plugs the adapters in)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,14 +24,45 @@ from server.notifications.model import (
     LedgerStatus,
     NewNotification,
     Notification,
+    Pacing,
     PlannedRequest,
     RequestPlanner,
     RequestSharer,
     Visibility,
 )
 from server.notifications.query import Query
-from server.notifications.send_limit import SendRateTake
 from server.sender import InstallationFacts
+
+
+class SendRateTake(Protocol):
+    """The user's take from the shared send-rate bucket that the send's insert makes in its
+    transaction (notifications/send_limit.py `SharedBucketTake`): the store locks the row of
+    `scope`, takes `rows` tokens (the bucket holds `capacity`, refilled at `per_second`, as
+    of `now`) and gives `settle` the tokens there were before, and a count of the user's
+    rows still waiting; `settle` returns the pacing or raises the request's 429."""
+
+    @property
+    def scope(self) -> str: ...
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def capacity(self) -> float: ...
+
+    @property
+    def per_second(self) -> float: ...
+
+    @property
+    def now(self) -> datetime: ...
+
+    def settle(self, tokens: float, waiting: Callable[[], int]) -> Pacing: ...
 
 
 class NotificationStore(Protocol):

@@ -25,6 +25,7 @@ from server.notifications.model import (
     KeyReservation,
     NewNotification,
     Notification,
+    Pacing,
     RevisionMoved,
 )
 from server.notifications.ports import (
@@ -36,7 +37,7 @@ from server.notifications.ports import (
 from server.notifications.relay_input import RelayError, RelayOutcome
 from server.notifications.schedule_events import SEND_AT, scheduled_counts
 from server.notifications.schedule_rules import is_future
-from server.notifications.send_limit import Pacing, SendRateLimiter, SendRateTake
+from server.notifications.send_limit import SendRateLimiter, SharedBucketTake
 from server.sender import (
     Caller,
     ConnectedCredentials,
@@ -123,7 +124,7 @@ class _Write:
     now: datetime
     stamp: bool
     reserve: KeyReservation | None
-    take: SendRateTake | None  # the user's shared send-rate take, made by the insert
+    take: SharedBucketTake | None  # the user's shared send-rate take, made by the insert
 
 
 @dataclass
@@ -316,7 +317,7 @@ class SendService:
     async def _reserve(self, request: SendRequest, count: int) -> Pacing:
         """Take the rows from the user's bucket in this process; refuse (429, nothing taken)
         only when the rows it cannot cover now would leave more than the backlog bound
-        waiting. (Shared buckets are taken by the insert: `SendRateTake`.)"""
+        waiting. (Shared buckets are taken by the insert: `SharedBucketTake`.)"""
         limiter = self.limiter
         if limiter is None:
             return Pacing(now=count)

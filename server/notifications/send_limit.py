@@ -16,7 +16,7 @@ cannot cover".
 
 The buckets live in this process's memory, or with `shared` (PostgreSQL, several instances)
 in the database, so a user's rate holds for the whole deployment (contract §11). A shared take
-is made inside the send's insert transaction (`SendRateTake`, run by
+is made inside the send's insert transaction (`SharedBucketTake`, run by
 storage/notifications/insert.py on the bucket's row of storage/limits.py): a send then writes
 once before monday is called, and a request refused after its take (the sender decision, the
 backlog) takes nothing, because its transaction is rolled back. The backlog is always counted
@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 from server.clock import utc_timestamp
 from server.errors import ApiError
+from server.notifications.model import Pacing
 
 Clock = Callable[[], float]  # seconds; the product clock's by default, so tests can move it
 MAX_BUCKETS = 100_000  # idle full buckets are dropped past this many, so memory stays bounded
@@ -47,24 +48,13 @@ class _Bucket:
     updated: float
 
 
-@dataclass(frozen=True, slots=True)
-class Pacing:
-    """How one request's rows go: `now` of them at once, then one at each moment of `due`."""
-
-    now: int
-    due: tuple[datetime, ...] = ()
-
-    @property
-    def paced(self) -> int:
-        return len(self.due)
-
-
 @dataclass
-class SendRateTake:
-    """One request's take from the user's shared bucket, made by the store inside the send's
-    insert transaction: it locks the bucket's row, takes `rows` tokens and hands `settle`
-    the tokens there were before. `settle` decides the pacing, or raises the 429 (the
-    transaction is then rolled back: nothing written, nothing taken)."""
+class SharedBucketTake:
+    """One request's take from the user's shared bucket (a `SendRateTake`, the port the
+    store runs it through), made inside the send's insert transaction: the store locks the
+    bucket's row, takes `rows` tokens and hands `settle` the tokens there were before.
+    `settle` decides the pacing, or raises the 429 (the transaction is then rolled back:
+    nothing written, nothing taken)."""
 
     limiter: SendRateLimiter
     account_id: str
@@ -152,12 +142,12 @@ class SendRateLimiter:
             if bucket.tokens + (now - bucket.updated) * self.per_second >= self.rate_per_minute:
                 del self._buckets[key]
 
-    def shared_take(self, account_id: str, user_id: str, rows: int) -> SendRateTake | None:
+    def shared_take(self, account_id: str, user_id: str, rows: int) -> SharedBucketTake | None:
         """The take the send's insert makes in the shared bucket, when the buckets are shared
         (else None: `reserve` takes from this process's bucket)."""
         if not self.shared or not self.enabled or rows <= 0:
             return None
-        return SendRateTake(self, account_id, user_id, rows, self.clock())
+        return SharedBucketTake(self, account_id, user_id, rows, self.clock())
 
     def reserve(self, account_id: str, user_id: str, rows: int) -> Pacing:
         """Count `rows` for the user: those the bucket covers go now, the rest are paced."""

@@ -29,11 +29,12 @@ from server.notifications.model import (
     KeyTaken,
     NewNotification,
     Notification,
+    Pacing,
     RequestPlanner,
     RequestSharer,
     RevisionMoved,
 )
-from server.notifications.send_limit import Pacing, SendRateTake
+from server.notifications.ports import SendRateTake
 from server.storage.limits import call_in, tokens_call
 from server.storage.notifications.budget import Stamped, hand_over, take_budgets
 from server.storage.notifications.coalesce import PendingInsert, defer_insert, stamp

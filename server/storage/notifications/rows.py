@@ -31,8 +31,8 @@ from server.notifications.model import (
     Visibility,
     transition,
 )
+from server.notifications.ports import SendRateTake
 from server.notifications.query import Query, order_by
-from server.notifications.send_limit import SendRateTake
 from server.storage.db import read, write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.insert import audit_values, insert_rows
