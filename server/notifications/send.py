@@ -214,7 +214,11 @@ class SendService:
         """
         # Shared buckets (PostgreSQL): the take is made by the insert, in its transaction.
         limiter, count = self.limiter, len(items)
-        take = limiter.shared_take(request.account_id, request.user_id, count) if limiter else None
+        take = (
+            None
+            if limiter is None
+            else limiter.shared_take(request.account_id, request.user_id, count)
+        )
         reserved = None if take is not None else await self._reserve(request, count)
         now = utcnow()
         if request.relay_capable and any(is_future(item.send_at, now) for item in items):
