@@ -145,7 +145,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-async def write(engine: AsyncEngine, fn: WriteFn[T], *, order: str = "") -> T:
+async def write(engine: AsyncEngine, fn: WriteFn[T], *, order: str = "", ids: int = 0) -> T:
     """Run `fn(connection)` (synchronous SQL only) in one write transaction; its result.
 
     On SQLite with a file, `fn` goes to the dedicated writer connection and is committed
@@ -153,12 +153,14 @@ async def write(engine: AsyncEngine, fn: WriteFn[T], *, order: str = "") -> T:
     it is group-committed too, over the pool (`PooledWriter`); elsewhere (in-memory SQLite)
     it runs in `engine.begin()`. `order`: the key of the rows `fn` locks that another
     transaction may lock too (PostgreSQL runs a group's jobs in this order: `PooledWriter`).
+    `ids`: how many new notification ids `fn` will reserve (PostgreSQL reserves a group's
+    in one statement: `TxnGroup.ids_wanted`).
     """
     if isinstance(engine, SQLiteEngine) and engine.writer is not None:
         engine.check_not_writing()
         return await engine.writer.submit(fn)
     if engine.dialect.name == "postgresql":
-        return await pooled_writer(engine).submit(fn, order=order)
+        return await pooled_writer(engine).submit(fn, order=order, ids=ids)
     async with engine.begin() as connection:
         return await connection.run_sync(fn)
 

@@ -46,10 +46,10 @@ class PooledWriter:
         """Jobs waiting for a lane to take them (the next groups), on every loop."""
         return sum(len(state.queue) for state in self._states.values())
 
-    async def submit(self, fn: WriteFn[T], *, order: str = "") -> T:
+    async def submit(self, fn: WriteFn[T], *, order: str = "", ids: int = 0) -> T:
         loop = asyncio.get_running_loop()
         state = self._states.setdefault(loop, _PoolState())
-        job = Job(fn, loop.create_future(), order=order)
+        job = Job(fn, loop.create_future(), order=order, ids=ids)
         state.queue.append(job)
         if state.running < self._lanes:
             state.running += 1
@@ -103,7 +103,7 @@ class _PoolState:
 
 
 def _run_all(connection: Connection, jobs: list[Job]) -> None:
-    with grouped(connection) as group:
+    with grouped(connection, ids_wanted=sum(job.ids for job in jobs)) as group:
         try:
             for job in jobs:
                 job.result = job.fn(connection)

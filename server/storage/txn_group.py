@@ -22,11 +22,14 @@ _KEY = "monday_notify.txn_group"
 
 
 class TxnGroup:
-    __slots__ = ("finalizers", "shared")
+    __slots__ = ("finalizers", "ids_wanted", "shared")
 
-    def __init__(self) -> None:
+    def __init__(self, ids_wanted: int = 0) -> None:
         self.finalizers: list[Finalizer] = []
         self.shared: dict[str, Any] = {}
+        # New row ids the group's jobs said they will reserve (PostgreSQL: the first job's
+        # reservation takes them all in one statement; storage/notifications/insert.py).
+        self.ids_wanted = ids_wanted
 
     def finish(self, connection: Connection) -> None:
         """Run the finalizers (after the last job, before the COMMIT)."""
@@ -41,9 +44,9 @@ def current(connection: Connection) -> TxnGroup | None:
 
 
 @contextlib.contextmanager
-def grouped(connection: Connection) -> Iterator[TxnGroup]:
+def grouped(connection: Connection, *, ids_wanted: int = 0) -> Iterator[TxnGroup]:
     """Open a group for the jobs run on `connection` inside this block."""
-    group = TxnGroup()
+    group = TxnGroup(ids_wanted)
     connection.info[_KEY] = group
     try:
         yield group

@@ -58,6 +58,8 @@ class Job:
     loop: asyncio.AbstractEventLoop | None = None  # SQLite: the loop to answer on
     # PostgreSQL: where the job goes in its group, by the rows it locks (`PooledWriter`).
     order: str = ""
+    # PostgreSQL: how many new row ids the job will reserve (`TxnGroup.ids_wanted`).
+    ids: int = 0
     result: Any = None
     error: BaseException | None = None
 

@@ -3,7 +3,8 @@
 With several instances on one PostgreSQL, the user's send-rate bucket and the account's monday
 budget are rows of `delivery_limits` (contract §11). Their takes are made inside the send's
 insert transaction (the rows, their audit entries, the Idempotency-Key, the take of the
-bucket and the budget), not in transactions of their own before it.
+bucket and the budget), not in transactions of their own before it. A writer group of
+inserts also reads its account's facts and takes its row ids once.
 """
 
 from __future__ import annotations
@@ -194,3 +195,10 @@ async def test_sends_committed_together_spend_the_budget_once_in_their_transacti
             # The user's bucket and the account's budget: each row locked and written once.
             assert (len(locks), len(writes)) == (2, 2), group
             assert calls == 1  # the eight rows went out in one shared monday request
+            # The group reads its account's facts once and takes its eight ids in one
+            # statement (storage/notifications/insert.py).
+            facts = [s for s in group if s.startswith("SELECT installations.revision")]
+            assert len(facts) == 1, group
+            assert len([s for s in group if "nextval" in s]) == 1, group
+            ids = [a["data"]["id"] for a in answers]
+            assert len(set(ids)) == 8

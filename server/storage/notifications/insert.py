@@ -83,7 +83,8 @@ _UNSET: dict[str, Any] = {
     "deferred_reason": None,
 }
 _NEXT_ID = "notifications.next_id"  # a writer group's next free id (SQLite)
-_ACCOUNT_FACTS = "notifications.account_facts"  # + account id: a group's read of it (SQLite)
+_ID_POOL = "notifications.id_pool"  # ids a writer group took from the sequence (PostgreSQL)
+_ACCOUNT_FACTS = "notifications.account_facts"  # + account id: a group's read of it
 
 
 def audit_values(entry: AuditEntry, notification_id: int | None) -> dict[str, Any]:
@@ -117,13 +118,30 @@ def reserve_ids(connection: Connection, count: int, group: TxnGroup | None = Non
     writer group the ids go on from the group's previous insert (whose rows may not be
     written yet: coalesce.py writes them before the COMMIT)."""
     if connection.dialect.name == "postgresql":
-        return sorted(int(v) for (v,) in connection.execute(_NEXT_IDS, {"n": count}))
+        return _sequence_ids(connection, count, group)
     first = group.shared.get(_NEXT_ID) if group is not None else None
     if first is None:
         first = int(next(iter(_MAX_ID.rows(connection)))["last"]) + 1
     if group is not None:
         group.shared[_NEXT_ID] = first + count
     return list(range(first, first + count))
+
+
+def _sequence_ids(connection: Connection, count: int, group: TxnGroup | None) -> list[int]:
+    """PostgreSQL: `count` ids from the table's sequence. The first reservation of a writer
+    group takes the ids every job of the group said it would need (`TxnGroup.ids_wanted`)
+    in one `nextval` statement, and the jobs after it take theirs from what is left: one
+    round trip a group, not one an insert. An id taken and not used (a job that needed fewer,
+    a group rolled back) is a gap in the ids, as a rolled-back `nextval` always leaves."""
+    pool: list[int] = group.shared.setdefault(_ID_POOL, []) if group is not None else []
+    if len(pool) < count:
+        wanted = count - len(pool)
+        if group is not None:
+            wanted, group.ids_wanted = max(wanted, group.ids_wanted - len(pool)), 0
+        fresh = connection.execute(_NEXT_IDS, {"n": wanted})
+        pool.extend(sorted(int(v) for (v,) in fresh))  # each above those already in the pool
+    taken, pool[:] = pool[:count], pool[count:]
+    return taken
 
 
 def insert_rows(
@@ -239,11 +257,19 @@ def stored_row(value: dict[str, Any]) -> Notification:
 
 
 def _account_facts(connection: Connection, account_id: str, group: TxnGroup | None) -> AccountFacts:
-    """`account_facts`, read once per SQLite writer group: the group holds the database's
-    write lock, and no job of the writer changes an installation or a mute, so every insert
-    of the group would read the same. (PostgreSQL reads committed state statement by
-    statement: each insert reads its own.)"""
-    if group is None or connection.dialect.name != "sqlite":
+    """`account_facts`, read once per writer group. No `write()` job changes an
+    installation or a mute (those are `engine.begin()` transactions of their own), so no
+    job of the group changes them between two reads.
+
+    - SQLite: the group holds the database's write lock, so every insert of the group would
+      read the same.
+    - PostgreSQL reads committed state statement by statement, so a later insert of the group
+      could see a change another transaction committed meanwhile. Every job of a group was
+      queued before the group's transaction began, so the group's first read is already
+      later than each of its requests; a change committed during the group is concurrent
+      with all of them, and the group reading before it is one valid order. (Nothing is
+      locked either way: a change may also commit just after the last read.)"""
+    if group is None:
         return account_facts(connection, account_id)
     key = f"{_ACCOUNT_FACTS}:{account_id}"
     facts: AccountFacts | None = group.shared.get(key)

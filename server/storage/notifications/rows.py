@@ -142,7 +142,7 @@ class SqlNotificationRows:
 
         # Concurrent groups lock a user's rows (bucket, keys) in the order of this key.
         order = f"{account_id}\x00{sender}\x00{idempotency_key or ''}"
-        stored = await write(self.engine, run, order=order)
+        stored = await write(self.engine, run, order=order, ids=len(rows))
         self.on_change(RowChange("create", tuple(n.id for n in stored), account_id))
         return stored
 

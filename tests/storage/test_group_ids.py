@@ -1,0 +1,124 @@
+"""PostgreSQL: the inserts of one writer group take their row ids in one `nextval` statement.
+
+Each `write()` job says how many ids it will reserve (`ids=`); the group's first reservation
+takes them all (`TxnGroup.ids_wanted`) and the jobs after it take theirs from what is left
+(storage/notifications/insert.py `reserve_ids`). A job that needs more than it said gets the
+rest in a statement of its own. The test lines the jobs up in one group the way
+test_pooled_writer_lock_order.py does: both of `PooledWriter`'s lanes are held by jobs
+waiting for an advisory lock the test holds while the jobs queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.storage.db import create_engine, pooled_writer, write
+from server.storage.migrate import upgrade
+from server.storage.notifications.insert import reserve_ids
+from server.storage.txn_group import current
+from tests.conditions import until, until_true
+from tests.pg import fresh_pg_database
+
+pytestmark = pytest.mark.postgres
+LANES_LOCK = 4243
+
+
+@pytest.fixture
+async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    async with fresh_pg_database(pg_url) as url:
+        await upgrade(url)
+        created = create_engine(url)
+        yield created
+        await created.dispose()
+
+
+def reserving(count: int) -> Any:
+    """A job that reserves `count` notification ids in its group, as an insert does."""
+
+    def run(connection: Connection) -> list[int]:
+        group = current(connection)
+        assert group is not None, "the job ran alone, not in the test's group"
+        return reserve_ids(connection, count, group)
+
+    return run
+
+
+def held(connection: Connection) -> None:
+    connection.execute(text(f"SELECT pg_advisory_xact_lock({LANES_LOCK})"))
+
+
+async def lanes_held(engine: AsyncEngine, lanes: int) -> bool:
+    query = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    async with engine.connect() as connection:
+        return int((await connection.execute(query)).scalar_one()) >= lanes
+
+
+async def one_group(engine: AsyncEngine, jobs: list[tuple[int, int]]) -> tuple[list[Any], int]:
+    """Run `jobs` ((ids said, ids reserved) each) as one writer group; their ids and the
+    number of `nextval` statements the group ran."""
+    writer = pooled_writer(engine)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "nextval" in statement:
+            statements.append(statement)
+
+    async with engine.connect() as holder:
+        await holder.execute(text(f"SELECT pg_advisory_lock({LANES_LOCK})"))
+        await holder.commit()
+        blockers = []
+        for lanes in (1, 2):  # one held job in each lane, each taken alone
+            blockers.append(asyncio.ensure_future(write(engine, held)))
+            await until_true(
+                lambda lanes=lanes: lanes_held(engine, lanes), "a lane never took its job"
+            )
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+        try:
+            queued = [
+                asyncio.ensure_future(write(engine, reserving(needs), order=f"{i}", ids=said))
+                for i, (said, needs) in enumerate(jobs)
+            ]
+            await until(lambda: writer.queued == len(jobs), "the jobs never queued")
+            await holder.execute(text(f"SELECT pg_advisory_unlock({LANES_LOCK})"))
+            await holder.commit()
+            await asyncio.gather(*blockers)
+            results = list(await asyncio.gather(*queued))
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
+    return results, len(statements)
+
+
+def assert_distinct_and_ascending(results: list[list[int]], sizes: list[int]) -> None:
+    assert [len(ids) for ids in results] == sizes
+    for ids in results:
+        assert ids == sorted(ids)
+    every = [i for ids in results for i in ids]
+    assert len(set(every)) == len(every), results
+
+
+async def test_a_group_of_inserts_takes_its_ids_in_one_statement(engine: AsyncEngine) -> None:
+    jobs = [(1, 1), (3, 3), (1, 1), (2, 2)]
+    results, statements = await one_group(engine, jobs)
+    assert statements == 1
+    assert_distinct_and_ascending(results, [1, 3, 1, 2])
+    # The group's ids are the sequence's next seven, handed out in the jobs' order.
+    assert [i for ids in results for i in ids] == list(range(results[0][0], results[0][0] + 7))
+
+
+async def test_a_job_that_needs_more_than_it_said_still_gets_ids_of_its_own(
+    engine: AsyncEngine,
+) -> None:
+    """Not what an insert does (it says how many rows it has), but reservations stay
+    correct: the second job takes what is left and a statement for the rest, and the third
+    job, whose id the second took, gets one from a statement of its own."""
+    jobs = [(1, 1), (1, 4), (1, 1)]  # the second job said 1 and reserves 4
+    results, statements = await one_group(engine, jobs)
+    assert statements == 3
+    assert_distinct_and_ascending(results, [1, 4, 1])
