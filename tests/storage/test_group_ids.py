@@ -3,9 +3,7 @@
 Each `write()` job says how many ids it will reserve (`ids=`); the group's first reservation
 takes them all (`TxnGroup.ids_wanted`) and the jobs after it take theirs from what is left
 (storage/notifications/insert.py `reserve_ids`). A job that needs more than it said gets the
-rest in a statement of its own. The test lines the jobs up in one group the way
-test_pooled_writer_lock_order.py does: both of `PooledWriter`'s lanes are held by jobs
-waiting for an advisory lock the test holds while the jobs queue.
+rest in a statement of its own. The jobs are lined up in one group by tests/storage/lanes.py.
 """
 
 from __future__ import annotations
@@ -15,19 +13,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.storage.db import create_engine, pooled_writer, write
+from server.storage.db import create_engine, write
 from server.storage.migrate import upgrade
 from server.storage.notifications.insert import reserve_ids
 from server.storage.txn_group import current
-from tests.conditions import until, until_true
 from tests.pg import fresh_pg_database
+from tests.storage.lanes import lanes_held
 
 pytestmark = pytest.mark.postgres
-LANES_LOCK = 4243
 
 
 @pytest.fixture
@@ -50,45 +47,23 @@ def reserving(count: int) -> Any:
     return run
 
 
-def held(connection: Connection) -> None:
-    connection.execute(text(f"SELECT pg_advisory_xact_lock({LANES_LOCK})"))
-
-
-async def lanes_held(engine: AsyncEngine, lanes: int) -> bool:
-    query = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-    async with engine.connect() as connection:
-        return int((await connection.execute(query)).scalar_one()) >= lanes
-
-
 async def one_group(engine: AsyncEngine, jobs: list[tuple[int, int]]) -> tuple[list[Any], int]:
     """Run `jobs` ((ids said, ids reserved) each) as one writer group; their ids and the
     number of `nextval` statements the group ran."""
-    writer = pooled_writer(engine)
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if "nextval" in statement:
             statements.append(statement)
 
-    async with engine.connect() as holder:
-        await holder.execute(text(f"SELECT pg_advisory_lock({LANES_LOCK})"))
-        await holder.commit()
-        blockers = []
-        for lanes in (1, 2):  # one held job in each lane, each taken alone
-            blockers.append(asyncio.ensure_future(write(engine, held)))
-            await until_true(
-                lambda lanes=lanes: lanes_held(engine, lanes), "a lane never took its job"
-            )
+    async with lanes_held(engine) as release:
         event.listen(engine.sync_engine, "before_cursor_execute", record)
         try:
             queued = [
                 asyncio.ensure_future(write(engine, reserving(needs), order=f"{i}", ids=said))
                 for i, (said, needs) in enumerate(jobs)
             ]
-            await until(lambda: writer.queued == len(jobs), "the jobs never queued")
-            await holder.execute(text(f"SELECT pg_advisory_unlock({LANES_LOCK})"))
-            await holder.commit()
-            await asyncio.gather(*blockers)
+            await release(len(jobs))
             results = list(await asyncio.gather(*queued))
         finally:
             event.remove(engine.sync_engine, "before_cursor_execute", record)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from server.notifications.model import DeliveryStatus, Finish, Notification
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
+from server.storage.notifications.sent_batch import sent_batch
 from server.storage.prepared import Prepared
 from server.storage.tables import notifications
 
@@ -123,6 +124,28 @@ _SENT = Prepared(
 )
 
 
+def sent_unchanged(row: Notification, owner: str, outcome: Finish) -> bool:
+    """Whether a `sent` outcome of `row` (the caller's copy as stored) may take the fast
+    way: an UPDATE that also checks the copy is still what is stored, no read-back."""
+    return (
+        outcome.delivery_status == DeliveryStatus.SENT
+        and outcome.error is None
+        and row.delivery_status == DeliveryStatus.SENDING
+        and row.lease_owner == owner
+        and row.delivery_request_key is not None
+    )
+
+
+def sent_copy(row: Notification, outcome: Finish, finished: Mapping[str, Any]) -> Notification:
+    """`row` as stored once its `sent` outcome is written the fast way. It gets what the
+    general statement would have set (`finished`: `finish_values`), its monday_id kept
+    when monday named none, as both statements' coalesce keeps it."""
+    values = {**finished, "delivery_status": DeliveryStatus.SENT}
+    if outcome.monday_id is None:
+        values["monday_id"] = row.monday_id
+    return replace(row, **values)
+
+
 def finish_sent(
     connection: Connection,
     row: Notification,
@@ -134,13 +157,7 @@ def finish_sent(
     """Record a `sent` outcome for `row`, the caller's copy of it as stored; the row as now
     stored, or None (nothing written) if the stored row is not that copy under `owner`.
     `finished`: `finish_values(outcome, now)`, which the caller has already built."""
-    if (
-        outcome.delivery_status != DeliveryStatus.SENT
-        or outcome.error is not None
-        or row.delivery_status != DeliveryStatus.SENDING
-        or row.lease_owner != owner
-        or row.delivery_request_key is None
-    ):
+    if not sent_unchanged(row, owner, outcome):
         return None
     changed = _SENT.count(
         connection,
@@ -154,11 +171,54 @@ def finish_sent(
             "s_monday_id": outcome.monday_id,
         },
     )
-    if changed != 1:
-        return None
-    # The copy gets what the general statement would have set (`finish_values`), monday_id
-    # kept when monday named none, as both statements' coalesce keeps it.
-    values = {**finished, "delivery_status": DeliveryStatus.SENT}
-    if outcome.monday_id is None:
-        values["monday_id"] = row.monday_id
-    return replace(row, **values)
+    return sent_copy(row, outcome, finished) if changed == 1 else None
+
+
+def finish_general(connection: Connection, values: Mapping[str, Any]) -> list[Notification]:
+    """An outcome the general way (`finish_statement`, with `RETURNING`): the row as now
+    stored, or nothing if its status may not move to the outcome's."""
+    statement = finish_statement(values["f_from"])
+    return [Notification.from_row(row) for row in statement.rows(connection, values)]
+
+
+def record_outcomes(
+    connection: Connection,
+    owner: str,
+    outcomes: Sequence[Finish],
+    parameters: Sequence[Mapping[str, Any]],
+    finished: Sequence[Mapping[str, Any]],
+    copies: Mapping[int, Notification],
+    now: datetime,
+) -> list[Notification]:
+    """The body of outbox.py's `finish_many`, in its transaction: the rows that moved, as
+    stored. A `sent` row whose copy the caller holds takes the fast way: one UPDATE each on
+    SQLite, one for all of them on PostgreSQL (sent_batch.py)."""
+    batch = sent_batch(connection)
+    stored: list[Notification] = []
+    batched: dict[int, Mapping[str, Any]] = {}  # row id -> its general statement's values
+    for outcome, values, done in zip(outcomes, parameters, finished, strict=True):
+        copy = copies.get(outcome.row_id)
+        if copy is not None and sent_unchanged(copy, owner, outcome):
+            if batch is not None:
+                batch.add(copy, owner, outcome, now)
+                batched[copy.id] = values
+                stored.append(sent_copy(copy, outcome, done))
+                continue
+            sent = finish_sent(connection, copy, owner, outcome, now, done)
+            if sent is not None:
+                stored.append(sent)
+                continue
+        stored.extend(finish_general(connection, values))
+    if batch is None or batch.by_group or not batched:
+        return stored  # SQLite, or the group's finalizer writes the batch
+    changed = batch.write(connection)
+    if len(changed) == len(batched):
+        return stored
+    # Rows that were not the caller's copies go the general way, in their place.
+    recorded: list[Notification] = []
+    for row in stored:
+        if row.id in batched and row.id not in changed:
+            recorded.extend(finish_general(connection, batched[row.id]))
+        else:
+            recorded.append(row)
+    return recorded

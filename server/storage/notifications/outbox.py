@@ -38,9 +38,8 @@ from server.storage.notifications.attempt_errors import attempt_error_entry, wit
 from server.storage.notifications.fairness import fair_candidates
 from server.storage.notifications.finish import (
     attempt_error,
-    finish_sent,
-    finish_statement,
     finish_values,
+    record_outcomes,
 )
 from server.storage.notifications.resend import (
     ResendStatements,
@@ -221,7 +220,7 @@ class SqlOutbox(ResendStatements):
         A `retry_scheduled` row is due at `next_attempt_at` when given, else after
         `retry_after` seconds with a little jitter. `known`: the caller's copies of the rows
         as stored; a `sent` outcome of a row still exactly that copy is written without
-        reading the row back (finish.py `finish_sent`).
+        reading the row back (finish.py `record_outcomes`).
         """
         if not outcomes:
             return []
@@ -243,18 +242,7 @@ class SqlOutbox(ResendStatements):
         copies = {row.id: row for row in known}
 
         def run(connection: Connection) -> list[Notification]:
-            stored: list[Notification] = []
-            for outcome, values, done in zip(outcomes, parameters, finished, strict=True):
-                copy = copies.get(outcome.row_id)
-                if copy is not None:
-                    sent = finish_sent(connection, copy, owner, outcome, now, done)
-                    if sent is not None:
-                        stored.append(sent)
-                        continue
-                statement = finish_statement(values["f_from"])
-                for row in statement.rows(connection, values):
-                    stored.append(Notification.from_row(row))
-            return stored
+            return record_outcomes(connection, owner, outcomes, parameters, finished, copies, now)
 
         # Outcomes of concurrent requests (and batches) arriving while a commit is in
         # flight are committed together (group commit, storage/writer.py).
