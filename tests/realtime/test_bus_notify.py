@@ -1,0 +1,88 @@
+"""PostgreSQL: an instance sends its changes to the others on its LISTEN connection (one
+statement, no pool checkout, no transaction of SQLAlchemy's), and through the pool while
+that connection is being replaced (server/realtime/bus.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.notifications.changes import RowChange
+from server.realtime.bus import ChangeBus, asyncpg_dsn
+from server.storage.db import create_engine
+from server.storage.migrate import upgrade
+from tests.conditions import until
+from tests.pg import fresh_pg_database
+
+pytestmark = pytest.mark.postgres
+
+
+class Instance:
+    """One instance's bus and what reached it from the others."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: AsyncEngine = create_engine(url)
+        self.received: list[RowChange] = []
+        self.bus = ChangeBus(self.engine, self._deliver, asyncpg_dsn(url))
+        self.notified_through_pool: list[str] = []
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._statement)
+
+    def _deliver(self, change: RowChange) -> None:
+        self.received.append(change)
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "pg_notify" in statement:
+            self.notified_through_pool.append(statement)
+
+    async def close(self) -> None:
+        await self.bus.stop()
+        await self.engine.dispose()
+
+
+@pytest.fixture
+async def instances(pg_url: str) -> AsyncIterator[tuple[Instance, Instance]]:
+    async with fresh_pg_database(pg_url) as url:
+        await upgrade(url)
+        one, two = Instance(url), Instance(url)
+        await one.bus.start()
+        await two.bus.start()
+        try:
+            yield one, two
+        finally:
+            await one.close()
+            await two.close()
+
+
+def change(row_id: int) -> RowChange:
+    return RowChange("update", (row_id,), "1001")
+
+
+async def test_changes_reach_the_other_instance_over_the_listen_connection(
+    instances: tuple[Instance, Instance],
+) -> None:
+    one, two = instances
+    for row_id in (1, 2, 3):
+        one.bus.publish(change(row_id))
+    await until(lambda: len(two.received) == 3, "the other instance never got the changes")
+    assert sorted(c.ids[0] for c in two.received) == [1, 2, 3]
+    assert one.received == [change(1), change(2), change(3)]  # delivered here too, once
+    assert one.notified_through_pool == []
+
+
+async def test_a_change_sent_while_the_listen_connection_is_lost_still_arrives(
+    instances: tuple[Instance, Instance],
+) -> None:
+    one, two = instances
+    listener = one.bus._listener  # the test ends this connection the way a server restart would
+    async with one.engine.connect() as admin:
+        await admin.execute(
+            text("SELECT pg_terminate_backend(:pid)"), {"pid": listener.get_server_pid()}
+        )
+        await admin.commit()
+    await until(lambda: listener.is_closed(), "the LISTEN connection was never closed")
+    one.bus.publish(change(7))
+    await until(lambda: [c.ids for c in two.received] == [(7,)], "the change never arrived")
