@@ -37,6 +37,8 @@ IDS_PER_NOTIFY = 300
 LISTEN_RETRY_SECONDS = 1.0
 # At most this many queued changes are sent to the other instances in one transaction.
 NOTIFY_BATCH = 100
+# Seconds a NOTIFY may take on the LISTEN connection before the pool sends it instead.
+NOTIFY_TIMEOUT = 5.0
 # One statement for a batch's payloads (in order: NOTIFYs of one transaction are delivered in
 # the order they were sent).
 _NOTIFY_ALL = text(
@@ -191,12 +193,12 @@ class ChangeBus:
         listener = self._listener
         if listener is not None and not listener.is_closed():
             # On the LISTEN connection: one statement, committed by itself (the changes are
-            # committed already), no pool checkout and no BEGIN/COMMIT round trips. A batch
-            # went out once a write of the send path, ~0.4 transactions a send.
+            # committed already), no pool checkout and no BEGIN/COMMIT round trips (through
+            # the pool, the batches cost the send path ~0.4 transactions a send).
             try:
-                await listener.execute(_NOTIFY_RAW, CHANNEL, payloads)
+                await listener.execute(_NOTIFY_RAW, CHANNEL, payloads, timeout=NOTIFY_TIMEOUT)
                 return
-            except Exception:  # the connection just went away: it is being replaced
+            except Exception:  # the connection went away (it is being replaced) or hangs
                 log.warning("realtime: NOTIFY on the LISTEN connection failed; using the pool")
         async with self.engine.begin() as conn:
             await conn.execute(_NOTIFY_ALL, {"channel": CHANNEL, "payloads": payloads})

@@ -87,8 +87,10 @@ class SentBatch:
 
     def write_all(self, connection: Connection) -> None:
         """A group's finalizer: every row changed, or the group runs each job alone."""
-        if len(self.write(connection)) != len(self.ids):
-            raise StaleCopies(f"{len(self.ids)} rows' sent outcome did not match the rows")
+        changed = len(self.write(connection))
+        if changed != len(self.ids):
+            stale = len(self.ids) - changed
+            raise StaleCopies(f"{stale} of {len(self.ids)} rows were not as their callers held")
 
 
 def sent_batch(connection: Connection) -> SentBatch | None:
