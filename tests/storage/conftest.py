@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.storage.db import create_engine
 from server.storage.migrate import upgrade
-from tests.pg import sqlite_url
+from tests.pg import fresh_pg_database, sqlite_url
 
 
 @pytest.fixture
@@ -22,3 +22,13 @@ async def sqlite_file(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, Path]]
     engine = create_engine(sqlite_url(path))
     yield engine, path
     await engine.dispose()
+
+
+@pytest.fixture
+async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    """A migrated database of its own on the PostgreSQL test server, and its engine."""
+    async with fresh_pg_database(pg_url) as url:
+        await upgrade(url)
+        engine = create_engine(url)
+        yield engine
+        await engine.dispose()

@@ -9,7 +9,6 @@ rest in a statement of its own. The jobs are lined up in one group by tests/stor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,23 +16,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.storage.db import create_engine, write
-from server.storage.migrate import upgrade
+from server.storage.db import write
 from server.storage.notifications.insert import reserve_ids
 from server.storage.txn_group import current
-from tests.pg import fresh_pg_database
 from tests.storage.lanes import lanes_held
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    async with fresh_pg_database(pg_url) as url:
-        await upgrade(url)
-        created = create_engine(url)
-        yield created
-        await created.dispose()
 
 
 def reserving(count: int) -> Any:
@@ -47,7 +35,7 @@ def reserving(count: int) -> Any:
     return run
 
 
-async def one_group(engine: AsyncEngine, jobs: list[tuple[int, int]]) -> tuple[list[Any], int]:
+async def one_group(pg_engine: AsyncEngine, jobs: list[tuple[int, int]]) -> tuple[list[Any], int]:
     """Run `jobs` ((ids said, ids reserved) each) as one writer group; their ids and the
     number of `nextval` statements the group ran."""
     statements: list[str] = []
@@ -56,17 +44,17 @@ async def one_group(engine: AsyncEngine, jobs: list[tuple[int, int]]) -> tuple[l
         if "nextval" in statement:
             statements.append(statement)
 
-    async with lanes_held(engine) as release:
-        event.listen(engine.sync_engine, "before_cursor_execute", record)
+    async with lanes_held(pg_engine) as release:
+        event.listen(pg_engine.sync_engine, "before_cursor_execute", record)
         try:
             queued = [
-                asyncio.ensure_future(write(engine, reserving(needs), order=f"{i}", ids=said))
+                asyncio.ensure_future(write(pg_engine, reserving(needs), order=f"{i}", ids=said))
                 for i, (said, needs) in enumerate(jobs)
             ]
             await release(len(jobs))
             results = list(await asyncio.gather(*queued))
         finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", record)
+            event.remove(pg_engine.sync_engine, "before_cursor_execute", record)
     return results, len(statements)
 
 
@@ -78,9 +66,9 @@ def assert_distinct_and_ascending(results: list[list[int]], sizes: list[int]) ->
     assert len(set(every)) == len(every), results
 
 
-async def test_a_group_of_inserts_takes_its_ids_in_one_statement(engine: AsyncEngine) -> None:
+async def test_a_group_of_inserts_takes_its_ids_in_one_statement(pg_engine: AsyncEngine) -> None:
     jobs = [(1, 1), (3, 3), (1, 1), (2, 2)]
-    results, statements = await one_group(engine, jobs)
+    results, statements = await one_group(pg_engine, jobs)
     assert statements == 1
     assert_distinct_and_ascending(results, [1, 3, 1, 2])
     # The group's ids are the sequence's next seven, handed out in the jobs' order.
@@ -88,12 +76,12 @@ async def test_a_group_of_inserts_takes_its_ids_in_one_statement(engine: AsyncEn
 
 
 async def test_a_job_that_needs_more_than_it_said_still_gets_ids_of_its_own(
-    engine: AsyncEngine,
+    pg_engine: AsyncEngine,
 ) -> None:
     """Not what an insert does (it says how many rows it has), but reservations stay
     correct: the second job takes what is left and a statement for the rest, and the third
     job, whose id the second took, gets one from a statement of its own."""
     jobs = [(1, 1), (1, 4), (1, 1)]  # the second job said 1 and reserves 4
-    results, statements = await one_group(engine, jobs)
+    results, statements = await one_group(pg_engine, jobs)
     assert statements == 3
     assert_distinct_and_ascending(results, [1, 4, 1])

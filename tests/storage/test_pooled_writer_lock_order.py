@@ -11,7 +11,6 @@ holds, in the interleaving that deadlocks when a group runs its jobs as they arr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,25 +19,14 @@ from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.storage.db import create_engine, pooled_writer, write
+from server.storage.db import pooled_writer, write
 from server.storage.limits import call_in, tokens_call
-from server.storage.migrate import upgrade
 from server.storage.tables import delivery_limits
 from tests.conditions import until, until_true
-from tests.pg import fresh_pg_database
 
 pytestmark = pytest.mark.postgres
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 FIRST_LANE, SECOND_LANE, MIDDLE = 101, 102, 103  # advisory locks the test holds
-
-
-@pytest.fixture
-async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    async with fresh_pg_database(pg_url) as url:
-        await upgrade(url)
-        created = create_engine(url)
-        yield created
-        await created.dispose()
 
 
 def take(user: str) -> Any:
@@ -78,26 +66,26 @@ async def waiting_for_a_row(holder: AsyncConnection) -> bool:
     return found > 0
 
 
-async def test_two_groups_in_flight_lock_users_in_one_order(engine: AsyncEngine) -> None:
-    writer = pooled_writer(engine)
+async def test_two_groups_in_flight_lock_users_in_one_order(pg_engine: AsyncEngine) -> None:
+    writer = pooled_writer(pg_engine)
     rollbacks: list[int] = []
-    event.listen(engine.sync_engine, "rollback", lambda conn: rollbacks.append(1))
-    async with engine.connect() as holder:
+    event.listen(pg_engine.sync_engine, "rollback", lambda conn: rollbacks.append(1))
+    async with pg_engine.connect() as holder:
         for lock in (FIRST_LANE, SECOND_LANE, MIDDLE):
             await holder.execute(text(f"SELECT pg_advisory_lock({lock})"))
         await holder.commit()
         # Each lane takes a job that waits for the test.
         lanes = []
         for lock in (FIRST_LANE, SECOND_LANE):
-            lanes.append(asyncio.ensure_future(write(engine, wait_for(lock))))
+            lanes.append(asyncio.ensure_future(write(pg_engine, wait_for(lock))))
             await until_true(
                 lambda lock=lock: waiting_for(holder, lock), "a lane never took its job"
             )
         # The first group: user a, then (holding a's row) a wait for the test, then user b.
         first = [
-            asyncio.ensure_future(write(engine, take("a"), order="1001\x00a")),
-            asyncio.ensure_future(write(engine, wait_for(MIDDLE), order="1001\x00a\x00~")),
-            asyncio.ensure_future(write(engine, take("b"), order="1001\x00b")),
+            asyncio.ensure_future(write(pg_engine, take("a"), order="1001\x00a")),
+            asyncio.ensure_future(write(pg_engine, wait_for(MIDDLE), order="1001\x00a\x00~")),
+            asyncio.ensure_future(write(pg_engine, take("b"), order="1001\x00b")),
         ]
         await until(lambda: writer.queued == 3, "the first group's jobs never queued")
         await holder.execute(text(f"SELECT pg_advisory_unlock({FIRST_LANE})"))
@@ -108,8 +96,8 @@ async def test_two_groups_in_flight_lock_users_in_one_order(engine: AsyncEngine)
         # The second group arrives b first, then a: run as it arrived, it would take b's row
         # and wait for a's, while the first group, once let go, waits for b's.
         second = [
-            asyncio.ensure_future(write(engine, take("b"), order="1001\x00b")),
-            asyncio.ensure_future(write(engine, take("a"), order="1001\x00a")),
+            asyncio.ensure_future(write(pg_engine, take("b"), order="1001\x00b")),
+            asyncio.ensure_future(write(pg_engine, take("a"), order="1001\x00a")),
         ]
         await until(lambda: writer.queued == 2, "the second group's jobs never queued")
         await holder.execute(text(f"SELECT pg_advisory_unlock({SECOND_LANE})"))
@@ -124,6 +112,6 @@ async def test_two_groups_in_flight_lock_users_in_one_order(engine: AsyncEngine)
         assert rollbacks == []  # no group was rolled back (a deadlock would roll one back)
     assert (first_tokens[0], first_tokens[2]) == (10.0, 10.0)
     assert second_tokens == [9.0, 9.0]
-    async with engine.connect() as connection:
+    async with pg_engine.connect() as connection:
         rows = await connection.execute(select(delivery_limits.c.scope, delivery_limits.c.tokens))
         assert dict(rows.tuples().all()) == {"sender:1001:a": 8.0, "sender:1001:b": 8.0}
