@@ -19,10 +19,18 @@ view:
   send-rate bucket (notifications/send_limit.py) in scope `sender:<account>:<user>`, so a
   user's rate holds across instances.
 
+Calls on an account's row made inside a write transaction (the budget the send's insert
+spends, `learn`) go through `account_calls`: in a writer group, every account row its jobs
+call on is locked once, in the group's last finalizer, after every other row the group locks
+and in the order of the accounts, so two groups in flight never wait for each other in a
+cycle (storage/pooled_writer.py). `learn` is such a write of its own (`db.write`): it joins
+the writer group of the outcomes around it instead of taking a transaction of its own.
+
 When the window's reset has passed, the budget starts again at the policy's quota, so the
 instances do not need an answer to know the new window's budget.
 
-Calls on one scope that arrive while a transaction on it is in flight are done together in the
+`take` (a call the inline attempt did not take in the insert) has a transaction of its own.
+Takes on one scope that arrive while a transaction on it is in flight are done together in the
 next one: one row lock, each call applied in arrival order to the row as the ones before it
 left it, one UPDATE. The outcome is the one the same calls would have had one transaction each
 (on a busy account every send and every answer took its own transaction on the same locked row,
@@ -32,10 +40,11 @@ and they queued behind each other).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import bindparam, text, update
@@ -43,10 +52,20 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.notifications.model import Block
+from server.storage.db import write
 from server.storage.tables import delivery_limits
 from server.storage.txn_group import current
+from server.storage.writer import WriteFn
 
-__all__ = ["Block", "SqlSharedLimits", "account_scope", "call_in", "take_call", "tokens_call"]
+__all__ = [
+    "Block",
+    "SqlSharedLimits",
+    "account_calls",
+    "account_scope",
+    "call_in",
+    "take_call",
+    "tokens_call",
+]
 
 c = delivery_limits.c
 # How long one probing call keeps others waiting at most (its answer normally ends it sooner).
@@ -216,6 +235,69 @@ def call_in(connection: Connection, scope: str, call: Call) -> Any:
     return result
 
 
+# What gets the results of a batch of `account_calls`, in the order of its calls.
+Then = Callable[[list[Any]], None]
+_ACCOUNT_CALLS = "limits:account_calls"  # where a group keeps its `_AccountPass`
+
+
+def account_calls(
+    connection: Connection, calls: Sequence[tuple[str, Call]], then: Then | None = None
+) -> None:
+    """`calls` (scope, call) on accounts' rows (`account_scope`) in the caller's write
+    transaction; `then` gets their results, in the order of `calls`.
+
+    Alone (no writer group): now, each row locked once, in the order of the scopes. In a
+    writer group: in the group's last finalizer, together with the account calls of every
+    other job and finalizer of the group (see the module docstring)."""
+    group = current(connection)
+    if group is None:
+        results = _run_in_scope_order(connection, calls)
+        if then is not None:
+            then(results)
+        return
+    pending: _AccountPass | None = group.shared.get(_ACCOUNT_CALLS)
+    if pending is None:
+        pending = group.shared[_ACCOUNT_CALLS] = _AccountPass()
+        group.last.append(pending.run)
+    pending.batches.append((list(calls), then))
+
+
+@dataclass
+class _AccountPass:
+    """The account calls of one writer group, run by its last finalizer."""
+
+    batches: list[tuple[list[tuple[str, Call]], Then | None]] = field(default_factory=list)
+
+    def run(self, connection: Connection) -> None:
+        calls = [call for batch, _ in self.batches for call in batch]
+        results = _run_in_scope_order(connection, calls)
+        start = 0
+        for batch, then in self.batches:
+            if then is not None:
+                then(results[start : start + len(batch)])
+            start += len(batch)
+
+
+def _run_in_scope_order(connection: Connection, calls: Sequence[tuple[str, Call]]) -> list[Any]:
+    """Each scope's row locked and written once, the scopes in order; a scope's calls in the
+    order they came (`sorted` is stable). The results in the order of `calls`."""
+    results: list[Any] = [None] * len(calls)
+    in_order = sorted(range(len(calls)), key=lambda index: calls[index][0])
+    for scope, group in groupby(in_order, key=lambda index: calls[index][0]):
+        indexes = list(group)
+        done = _apply_calls(connection, scope, [calls[index][1] for index in indexes])
+        for index, result in zip(indexes, done, strict=True):
+            results[index] = result
+    return results
+
+
+def _learning(scope: str, call: Call) -> WriteFn[None]:
+    def run(connection: Connection) -> None:
+        account_calls(connection, [(scope, call)])
+
+    return run
+
+
 def _lock_row(connection: Connection, scope: str) -> Row:
     # Created if missing and locked (ON CONFLICT DO UPDATE locks the row it meets, as
     # FOR UPDATE would) and read, in one statement.
@@ -257,9 +339,10 @@ class SqlSharedLimits:
         sent: datetime | None = None,
     ) -> None:
         """What one answer said: the budget `left` until `reset`, the quota, a pause; `sent`
-        is when its call was taken (the `now` of its `take`)."""
+        is when its call was taken (the `now` of its `take`). Written with the writes around
+        it, in a writer group's account pass (`account_calls`)."""
         call = learn_call(now, left=left, reset=reset, quota=quota, pause=pause, sent=sent)
-        await self._call(scope, call)
+        await write(self.engine, _learning(scope, call))
 
     # -- calls on one scope, coalesced ------------------------------------------------------
     async def _call(self, scope: str, call: Call) -> Any:

@@ -22,18 +22,24 @@ _KEY = "monday_notify.txn_group"
 
 
 class TxnGroup:
-    __slots__ = ("finalizers", "ids_wanted", "shared")
+    __slots__ = ("finalizers", "ids_wanted", "last", "shared")
 
     def __init__(self, ids_wanted: int = 0) -> None:
         self.finalizers: list[Finalizer] = []
+        # Run after every finalizer (a finalizer may still add to `finalizers` while they
+        # run): the pass over the accounts' limit rows, which every group locks last
+        # (storage/limits.py `account_calls`).
+        self.last: list[Finalizer] = []
         self.shared: dict[str, Any] = {}
         # New row ids the group's jobs said they will reserve (PostgreSQL: the first job's
         # reservation takes them all in one statement; storage/notifications/insert.py).
         self.ids_wanted = ids_wanted
 
     def finish(self, connection: Connection) -> None:
-        """Run the finalizers (after the last job, before the COMMIT)."""
+        """Run the finalizers, then the `last` ones (after the last job, before the COMMIT)."""
         for finalizer in self.finalizers:
+            finalizer(connection)
+        for finalizer in self.last:
             finalizer(connection)
 
 

@@ -8,9 +8,10 @@ is called (issue 10). What each take said (nothing, or the Block that holds the 
 is handed to the deliverer once the rows are written (`BudgetTaken`), and its attempt gives
 it to the governor instead of taking again (delivery/pretaken.py).
 
-The accounts' rows are locked after every other row the transaction locks and in the order
-of their account, so two writer groups in flight never wait for each other in a cycle
-(storage/pooled_writer.py, `PooledWriter`).
+The takes go through `account_calls` (storage/limits.py): the accounts' rows are locked after
+every other row the transaction locks and in the order of their account (in a writer group,
+together with the group's other account calls, the governor's `learn` among them), so two
+writer groups in flight never wait for each other in a cycle (storage/pooled_writer.py).
 """
 
 from __future__ import annotations
@@ -21,23 +22,22 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from server.notifications.model import Block, BudgetTaken, PlannedRequest
-from server.storage.limits import account_scope, call_in, take_call
+from server.storage.limits import account_calls, account_scope, take_call
 
 # A request the insert stamped: its account, the request, where its take is handed.
 Stamped = tuple[str, PlannedRequest, BudgetTaken]
-Taken = tuple[BudgetTaken, tuple[int, ...], Block | None]
 
 
-def take_budgets(connection: Connection, stamped: Sequence[Stamped], now: datetime) -> list[Taken]:
-    """One call of its account's budget for each stamped request, accounts in order."""
-    taken: list[Taken] = []
-    for account_id, request, budget in sorted(stamped, key=lambda entry: entry[0]):
-        block: Block | None = call_in(connection, account_scope(account_id), take_call(now))
-        taken.append((budget, tuple(sorted(request.ids)), block))
-    return taken
+def take_budgets(connection: Connection, stamped: Sequence[Stamped], now: datetime) -> None:
+    """One call of its account's budget for each stamped request; what each take said is
+    handed to the deliverer once taken (in a writer group: in its account pass, after the
+    rows are written)."""
+    if not stamped:
+        return
+    calls = [(account_scope(account_id), take_call(now)) for account_id, _, _ in stamped]
 
+    def hand_over(blocks: list[Block | None]) -> None:
+        for (_, request, budget), block in zip(stamped, blocks, strict=True):
+            budget(tuple(sorted(request.ids)), now, block)
 
-def hand_over(taken: Sequence[Taken], now: datetime) -> None:
-    """Tell the deliverer what each take said (once the rows it names are written)."""
-    for budget, ids, block in taken:
-        budget(ids, now, block)
+    account_calls(connection, calls, hand_over)

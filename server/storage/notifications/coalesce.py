@@ -37,7 +37,7 @@ from server.notifications.model import (
     RequestSharer,
     transition,
 )
-from server.storage.notifications.budget import Stamped, hand_over, take_budgets
+from server.storage.notifications.budget import Stamped, take_budgets
 from server.storage.txn_group import TxnGroup
 
 _SLOT = "notifications.coalesce"
@@ -150,8 +150,6 @@ class _Coalescer:
             [value for pending in self.pending for value in pending.values],
             [audit for pending in self.pending for audit in pending.audit_rows],
         )
-        now = utcnow()
-        taken = take_budgets(connection, stamped, now)
         rows: dict[int, Notification] = {}
         for pending in self.pending:
             pending.stored[:] = [self.stored_row(value) for value in pending.values]
@@ -160,7 +158,8 @@ class _Coalescer:
         # row names, which the deliverer forgets in time (delivery/shared.py).
         for request, participants in shared:
             first.share([rows[row_id] for row_id in request.ids], participants)
-        hand_over(taken, now)
+        # The accounts' budgets last (in the group's account pass), as `insert_rows` does.
+        take_budgets(connection, stamped, utcnow())
 
     @staticmethod
     def _stamp(requests: Sequence[PlannedRequest], by_id: Mapping[int, Values]) -> None:

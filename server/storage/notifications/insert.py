@@ -36,7 +36,7 @@ from server.notifications.model import (
 )
 from server.notifications.ports import SendRateTake
 from server.storage.limits import call_in, tokens_call
-from server.storage.notifications.budget import Stamped, hand_over, take_budgets
+from server.storage.notifications.budget import Stamped, take_budgets
 from server.storage.notifications.coalesce import PendingInsert, defer_insert, stamp
 from server.storage.notifications.pacing import waiting_rows
 from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
@@ -239,7 +239,7 @@ def insert_rows(
             if budget is not None:
                 stamped.append((account_id, request, budget))
     write_values(connection, values, audit_rows)
-    hand_over(take_budgets(connection, stamped, now), now)
+    take_budgets(connection, stamped, now)
     return [stored_row(value) for value in values]
 
 
