@@ -5,12 +5,14 @@ uninstalled for at least `UNINSTALL_RETENTION_DAYS` (default 10) loses, in this 
 
 - its sender audit entries, ledger rows (`notifications`), idempotency records and mutes;
 - any credential or OAuth state left (the uninstall already deleted them; belt and braces);
+- what its lifecycle events said (`lifecycle_events.data`: monday's payload, with the
+  installing user's name, e-mail and country), emptied to `{}`;
 - the installer's name and e-mail on the installation record.
 
 Kept: the installation record itself (account id, installed flag, `uninstalled_at`, last
-event, policy), because lifecycle handling needs it, and `lifecycle_events` (the digests
-that make a replayed webhook change nothing). A reinstall before the deadline clears
-`uninstalled_at`, so nothing of that account is purged.
+event, policy), because lifecycle handling needs it, and each lifecycle event's digest, type
+and times (the digest makes a replayed webhook change nothing; nothing reads `data`). A
+reinstall before the deadline clears `uninstalled_at`, so nothing of that account is purged.
 
 Every delete is a short transaction of at most `batch_size` rows, and each one re-checks that
 the account is still uninstalled past the deadline, so a reinstall during a purge stops it.
@@ -25,8 +27,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
+    String,
     Table,
     and_,
+    cast,
     delete,
     exists,
     false,
@@ -44,6 +48,7 @@ from server.storage.tables import (
     credentials,
     idempotency_keys,
     installations,
+    lifecycle_events,
     mutes,
     notifications,
     oauth_states,
@@ -63,6 +68,11 @@ PURGED: tuple[Table, ...] = (
     credentials,
     oauth_states,
 )
+
+
+# What a purged lifecycle event keeps of its payload (as JSON text, to find those left).
+EMPTIED: dict[str, object] = {}
+_EMPTIED_TEXT = "{}"
 
 
 @dataclass
@@ -89,9 +99,15 @@ def _has_data() -> ColumnElement[bool]:
     left = [exists().where(table.c.account_id == account) for table in PURGED]
     return or_(
         *left,
+        exists().where(lifecycle_events.c.account_id == account, _event_not_emptied()),
         installations.c.installer_name.is_not(None),
         installations.c.installer_email.is_not(None),
     )
+
+
+def _event_not_emptied() -> ColumnElement[bool]:
+    # As text: PostgreSQL's `json` has no equality operator (the stored text is what was sent).
+    return cast(lifecycle_events.c.data, String) != _EMPTIED_TEXT
 
 
 async def _purge_table(
@@ -110,6 +126,30 @@ async def _purge_table(
         removed = int(result.rowcount or 0)
         total += removed
         if removed < batch_size:
+            return total
+
+
+async def _empty_events(
+    engine: AsyncEngine, account_id: str, cutoff: datetime, batch_size: int
+) -> int:
+    """Empty the payload of the account's lifecycle events, `batch_size` per transaction."""
+    events = lifecycle_events.c
+    batch = (
+        select(events.id)
+        .where(events.account_id == account_id, _event_not_emptied())
+        .limit(batch_size)
+    )
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            result = await conn.execute(
+                update(lifecycle_events)
+                .where(events.id.in_(batch), exists().where(_expired(account_id, cutoff)))
+                .values(data=EMPTIED)
+            )
+        emptied = int(result.rowcount or 0)
+        total += emptied
+        if emptied < batch_size:
             return total
 
 
@@ -147,6 +187,9 @@ async def purge_uninstalled(
             removed = await _purge_table(engine, table, account_id, cutoff, batch_size)
             if removed:
                 report.rows[table.name] = report.rows.get(table.name, 0) + removed
+        emptied = await _empty_events(engine, account_id, cutoff, batch_size)
+        if emptied:
+            report.rows["lifecycle_events.data"] = emptied
         async with engine.begin() as conn:
             await conn.execute(
                 update(installations)

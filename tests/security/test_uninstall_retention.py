@@ -34,6 +34,8 @@ REINSTALLED = "3003"
 INSTALLED = "3004"
 ACCOUNTS = (GONE_11_DAYS, GONE_9_DAYS, REINSTALLED, INSTALLED)
 ROWS_EACH = 5
+# What monday sends with a lifecycle event (its `data`: shared/reference/monday-platform.md).
+PAYLOAD = {"user_id": 11, "user_email": "ada@example.com", "user_name": "Ada", "user_country": "GB"}
 
 
 @pytest.fixture
@@ -65,7 +67,7 @@ async def seed(engine: AsyncEngine, account: str, *, uninstalled_days_ago: int |
                 digest=f"{account:0>64}",
                 account_id=account,
                 type=values["last_event_type"],
-                data={"account_id": int(account)},
+                data=PAYLOAD | {"account_id": int(account)},
                 received_at=NOW - timedelta(days=12),
             )
         )
@@ -117,6 +119,16 @@ async def seed(engine: AsyncEngine, account: str, *, uninstalled_days_ago: int |
                 expires_at=NOW - timedelta(days=20),
             )
         )
+
+
+async def events(engine: AsyncEngine, account: str) -> list[tuple[str, str, Any]]:
+    """The account's lifecycle events: (digest, type, data)."""
+    c = lifecycle_events.c
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            select(c.digest, c.type, c.data).where(c.account_id == account).order_by(c.id)
+        )
+        return [tuple(row) for row in found.all()]
 
 
 async def counts(engine: AsyncEngine, account: str) -> dict[str, int]:
@@ -171,6 +183,13 @@ async def test_only_accounts_uninstalled_past_the_retention_are_purged(
     assert (gone.installer_name, gone.installer_email) == (None, None)
     kept_record = await SqlInstallations(engine).get(GONE_9_DAYS)
     assert kept_record is not None and kept_record.installer_email == "ada@example.com"
+    # Its lifecycle event keeps its digest (a replay still changes nothing) and type, not
+    # what monday said about the installing user; the others' events are untouched.
+    assert await events(engine, GONE_11_DAYS) == [(f"{GONE_11_DAYS:0>64}", "uninstall", {})]
+    assert report.rows["lifecycle_events.data"] == 1
+    for kept in (GONE_9_DAYS, REINSTALLED, INSTALLED):
+        [(_, _, data)] = await events(engine, kept)
+        assert data == PAYLOAD | {"account_id": int(kept)}, kept
 
     # Nothing left to do for it: the next pass does not visit it again.
     assert (await purge_uninstalled(engine, retention_days=10, now=NOW)).accounts == []
@@ -178,6 +197,7 @@ async def test_only_accounts_uninstalled_past_the_retention_are_purged(
     later = await purge_uninstalled(engine, retention_days=10, now=NOW + timedelta(days=2))
     assert later.accounts == [GONE_9_DAYS]
     assert await counts(engine, GONE_9_DAYS) == PURGED
+    assert [data for *_, data in await events(engine, GONE_9_DAYS)] == [{}]
     assert await counts(engine, INSTALLED) == FULL
 
 
