@@ -7,6 +7,7 @@ Each answer carries `extensions.request_id`, `account_id` and monday's `RateLimi
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -47,7 +48,8 @@ def account_number(account_id: str | None) -> int | str | None:
 
 
 def rate_headers(fake: FakeMonday, account_id: str | None) -> dict[str, str]:
-    window = int(fake.minute_window_seconds)
+    # Whole seconds, rounded up like `t`: a fractional test window must not read shorter.
+    window = math.ceil(fake.minute_window_seconds)
     policy = (
         f'"minuteRate";q={fake.minute_quota};w={window}, '
         f'"concurrency";q={fake.concurrency_limit};qu="concurrent-requests", '

@@ -8,6 +8,7 @@ The records it holds are defined in `fake_monday_records.py`.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections import deque
@@ -232,7 +233,7 @@ class FakeMonday:
     def window_reset_in(self, account_id: str) -> int:
         window = self._windows.get(account_id)
         if window is None:
-            return int(self.minute_window_seconds)
+            return math.ceil(self.minute_window_seconds)
         left = self.minute_window_seconds - (self.clock() - window.started)
         return max(int(left + 0.999), 0)
 

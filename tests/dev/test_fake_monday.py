@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.dev.fake_monday import FAKE_MONDAY, FakeMonday, create_fake_monday_app
+from server.dev.fake_monday_http import rate_headers
 from tests.conftest import ACCOUNT, CLIENT_ID, CLIENT_SECRET, INSTALLER, make_settings
 from tests.conftest import FakeMondayServer as Server
 
@@ -63,6 +64,16 @@ async def test_me_answer_shape_and_rate_limit_headers(
     assert body["extensions"]["request_id"] == fake_monday.fake.requests[0].request_id
     assert '"minuteRate";q=5000;w=60' in headers["RateLimit-Policy"]
     assert '"minuteRate";r=4999' in headers["RateLimit"]
+
+
+def test_a_fractional_window_is_advertised_rounded_up() -> None:
+    """A test's 2.5 s window reads as 3 s, never 2 (a client would take a shorter window
+    and spend the next one's budget early)."""
+    fake = FakeMonday(clock=lambda: 100.0)
+    fake.minute_window_seconds = 2.5
+    headers = rate_headers(fake, ACCOUNT)
+    assert '"minuteRate";q=5000;w=3,' in headers["RateLimit-Policy"]
+    assert '"minuteRate";r=5000;t=3,' in headers["RateLimit"]
 
 
 async def test_validates_like_graphql(http: aiohttp.ClientSession, fake_monday: Server) -> None:
