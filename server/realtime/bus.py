@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "monday_notify_changes"
 MAX_PENDING = 10_000
-# NOTIFY payloads must stay under 8000 bytes: a change with many ids goes in several.
-IDS_PER_NOTIFY = 300
+# NOTIFY payloads must stay under 8000 bytes: a change with many ids goes in several, each
+# filled up to this many bytes (a delete's ids carry their owners: several times the bytes).
+NOTIFY_BYTES = 7_500
 LISTEN_RETRY_SECONDS = 1.0
 # At most this many queued changes are sent to the other instances in one transaction.
 NOTIFY_BATCH = 100
@@ -56,17 +57,38 @@ Deliver = Callable[[RowChange], None]
 
 
 def encode(instance: str, change: RowChange) -> list[str]:
-    """The NOTIFY payloads of `change` (each under the size limit)."""
+    """The NOTIFY payloads of `change`, each at most `NOTIFY_BYTES` long (PostgreSQL refuses
+    a payload of 8000 bytes or more, and with it the whole batch's statement)."""
     owners = {row_id: (r, s) for row_id, r, s in change.owners}
-    out = []
-    for start in range(0, len(change.ids), IDS_PER_NOTIFY):
-        ids = change.ids[start : start + IDS_PER_NOTIFY]
-        body: dict[str, Any] = {"i": instance, "e": change.event, "a": change.account_id}
-        body["ids"] = list(ids)
-        if owners:
-            body["o"] = [[i, *owners[i]] for i in ids if i in owners]
-        out.append(json.dumps(body, separators=(",", ":")))
+    header: dict[str, Any] = {"i": instance, "e": change.event, "a": change.account_id}
+    room = NOTIFY_BYTES - _size({**header, "ids": [], "o": []})
+    out: list[str] = []
+    ids: list[int] = []
+    used = 0
+    for row_id in change.ids:
+        owner = [row_id, *owners[row_id]] if row_id in owners else None
+        # Its id in "ids", its entry in "o", and a comma before each.
+        cost = _size(row_id) + 1 + (_size(owner) + 1 if owner is not None else 0)
+        if ids and used + cost > room:
+            out.append(_payload(header, ids, owners))
+            ids, used = [], 0
+        ids.append(row_id)
+        used += cost
+    if ids:
+        out.append(_payload(header, ids, owners))
     return out
+
+
+def _size(value: Any) -> int:
+    # Payloads are ASCII (json.dumps escapes the rest), so characters are bytes.
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def _payload(header: dict[str, Any], ids: Sequence[int], owners: dict[int, tuple[str, str]]) -> str:
+    body = {**header, "ids": list(ids)}
+    if owners:
+        body["o"] = [[i, *owners[i]] for i in ids if i in owners]
+    return json.dumps(body, separators=(",", ":"))
 
 
 def decode(payload: str) -> tuple[str, RowChange] | None:

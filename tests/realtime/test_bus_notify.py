@@ -86,3 +86,23 @@ async def test_a_change_sent_while_the_listen_connection_is_lost_still_arrives(
     await until(lambda: listener.is_closed(), "the LISTEN connection was never closed")
     one.bus.publish(change(7))
     await until(lambda: [c.ids for c in two.received] == [(7,)], "the change never arrived")
+
+
+async def test_a_large_delete_reaches_the_other_instance_whole(
+    instances: tuple[Instance, Instance],
+) -> None:
+    """1,000 rows deleted, each with its owners: more than one payload of 8000 bytes. Sent
+    in one batch with a small change, which must not be lost with it."""
+    one, two = instances
+    ids = tuple(range(1, 1001))
+    gone = RowChange("delete", ids, "1001", tuple((i, "9" * 32, "8" * 32) for i in ids))
+    one.bus.publish(gone)
+    one.bus.publish(change(5000))
+    await until(
+        lambda: sum(len(c.ids) for c in two.received) == 1001,
+        "the other instance never got every change",
+    )
+    deletes = [c for c in two.received if c.event == "delete"]
+    assert tuple(i for c in deletes for i in c.ids) == ids
+    assert tuple(o for c in deletes for o in c.owners) == gone.owners
+    assert [c for c in two.received if c.event == "update"] == [change(5000)]
