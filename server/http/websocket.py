@@ -48,6 +48,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         verify=lambda token: session_from_token(request, token),
         ledger=request.app[SERVICES].ledger,
         hub=realtime.hub,
+        reads=realtime.reads,
         limits=limits,
         leeway=request.app[SETTINGS].jwt_leeway_seconds,
     )

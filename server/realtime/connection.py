@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -36,6 +37,7 @@ from server.realtime.messages import (
     subscription_key,
     with_uid,
 )
+from server.realtime.shared_reads import SharedReads, share_text
 from server.storage.notifications.visibility import reaches, visible
 from server.tokens import Session
 
@@ -55,6 +57,7 @@ class RealtimeConnection:
         verify: Verify,
         ledger: Ledger,
         hub: Hub,
+        reads: SharedReads,
         limits: RealtimeLimits,
         leeway: int,
     ) -> None:
@@ -62,6 +65,7 @@ class RealtimeConnection:
         self.verify = verify
         self.ledger = ledger
         self.hub = hub
+        self.reads = reads
         self.limits = limits
         self.leeway = leeway
         self.session: Session | None = None
@@ -224,7 +228,8 @@ class RealtimeConnection:
             step = self.limits.ids_per_read
             for start in range(0, len(change.ids), step):
                 chunk = change.ids[start : start + step]
-                rows = await self.ledger.read_many(session, chunk, sub.query)
+                read = partial(self.ledger.read_many, session, chunk, sub.query)
+                rows = await self.reads.rows(change, start, session, sub.share, read)
                 if rows and self.subscriptions.get(sub.key) is sub:
                     message = {"type": "subscription", "event": change.event, "data": rows}
                     self.send(with_uid(message, sub.uid))
@@ -376,7 +381,7 @@ class RealtimeConnection:
         except ApiError as exc:
             self.send(error("subscribe", exc.code, exc.message, uid))
             return
-        sub = Subscription(key, uid, query, event)
+        sub = Subscription(key, uid, query, event, share_text(message.get("query")))
         self.subscriptions[key] = sub
         try:
             self.jobs.put_nowait(("init", sub))

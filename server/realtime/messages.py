@@ -27,6 +27,7 @@ class Subscription:
     uid: str | None
     query: Query
     event: str | None
+    share: str | None = None  # its query as a key for shared reads (realtime/shared_reads.py)
 
 
 def subscription_key(uid: str | None) -> str:

@@ -11,6 +11,7 @@ from server.appkeys import ENGINE, SETTINGS
 from server.realtime.bus import ChangeBus, asyncpg_dsn
 from server.realtime.hub import Hub
 from server.realtime.limits import RealtimeLimits
+from server.realtime.shared_reads import SharedReads
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,7 @@ class Realtime:
     hub: Hub
     bus: ChangeBus
     limits: RealtimeLimits
+    reads: SharedReads  # one read of a change for identical subscriptions
 
 
 REALTIME = web.AppKey("realtime", Realtime)
@@ -33,6 +35,6 @@ def build(app: web.Application) -> Realtime:
         asyncpg_dsn(app[SETTINGS].database_url),
         listening=hub.has_listeners,
     )
-    realtime = Realtime(hub, bus, app.get(REALTIME_LIMITS) or RealtimeLimits())
+    realtime = Realtime(hub, bus, app.get(REALTIME_LIMITS) or RealtimeLimits(), SharedReads())
     app[REALTIME] = realtime
     return realtime
