@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -41,6 +42,7 @@ from server.realtime.shared_reads import SharedReads, share_text
 from server.storage.notifications.visibility import reaches, visible
 from server.tokens import Session
 
+log = logging.getLogger(__name__)
 Verify = Callable[[str], Session]
 _CLOSE = object()  # the writer's "send nothing more, close" marker
 
@@ -199,6 +201,8 @@ class RealtimeConnection:
             except ApiError as exc:
                 uid = job.uid if isinstance(job, Subscription) else None
                 self.send(error("subscription", exc.code, exc.message, uid))
+            except Exception:  # a read failed: this job is lost, not the ones after it
+                log.exception("realtime: reading a %s for a subscription failed", kind)
 
     async def _init(self, session: Session, sub: Subscription) -> None:
         if self.subscriptions.get(sub.key) is not sub:
