@@ -2,10 +2,10 @@
 
 Each subscription hears of a `create` or `update` by re-reading the changed rows with its own
 query under its caller's access rules (contract §13; `Ledger.read_many`). Subscriptions with
-the same query text, held by the same user, make exactly the same read of the same change: a
-user with the board view open in ten tabs, or a view that subscribes per item, read each
-change once per subscription (1,000 reads a send in `bench realtime`). Here the first worker
-to need a read starts it and the others with the same key await its result:
+the same query text, held by the same user, make exactly the same read of the same change (a
+user with the board view open in ten tabs, each tab subscribed the same way), and each of them
+read it (1,000 reads a send in `bench realtime`). Here the first worker to need a read starts
+it and the others with the same key await its result:
 
 - the key is the change itself (by identity: a later change of the same rows is read again),
   the chunk of its ids, the caller's account, user and admin flag, and the subscription's
