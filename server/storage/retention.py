@@ -40,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import Executable
 
 from server.clock import utcnow
 from server.installations.ports import AccountChanges
@@ -110,6 +111,19 @@ def _event_not_emptied() -> ColumnElement[bool]:
     return cast(lifecycle_events.c.data, String) != _EMPTIED_TEXT
 
 
+async def _in_batches(engine: AsyncEngine, statement: Executable, batch_size: int) -> int:
+    """Run `statement` (it changes at most `batch_size` rows) in short transactions until a
+    run changes fewer; the rows changed in all."""
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            result = await conn.execute(statement)
+        changed = int(result.rowcount or 0)
+        total += changed
+        if changed < batch_size:
+            return total
+
+
 async def _purge_table(
     engine: AsyncEngine, table: Table, account_id: str, cutoff: datetime, batch_size: int
 ) -> int:
@@ -117,16 +131,9 @@ async def _purge_table(
     key = list(table.primary_key.columns)
     target = key[0] if len(key) == 1 else tuple_(*key)
     batch = select(*key).where(table.c.account_id == account_id).limit(batch_size)
-    total = 0
-    while True:
-        async with engine.begin() as conn:
-            result = await conn.execute(
-                delete(table).where(target.in_(batch), exists().where(_expired(account_id, cutoff)))
-            )
-        removed = int(result.rowcount or 0)
-        total += removed
-        if removed < batch_size:
-            return total
+    still_expired = exists().where(_expired(account_id, cutoff))
+    statement = delete(table).where(target.in_(batch), still_expired)
+    return await _in_batches(engine, statement, batch_size)
 
 
 async def _empty_events(
@@ -139,18 +146,11 @@ async def _empty_events(
         .where(events.account_id == account_id, _event_not_emptied())
         .limit(batch_size)
     )
-    total = 0
-    while True:
-        async with engine.begin() as conn:
-            result = await conn.execute(
-                update(lifecycle_events)
-                .where(events.id.in_(batch), exists().where(_expired(account_id, cutoff)))
-                .values(data=EMPTIED)
-            )
-        emptied = int(result.rowcount or 0)
-        total += emptied
-        if emptied < batch_size:
-            return total
+    still_expired = exists().where(_expired(account_id, cutoff))
+    statement = (
+        update(lifecycle_events).where(events.id.in_(batch), still_expired).values(data=EMPTIED)
+    )
+    return await _in_batches(engine, statement, batch_size)
 
 
 async def purge_uninstalled(
