@@ -154,6 +154,15 @@ def admin_list_params(page: int) -> dict[str, str]:
     return {"sort": "-timestamp", "limit": "25", "page": str(page), "meta": "filter_count"}
 
 
+# The widget's latest list (server/views/static/js/widget.js), read here by an admin.
+WIDGET_PARAMS = {
+    "filter[_or][0][recipient][_eq]": "$CURRENT_USER",
+    "filter[_or][1][sender][_eq]": "$CURRENT_USER",
+    "sort": "-timestamp",
+    "limit": "5",
+}
+
+
 def statements(params: dict[str, str], dialect: str, *, admin: bool = False) -> tuple[Any, Any]:
     """The SQL the API runs for `params` as user 12, from the ledger's own builders:
     (rows or aggregate statement, filter_count statement or None)."""
@@ -226,6 +235,7 @@ async def explain(engine: AsyncEngine) -> dict[str, list[str]]:
     agg_stmt, _ = statements(count_params(), dialect)
     admin_rows, admin_count = statements(list_params(3), dialect, admin=True)
     all_rows, all_count = statements(admin_list_params(3), dialect, admin=True)
+    widget_rows, widget_count = statements(WIDGET_PARAMS, dialect, admin=True)
     async with engine.connect() as conn:
         for label, stmt in (
             ("list", rows_stmt),
@@ -235,6 +245,8 @@ async def explain(engine: AsyncEngine) -> dict[str, list[str]]:
             ("admin filter_count (same filter)", admin_count),
             ("admin list (whole account)", all_rows),
             ("admin filter_count (whole account)", all_count),
+            ("admin widget (received or sent)", widget_rows),
+            ("admin widget count (received or sent)", widget_count),
         ):
             sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
             if conn.dialect.name == "sqlite":

@@ -201,6 +201,11 @@ def storable_text(text: str, what: str) -> str:
     return text
 
 
+def equality_value(name: str, raw: Any, ctx: Context) -> Any:
+    """What `{name: {_eq: raw}}` compares the field with (a rule `compile_filter` accepted)."""
+    return _value(FIELD_KINDS[name], raw, name, "_eq", ctx)
+
+
 def _value(kind: Kind, raw: Any, name: str, op: str, ctx: Context) -> Any:
     """`raw` as a value of the field's kind, dynamic variables resolved."""
     if isinstance(raw, str):

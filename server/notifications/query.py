@@ -19,6 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from server import jsonlimits
 from server.errors import invalid_query
 from server.notifications.fields import FIELD_KINDS, MAX_SAFE_INTEGER, known_field
+from server.notifications.filter_owner import split_owner
 from server.notifications.filters import Context, compile_filter, compile_search
 from server.storage.tables import notifications
 
@@ -50,6 +51,11 @@ class Query:
 
     fields: tuple[str, ...] | None = None
     where: ColumnElement[bool] | None = None
+    # The one user whose received or sent rows `where` keeps, if its shape says so, and
+    # `where` without that condition: a list read may run as that user's two arms with
+    # `beside_owner` instead of `where` (notifications/filter_owner.py, reads.py).
+    owner: str | None = None
+    beside_owner: ColumnElement[bool] | None = None
     search: ColumnElement[bool] | None = None
     sort: tuple[tuple[str, bool], ...] = ()
     limit: int | None = None
@@ -90,9 +96,11 @@ class Query:
             return self.limit, min(self.limit * (max(self.page, 1) - 1), MAX_SAFE_INTEGER)
         return self.limit, self.offset
 
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """The request's own conditions (filter and search), to be ANDed with the scope."""
-        return [c for c in (self.where, self.search) if c is not None]
+    def conditions(self, *, beside_owner: bool = False) -> list[ColumnElement[bool]]:
+        """The request's own conditions (filter and search), to be ANDed with the scope;
+        `beside_owner`: without the owner's condition, for a read scoped to the owner."""
+        where = self.beside_owner if beside_owner else self.where
+        return [c for c in (where, self.search) if c is not None]
 
 
 # ---------------------------------------------------------------- URL parameters
@@ -162,7 +170,9 @@ def parse_query(params: Mapping[str, Any], ctx: Context) -> Query:
         if key in UNSUPPORTED_KEYS:
             raise invalid_query(f'"{key}" is not supported by this API')
     fields = _parse_fields(params["fields"]) if "fields" in params else None
-    where = _parse_filter(params["filter"], ctx) if "filter" in params else None
+    where, owner, beside_owner = (
+        _parse_filter(params["filter"], ctx) if "filter" in params else (None, None, None)
+    )
     search = _parse_search(params.get("search"))
     limit = _parse_int(params["limit"], "limit", minimum=-1) if "limit" in params else None
     if limit is not None and limit > MAX_LIMIT:
@@ -180,6 +190,8 @@ def parse_query(params: Mapping[str, Any], ctx: Context) -> Query:
     return Query(
         fields=fields,
         where=where,
+        owner=owner,
+        beside_owner=beside_owner,
         search=search,
         sort=sort,
         limit=limit,
@@ -303,7 +315,11 @@ def _parse_aggregate(value: Any) -> tuple[Aggregate, ...]:
 # ---------------------------------------------------------------- filter
 
 
-def _parse_filter(value: Any, ctx: Context) -> ColumnElement[bool] | None:
+def _parse_filter(
+    value: Any, ctx: Context
+) -> tuple[ColumnElement[bool] | None, str | None, ColumnElement[bool] | None]:
+    """The filter's condition; its owner and the condition beside the owner's, if it has one
+    (notifications/filter_owner.py)."""
     if isinstance(value, str):
         try:
             value = jsonlimits.loads(value)
@@ -312,8 +328,13 @@ def _parse_filter(value: Any, ctx: Context) -> ColumnElement[bool] | None:
         except ValueError:
             raise invalid_query("Invalid JSON for filter object") from None
     if value is None:
-        return None
-    return compile_filter(value, ctx)
+        return None, None, None
+    where = compile_filter(value, ctx)
+    split = split_owner(value, ctx)
+    if split is None:
+        return where, None, None
+    owner, rest = split
+    return where, owner, compile_filter(rest, ctx)
 
 
 # ---------------------------------------------------------------- ordering

@@ -10,7 +10,9 @@ row in a temporary B-tree on each page. Here the rule is two disjoint arms,
 
 each read in sort order from its own index, merged (`UNION ALL ... ORDER BY`: SQLite's MERGE,
 PostgreSQL's Merge Append) and cut by LIMIT/OFFSET; a count is the sum of the two arms' counts,
-and a recipient arm's count reads only the index. Admins read their account in one statement.
+and a recipient arm's count reads only the index. Admins read their account in one statement,
+unless their filter keeps one user's received or sent rows (the widget's latest list): then
+that user's two arms, as a member's own (notifications/filter_owner.py).
 The same filter and search apply to both arms, so the rows, their order and the counts are the
 ones the single OR statement gives.
 
@@ -29,6 +31,7 @@ from sqlalchemy import CompoundSelect, Select, func, select, union_all
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.sql.elements import ColumnElement
 
+from server.notifications.model import Visibility
 from server.notifications.query import Query, sort_keys
 from server.notifications.serialize import (
     API_FIELDS,
@@ -52,10 +55,21 @@ T = TypeVar("T")
 API_COLUMNS = [_T[name] for name in API_FIELDS]
 
 
-def visible_arms(session: Session) -> tuple[ColumnElement[bool], ...]:
-    """Disjoint conditions whose union is what `session` may read (the rule and its SQL are
-    server/storage/notifications/visibility.py's)."""
-    return visibility.visible_arms(visibility.visible(session))
+def scope(
+    session: Session, query: Query | None
+) -> tuple[tuple[ColumnElement[bool], ...], list[ColumnElement[bool]]]:
+    """(Disjoint conditions whose union is what `session` may read, the query's conditions
+    to AND with each). The rule and its SQL are server/storage/notifications/visibility.py's.
+    A filter that keeps one user's received or sent rows (`query.owner`) read by an admin, or
+    by that user, is that user's arms with the rest of the filter: the arms are exactly the
+    condition taken out, each in index order."""
+    visible = visibility.visible(session)
+    if query is None:
+        return visibility.visible_arms(visible), []
+    if query.owner is not None and visible.user_id in (None, query.owner):
+        owner = Visibility(session.account_id, query.owner)
+        return visibility.visible_arms(owner), query.conditions(beside_owner=True)
+    return visibility.visible_arms(visible), query.conditions()
 
 
 def memo(
@@ -173,8 +187,8 @@ def _page_statement(
     session: Session, query: Query, *, per_arm: bool
 ) -> Select[Any] | CompoundSelect[Any]:
     limit, offset = query.read_window()
-    conditions = query.conditions()
-    arms = [select(*API_COLUMNS).where(arm, *conditions) for arm in visible_arms(session)]
+    visible_arms, conditions = scope(session, query)
+    arms = [select(*API_COLUMNS).where(arm, *conditions) for arm in visible_arms]
     keys = sort_keys(query)
     table_order = [_T[name].desc() if desc else _T[name].asc() for name, desc in keys]
     if len(arms) == 1:
@@ -195,10 +209,10 @@ def _page_statement(
 
 
 def _count_statement(session: Session, query: Query | None) -> Select[Any]:
-    conditions = query.conditions() if query else []
+    visible_arms, conditions = scope(session, query)
     counts = [
         select(func.count()).select_from(notifications).where(arm, *conditions)
-        for arm in visible_arms(session)
+        for arm in visible_arms
     ]
     if len(counts) == 1:
         return counts[0]

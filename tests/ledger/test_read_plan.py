@@ -234,3 +234,93 @@ async def test_a_repeated_query_with_now_reads_the_time_of_each_request(
     )
     second = await sqlite_client.get(path, headers=headers)
     assert [item["id"] for item in (await second.json())["data"]] == [row_id]
+
+
+# An admin's reads whose filter keeps one user's received or sent rows (the widget's latest
+# list, notifications/filter_owner.py): read as that user's two arms.
+RECEIVED_OR_SENT = {
+    "filter[_or][0][recipient][_eq]": "$CURRENT_USER",
+    "filter[_or][1][sender][_eq]": "$CURRENT_USER",
+}
+ADMIN_QUERIES: list[dict[str, str]] = [
+    {**RECEIVED_OR_SENT, "sort": "-timestamp", "limit": "5"},  # the widget, as an admin
+    {**RECEIVED_OR_SENT, "filter[status][_eq]": "inbox", "sort": "timestamp", "limit": "7"},
+    {
+        "filter[_and][0][_or][0][sender][_eq]": "13",
+        "filter[_and][0][_or][1][recipient]": "13",
+        "filter[_and][1][subject][_eq]": "Build 2",
+        "sort": "-id",
+        "limit": "4",
+        "offset": "2",
+    },
+]
+
+
+def account_page(who: Session, query: Query) -> Any:
+    """An admin's read as one statement: the account, and the filter with its OR."""
+    limit, offset = query.read_window()
+    return (
+        select(*[notifications.c[name] for name in API_FIELDS])
+        .where(notifications.c.account_id == who.account_id, *query.conditions())
+        .order_by(*order_by(query))
+        .limit(limit)
+        .offset(offset)
+    )
+
+
+def account_count(who: Session, query: Query) -> Any:
+    return (
+        select(func.count())
+        .select_from(notifications)
+        .where(notifications.c.account_id == who.account_id, *query.conditions())
+    )
+
+
+@pytest.mark.parametrize("admin", [True, False], ids=["admin", "member"])
+@pytest.mark.parametrize(
+    "params", ADMIN_QUERIES, ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items())
+)
+async def test_a_read_of_one_users_rows_is_that_users_arms(
+    engine: AsyncEngine, params: dict[str, str], admin: bool
+) -> None:
+    """An admin reads the owner's arms; so does the owner (ME); a member reading another
+    user's rows keeps their own arms and the whole filter. The same rows and counts as the
+    single statement each time."""
+    who = session(admin=admin)
+    query = parsed(params)
+    assert query.owner in USERS
+    single_page, single_count = (
+        (account_page, account_count) if admin else (single_or_page, single_or_count)
+    )
+    async with engine.connect() as conn:
+        page = reads.page_statement(who, query, conn.dialect.name)
+        got = (await conn.execute(page)).mappings().all()
+        want = (await conn.execute(single_page(who, query))).mappings().all()
+        count = (await conn.execute(reads.count_statement(who, query))).scalar_one()
+        want_count = (await conn.execute(single_count(who, query))).scalar_one()
+    assert want, "the data set must give this query some rows"
+    assert [dict(r) for r in got] == [dict(r) for r in want]
+    assert count == want_count
+    assert "UNION ALL" in str(page), "read as two arms"
+    owners_arms = admin or query.owner == ME
+    assert (" OR " not in str(page)) == owners_arms, "the owner's condition taken out"
+
+
+@pytest.mark.parametrize(
+    "params", ADMIN_QUERIES[:1], ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items())
+)
+async def test_sqlite_plan_of_an_admins_widget_needs_no_temporary_sort(
+    sqlite_engine: AsyncEngine, params: dict[str, str]
+) -> None:
+    query = parsed(params)
+    async with sqlite_engine.connect() as conn:
+        plans = []
+        for stmt in (
+            reads.page_statement(session(admin=True), query, conn.dialect.name),
+            reads.count_statement(session(admin=True), query),
+        ):
+            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            result = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+            plans.extend(str(r[-1]) for r in result.all())
+    assert not [line for line in plans if "TEMP B-TREE" in line], plans
+    assert not [line for line in plans if line.startswith("SCAN notifications")], plans
