@@ -96,6 +96,16 @@ def decide_sender(
             f"The account's sender policy ({policy}) does not allow "
             f"sending as the {request.send_as}.",
         )
+    if credentials.short_lived_token and "app" not in allowed:
+        # An automation sends with its own short-lived token only, which is the app (contract
+        # §10): a policy without the app leaves it nothing, whatever else is connected.
+        raise SenderRefused(
+            403,
+            "SENDER_NOT_ALLOWED",
+            f"The account's sender policy ({policy}) does not allow sending as the app, and an "
+            "automation can only send as the app (with its own short-lived token): an admin "
+            "can allow it in Settings (policy app, or app then installer).",
+        )
     if request.send_as == "installer" and caller.is_guest:
         raise SenderRefused(403, "SENDER_NOT_ALLOWED", "Guests cannot send as the installing user.")
 

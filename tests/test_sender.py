@@ -200,6 +200,22 @@ CASES: list[tuple[str, Caller, Any, ConnectedCredentials, SenderRequest, Any]] =
         SenderRequest(),
         ("app", "server", "short_lived"),
     ),
+    (
+        "automation under policy installer, a key connected",
+        Caller(MEMBER),
+        facts("installer"),
+        creds(INSTALLER, api_key=True, short_lived=True),
+        SenderRequest(),
+        "SENDER_NOT_ALLOWED",
+    ),
+    (
+        "automation under policy app",
+        Caller(MEMBER),
+        facts("app"),
+        creds(short_lived=True),
+        SenderRequest(),
+        ("app", "server", "short_lived"),
+    ),
     ("nothing connected", MEMBER_CALLER, facts(), creds(), SenderRequest(), "NO_CREDENTIAL"),
     (
         "unknown installation: seamless still works",

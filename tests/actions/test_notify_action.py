@@ -11,7 +11,7 @@ from server.monday.client import CREATE_NOTIFICATION
 from server.storage.tables import notifications
 from server.token_mint import mint_integration
 from tests.conftest import ACCOUNT, SIGNING_SECRET
-from tests.notifications.helpers import MEMBER, install, row_count
+from tests.notifications.helpers import INSTALLER, MEMBER, connect, install, row_count
 
 PATH = "/monday/actions/notify"
 AUDIENCE = "http://127.0.0.1:8080" + PATH  # settings.public_base_url in tests + the route
@@ -230,4 +230,23 @@ async def test_sender_refusals_use_monday_severity(monday_client: Any, fake_mond
     body = await response.json()
     assert body["severityCode"] == 4000
     assert body["errors"][0]["extensions"]["code"] == "NO_CREDENTIAL"
+    assert await row_count(monday_client) == 0 and fake_monday.fake.requests_to("/v2") == []
+
+
+async def test_policy_installer_refuses_an_automation_and_says_why(
+    monday_client: Any, fake_monday: Any
+) -> None:
+    """An automation sends only as the app, with its short-lived token (contract §10). Under
+    policy `installer` that is refused as the policy's doing, even with the installer's key
+    connected: not a NO_CREDENTIAL that asks for the key already there."""
+    await install(monday_client, policy="installer")
+    await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="api_key")
+    fake_monday.fake.add_token(SHORT_LIVED, MEMBER, ACCOUNT, "short_lived")
+    response = await monday_client.post(PATH, json=run_body(), headers={"Authorization": token()})
+    assert response.status == 403
+    body = await response.json()
+    assert body["severityCode"] == 4000
+    assert body["errors"][0]["extensions"]["code"] == "SENDER_NOT_ALLOWED"
+    assert "policy (installer)" in body["notificationErrorDescription"]
+    assert "API key" not in body["notificationErrorDescription"]
     assert await row_count(monday_client) == 0 and fake_monday.fake.requests_to("/v2") == []
