@@ -134,7 +134,10 @@ def _require_free_port(host: str, port: int) -> None:
 def _listen_problem(host: str, port: int, error: OSError) -> str:
     where = f"{host}:{port}"
     if error.errno == errno.EADDRINUSE:
-        return f"PORT {where} is already in use: stop what listens there or choose --port."
+        return (
+            f"PORT {where} is already in use: stop what listens there, or choose another "
+            "port (PORT=8081, or --port 8081)."
+        )
     return f"HOST/PORT: cannot listen on {where} ({error.strerror}): choose another."
 
 
@@ -216,11 +219,23 @@ def _mint(args: argparse.Namespace) -> int:
             account_id=args.account,
             user_id=args.user,
             audience=settings.base_url + (args.route or "/monday/actions/notify"),
-            short_lived_token=args.short_lived_token,
+            short_lived_token=_short_lived_token(args, settings),
             lifetime=args.lifetime,
         )
     print(token)
     return 0
+
+
+def _short_lived_token(args: argparse.Namespace, settings: Settings) -> str | None:
+    """`--short-lived-token`, else in development the one the fake monday knows for the dev
+    user (so a locally run automation can send; server/dev/fake_monday_records.py)."""
+    if args.short_lived_token is not None:
+        return str(args.short_lived_token)
+    if not settings.is_dev:
+        return None
+    from server.dev.fake_monday_records import dev_short_lived_token
+
+    return dev_short_lived_token(args.user)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -303,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="outbound tokens: the aud path (default /monday/lifecycle or /monday/actions/notify)",
     )
     mint.add_argument(
-        "--short-lived-token", default=None, help="integration: shortLivedToken claim"
+        "--short-lived-token",
+        default=None,
+        help="integration: shortLivedToken claim (--dev: the fake monday's for --user)",
     )
     dev_flag(mint)
     mint.set_defaults(run=_mint)
@@ -331,7 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`manifest render | head`): nothing more to tell it, and no
+        # traceback either. stdout points at /dev/null so the interpreter's last flush is
+        # quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 

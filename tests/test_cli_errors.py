@@ -3,8 +3,11 @@ non-zero exit, never a traceback; `serve` says nothing about listening when it c
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from cryptography.fernet import Fernet
 
 from server.settings import load_settings
 from tests.delivery.helpers import free_port
-from tests.test_cli_settings import run_cli
+from tests.test_cli_settings import clean_env, run_cli
 
 
 @pytest.fixture
@@ -121,3 +124,25 @@ def test_keys_rotate_needs_no_oauth_client_secret(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "re-encrypted 0 stored credential(s)" in result.stdout
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    """`monday-notify manifest render | head -1`: the reader is gone before the command writes
+    (its end of the pipe is closed first, so every write fails), and the command stops
+    quietly with a non-zero exit instead of printing a BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "server", "manifest", "render"],
+            cwd=tmp_path,
+            env=clean_env(tmp_path),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""

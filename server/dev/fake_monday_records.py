@@ -52,6 +52,14 @@ def dev_personal_key(user_id: str) -> str:
     return f"dev-personal-key-user-{user_id}"
 
 
+def dev_short_lived_token(user_id: str) -> str:
+    """The fake short-lived token of a dev user's automations, e.g.
+    `dev-short-lived-token-user-12`: what `mint-token --dev --kind integration` puts in
+    `shortLivedToken`, so an action run locally reaches the fake monday as the app. (monday's
+    own expire after 5 minutes; these do not, as the personal keys do not.)"""
+    return f"dev-short-lived-token-user-{user_id}"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

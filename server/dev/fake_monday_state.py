@@ -32,6 +32,7 @@ from server.dev.fake_monday_records import (
     OAuthCode,
     ReceivedRequest,
     dev_personal_key,
+    dev_short_lived_token,
     utc_now,
 )
 
@@ -307,8 +308,10 @@ FAKE_MONDAY = web.AppKey("fake_monday", FakeMonday)
 
 
 def seed_dev_users(fake: FakeMonday, account_id: str = DEV_ACCOUNT_ID) -> None:
-    """Add the dev users of account 1001 and each one's fake personal API key."""
+    """Add the dev users of account 1001, each one's fake personal API key and the fake
+    short-lived token of their automations."""
     fake.add_account(account_id, "Dev Account", "dev-account")
     for user_id, name, email in DEV_USERS:
         fake.add_user(user_id, account_id, name, email)
         fake.add_token(dev_personal_key(user_id), user_id, account_id, "personal")
+        fake.add_token(dev_short_lived_token(user_id), user_id, account_id, "short_lived")
