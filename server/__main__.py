@@ -147,6 +147,10 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    plain = _plain_settings(args)
+    if plain.is_dev:
+        # Before the dev secrets are made: a server that cannot listen leaves no var/ behind.
+        _require_free_port(args.host or plain.host, plain.port if args.port is None else args.port)
     settings = _settings(args, **overrides)
     fmt = (
         settings.log_format

@@ -79,6 +79,7 @@ def test_a_port_in_use_is_one_line_before_listening(tmp_path: Path, busy_port: i
     result = run_cli(tmp_path, "serve", "--dev", "--port", str(busy_port))
     assert_one_line(result, "PORT")
     assert "listening" not in result.stdout
+    assert not (tmp_path / "var").exists(), "no dev secrets made for a server that never ran"
 
 
 def test_mint_token_elsewhere_never_makes_a_second_set_of_dev_secrets(tmp_path: Path) -> None:
