@@ -98,10 +98,11 @@ def decide_sender(
         )
     if credentials.short_lived_token and "app" not in allowed:
         # An automation sends with its own short-lived token only, which is the app (contract
-        # §10): a policy without the app leaves it nothing, whatever else is connected.
+        # §10): a policy without the app leaves it nothing usable (§5 step 7), whatever else
+        # is connected, and connecting more would not help: the message says what would.
         raise SenderRefused(
-            403,
-            "SENDER_NOT_ALLOWED",
+            409,
+            "NO_CREDENTIAL",
             f"The account's sender policy ({policy}) does not allow sending as the app, and an "
             "automation can only send as the app (with its own short-lived token): an admin "
             "can allow it in Settings (policy app, or app then installer).",

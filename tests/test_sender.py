@@ -206,7 +206,7 @@ CASES: list[tuple[str, Caller, Any, ConnectedCredentials, SenderRequest, Any]] =
         facts("installer"),
         creds(INSTALLER, api_key=True, short_lived=True),
         SenderRequest(),
-        "SENDER_NOT_ALLOWED",
+        "NO_CREDENTIAL",
     ),
     (
         "automation under policy app",

@@ -237,16 +237,17 @@ async def test_policy_installer_refuses_an_automation_and_says_why(
     monday_client: Any, fake_monday: Any
 ) -> None:
     """An automation sends only as the app, with its short-lived token (contract §10). Under
-    policy `installer` that is refused as the policy's doing, even with the installer's key
-    connected: not a NO_CREDENTIAL that asks for the key already there."""
+    policy `installer` nothing is usable (§5: NO_CREDENTIAL), even with the installer's key
+    connected, and the message says it is the policy: it does not ask for the key already
+    there."""
     await install(monday_client, policy="installer")
     await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="api_key")
     fake_monday.fake.add_token(SHORT_LIVED, MEMBER, ACCOUNT, "short_lived")
     response = await monday_client.post(PATH, json=run_body(), headers={"Authorization": token()})
-    assert response.status == 403
+    assert response.status == 409
     body = await response.json()
     assert body["severityCode"] == 4000
-    assert body["errors"][0]["extensions"]["code"] == "SENDER_NOT_ALLOWED"
+    assert body["errors"][0]["extensions"]["code"] == "NO_CREDENTIAL"
     assert "policy (installer)" in body["notificationErrorDescription"]
     assert "API key" not in body["notificationErrorDescription"]
     assert await row_count(monday_client) == 0 and fake_monday.fake.requests_to("/v2") == []
