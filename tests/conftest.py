@@ -140,15 +140,23 @@ async def fake_monday() -> AsyncIterator[FakeMondayServer]:
         await server.close()
 
 
-@pytest.fixture
-def monday_settings(tmp_path: Path, fake_monday: FakeMondayServer) -> Settings:
+def fake_monday_settings(
+    tmp_path: Path, fake_monday: FakeMondayServer, **overrides: Any
+) -> Settings:
     """Test settings whose monday API and OAuth endpoints are the fake monday."""
     return make_settings(
         tmp_path,
         monday_api_url=fake_monday.api_url,
         monday_oauth_token_url=fake_monday.token_url,
         monday_oauth_authorize_url=fake_monday.authorize_url,
+        **overrides,
     )
+
+
+@pytest.fixture
+def monday_settings(tmp_path: Path, fake_monday: FakeMondayServer) -> Settings:
+    """Test settings whose monday API and OAuth endpoints are the fake monday."""
+    return fake_monday_settings(tmp_path, fake_monday)
 
 
 @pytest.fixture

@@ -286,3 +286,16 @@ delivery_limits = Table(
     Column("tokens", Float),
     Column("tokens_at", UtcDateTime()),
 )
+
+# SQLite: the highest notification id ever deleted (one row, `id` 1). The send path reserves
+# ids as max(id) + 1 (storage/notifications/insert.py), which after a delete of the newest rows
+# gave their ids to the next ones: a client's retried `DELETE /notifications/6`, or an id it
+# kept, then reached a different notification. A trigger (migration 0012) raises this floor
+# on every delete, and ids go on above it, as Directus' AUTOINCREMENT ids do. PostgreSQL's
+# sequence never gives an id twice: there the row stays as the migration left it.
+notification_id_floor = Table(
+    "notification_id_floor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_deleted_id", IdType, nullable=False),
+)

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.app import create_app
-from tests.conftest import make_settings, start_app
 from tests.notifications.helpers import MEMBER, connect, install, notification, sent_texts
 
 KEYS_PER_ROUND = 3
@@ -27,22 +23,6 @@ ROUNDS = 10  # every CI run, on each engine
 STRESS_ROUNDS = 50  # `make stress`
 # A generous bound on one round (18 requests); a hang fails the test instead of the CI job.
 ROUND_BOUND_SECONDS = 60.0
-
-
-@pytest.fixture
-async def contended_client(
-    tmp_path: Path, empty_database_url: str, fake_monday: Any
-) -> AsyncIterator[TestClient[Any, Any]]:
-    """The whole server on SQLite or PostgreSQL (migrated at start), talking to the fake."""
-    settings = make_settings(
-        tmp_path,
-        database_url=empty_database_url,
-        monday_api_url=fake_monday.api_url,
-        monday_oauth_token_url=fake_monday.token_url,
-        monday_oauth_authorize_url=fake_monday.authorize_url,
-    )
-    async for client in start_app(create_app(settings)):
-        yield client
 
 
 async def one_round(client: TestClient[Any, Any], fake: Any, token: str, round_no: int) -> None:
@@ -89,13 +69,13 @@ async def run_rounds(client: TestClient[Any, Any], fake: Any, mint: Any, rounds:
 
 
 async def test_concurrent_duplicates_over_three_keys_send_once_per_key(
-    contended_client: TestClient[Any, Any], fake_monday: Any, mint: Any
+    engine_client: TestClient[Any, Any], fake_monday: Any, mint: Any
 ) -> None:
-    await run_rounds(contended_client, fake_monday.fake, mint, ROUNDS)
+    await run_rounds(engine_client, fake_monday.fake, mint, ROUNDS)
 
 
 @pytest.mark.stress
 async def test_fifty_rounds_of_concurrent_duplicates(
-    contended_client: TestClient[Any, Any], fake_monday: Any, mint: Any
+    engine_client: TestClient[Any, Any], fake_monday: Any, mint: Any
 ) -> None:
-    await run_rounds(contended_client, fake_monday.fake, mint, STRESS_ROUNDS)
+    await run_rounds(engine_client, fake_monday.fake, mint, STRESS_ROUNDS)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from server.app import create_app
 from server.appkeys import ENGINE
 from server.storage.tables import credentials, installations, lifecycle_events, notifications
-from tests.conftest import FakeMondayServer, make_settings, start_app
+from tests.conftest import FakeMondayServer, fake_monday_settings, make_settings, start_app
 
 BASE = "http://127.0.0.1:8080"  # tests.conftest.make_settings' PUBLIC_BASE_URL
 LIFECYCLE_AUD = BASE + "/monday/lifecycle"
@@ -41,13 +41,7 @@ async def app(
     tmp_path: Path, database_url: str, fake_monday: FakeMondayServer
 ) -> AsyncIterator[TestClient[Any, Any]]:
     """The whole server on 127.0.0.1 over SQLite and PostgreSQL, talking to the fake monday."""
-    settings = make_settings(
-        tmp_path,
-        database_url=database_url,
-        monday_api_url=fake_monday.api_url,
-        monday_oauth_token_url=fake_monday.token_url,
-        monday_oauth_authorize_url=fake_monday.authorize_url,
-    )
+    settings = fake_monday_settings(tmp_path, fake_monday, database_url=database_url)
     async for client in start_app(create_app(settings)):
         yield client
 

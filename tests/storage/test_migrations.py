@@ -9,12 +9,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, delete, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.storage.db import create_engine
 from server.storage.migrate import alembic_config, upgrade
-from server.storage.tables import metadata
+from server.storage.tables import metadata, notification_id_floor, notifications
+from tests.ledger.conftest import row
 
 
 @pytest.fixture
@@ -121,3 +122,31 @@ async def test_boolean_server_defaults(database_url: str) -> None:
         assert bool(reconnect[0]) is False
     finally:
         await engine.dispose()
+
+
+async def test_the_id_floor_starts_at_the_highest_id_and_rises_on_deletes(
+    empty_database_url: str, engine: AsyncEngine
+) -> None:
+    """Migration 0012 on a ledger with rows: the floor starts at today's highest id, and on
+    SQLite a delete raises it only when it deletes above it (PostgreSQL: no trigger, its
+    sequence never gives an id twice)."""
+    await upgrade(empty_database_url, "0011")
+    async with engine.begin() as conn:
+        for row_id in (1, 2, 3):
+            await conn.execute(insert(notifications).values(id=row_id, **row()))
+    await upgrade(empty_database_url)
+
+    async def floor() -> int:
+        async with engine.connect() as conn:
+            found = await conn.execute(select(notification_id_floor.c.last_deleted_id))
+            return int(found.scalar_one())
+
+    assert await floor() == 3
+    async with engine.begin() as conn:
+        await conn.execute(delete(notifications).where(notifications.c.id == 2))
+    assert await floor() == 3
+    async with engine.begin() as conn:
+        await conn.execute(insert(notifications).values(id=7, **row()))
+        await conn.execute(delete(notifications).where(notifications.c.id.in_([3, 7])))
+    sqlite = engine.dialect.name == "sqlite"
+    assert await floor() == (7 if sqlite else 3)

@@ -2,9 +2,10 @@
 them), their audit entries and the Idempotency-Key reservation, in one transaction.
 
 The request key of contract §11 names the row ids, so the ids are reserved first (SQLite: the
-next rowids, which only this writer can hand out inside its write transaction; PostgreSQL:
-`nextval` of the id sequence) and every row is inserted with its final values in one
-`INSERT`: no stamp `UPDATE` after it and no `RETURNING` (the values are all known here).
+next ids above every id there is and every id ever deleted, which only this writer can hand
+out inside its write transaction; PostgreSQL: `nextval` of the id sequence) and every row is
+inserted with its final values in one `INSERT`: no stamp `UPDATE` after it and no `RETURNING`
+(the values are all known here).
 Inside a writer group the rows are planned and written by the group's finalizer, with the
 other inserts' rows (coalesce.py); the ids then go on from the group's previous insert.
 """
@@ -41,7 +42,12 @@ from server.storage.notifications.coalesce import PendingInsert, defer_insert, s
 from server.storage.notifications.pacing import waiting_rows
 from server.storage.notifications.stamp import AccountFacts, account_facts, due_facts
 from server.storage.prepared import Prepared
-from server.storage.tables import idempotency_keys, notifications, sender_audit
+from server.storage.tables import (
+    idempotency_keys,
+    notification_id_floor,
+    notifications,
+    sender_audit,
+)
 from server.storage.txn_group import TxnGroup, current
 
 # Built once: values are bound parameters (building statements per send cost more than
@@ -64,8 +70,22 @@ _AUDIT_KEYS = (
 )
 _INSERT_AUDIT = Prepared(insert(sender_audit), _AUDIT_KEYS)
 _INSERT_KEY = insert(idempotency_keys)
-# SQLite gives an `INTEGER PRIMARY KEY` row max(rowid) + 1: the same ids it would pick itself.
-_MAX_ID = Prepared(select(func.coalesce(func.max(notifications.c.id), 0).label("last")))
+# SQLite: above every id in the table and every id ever deleted (`notification_id_floor`,
+# raised by a trigger on delete), so no id is given twice. (SQLite's own choice, max(rowid) + 1,
+# gave a deleted newest row's id to the next insert.) `max(a, b)` is SQLite's scalar max.
+_MAX_ID = Prepared(
+    select(
+        func.max(
+            func.coalesce(select(func.max(notifications.c.id)).scalar_subquery(), 0),
+            func.coalesce(
+                select(notification_id_floor.c.last_deleted_id)
+                .where(notification_id_floor.c.id == 1)
+                .scalar_subquery(),
+                0,
+            ),
+        ).label("last")
+    )
+)
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('notifications', 'id')) FROM generate_series(1, :n)"
 )
