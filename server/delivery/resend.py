@@ -64,8 +64,9 @@ def request_key(rows: Sequence[Notification]) -> str:
 
     Each row counts with its creation time as well as its id: SQLite used to give a deleted
     newest row's id to the next insert (no longer: storage/tables.py `notification_id_floor`),
-    and the same words sent again then must not be a replay of the deleted row's request. The key is computed once and stored on the rows (a retry
-    reads it back), so the time's round trip through the database does not matter."""
+    and the same words sent again then must not be a replay of the deleted row's request. The
+    key is computed once and stored on the rows (a retry reads it back), so the time's round
+    trip through the database does not matter."""
     first = rows[0]
     query, variables = notification_payload(requests_for(rows))
     material = [
