@@ -33,6 +33,7 @@ from server.realtime.limits import COLLECTION, RealtimeLimits
 from server.realtime.messages import (
     EVENTS,
     Subscription,
+    client_message,
     error,
     parse_query_message,
     subscription_key,
@@ -286,12 +287,9 @@ class RealtimeConnection:
 
     async def _handle(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except ValueError:
-            self.send(error("unknown", "INVALID_PAYLOAD", "Messages must be JSON objects."))
-            return
-        if not isinstance(message, dict):
-            self.send(error("unknown", "INVALID_PAYLOAD", "Messages must be JSON objects."))
+            message = client_message(text)
+        except ApiError as problem:
+            self.send(error("unknown", problem.code, problem.message))
             return
         kind = message.get("type")
         raw_uid = message.get("uid")

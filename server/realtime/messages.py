@@ -6,11 +6,11 @@ What a client's subscription is, how its query is read, and the shape of the err
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from server import jsonlimits
 from server.clock import utcnow
 from server.errors import ApiError
 from server.notifications.filters import Context
@@ -46,6 +46,21 @@ def error(kind: str, code: str, message: str, uid: str | None = None) -> dict[st
     return with_uid(body, uid)
 
 
+def client_message(text: str) -> dict[str, Any]:
+    """A client's message: a JSON object, its nesting bounded as every JSON body's (a deep
+    one ran the decoder out of stack and ended the connection with no word); ApiError
+    `INVALID_PAYLOAD` otherwise."""
+    try:
+        message = jsonlimits.loads(text)
+    except jsonlimits.JsonTooDeep as too_deep:
+        raise ApiError(400, "INVALID_PAYLOAD", f"The message's {too_deep}.") from None
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        raise ApiError(400, "INVALID_PAYLOAD", "Messages must be JSON objects.")
+    return message
+
+
 def parse_query_message(raw: Any, session: Session) -> Query:
     """A subscription's query: `fields`/`filter` as objects or strings (newer SDKs send
     strings), the read parameters Directus allows; aggregates and the like are refused."""
@@ -59,7 +74,9 @@ def parse_query_message(raw: Any, session: Session) -> Query:
     params = dict(raw)
     if isinstance(params.get("filter"), str):
         try:
-            params["filter"] = json.loads(params["filter"])
+            params["filter"] = jsonlimits.loads(params["filter"])
+        except jsonlimits.JsonTooDeep as too_deep:
+            raise ApiError(400, "INVALID_QUERY", f"query.filter's {too_deep}.") from None
         except ValueError:
             raise ApiError(400, "INVALID_QUERY", "query.filter must be JSON.") from None
     return parse_query(params, Context(user_id=session.user_id, now=utcnow()))

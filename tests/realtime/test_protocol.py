@@ -253,3 +253,25 @@ async def test_reauth_as_another_user_is_refused(rt: Client, mint: Any) -> None:
     answer = await wire.auth(mint(user=INSTALLER))
     assert answer["error"]["code"] == "AUTH_FAILED"
     await wire.closed()
+
+
+async def test_deeply_nested_json_is_refused_and_the_connection_lives(
+    rt: Client, mint: Any
+) -> None:
+    """A message, or a filter sent as a string, nested deeper than any JSON body may be
+    (contract §10: 64 levels) is answered INVALID_PAYLOAD / INVALID_QUERY, and the socket
+    goes on; the decoder ran out of stack on it and the connection ended with no word."""
+    wire = await open_wire(rt)
+    await wire.auth(mint(user=MEMBER))
+    await wire.ws.send_str("[" * 30_000)
+    refused = await wire.until(lambda m: m.get("status") == "error")
+    assert refused["error"]["code"] == "INVALID_PAYLOAD"
+    assert "nested deeper than 64" in refused["error"]["message"]
+
+    deep_filter = '{"_and": [' * 2_000 + "{}" + "]}" * 2_000
+    refused = await wire.subscribe("deep", query={"filter": deep_filter})
+    assert refused["status"] == "error" and refused["error"]["code"] == "INVALID_QUERY"
+    assert "nested deeper than 64" in refused["error"]["message"]
+
+    await wire.send({"type": "ping", "uid": "still-here"})
+    assert await wire.until(lambda m: m["type"] == "pong") == {"type": "pong", "uid": "still-here"}
