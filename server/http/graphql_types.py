@@ -142,10 +142,13 @@ _AGG_COUNT = GraphQLObjectType(
     "directus_notifications_aggregated_count",
     {name: GraphQLField(GraphQLInt) for name in FIELD_KINDS},
 )
+# min/max of a field: an int's is an Int, a boolean's a Boolean, the rest (text, datetimes)
+# a String.
+_AGG_SCALARS = {"int": GraphQLInt, "bool": GraphQLBoolean}
 _AGG_FIELDS = GraphQLObjectType(
     "directus_notifications_aggregated_fields",
     {
-        name: GraphQLField(GraphQLInt if FIELD_KINDS[name] == "int" else GraphQLString)
+        name: GraphQLField(_AGG_SCALARS.get(FIELD_KINDS[name], GraphQLString))
         for name in FIELD_KINDS
         if name in ORDERABLE
     },

@@ -170,7 +170,8 @@ def _flag(operand: Any, name: str, op: str) -> bool:
 
 def _nullish(col: Any, kind: Kind, op: str, flag: bool) -> ColumnElement[bool]:
     if kind == "json":
-        # None may be stored as SQL NULL or as the JSON text `null`: both are "no error".
+        # None is SQL NULL (storage/tables.py `NullableJSON`, migration 0013); the JSON text
+        # `null` is "no error" too, wherever it may come from.
         is_null: ColumnElement[bool] = or_(col.is_(None), cast(col, Text) == "null")
     else:
         is_null = col.is_(None)

@@ -199,6 +199,8 @@ def _aggregate(conn: Connection, session: Session, query: Query) -> list[dict[st
             value = api_value(row[agg.label])
             if agg.function in ("count", "countDistinct", "countAll") and value is not None:
                 value = int(value)
+            elif agg.field != "*" and FIELD_KINDS[agg.field] == "bool" and value is not None:
+                value = bool(value)  # min/max of a boolean, taken over it as an integer
             if agg.field == "*":
                 item[agg.function] = value
             else:

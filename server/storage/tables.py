@@ -151,6 +151,11 @@ oauth_states = Table(
     Column("code_verifier_encrypted", Text),
 )
 
+# A nullable JSON column whose Python None is SQL NULL. SQLAlchemy's JSON stores None as the
+# JSON text `null` by default: a sent row's "no error" then counted in
+# `aggregate[count]=last_error` (migration 0013 turned the stored ones into NULL).
+NullableJSON = JSON(none_as_null=True)
+
 notifications = Table(
     "notifications",
     metadata,
@@ -171,10 +176,10 @@ notifications = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UtcDateTime()),
     Column("sent_at", UtcDateTime()),
-    Column("last_error", JSON),
+    Column("last_error", NullableJSON),
     # Every failed attempt's error, oldest first, the latest 20 (contract §11; appended in the
     # statement that records the outcome: storage/notifications/attempt_errors.py).
-    Column("attempt_errors", JSON),
+    Column("attempt_errors", NullableJSON),
     Column("idempotency_key", String(255)),
     # Outbox lease: which worker holds the row and until when (delivery/).
     Column("lease_owner", String(64)),
@@ -185,7 +190,7 @@ notifications = Table(
     # batch's row ids in alias order, and when that key was first sent. An `unknown` row is
     # retried with exactly this request while the window since `delivery_request_at` lasts.
     Column("delivery_request_key", String(64), index=True),
-    Column("delivery_request_rows", JSON),
+    Column("delivery_request_rows", NullableJSON),
     Column("delivery_request_at", UtcDateTime()),
     # Contract §12: when the sender asked for it (None = at once), whether it ignores quiet
     # hours and digests, the digest it went out in, and why it is held back (`quiet_hours`).

@@ -150,3 +150,27 @@ async def test_the_id_floor_starts_at_the_highest_id_and_rises_on_deletes(
         await conn.execute(delete(notifications).where(notifications.c.id.in_([3, 7])))
     sqlite = engine.dialect.name == "sqlite"
     assert await floor() == (7 if sqlite else 3)
+
+
+async def test_stored_json_null_becomes_sql_null(
+    empty_database_url: str, engine: AsyncEngine
+) -> None:
+    """Migration 0013: a sent row's `last_error` stored as the JSON text `null` (as the send
+    path wrote it before) becomes SQL NULL; a real error stays as it was."""
+    await upgrade(empty_database_url, "0012")
+    async with engine.begin() as conn:
+        await conn.execute(insert(notifications).values(id=1, **row()))
+        await conn.execute(
+            insert(notifications).values(id=2, **row(last_error={"code": "E", "message": "m"}))
+        )
+        await conn.execute(text("UPDATE notifications SET last_error = 'null' WHERE id = 1"))
+        stored = await conn.execute(text("SELECT count(last_error) FROM notifications"))
+        assert stored.scalar_one() == 2
+    await upgrade(empty_database_url)
+    async with engine.connect() as conn:
+        raw = await conn.execute(
+            text("SELECT CAST(last_error AS TEXT) FROM notifications ORDER BY id")
+        )
+        [(none,), (error,)] = raw.all()
+    assert none is None
+    assert error is not None and '"code"' in error

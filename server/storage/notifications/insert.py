@@ -89,8 +89,8 @@ _MAX_ID = Prepared(
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('notifications', 'id')) FROM generate_series(1, :n)"
 )
-# Columns a row is inserted without unless it has them (JSON: an explicit None would store a
-# JSON `null`, not SQL NULL), and what `Notification.from_row` reads for them.
+# Columns a row is inserted without unless it has them (their default is NULL), and what
+# `Notification.from_row` reads for them.
 _UNSET: dict[str, Any] = {
     "sent_at": None,
     "last_error": None,

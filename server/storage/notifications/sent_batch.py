@@ -30,9 +30,9 @@ from server.notifications.model import Finish, Notification
 from server.storage.txn_group import current
 
 # What the one-row statement (finish.py `_SENT`) sets, for every row of `v`. `last_error`
-# is JSON `null` as the one-row statement's bound None stores it.
+# is SQL NULL, as the one-row statement's bound None stores it (tables.py `NullableJSON`).
 _SENT_ALL = text(
-    "UPDATE notifications AS n SET delivery_status = 'sent', last_error = 'null'::json,"
+    "UPDATE notifications AS n SET delivery_status = 'sent', last_error = NULL,"
     " lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = NULL,"
     " sent_at = v.sent_at, monday_id = coalesce(v.monday_id, n.monday_id)"
     " FROM unnest(CAST(:ids AS bigint[]), CAST(:owners AS text[]), CAST(:statuses AS text[]),"
