@@ -162,8 +162,9 @@ async def _run(
         return action_error(
             422,
             "DELIVERY_UNKNOWN",
-            "monday did not answer; the notification may or may not have been delivered, "
-            "and it is not retried to avoid a duplicate.",
+            "monday did not answer; the notification may already be in the bell. The server "
+            "sends the same request again while the automation's token lives, and monday "
+            "delivers it at most once: do not run the automation again for it.",
             runtime=f"notification {row.id}: no answer from monday",
         )
     # sent, or retry_scheduled: the delivery worker sends it when monday allows.

@@ -288,7 +288,8 @@ def _maybe_executed(
         status="unknown",
         code=(first.code if first is not None and first.code else f"HTTP_{status}"),
         message=f"monday answered HTTP {status} with an error{said} that does not prove the "
-        "notification was not sent; it may be in the bell, so it is not sent again.",
+        "notification was not sent; it may be in the bell. It is sent again with the same "
+        "Idempotency-Key, so monday delivers it at most once.",
         request_id=request_id,
         http_status=status,
     )

@@ -251,3 +251,20 @@ async def test_policy_installer_refuses_an_automation_and_says_why(
     assert "policy (installer)" in body["notificationErrorDescription"]
     assert "API key" not in body["notificationErrorDescription"]
     assert await row_count(monday_client) == 0 and fake_monday.fake.requests_to("/v2") == []
+
+
+async def test_no_answer_from_monday_says_the_server_sends_it_again(
+    monday_client: Any, fake_monday: Any
+) -> None:
+    """`unknown`: the action fails with what the server does next (the same request again,
+    delivered at most once), not a promise that it will not be retried."""
+    await ready(monday_client, fake_monday.fake)
+    fake_monday.fake.fail_next("server_error")
+    response = await monday_client.post(PATH, json=run_body(), headers={"Authorization": token()})
+    assert response.status == 422
+    body = await response.json()
+    assert body["errors"][0]["extensions"]["code"] == "DELIVERY_UNKNOWN"
+    assert "sends the same request again" in body["notificationErrorDescription"]
+    assert "not retried" not in body["notificationErrorDescription"]
+    [row] = await rows(monday_client)
+    assert row["delivery_status"] == "unknown" and row["delivery_request_key"] is not None

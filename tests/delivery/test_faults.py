@@ -104,6 +104,8 @@ async def test_server_error_is_unknown_then_retried_with_its_key_and_sent_once(
         # Contract §10: a 500 may follow an executed mutation: unknown, never failed.
         assert sent["delivery_status"] == "unknown"
         assert sent["last_error"]["code"] == "INTERNAL_SERVER_ERROR"
+        # Its message says what happens next, and what the lines below check happened.
+        assert "sent again with the same Idempotency-Key" in sent["last_error"]["message"]
         # Contract §11: asked again with the same request and key, and sent.
         found = await wait_for(client, sent["id"], "sent")
     assert found["attempts"] == 2
