@@ -159,7 +159,7 @@ def _decode(
         _check_times(claims, family=family, require_exp=require_exp, leeway=leeway, now=clock())
         if shape is not None:
             shape(claims)
-        note_secret_match(family, index)
+        # Not counted yet: the verifier counts the match once its own checks pass too.
         return claims, index
     raise _fail(family, "TOKEN_INVALID_SIGNATURE", "The token's signature does not match.")
 
@@ -275,6 +275,7 @@ def verify_session(
     if account_id is None or user_id is None:
         raise _fail("session", "TOKEN_MALFORMED", "The token has no valid account or user id.")
     raw_app = dat.get("app_id")
+    note_secret_match("session", index)
     return Session(
         account_id=account_id,
         user_id=user_id,
@@ -309,6 +310,7 @@ def verify_lifecycle(
         shape=_outbound_shape("lifecycle", audience),
     )
     account_id, user_id, expires_at = _ids_and_expiry(claims)
+    note_secret_match("lifecycle", index)
     return LifecycleCaller(
         account_id=account_id,
         user_id=user_id,
@@ -340,6 +342,7 @@ def verify_integration(
     )
     account_id, user_id, expires_at = _ids_and_expiry(claims)
     short_lived = claims.get("shortLivedToken")
+    note_secret_match("integration", index)
     return IntegrationCall(
         account_id=account_id,
         user_id=user_id,

@@ -14,6 +14,7 @@ from server.token_mint import mint_integration, mint_session
 from server.tokens import (
     TokenError,
     extract_token,
+    secret_matches,
     verify_integration,
     verify_lifecycle,
     verify_session,
@@ -345,3 +346,25 @@ def test_minted_integration_token_verifies() -> None:
     )
     call = verify_integration(token, secrets=[SIGNING_SECRET], audience=AUD, clock=time.time)
     assert call.short_lived_token == "t"
+
+
+def test_only_an_accepted_token_counts_as_a_secret_match() -> None:
+    """The retire-a-secret metric counts tokens that passed every check (docs/security.md):
+    a well-signed one refused afterwards for its app, its ids or its audience is not a use of
+    the secret anyone should keep it for."""
+
+    def matches() -> dict[tuple[str, int], int]:
+        return dict(secret_matches)
+
+    before = matches()
+    assert code_of(sign(session_claims(client_id="someone-else"))) == "TOKEN_WRONG_APP"
+    assert code_of(sign(session_claims(account_id="01"))) == "TOKEN_MALFORMED"
+    assert life_code(sign(lifecycle(accountId="007"))) == "TOKEN_MALFORMED"
+    assert life_code(sign(lifecycle(aud=AUD))) == "TOKEN_WRONG_APP"
+    assert matches() == before
+
+    verify(sign(session_claims()))
+    verify_lifecycle(sign(lifecycle()), secrets=SECRETS, audience=LIFECYCLE_AUD, clock=clock)
+    after = matches()
+    assert after.get(("session", 0), 0) == before.get(("session", 0), 0) + 1
+    assert after.get(("lifecycle", 0), 0) == before.get(("lifecycle", 0), 0) + 1
