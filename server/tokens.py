@@ -98,18 +98,15 @@ class IntegrationCall:
         )
 
 
-def extract_token(authorization: str | None) -> str:
-    """The JWT from `Authorization: <jwt>` or `Authorization: Bearer <jwt>`."""
-    if not authorization or not authorization.strip():
-        raise TokenError(
-            "TOKEN_MISSING", "No token: send the session token in the Authorization header."
-        )
-    value = authorization.strip()
+def extract_token(authorization: str | None, family: str = "session") -> str:
+    """The JWT from `Authorization: <jwt>` or `Authorization: Bearer <jwt>`; a refusal
+    names the token `family` the route takes (session, lifecycle or integration)."""
+    value = (authorization or "").strip()
     if value[:7].lower() == "bearer ":
         value = value[7:].strip()
     if not value or value.lower() == "bearer":
         raise TokenError(
-            "TOKEN_MISSING", "No token: send the session token in the Authorization header."
+            "TOKEN_MISSING", f"No token: send the {family} token in the Authorization header."
         )
     return value
 

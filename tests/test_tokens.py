@@ -203,6 +203,10 @@ def test_extract_token_accepts_raw_and_bearer() -> None:
         with pytest.raises(TokenError) as refused:
             extract_token(empty)
         assert refused.value.code == "TOKEN_MISSING"
+        assert "send the session token" in refused.value.message
+    with pytest.raises(TokenError) as refused:
+        extract_token("Bearer", "integration")
+    assert "send the integration token" in refused.value.message
 
 
 def test_minted_session_matches_mondays_shape() -> None:

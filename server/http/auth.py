@@ -54,7 +54,7 @@ def require_lifecycle(request: web.Request) -> LifecycleCaller:
     """`aud` must be our public URL plus `/monday/lifecycle`; the token names one account."""
     settings = request.app[SETTINGS]
     caller = verify_lifecycle(
-        extract_token(request.headers.get("Authorization")),
+        extract_token(request.headers.get("Authorization"), "lifecycle"),
         secrets=settings.client_secrets,
         audience=settings.base_url + LIFECYCLE_PATH,
         leeway=settings.jwt_leeway_seconds,
@@ -68,7 +68,7 @@ def require_integration(request: web.Request) -> IntegrationCall:
     """`aud` must be our public URL plus this route's path."""
     settings = request.app[SETTINGS]
     call = verify_integration(
-        extract_token(request.headers.get("Authorization")),
+        extract_token(request.headers.get("Authorization"), "integration"),
         secrets=settings.signing_secrets,
         audience=settings.base_url + request.path,
         leeway=settings.jwt_leeway_seconds,

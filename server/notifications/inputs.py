@@ -59,8 +59,13 @@ SendAt = Annotated[
 ]
 
 
-# A caller's text that will be stored or sent: strict str, no NUL, no lone surrogate.
-Text = Annotated[str, Field(strict=True), AfterValidator(storable)]
+# A caller's text that will be stored or sent: strict str, its length bounded, no NUL, no lone
+# surrogate. (The length sits on the str itself: put beside the validator, pydantic checked it
+# as a generic length and said "at most 5000 items".)
+MessageText = Annotated[
+    str, Field(strict=True, max_length=MAX_MESSAGE_CHARS), AfterValidator(storable)
+]
+SubjectText = Annotated[str, Field(strict=True, max_length=255), AfterValidator(storable)]
 
 
 class NotificationInput(BaseModel):
@@ -69,12 +74,10 @@ class NotificationInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
     recipient: MondayId
-    message: Annotated[
-        Text, Field(max_length=MAX_MESSAGE_CHARS, json_schema_extra={"minLength": 1})
-    ]
+    message: Annotated[MessageText, Field(json_schema_extra={"minLength": 1})]
     collection: Collection
     item: MondayId
-    subject: Annotated[Text | None, Field(max_length=255)] = None
+    subject: SubjectText | None = None
     send_as: SendAs | None = None
     send_at: SendAt = None
     urgent: Annotated[bool, Field(strict=True)] = False

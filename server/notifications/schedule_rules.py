@@ -19,6 +19,7 @@ GRACE = timedelta(minutes=5)
 MAX_DIGEST_WINDOW_SECONDS = 3600
 DIGEST_TEXT_LIMIT = 5000
 
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
@@ -27,7 +28,7 @@ def parse_send_at(value: object, now: datetime) -> datetime:
     if not isinstance(value, str) or not value.strip() or len(value) > 64:
         raise ValueError("must be an ISO 8601 date-time with an offset or Z")
     text = value.strip()
-    if "T" not in text and " " not in text:
+    if "T" not in text and " " not in text and _DATE.match(text):
         raise ValueError("must be an ISO 8601 date-time with an offset or Z, not only a date")
     try:
         parsed = datetime.fromisoformat(text)

@@ -218,6 +218,7 @@ BAD_INPUTS = [
     ({"message": ""}, "message"),
     ({"message": "   "}, "message"),
     ({"message": "x" * 5001}, "message"),
+    ({"subject": "x" * 256}, "subject"),
     ({"message": 42}, "message"),
     ({"collection": "Board"}, "collection"),
     ({"colour": "red"}, "colour"),
@@ -237,6 +238,7 @@ async def test_bad_input_is_refused_naming_the_field(monday_client: Any, mint: A
         error = (await response.json())["errors"][0]
         assert error["extensions"]["code"] == "INVALID_PAYLOAD"
         assert field in error["message"], (field, error["message"])
+        assert "items" not in error["message"], error["message"]  # text counts characters
     batch = await monday_client.post(
         "/notifications",
         json=[notification(), notification(recipient="x")],

@@ -63,6 +63,8 @@ async def test_send_at_rules(
                 error = (await response.json())["errors"][0]
                 assert error["extensions"]["code"] == "INVALID_PAYLOAD"
                 assert "send_at" in error["message"], error
+                # "only a date" is said of a date alone, never of text that is no date.
+                assert ("only a date" in error["message"]) == (bad == "2026-12-02"), error
             # One bad row refuses the whole batch: nothing is written.
             response = await client.post(
                 "/notifications",

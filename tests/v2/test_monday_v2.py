@@ -224,12 +224,16 @@ async def test_invalid_arguments_refuse_the_whole_document(
         'mutation { ok: create_notification(user_id: 12, target_id: 1, text: "fine", '
         'target_type: Project) { id } bad: create_notification(user_id: "abc", target_id: 1, '
         'text: "x", target_type: Project) { id } empty: create_notification(user_id: 12, '
-        'target_id: 1, text: "  ", target_type: Project) { id } }'
+        'target_id: 1, text: "  ", target_type: Project) { id } '
+        'long: create_notification(user_id: 12, target_id: 1, text: "'
+        + "x" * 5001
+        + '", target_type: Project) { id } }'
     )
     status, body = await post(monday_client, mint, {"query": query})
     assert status == 200
     errors = {tuple(e["path"]): e for e in body["errors"]}
-    assert set(errors) == {("bad",), ("empty",)}
+    assert set(errors) == {("bad",), ("empty",), ("long",)}
+    assert "at most 5000 characters" in errors[("long",)]["message"]
     assert errors[("bad",)]["extensions"]["code"] == "InvalidArgumentException"
     assert errors[("bad",)]["extensions"]["error_data"] == {"argument": "user_id"}
     assert "user_id" in errors[("bad",)]["message"]
