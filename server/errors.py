@@ -36,6 +36,10 @@ ErrorCode = Literal[
     "NOT_AWAITING_CLIENT",
     "API_KEY_REJECTED",
     "MONDAY_UNAVAILABLE",
+    # what the HTTP layer refuses before any route runs (server/http/protocol.py)
+    "REQUEST_HEADER_TOO_LARGE",
+    "BAD_REQUEST",
+    "TIMEOUT",
     # the process
     "SERVICE_UNAVAILABLE",
     "HTTP_ERROR",

@@ -27,7 +27,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from server.errors import error_body
+from server.errors import ErrorCode, error_body
 from server.http.event_loop import new_event_loop
 from server.http.heap import settle_heap
 
@@ -39,7 +39,7 @@ _Factory = Callable[
 ]
 
 
-def refusal(status: int, exc: BaseException | None) -> tuple[int, str, str]:
+def refusal(status: int, exc: BaseException | None) -> tuple[int, ErrorCode, str]:
     """(status, code, message) for a request aiohttp could not handle; never quotes input."""
     if isinstance(exc, LineTooLong):
         return (

@@ -261,7 +261,7 @@ class Ledger:
 
     async def update_one(self, session: Session, key: int | None, data: Any) -> dict[str, Any]:
         """`PATCH /notifications/{id}`: the updated object; 403 when not visible."""
-        changes = validate_changes(data)
+        changes = validate_changes(data, field="")
         if key is None:
             raise forbidden()
         if _split(changes):

@@ -54,28 +54,35 @@ def path_key(raw: str) -> int | None:
 
 
 def validate_changes(data: Any, *, field: str = "data") -> dict[str, Any]:
-    """The column values of an update: only `status`, only `inbox`/`archived`.
+    """The column values of an update: `status` (`inbox`/`archived`), and on a scheduled row
+    `send_at` or a cancel (contract §12). `field` is where `data` sits in the body ("" for
+    the body itself, `PATCH /notifications/{id}`).
 
     Any other field is 403 (a sent notification can't be edited or unsent); a bad status is
     400 INVALID_PAYLOAD.
     """
     if not isinstance(data, Mapping):
-        raise invalid_payload(f'"{field}" must be an object', field=field)
+        raise invalid_payload(f'"{field or "body"}" must be an object', field=field or "body")
     others = sorted(str(k) for k in data if k not in WRITABLE_FIELDS | SCHEDULE_FIELDS)
     if others:
         raise forbidden(
-            f"You don't have permission to change {', '.join(others)}: only status can change."
+            f"You don't have permission to change {', '.join(others)}: only status can change "
+            "(and, while the notification is scheduled, send_at or delivery_status)."
         )
     changes: dict[str, Any] = {}
     if "status" in data:
         status = data["status"]
         if status not in STATUSES:
-            raise invalid_payload(
-                f'"{field}.status" must be "inbox" or "archived"', field=f"{field}.status"
-            )
+            where = _at(field, "status")
+            raise invalid_payload(f'"{where}" must be "inbox" or "archived"', field=where)
         changes["status"] = status
     changes.update(_schedule_changes(data, field))
     return changes
+
+
+def _at(field: str, name: str) -> str:
+    """The path of `name` in a body whose changes sit at `field` ("" = the body itself)."""
+    return f"{field}.{name}" if field else name
 
 
 def _schedule_changes(data: Mapping[str, Any], field: str) -> dict[str, Any]:
@@ -93,9 +100,8 @@ def _schedule_changes(data: Mapping[str, Any], field: str) -> dict[str, Any]:
                 "and only while the notification is scheduled."
             )
         if "send_at" in data:
-            raise invalid_payload(
-                f'"{field}.send_at" can\'t be changed while cancelling', field=f"{field}.send_at"
-            )
+            where = _at(field, "send_at")
+            raise invalid_payload(f'"{where}" can\'t be changed while cancelling', field=where)
         out.update(
             delivery_status=DeliveryStatus.CANCELLED.value,
             next_attempt_at=None,
@@ -106,7 +112,8 @@ def _schedule_changes(data: Mapping[str, Any], field: str) -> dict[str, Any]:
         try:
             when = parse_send_at(data["send_at"], now)
         except ValueError as error:
-            raise invalid_payload(f'"{field}.send_at" {error}', field=f"{field}.send_at") from None
+            where = _at(field, "send_at")
+            raise invalid_payload(f'"{where}" {error}', field=where) from None
         out.update(send_at=when, next_attempt_at=max(when, now), deferred_reason=None)
         if not is_future(when, now):
             out["delivery_status"] = DeliveryStatus.QUEUED.value

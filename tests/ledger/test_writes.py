@@ -113,10 +113,20 @@ async def test_bad_status_is_invalid_payload(
         )
         assert status == 400, value
         assert code(body) == "INVALID_PAYLOAD"
+        # The body is the object itself: the field is `status`, not a `data.status` it lacks.
+        assert body["errors"][0]["extensions"]["field"] == "status"
     status, body = await call(
         client, "PATCH", f"/notifications/{ids['welcome']}", mint(user=ALICE), ["status"]
     )
     assert status == 400 and code(body) == "INVALID_PAYLOAD"
+    status, body = await call(
+        client,
+        "PATCH",
+        "/notifications",
+        mint(user=ALICE),
+        {"keys": [ids["welcome"]], "data": {"status": "read"}},
+    )
+    assert status == 400 and body["errors"][0]["extensions"]["field"] == "data.status"
 
 
 async def test_patch_hidden_missing_or_foreign_is_403(
