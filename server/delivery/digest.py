@@ -3,7 +3,7 @@ fall due within an account's digest window go to monday as one notification.
 
 The gate calls `digest_rows` with each batch about to be sent, after mutes and quiet hours:
 
-- A row becoming due for the first time (`queued`, no `digest_id`, not `urgent`) in an
+- A row becoming due for the first time (`queued`, no `digest_id`, `may_wait`) in an
   account whose window is on joins its key's open window, or opens one that closes
   `digest_window_seconds` from now and does not slide: `scheduled`, `next_attempt_at` = the
   close, one shared `digest_id`. It is not sent now.
@@ -56,7 +56,7 @@ async def digest_rows(store: ScheduleStore, rows: list[Notification]) -> list[No
     opening = [
         r
         for r in rows
-        if r.digest_id is None and r.delivery_status == DeliveryStatus.QUEUED and not r.urgent
+        if r.digest_id is None and r.delivery_status == DeliveryStatus.QUEUED and r.may_wait
     ]
     windows: dict[str, int] = {}
     for account_id in {r.account_id for r in opening}:

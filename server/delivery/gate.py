@@ -3,9 +3,10 @@
 The `Deliverer` hands every batch it is about to send (inline or from the worker) to the
 gate: rows whose recipient muted them end `suppressed`; rows that fall inside the account's
 quiet hours, in the recipient's own time zone, wait `scheduled` until the quiet hours end
-(unless `urgent`). What is left is sent. The gate only decides and writes through the
-`ScheduleStore` port; time zones come from `TimeZones`, which reads monday with the row's
-own credential and caches each answer for a day.
+(unless the row may not wait: `urgent`, or an automation's; `Notification.may_wait`). What is
+left is sent. The gate only decides and writes through the `ScheduleStore` port; time zones
+come from `TimeZones`, which reads monday with the row's own credential and caches each
+answer for a day.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ class ScheduleGate:
     def clear_due(self, rows: Sequence[Notification], facts: DueFacts) -> list[Notification]:
         """Of `rows` just inserted `queued` (due now, no digest yet), those `__call__` would
         let through untouched right now, decided from `facts` and the cached time zones only:
-        not muted, and urgent or (outside the digest window's reach and outside quiet hours
-        in a zone already known). A row this cannot decide is left out: it meets `__call__`."""
+        not muted, and unable to wait (`may_wait`) or (outside the digest window's reach and
+        outside quiet hours in a zone already known). A row this cannot decide is left out: it
+        meets `__call__`."""
         now = utcnow()
         clear: list[Notification] = []
         for row in rows:
@@ -125,7 +127,7 @@ class ScheduleGate:
                 continue
             if row.digest_id is not None:
                 continue
-            if not row.urgent:
+            if row.may_wait:
                 if row.account_id in facts.digest_accounts:
                     continue
                 hours = facts.quiet_hours.get(row.account_id)
@@ -146,9 +148,7 @@ class ScheduleGate:
 
     async def _quiet_hours(self, rows: list[Notification]) -> list[Notification]:
         # Only a row's first way out is held: a retry of a row already let through goes on.
-        candidates = [
-            r for r in rows if r.delivery_status == DeliveryStatus.QUEUED and not r.urgent
-        ]
+        candidates = [r for r in rows if r.delivery_status == DeliveryStatus.QUEUED and r.may_wait]
         if not candidates:
             return rows
         quiet: dict[str, QuietHours | None] = {}

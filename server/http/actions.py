@@ -17,7 +17,6 @@ the same run (same `actionUuid`) replays the first answer instead of sending aga
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from server.http.idempotent import idempotent
 from server.http.openapi import Operation
 from server.notifications.inputs import NotificationInput
 from server.notifications.model import DeliveryStatus
+from server.notifications.schedule_rules import AUTOMATION_HORIZON
 from server.notifications.send import AUTOMATION, SendRequest
 from server.tokens import IntegrationCall, TokenError
 
@@ -41,9 +41,6 @@ HIGH = 6000  # the recipe will keep failing: monday disables it
 TITLE = "The notification was not sent"
 # Our field names back to the action's input field names.
 _INPUT_OF = {"recipient": "userId", "item": "itemId", "message": "text", "send_at": "sendAt"}
-# An automation sends only with the request's short-lived token (contract §10), which lives
-# in memory for minutes: a `sendAt` later than that could never be sent, so it is refused.
-SEND_AT_HORIZON = timedelta(minutes=5)
 
 
 def action_error(
@@ -108,7 +105,7 @@ def _notification(inputs: dict[str, Any]) -> NotificationInput | str:
             name = "boardId"
         problem = str(first["msg"]).removeprefix("Value error, ")
         return f'The action\'s input field "{name}" is invalid: {problem}.'
-    if parsed.send_at is not None and parsed.send_at > utcnow() + SEND_AT_HORIZON:
+    if parsed.send_at is not None and parsed.send_at > utcnow() + AUTOMATION_HORIZON:
         return (
             'The action\'s input field "sendAt" is invalid: an automation can schedule at '
             "most 5 minutes ahead (its monday token expires; docs/scheduling.md)."

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, TypedDict
 
-from server.sender import SendAs, SenderDecision, Transport
+from server.sender import SHORT_LIVED, SendAs, SenderDecision, Transport
 
 LedgerStatus = Literal["inbox", "archived"]
 LEDGER_STATUSES: tuple[LedgerStatus, ...] = ("inbox", "archived")
@@ -177,6 +177,14 @@ class Notification:
             deferred_reason=row["deferred_reason"],
             attempt_errors=tuple(row.get("attempt_errors") or ()),
         )
+
+    @property
+    def may_wait(self) -> bool:
+        """Whether quiet hours and digest windows may hold it (contract §12). Not when asked
+        `urgent`, nor an automation's: it goes out only with its short-lived monday token,
+        which lives 5 minutes, so held past that it could only fail (after its action was
+        answered a success)."""
+        return not self.urgent and self.credential_owner != SHORT_LIVED
 
 
 @dataclass(frozen=True, slots=True)

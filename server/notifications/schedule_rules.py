@@ -16,6 +16,9 @@ MAX_AHEAD = timedelta(days=90)
 # A send_at this far in the past is a late click or a slow network: sent at once. Older is
 # almost certainly a mistake (a wrong day or time zone), so it is refused.
 GRACE = timedelta(minutes=5)
+# An automation sends only with its request's short-lived token (contract §10), which monday
+# gives 5 minutes: its notification can't be sent later than that after it was made.
+AUTOMATION_HORIZON = timedelta(minutes=5)
 MAX_DIGEST_WINDOW_SECONDS = 3600
 DIGEST_TEXT_LIMIT = 5000
 

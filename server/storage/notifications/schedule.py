@@ -27,6 +27,8 @@ from server.notifications.model import (
     Visibility,
     sources,
 )
+from server.notifications.schedule_rules import AUTOMATION_HORIZON
+from server.sender import SHORT_LIVED
 from server.storage.notifications.rows import visibility_condition
 from server.storage.notifications.stamp import mute_key
 from server.storage.tables import installations, mutes, notifications
@@ -279,6 +281,7 @@ class SqlSchedule:
                             t.delivery_status == S.SCHEDULED.value,
                             t.delivery_status.in_(_from(target)),
                             or_(t.lease_expires_at.is_(None), t.lease_expires_at < now),
+                            *_within_token_life(values.get("send_at")),
                         )
                         .values(**values)
                         .returning(*notifications.c)
@@ -361,3 +364,18 @@ class SqlSchedule:
             if (row.account_id, row.recipient, "") in keys
             or (row.account_id, row.recipient, mute_key(row.collection, row.item)) in keys
         }
+
+
+def _within_token_life(send_at: datetime | None) -> list[Any]:
+    """A new `send_at` for an automation's row no later than its short-lived token lives
+    (made at `timestamp`, sent by `timestamp` + AUTOMATION_HORIZON): moved later it could only
+    fail. Other rows: no condition."""
+    if send_at is None:
+        return []
+    return [
+        or_(
+            t.credential_owner.is_(None),
+            t.credential_owner != SHORT_LIVED,
+            t.timestamp >= send_at - AUTOMATION_HORIZON,
+        )
+    ]
