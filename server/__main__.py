@@ -243,7 +243,7 @@ def _short_lived_token(args: argparse.Namespace, settings: Settings) -> str | No
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from server.storage.migrate import upgrade_sync
+    from server.storage.migrate import head_revision, upgrade_sync
 
     # Only DATABASE_URL matters here (contract §14): no OAuth secret, no generated dev secrets.
     settings = _plain_settings(args)
@@ -252,8 +252,11 @@ def _db_upgrade(args: argparse.Namespace) -> int:
         _var_dir().mkdir(parents=True, exist_ok=True)
         url = f"sqlite+aiosqlite:///{_var_dir() / 'monday-notify.db'}"
     _require_database(url)
-    upgrade_sync(url)
-    print("database is at the latest revision")
+    applied = upgrade_sync(url)
+    for migration in applied:
+        print(f"applied {migration}")
+    state = "is now" if applied else "was already"
+    print(f"database {state} at the latest revision ({head_revision()})")
     return 0
 
 

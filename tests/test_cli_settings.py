@@ -151,6 +151,11 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
 
     result = run_cli(tmp_path, "db", "upgrade", "--dev")
     assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("applied 0001: ") and len(lines) > 2, lines
+    assert lines[-1].startswith("database is now at the latest revision (")
+    again = run_cli(tmp_path, "db", "upgrade", "--dev").stdout.splitlines()
+    assert again == [lines[-1].replace("is now", "was already")]
     tables = {
         r[0]
         for r in sqlite3.connect(tmp_path / "var" / "monday-notify.db").execute(

@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, delete, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.storage.db import create_engine
-from server.storage.migrate import alembic_config, upgrade
+from server.storage.migrate import head_revision, upgrade
 from server.storage.tables import metadata, notification_id_floor, notifications
 from tests.ledger.conftest import row
 
@@ -40,12 +39,6 @@ def _schema(connection: Connection) -> dict[str, Any]:
     return schema
 
 
-def _head() -> str:
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head
-    return head
-
-
 async def _revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
         return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
@@ -61,7 +54,7 @@ async def test_upgrade_creates_every_table(empty_database_url: str, engine: Asyn
         assert {c[0] for c in schema[name]["columns"]} == set(table.columns.keys()), name
         for index in table.indexes:
             assert index.name in schema[name]["indexes"], f"{name}: index {index.name} missing"
-    assert await _revision(engine) == _head()
+    assert await _revision(engine) == head_revision()
 
 
 async def test_migrations_match_the_tables(empty_database_url: str, engine: AsyncEngine) -> None:
@@ -94,7 +87,7 @@ async def test_second_upgrade_is_a_no_op(empty_database_url: str, engine: AsyncE
         assert await conn.run_sync(_schema) == before
         kept = await conn.execute(text("SELECT count(*) FROM oauth_states"))
         assert kept.scalar_one() == 1
-    assert await _revision(engine) == _head()
+    assert await _revision(engine) == head_revision()
 
 
 async def test_boolean_server_defaults(database_url: str) -> None:
