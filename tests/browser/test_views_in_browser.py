@@ -12,7 +12,7 @@ from tests.browser.conftest import SCREENSHOTS, Harness
 
 pytestmark = pytest.mark.browser
 
-ADA, MAX, VERA = "11", "12", "14"
+ADA, MAX, GUS, VERA = "11", "12", "13", "14"
 
 
 def _compose(frame: Any, recipient: str, text: str, send_as: str = "") -> None:
@@ -161,6 +161,31 @@ def test_a_view_only_user_is_refused_clearly(harness: Harness) -> None:
     frame.evaluate("() => document.getElementById('compose').requestSubmit()")
     harness.wait_for_notice("error", "view-only access")
     assert not [u for m, u, _ in harness.responses if m == "POST" and u.endswith("/notifications")]
+
+
+def test_a_guest_under_the_installer_policy_cannot_press_send(harness: Harness) -> None:
+    """The policy leaves a guest no sender (guests never send as the installer): the board
+    says so and its Send button stays disabled, now and for later; an admin can send."""
+    settings = harness.open("settings", user=ADA, role="admin")
+    settings.check('input[name="sender_policy"][value="installer"]')
+    settings.click("#save-policy")
+    harness.wait_for_notice("success", "Sender policy saved")
+
+    frame = harness.open("board", user=GUS, role="guest")
+    frame.wait_for_function(
+        "() => document.getElementById('sender-name').textContent.startsWith('nobody')"
+    )
+    assert "your role can't send" in frame.inner_text("#sender-name")
+    assert frame.locator("#send").is_disabled()
+    frame.select_option("#when", "later")
+    assert "your role can't send" in frame.inner_text("#sender-name")
+    assert frame.locator("#send").is_disabled()
+
+    frame = harness.open("board", user=ADA, role="admin")
+    frame.wait_for_function(
+        "() => document.getElementById('sender-name').textContent.includes('the installer')"
+    )
+    assert frame.locator("#send").is_enabled()
 
 
 def test_a_script_in_a_message_is_shown_as_inert_text(harness: Harness) -> None:

@@ -56,6 +56,9 @@ const state = {
   isAdmin: false,
   userId: null,
   sending: false,
+  // False when nobody can send as this caller (view-only, or the policy leaves their role
+  // no sender): the Send button stays disabled.
+  sendable: true,
   history: [],
 };
 
@@ -135,11 +138,27 @@ function describeLaterSender(allowed) {
   return "nobody yet: sending later needs the app connected or the installer's API key (settings)";
 }
 
+function setSendable(sendable) {
+  state.sendable = sendable;
+  sendButton.disabled = state.sending || !sendable;
+}
+
 /** What the server will decide (contract §5), shown before sending. A live view can always relay. */
 function describeSender() {
+  if (state.viewOnly) {
+    senderName.textContent = "nobody: view-only access can't send";
+    setSendable(false);
+    return;
+  }
+  setSendable(true);
   const allowed = allowedSenders();
   for (const node of sendAs.options) node.disabled = node.value !== "" && !allowed.includes(node.value);
   if (sendAs.value && !allowed.includes(sendAs.value)) sendAs.value = "";
+  if (!allowed.length) {
+    senderName.textContent = "nobody: your role can't send with this account's policy";
+    setSendable(false);
+    return;
+  }
   if (whenChoice.value === "later") {
     senderName.textContent = describeLaterSender(allowed);
     return;
@@ -148,6 +167,7 @@ function describeSender() {
   const chosen = sendAs.value || (policy === "installer" ? "installer" : "app");
   if (!allowed.includes(chosen)) {
     senderName.textContent = "nobody: your role can't send with this account's policy";
+    setSendable(false);
     return;
   }
   if (chosen === "app") {
@@ -326,7 +346,7 @@ async function onSubmit(event) {
     showError(error, { viewOnly: state.viewOnly });
   } finally {
     state.sending = false;
-    sendButton.disabled = state.viewOnly;
+    sendButton.disabled = !state.sendable;
     refreshNow();
   }
 }
@@ -345,7 +365,7 @@ async function main() {
   state.userId = user.id === undefined || user.id === null ? null : String(user.id);
   if (state.viewOnly) {
     banner("You have view-only access to this board, so you can't send notifications. Ask a board owner for edit access.");
-    sendButton.disabled = true;
+    setSendable(false);
     for (const field of [recipient, target, sendAs, message, whenChoice, sendAt]) field.disabled = true;
   }
   if (!state.boardId) {
