@@ -70,6 +70,12 @@ def test_send_as_the_app_with_an_oauth_credential(harness: Harness) -> None:
         "() => document.getElementById('oauth-state').textContent.includes('Connected')",
         timeout=10000,
     )
+    # A member does not see the installer's token: not told the app is not connected.
+    member = harness.open("settings", user=MAX, role="member")
+    member.wait_for_function(
+        "() => document.getElementById('oauth-state').textContent.includes('by you')"
+    )
+    assert member.inner_text("#oauth-state").startswith("Not connected by you")
 
     frame = harness.open("board", user=ADA, role="admin")
     text = f"OAuth hello {uuid.uuid4().hex[:8]}"

@@ -58,7 +58,10 @@ function render() {
     ? `${person(installer)}${inst.installed ? "" : " (not yet confirmed by monday's install event)"}`
     : "Nobody yet: the first admin to connect a credential becomes the installer";
   const oauth = credentials.filter((c) => c.kind === "oauth");
-  oauthCell.textContent = oauth.length ? oauth.map(describe).join("; ") : "Not connected";
+  // A member sees only their own OAuth token (GET /installation hides the others'): with none,
+  // the app may still be connected by the installer, and "Not connected" would say it is not.
+  const noOAuth = state.isAdmin ? "Not connected" : "Not connected by you (only admins see the installer's)";
+  oauthCell.textContent = oauth.length ? oauth.map(describe).join("; ") : noOAuth;
   keyCell.textContent = describe(credentials.find((c) => c.kind === "api_key"));
   for (const input of policyForm.elements.sender_policy) {
     input.checked = input.value === (inst.sender_policy || "app_then_installer");
