@@ -140,7 +140,7 @@ def build(app: web.Application) -> Services:
     # Contract §12: due scheduled rows are released before each claim; every batch passes
     # the gate (mutes, quiet hours) on its way out.
     schedule = SqlSchedule(engine, publish)
-    time_zones = TimeZones(app[MONDAY], credentials.resolve, deliverer.short_lived.get)
+    time_zones = TimeZones(app[MONDAY], credentials.resolve)
     gate = ScheduleGate(schedule, time_zones)
     deliverer.gate, deliverer.gate_clear = gate, gate.clear_due
     worker = DeliveryWorker(

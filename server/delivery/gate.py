@@ -50,7 +50,6 @@ class TimeZones:
 
     monday: MondayClient
     resolve: Resolver
-    short_lived: Callable[[int], str | None] = lambda _row_id: None
     _cache: dict[tuple[str, str], tuple[str | None, datetime]] = field(default_factory=dict)
 
     async def of(self, row: Notification) -> str | None:
@@ -71,13 +70,9 @@ class TimeZones:
         return True, cached[0]
 
     async def _ask(self, row: Notification) -> tuple[str | None, float]:
+        # Never an automation's row: quiet hours do not hold those (`Notification.may_wait`).
         owner = row.credential_owner or ""
-        if owner == "short_lived":
-            token = self.short_lived(row.id)
-        else:
-            token = await self.resolve(
-                row.account_id, row.sent_as or "", owner, row.sender != owner
-            )
+        token = await self.resolve(row.account_id, row.sent_as or "", owner, row.sender != owner)
         if token is None:
             return None, 300.0
         try:
