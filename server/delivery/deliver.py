@@ -50,6 +50,7 @@ from server.notifications.model import (
     delivery_error,
 )
 from server.notifications.ports import OutboxStore
+from server.sender import SHORT_LIVED
 from server.storage.notifications import lease_token
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class Deliverer:
     async def _token_for(
         self, account_id: str, sent_as: str, owner: str, for_others: bool, row_id: int
     ) -> str | None:
-        if owner == "short_lived":
+        if owner == SHORT_LIVED:
             return self.short_lived.get(row_id)
         return await self.resolve(account_id, sent_as, owner, for_others)
 
@@ -278,7 +279,7 @@ class Deliverer:
         finally:
             rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
             self.governor.report(permit, outcomes, rate_limit)
-        if any(outcome.unauthorized for outcome in outcomes) and owner != "short_lived":
+        if any(outcome.unauthorized for outcome in outcomes) and owner != SHORT_LIVED:
             await self.mark_reconnect(account_id, sent_as, owner)
         by_row = outcomes_by_row(rows, outcomes)
         finishes = [self._finish(row, by_row[row.id], window_end) for row in rows]
@@ -388,7 +389,7 @@ def _lease(row: Notification) -> str:
 
 
 def _no_credential(owner: str) -> str:
-    if owner == "short_lived":
+    if owner == SHORT_LIVED:
         return "The automation's short-lived token expired before the notification could be sent."
     return (
         "The credential chosen for this notification is no longer connected: "

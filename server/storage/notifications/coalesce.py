@@ -37,6 +37,7 @@ from server.notifications.model import (
     RequestSharer,
     transition,
 )
+from server.sender import SHORT_LIVED
 from server.storage.notifications.budget import Stamped, take_budgets
 from server.storage.txn_group import TxnGroup
 
@@ -105,7 +106,7 @@ def _budgeted(
 
 
 def _joinable(row: Notification) -> bool:
-    return row.credential_owner != "short_lived"
+    return row.credential_owner != SHORT_LIVED
 
 
 class _Coalescer:
