@@ -12,6 +12,10 @@ future delivery, which would then be taken for a replay. Events apply in monday'
 one whose `data.timestamp` is older than the last applied for the account is recorded
 (`applied = false`) and changes nothing. An event without a timestamp cannot be placed in
 that order: it applies only while no timestamped event has been applied to the account.
+`install` and `uninstall` are ordered among themselves: a subscription event (which changes
+neither the installed state nor the credentials) that arrives before an older `uninstall`
+or reinstall does not make it stale; it only keeps that event's account facts (tier,
+subscription, ...) from overwriting its own newer ones.
 """
 
 from __future__ import annotations
@@ -193,19 +197,20 @@ def _installer(data: LifecycleData, now: datetime) -> dict[str, Any]:
 def change_for(body: dict[str, Any], event: LifecycleEvent, now: datetime) -> LifecycleChange:
     """What applying `event` changes, decided here; the store records and applies it."""
     data = event.data
-    values = _account_values(data)
-    values["last_event_type"] = event.type
+    facts = _account_values(data)
+    facts["last_event_type"] = event.type
     if_new: dict[str, Any] = {"sender_policy": DEFAULT_POLICY}
+    installation: dict[str, Any] | None = None
     drop: CredentialDrop = "none"
     installer = _installer(data, now)
     if event.type == "install":
-        values.update(installer, uninstalled_at=None)
+        installation = {**installer, "uninstalled_at": None}
         # The API key is the installing user's personal token: once someone else (or, if
         # monday named nobody, no one) is the installer, a former installer's key has no
         # owner it may be used for, so it is deleted rather than left for the new one.
         drop = "api_keys_of_others"
     elif event.type == "uninstall":
-        values.update(installed=False, uninstalled_at=now)
+        installation = {"installed": False, "uninstalled_at": now}
         drop = "everything"  # every credential and pending OAuth state of the account
     else:
         # A subscription event for an account whose install we never saw: it has the
@@ -218,7 +223,8 @@ def change_for(body: dict[str, Any], event: LifecycleEvent, now: datetime) -> Li
         data=body.get("data"),
         timestamp=data.timestamp,
         now=now,
-        values=values,
+        facts=facts,
+        installation=installation,
         values_if_new=if_new,
         drop=drop,
         keep_user_id=data.user_id,

@@ -39,10 +39,17 @@ class LifecycleChange:
     data: Any  # the body's `data`, recorded as received
     timestamp: datetime | None
     now: datetime
-    # `Installation` fields to set (absent ones keep their stored value).
-    values: Mapping[str, Any]
+    # The account's facts the event carries (`Installation` fields: tier, version,
+    # subscription, last event type, ...): set only if no newer event was applied.
+    facts: Mapping[str, Any]
+    # `install` / `uninstall` only: the installed state and the installer (with `drop`),
+    # ordered against the other installs and uninstalls alone, so a newer subscription event
+    # that arrived first does not make an uninstall or a reinstall stale. None: a
+    # subscription event, which changes neither.
+    installation: Mapping[str, Any] | None = None
     # More fields, set only when monday had never told us about the account before.
     values_if_new: Mapping[str, Any] = field(default_factory=dict)
+    # With `installation`: which credentials it deletes.
     drop: CredentialDrop = "none"
     # With `api_keys_of_others`: whose API key stays (None: nobody's).
     keep_user_id: str | None = None
@@ -51,7 +58,9 @@ class LifecycleChange:
 class LifecycleResult(StrEnum):
     APPLIED = "applied"
     REPLAYED = "replayed"  # the same body was recorded before: nothing changed
-    STALE = "stale"  # older than the last applied event: recorded, nothing changed
+    # Older than the last applied event of its kind (an install or uninstall: than the last
+    # of those; a subscription event: than any): recorded, nothing changed.
+    STALE = "stale"
 
 
 class AccountChanges:

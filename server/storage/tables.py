@@ -86,8 +86,12 @@ installations = Table(
     Column("version", JSON),
     Column("subscription", JSON),
     Column("last_event_type", String(64)),
-    # `data.timestamp` of the newest lifecycle event applied: older ones change nothing.
+    # `data.timestamp` of the newest lifecycle event applied: an older one leaves the account's
+    # facts (tier, version, subscription, ...) alone.
     Column("last_event_at", UtcDateTime()),
+    # `data.timestamp` of the newest `install` / `uninstall` applied: an older one of those
+    # changes neither the installed state nor the credentials (migration 0014).
+    Column("install_event_at", UtcDateTime()),
     Column("sender_policy", String(32), nullable=False, server_default="app_then_installer"),
     # Contract §12: quiet hours ("HH:MM" each, both null = off) and the digest window.
     Column("quiet_hours_start", String(5)),

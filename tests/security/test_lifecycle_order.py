@@ -114,3 +114,51 @@ async def test_racing_deliveries_end_in_the_newest_state(app: Any) -> None:
         assert answers[0]["applied"] is True
         row = await installation(app)
         assert (row["installed"], row["installer_user_id"]) == (True, MEMBER), round_
+
+
+async def test_a_newer_subscription_event_does_not_make_an_uninstall_stale(app: Any) -> None:
+    """monday's order: install, uninstall, subscription cancelled; the last arrives first."""
+    await post(app, event("install", timestamp=T1))
+    await seed_credential(app, user=INSTALLER, kind="api_key", secret="key-of-the-installer")
+    cancelled = event("app_subscription_cancelled", timestamp=T3, subscription={"plan": "none"})
+    await post(app, cancelled)
+    uninstall = await post(app, event("uninstall", timestamp=T2, account_tier="free"))
+    assert uninstall["applied"] is True
+    row = await installation(app)
+    assert row["installed"] is False
+    assert await table(app, "credentials") == []
+    # The uninstall's own account facts are older than the subscription event's: not applied.
+    assert (row["subscription"], row["account_tier"], row["last_event_type"]) == (
+        {"plan": "none"},
+        "pro",
+        "app_subscription_cancelled",
+    )
+
+
+async def test_a_reinstall_that_arrives_after_a_newer_subscription_event_applies(app: Any) -> None:
+    """A reinstall by another admin must not be lost: the old installer's key stays unused."""
+    await post(app, event("install", timestamp=T1))
+    await seed_credential(app, user=INSTALLER, kind="api_key", secret="key-of-the-first-installer")
+    await post(app, event("app_subscription_changed", timestamp=T3))
+    reinstall = await post(app, event("install", user=MEMBER, timestamp=T2))
+    assert reinstall["applied"] is True
+    row = await installation(app)
+    assert (row["installed"], row["installer_user_id"]) == (True, MEMBER)
+    assert await table(app, "credentials") == []
+    recorded = [(e["type"], e["applied"]) for e in await table(app, "lifecycle_events")]
+    assert recorded == [
+        ("install", True),
+        ("app_subscription_changed", True),
+        ("install", True),
+    ]
+
+
+async def test_an_uninstall_older_than_the_last_install_stays_stale_among_other_events(
+    app: Any,
+) -> None:
+    await post(app, event("install", timestamp=T1))
+    await post(app, event("install", user=MEMBER, timestamp=T3))
+    await post(app, event("app_subscription_renewed", timestamp=T3))
+    late = await post(app, event("uninstall", timestamp=T2))
+    assert late["applied"] is False
+    assert (await installation(app))["installed"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.storage.db import create_engine
 from server.storage.migrate import head_revision, upgrade
-from server.storage.tables import metadata, notification_id_floor, notifications
+from server.storage.tables import installations, metadata, notification_id_floor, notifications
 from tests.ledger.conftest import row
 
 
@@ -167,3 +168,27 @@ async def test_stored_json_null_becomes_sql_null(
         [(none,), (error,)] = raw.all()
     assert none is None
     assert error is not None and '"code"' in error
+
+
+async def test_the_install_watermark_starts_at_the_last_event(
+    empty_database_url: str, engine: AsyncEngine
+) -> None:
+    """Migration 0014: an account's `install_event_at` starts at its `last_event_at`, so an
+    install or uninstall older than what was applied before stays stale after the upgrade."""
+    await upgrade(empty_database_url, "0013")
+    stamp = datetime(2026, 7, 3, 10, tzinfo=UTC)
+    async with engine.begin() as conn:
+        for account, last in (("1001", stamp), ("1002", None)):
+            await conn.execute(
+                insert(installations).values(
+                    account_id=account, last_event_at=last, updated_at=stamp
+                )
+            )
+    await upgrade(empty_database_url)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(installations.c.account_id, installations.c.install_event_at).order_by(
+                installations.c.account_id
+            )
+        )
+        assert rows.all() == [("1001", stamp), ("1002", None)]

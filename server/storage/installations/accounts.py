@@ -186,7 +186,11 @@ class SqlInstallations:
     async def record_lifecycle(self, change: LifecycleChange) -> LifecycleResult:
         """Record the event once and, if it is not older than the last one, apply it.
 
-        One transaction: the record, the ordering check and the changes commit together.
+        An `install` or `uninstall` is compared with the last of those (its installed state
+        and credentials), and with the last event of any kind for the account's facts it
+        carries; a subscription event with the last event of any kind (contract §10,
+        docs/security.md "Ordering rule"). One transaction: the record, the ordering checks
+        and the changes commit together.
         """
         async with self.engine.begin() as conn:
             recorded = await conn.execute(
@@ -204,27 +208,34 @@ class SqlInstallations:
             if recorded.rowcount != 1:
                 return LifecycleResult.REPLAYED
             existing = await read_installation(conn, change.account_id)
-            if not await _take_turn(conn, change.account_id, change.timestamp, change.now):
+            await _ensure_row(conn, change.account_id, change.now)
+            applied = change.installation is None or await _take_turn(
+                conn,
+                change.account_id,
+                installations.c.install_event_at,
+                change.timestamp,
+                change.now,
+            )
+            # A stale install or uninstall takes no turn on the facts: they are older still
+            # (the install watermark never passes the facts' one).
+            facts_applied = applied and await _take_turn(
+                conn, change.account_id, installations.c.last_event_at, change.timestamp, change.now
+            )
+            if change.installation is None:
+                applied = facts_applied
+            if not applied:
                 await conn.execute(
                     update(lifecycle_events)
                     .where(lifecycle_events.c.digest == change.digest)
                     .values(applied=False)
                 )
                 return LifecycleResult.STALE
-            await _apply(conn, change, new=existing is None)
+            await _apply(conn, change, new=existing is None, facts=facts_applied)
         self.changes.changed(change.account_id)
         return LifecycleResult.APPLIED
 
 
-async def _take_turn(
-    conn: AsyncConnection, account_id: str, when: datetime | None, now: datetime
-) -> bool:
-    """Whether the event is not older than the last applied one; if so it is now the last.
-
-    One conditional UPDATE decides, so two deliveries racing for the same account are
-    ordered by the row lock (PostgreSQL re-checks the condition after waiting for it;
-    SQLite runs one writing transaction at a time).
-    """
+async def _ensure_row(conn: AsyncConnection, account_id: str, now: datetime) -> None:
     ensure = dialect_insert(conn, installations).values(
         account_id=account_id,
         installed=False,
@@ -232,12 +243,24 @@ async def _take_turn(
         updated_at=now,
     )
     await conn.execute(ensure.on_conflict_do_nothing(index_elements=["account_id"]))
-    last = installations.c.last_event_at
-    condition: ColumnElement[bool] = last.is_(None)
+
+
+async def _take_turn(
+    conn: AsyncConnection, account_id: str, watermark: Any, when: datetime | None, now: datetime
+) -> bool:
+    """Whether the event is not older than `watermark` (the newest applied event of its
+    kind); if so it is now that newest one.
+
+    An event with no timestamp takes a turn only while no timestamped event of any kind was
+    applied (`last_event_at` is NULL). One conditional UPDATE decides, so two deliveries
+    racing for the same account are ordered by the row lock (PostgreSQL re-checks the
+    condition after waiting for it; SQLite runs one writing transaction at a time).
+    """
+    condition: ColumnElement[bool] = installations.c.last_event_at.is_(None)
     values: dict[str, Any] = {"updated_at": now}
     if when is not None:
-        condition = or_(condition, last <= when)
-        values = {"last_event_at": when, "updated_at": now}
+        condition = or_(watermark.is_(None), watermark <= when)
+        values[watermark.name] = when
     result = await conn.execute(
         update(installations)
         .where(and_(installations.c.account_id == account_id, condition))
@@ -246,7 +269,7 @@ async def _take_turn(
     return result.rowcount == 1
 
 
-async def _apply(conn: AsyncConnection, change: LifecycleChange, *, new: bool) -> None:
+async def _apply(conn: AsyncConnection, change: LifecycleChange, *, new: bool, facts: bool) -> None:
     account_id = change.account_id
     if change.drop == "api_keys_of_others":
         stale = and_(credentials.c.account_id == account_id, credentials.c.kind == "api_key")
@@ -256,5 +279,9 @@ async def _apply(conn: AsyncConnection, change: LifecycleChange, *, new: bool) -
     elif change.drop == "everything":
         await conn.execute(delete(credentials).where(credentials.c.account_id == account_id))
         await conn.execute(delete(oauth_states).where(oauth_states.c.account_id == account_id))
-    values = {**change.values, **(change.values_if_new if new else {})}
+    values = {
+        **(change.facts if facts else {}),
+        **(change.installation or {}),
+        **(change.values_if_new if new else {}),
+    }
     await upsert_installation(conn, account_id, values, now=change.now)
