@@ -79,7 +79,16 @@ def _timestamp(value: object) -> datetime | None:
         raise ValueError("must be an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # monday sends an offset; a bare time is UTC
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00: before the year 1 in UTC
+        raise ValueError(
+            "must be an ISO 8601 date-time within the years 1 to 9999 in UTC"
+        ) from None
+
+
+# The largest `account_max_users` stored (the column is a 32-bit INTEGER on PostgreSQL).
+MAX_USERS_STORED = 2**31 - 1
 
 
 def _short(value: object, limit: int) -> str | None:
@@ -166,7 +175,10 @@ def _account_values(data: LifecycleData) -> dict[str, Any]:
     if data.account_tier is not None:
         values["account_tier"] = _short(data.account_tier, 64)
     if data.account_max_users is not None:
-        values["account_max_users"] = data.account_max_users
+        # Informational: a value no column can hold is stored as unknown rather than refusing
+        # the event (an uninstall refused for it would keep every credential).
+        in_range = 0 <= data.account_max_users <= MAX_USERS_STORED
+        values["account_max_users"] = data.account_max_users if in_range else None
     if data.version_data is not None:
         values["version"] = data.version_data
     if data.subscription is not None:

@@ -88,7 +88,18 @@ async def test_an_event_without_timestamp_applies_only_before_any_ordered_one(ap
     assert (await installation(app))["installed"] is True
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "", 1751364000, "2026-13-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "yesterday",
+        "",
+        1751364000,
+        "2026-13-01T00:00:00Z",
+        # Readable, but before the year 1 or after 9999 once in UTC.
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+    ],
+)
 async def test_an_unreadable_timestamp_is_400_and_not_recorded(app: Any, bad: Any) -> None:
     response = await app.post(
         "/monday/lifecycle",
