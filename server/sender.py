@@ -121,6 +121,21 @@ def decide_sender(
     raise SenderRefused(409, "NO_CREDENTIAL", _what_to_connect(wanted, caller, installation))
 
 
+def policy_allows(policy: SenderPolicy, sent_as: str) -> bool:
+    """Whether `policy` lets a notification go out as `sent_as` (checked again by delivery
+    before every attempt: an admin's change applies to rows decided before it)."""
+    return sent_as in _allowed_senders(policy)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRefusal:
+    """Why delivery has no credential to send a row with now (a code of contract §8 and the
+    message the row's `last_error` carries)."""
+
+    code: str
+    message: str
+
+
 def _allowed_senders(policy: SenderPolicy) -> tuple[SendAs, ...]:
     if policy == "app":
         return ("app",)

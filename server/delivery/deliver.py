@@ -50,15 +50,20 @@ from server.notifications.model import (
     delivery_error,
 )
 from server.notifications.ports import OutboxStore
-from server.sender import SHORT_LIVED
+from server.sender import SHORT_LIVED, CredentialRefusal
 from server.storage.notifications import lease_token
 
 log = logging.getLogger(__name__)
 
-# (account_id, sent_as, credential_owner, for_others) -> an API token, or None if none is
-# usable now. `for_others` is True when the rows were asked for by someone else than the
-# credential's owner: the resolver must check the owner may still lend it (contract §10).
-CredentialResolver = Callable[[str, str, str, bool], Awaitable[str | None]]
+# (account_id, sent_as, credential_owner, for_others) -> an API token, or why none is usable
+# now. `for_others` is True when the rows were asked for by someone else than the
+# credential's owner: the resolver must check the owner may still lend it (contract §10),
+# and the sender policy in force must still allow `sent_as`.
+CredentialResolver = Callable[[str, str, str, bool], Awaitable[str | CredentialRefusal]]
+EXPIRED_SHORT_LIVED = CredentialRefusal(
+    "NO_CREDENTIAL",
+    "The automation's short-lived token expired before the notification could be sent.",
+)
 # Called when monday rejects a stored credential (401): it must be reconnected.
 ReconnectMarker = Callable[[str, str, str], Awaitable[None]]
 
@@ -210,9 +215,10 @@ class Deliverer:
 
     async def _token_for(
         self, account_id: str, sent_as: str, owner: str, for_others: bool, row_id: int
-    ) -> str | None:
+    ) -> str | CredentialRefusal:
         if owner == SHORT_LIVED:
-            return self.short_lived.get(row_id)
+            token = self.short_lived.get(row_id)
+            return EXPIRED_SHORT_LIVED if token is None else token
         return await self.resolve(account_id, sent_as, owner, for_others)
 
     async def _deliver_batch(self, batch: Batch, *, max_wait: float | None) -> list[Notification]:
@@ -252,9 +258,10 @@ class Deliverer:
         rows = sorted(rows, key=lambda row: row.id)
         pretaken = self.pretaken.pop(tuple(row.id for row in rows))
         token = await self._token_for(account_id, sent_as, owner, for_others, rows[0].id)
-        if token is None:
-            # The credential went away (uninstall, disconnect, expired short-lived token).
-            error = delivery_error("NO_CREDENTIAL", _no_credential(owner))
+        if isinstance(token, CredentialRefusal):
+            # The credential went away (uninstall, disconnect, expired short-lived token), or
+            # the policy no longer allows this sender: nothing was sent.
+            error = delivery_error(token.code, token.message)
             failed = [Finish(row.id, DeliveryStatus.FAILED, error) for row in rows]
             return await self._record(rows, failed)
         credential = f"{account_id}:{sent_as}:{owner}"
@@ -386,12 +393,3 @@ def _lease(row: Notification) -> str:
     # Rows reach delivery claimed (or inserted leased): a row without a lease is a bug.
     assert row.lease_owner is not None, f"notification {row.id} is not leased"
     return row.lease_owner
-
-
-def _no_credential(owner: str) -> str:
-    if owner == SHORT_LIVED:
-        return "The automation's short-lived token expired before the notification could be sent."
-    return (
-        "The credential chosen for this notification is no longer connected: "
-        "reconnect it in Settings."
-    )

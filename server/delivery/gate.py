@@ -30,13 +30,15 @@ from server.notifications.schedule_events import (
     suppressed_counts,
 )
 from server.notifications.schedule_rules import QuietHours, parse_hhmm, quiet_until, zone
+from server.sender import CredentialRefusal
 
 log = logging.getLogger(__name__)
 
 TIME_ZONE_QUERY = "query ($ids: [ID!]) { users(ids: $ids) { id time_zone_identifier } }"
 CACHE_SECONDS = 24 * 3600
-# (account_id, sent_as, credential_owner, for_others) -> a token: the Deliverer's resolver.
-Resolver = Callable[[str, str, str, bool], Awaitable[str | None]]
+# (account_id, sent_as, credential_owner, for_others) -> a token, or why there is none: the
+# Deliverer's resolver.
+Resolver = Callable[[str, str, str, bool], Awaitable[str | CredentialRefusal]]
 
 
 @dataclass
@@ -73,7 +75,7 @@ class TimeZones:
         # Never an automation's row: quiet hours do not hold those (`Notification.may_wait`).
         owner = row.credential_owner or ""
         token = await self.resolve(row.account_id, row.sent_as or "", owner, row.sender != owner)
-        if token is None:
+        if isinstance(token, CredentialRefusal):
             return None, 300.0
         try:
             response = await self.monday.execute(token, TIME_ZONE_QUERY, {"ids": [row.recipient]})

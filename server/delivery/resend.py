@@ -28,6 +28,7 @@ from server.logs import account_id_var
 from server.monday.client import NotificationRequest, notification_payload
 from server.monday.outcome import SendOutcome
 from server.notifications.model import DeliveryStatus, Notification, delivery_error
+from server.sender import CredentialRefusal
 
 if TYPE_CHECKING:
     from server.delivery.deliver import Deliverer
@@ -123,11 +124,10 @@ async def _resend(deliverer: Deliverer, key: str, claimed: list[Notification]) -
     token = await deliverer._token_for(
         first.account_id, sent_as, owner, first.sender != owner, first.id
     )
-    if token is None:
+    if isinstance(token, CredentialRefusal):
         error = delivery_error(
-            "NO_CREDENTIAL",
-            "The credential of the first attempt is gone, so it cannot be retried; "
-            "monday may or may not have it.",
+            token.code,
+            f"Not retried: {token.message} monday may or may not have the first attempt.",
         )
         await outbox.reschedule_unknown(lease, ids, at=None, error=error)
         return

@@ -47,7 +47,14 @@ from server.installations.ports import (
     InstallationStore,
 )
 from server.monday.outcome import MondayError
-from server.sender import DEFAULT_POLICY, POLICIES, InstallationFacts, SenderPolicy
+from server.sender import (
+    DEFAULT_POLICY,
+    POLICIES,
+    CredentialRefusal,
+    InstallationFacts,
+    SenderPolicy,
+    policy_allows,
+)
 
 REUSE_SECONDS = 1.0
 MAX_ACCOUNTS = 10_000
@@ -238,20 +245,41 @@ class CredentialResolver:
 
     async def resolve(
         self, account_id: str, sent_as: str, owner: str, for_others: bool
-    ) -> str | None:
+    ) -> str | CredentialRefusal:
+        """The token to send as `sent_as` with `owner`'s credential, or why there is none."""
         # Checked against the database's revision before every attempt; the inline attempt
         # reuses its own send decision's check (module docstring).
-        installation = await self.cache.installation(account_id, reuse_context_check=True)
+        facts = installation_facts(
+            await self.cache.installation(account_id, reuse_context_check=True)
+        )
+        if facts.known and not facts.installed:
+            return CredentialRefusal(
+                "NO_CREDENTIAL",
+                "The app was uninstalled from this account, and its credentials with it.",
+            )
+        if not policy_allows(facts.sender_policy, sent_as):
+            # README "Who a notification is sent as": a sender is never one the policy in
+            # force does not allow, even for a row decided (scheduled, retried) before an
+            # admin changed the policy.
+            return CredentialRefusal(
+                "SENDER_NOT_ALLOWED",
+                f"The account's sender policy is now {facts.sender_policy}, which does "
+                f"not allow sending as the {sent_as}: send it again to have it decided under "
+                "that policy.",
+            )
         if (sent_as == "installer" or for_others) and not (
-            installation is not None
-            and installation.installed
-            and installation.installer_user_id == owner
+            facts.installed and facts.installer_user_id == owner
         ):
             # Contract §10: a credential is only used for its own owner. The installer's key
             # (or the installer's OAuth token lent to another caller) is usable only while
             # its owner IS the current installer: a row queued before a reinstall by another
             # admin fails NO_CREDENTIAL instead of going out with the former installer's key.
-            return None
+            return CredentialRefusal(
+                "NO_CREDENTIAL",
+                "The credential chosen for this notification belongs to the user who installed "
+                "the app then, who is no longer its installer (it was reinstalled), so it is "
+                "not used for anyone else.",
+            )
         kind: CredentialKind = "api_key" if sent_as == "installer" else "oauth"
         credential = await self.cache.credential(account_id, owner, kind)
         if credential is not None and credential.kind == "oauth":
@@ -259,9 +287,17 @@ class CredentialResolver:
             try:
                 credential = await self.refresher.fresh(credential)
             except MondayError:
-                return None  # expired and monday unreachable: nothing usable right now
+                return CredentialRefusal(
+                    "NO_CREDENTIAL",
+                    "The OAuth token chosen for this notification expired and monday could "
+                    "not be reached to refresh it.",
+                )
         if credential is None or credential.needs_reconnect:
-            return None
+            return CredentialRefusal(
+                "NO_CREDENTIAL",
+                "The credential chosen for this notification is no longer connected: "
+                "reconnect it in Settings.",
+            )
         return credential.secret
 
     async def reconnect(self, account_id: str, sent_as: str, owner: str) -> None:
