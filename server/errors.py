@@ -29,6 +29,7 @@ ErrorCode = Literal[
     "IDEMPOTENCY_IN_FLIGHT",
     "REQUESTS_EXCEEDED",
     "GRAPHQL_VALIDATION",
+    "QUERY_TOO_EXPENSIVE",
     # contract §4-§5: installation, credentials, the sender decision
     "APP_NOT_INSTALLED",
     "NO_CREDENTIAL",

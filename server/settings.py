@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     request_body_timeout_seconds: float = Field(default=30.0, gt=0)
     # Retention of an uninstalled account's data (monday's marketplace rule: 10 days).
     uninstall_retention_days: int = Field(default=10, ge=0)
+    # A ledger read is stopped past this (storage/read_budget.py); a request's reads share 2x.
+    ledger_read_seconds: float = Field(default=2.0, gt=0, le=60)
     # Not a setting: read only so that the old, undocumented `DEV_MODE=1` is refused rather
     # than silently ignored (development mode is `--dev` or `APP_ENV=development`).
     dev_mode: str | None = Field(default=None, exclude=True, repr=False)

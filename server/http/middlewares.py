@@ -9,8 +9,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from server.appkeys import SETTINGS
 from server.errors import ApiError, error_body
 from server.logs import account_id_var, request_id_var
+from server.storage.read_budget import DEFAULT_READ_SECONDS
+from server.storage.read_budget import start_request as start_read_budget
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,6 +36,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else new_request_id()
     request_id_var.set(request_id)
     account_id_var.set(None)
+    # The database time this request's ledger reads share (storage/read_budget.py).
+    settings = request.app.get(SETTINGS)
+    start_read_budget(settings.ledger_read_seconds if settings else DEFAULT_READ_SECONDS)
     response = await handler(request)
     response.headers["X-Request-Id"] = request_id
     return response

@@ -17,6 +17,7 @@ from server.errors import ApiError
 from server.http.auth import require_session, session_from_token
 from server.realtime.connection import RealtimeConnection
 from server.realtime.runtime import REALTIME
+from server.storage.read_budget import start_request as start_read_budget
 from server.tokens import Session
 
 
@@ -41,6 +42,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             "LIMIT_EXCEEDED",
             f"At most {limits.max_connections_per_user} realtime connections per user.",
         )
+    # The connection lives for hours: each of its reads is bounded, not their sum.
+    start_read_budget(request.app[SETTINGS].ledger_read_seconds, whole_request=False)
     ws = web.WebSocketResponse(max_msg_size=limits.max_message_bytes, autoping=True)
     await ws.prepare(request)
     connection = RealtimeConnection(

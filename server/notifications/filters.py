@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, and_, cast, false, func, literal, not_, or_
+from sqlalchemy import Integer, String, Text, and_, cast, func, literal, not_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -26,8 +26,6 @@ from server.errors import invalid_query
 from server.notifications.fields import (
     FIELD_KINDS,
     INT_RANGES,
-    SEARCH_NUMBER_FIELDS,
-    SEARCH_TEXT_FIELDS,
     Kind,
     known_field,
 )
@@ -35,7 +33,12 @@ from server.storage.tables import notifications
 
 # A filter tree deeper than this is not a real query; refusing it keeps recursion bounded.
 MAX_FILTER_DEPTH = 16
-MAX_FILTER_RULES = 500
+# SQLite refuses an expression tree deeper than 1,000, and an `_or` of n rules is n deep
+# (with the scope and visibility around it, 495 was the most that ran): 200 leaves room.
+MAX_FILTER_RULES = 200
+# The longest text stored (a message, inputs.py MAX_MESSAGE_CHARS): a longer text value can
+# match nothing, and SQLite refuses LIKE patterns over 50,000 bytes (a 500, before).
+MAX_TEXT_VALUE_CHARS = 5000
 MAX_LIST_VALUES = 10_000
 
 _EQUALITY = {"_eq", "_neq"}
@@ -147,6 +150,7 @@ def _operator(name: str, op: str, operand: Any, ctx: Context) -> ColumnElement[b
     if op in _TEXT:
         if kind != "str":
             raise invalid_query(f'"{op}" only applies to text fields, not "{name}"')
+        short_enough(value, f'"{op}" on "{name}"')
         return _text(col, op, value)
     comparisons: dict[str, Any] = {
         "_eq": col.__eq__,
@@ -377,19 +381,8 @@ def _text(col: Any, op: str, value: str) -> ColumnElement[bool]:
     return not_(expr) if negate else expr
 
 
-def compile_search(text: str) -> ColumnElement[bool]:
-    """Directus' `search`: case-insensitive substring over text fields, exact on numbers."""
-    storable_text(text, "search")
-    needle = text.lower()
-    clauses: list[ColumnElement[bool]] = [
-        func.lower(notifications.c[name]).contains(needle, autoescape=True)
-        for name in SEARCH_TEXT_FIELDS
-    ]
-    stripped = text.strip()
-    if re.fullmatch(r"[+-]?\d{1,16}", stripped):
-        number = int(stripped)
-        for name in SEARCH_NUMBER_FIELDS:
-            low, high = INT_RANGES[name]
-            if low <= number <= high:
-                clauses.append(notifications.c[name] == number)
-    return or_(*clauses) if clauses else false()
+def short_enough(text: str, what: str) -> None:
+    if len(text) > MAX_TEXT_VALUE_CHARS:
+        raise invalid_query(
+            f"{what} is longer than {MAX_TEXT_VALUE_CHARS} characters, the longest text stored"
+        )

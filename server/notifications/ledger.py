@@ -14,16 +14,16 @@ Access rules (contract §7, Directus' app-access permissions adapted to monday):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Integer, Select, and_, cast, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from server.errors import forbidden, invalid_payload
+from server.errors import ApiError, forbidden, invalid_payload
 from server.notifications import reads
 from server.notifications.fields import FIELD_KINDS
 from server.notifications.ledger_input import (
@@ -59,6 +59,7 @@ from server.notifications.serialize import (
 from server.storage.compiled_reads import CompiledRead
 from server.storage.db import read_once
 from server.storage.notifications.visibility import deletable, visibility_condition, visible
+from server.storage.read_budget import ReadTooExpensive
 from server.storage.tables import notifications
 from server.tokens import Session
 
@@ -66,6 +67,7 @@ STATUSES = LEDGER_STATUSES
 
 _API_COLUMNS = [notifications.c[name] for name in API_FIELDS]
 _T = notifications.c
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,20 @@ def _where(session: Session, query: Query | None) -> ColumnElement[bool]:
 # ---------------------------------------------------------------- reads
 
 
+async def _read(engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
+    """A ledger read, bounded in time (storage/read_budget.py): past it, 400."""
+    try:
+        return await read_once(engine, fn)
+    except ReadTooExpensive as stopped:
+        raise ApiError(
+            400,
+            "QUERY_TOO_EXPENSIVE",
+            f"This query needs more than {stopped.per_read or 0:g} s of database time (or this "
+            "request's reads more than twice that together): use fewer or narrower filter "
+            "rules (text rules scan every row they reach), a smaller page, or fewer aliases.",
+        ) from None
+
+
 def _row_select(session: Session, query: Query | None) -> Select[Any]:
     return select(*_API_COLUMNS).where(_where(session, query))
 
@@ -103,7 +119,7 @@ async def read_by_query(engine: AsyncEngine, session: Session, query: Query) -> 
 
     The page and its counts are one synchronous read (`read_once`): on SQLite one call into
     a reader thread for all the statements, in one snapshot."""
-    return await read_once(engine, lambda conn: _read_page(conn, session, query))
+    return await _read(engine, lambda conn: _read_page(conn, session, query))
 
 
 def _read_page(conn: Connection, session: Session, query: Query) -> Page:
@@ -124,7 +140,7 @@ async def read_many(
     if not keys:
         return []
     stmt = _row_select(session, query).where(_T.id.in_(list(keys))).order_by(*order_by(query))
-    rows = await read_once(engine, lambda conn: conn.execute(stmt).mappings().all())
+    rows = await _read(engine, lambda conn: conn.execute(stmt).mappings().all())
     return [project(notification_to_api(dict(r)), query.fields) for r in rows]
 
 
@@ -135,7 +151,7 @@ async def read_one(
     if key is None:
         raise forbidden()
     stmt = _row_select(session, None).where(_T.id == key)
-    row = await read_once(engine, lambda conn: conn.execute(stmt).mappings().first())
+    row = await _read(engine, lambda conn: conn.execute(stmt).mappings().first())
     if row is None:
         raise forbidden()
     return project(notification_to_api(dict(row)), fields)

@@ -20,7 +20,8 @@ from server import jsonlimits
 from server.errors import invalid_query
 from server.notifications.fields import FIELD_KINDS, MAX_SAFE_INTEGER, known_field
 from server.notifications.filter_owner import split_owner
-from server.notifications.filters import Context, compile_filter, compile_search
+from server.notifications.filters import Context, compile_filter
+from server.notifications.search import compile_search
 from server.storage.tables import notifications
 
 DEFAULT_LIMIT = 100

@@ -29,8 +29,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server.storage import read_budget
 from server.storage.pooled_writer import PooledWriter
 from server.storage.readers import SQLiteReaders
 from server.storage.write_gate import WriteGate
@@ -196,11 +198,40 @@ async def read_once(engine: AsyncEngine, fn: WriteFn[T]) -> T:
     read-only connection of the stdlib driver, in one snapshot. Elsewhere (PostgreSQL's
     asyncpg, an in-memory SQLite database) in `engine.connect()` through `run_sync`: each
     statement reads the last committed state (READ COMMITTED).
+
+    Bounded in time (storage/read_budget.py): past its deadline it raises
+    `ReadTooExpensive`.
     """
-    if isinstance(engine, SQLiteEngine) and engine.readers is not None:
-        return await engine.readers.run(fn)
-    async with engine.connect() as connection:
-        return await connection.run_sync(fn)
+    seconds = read_budget.read_seconds()
+    started = read_budget.now()
+    try:
+        if isinstance(engine, SQLiteEngine) and engine.readers is not None:
+            return await engine.readers.run(fn, deadline=started + seconds)
+        async with engine.connect() as connection:
+            if connection.dialect.name != "postgresql":
+                return await connection.run_sync(fn)
+            return await connection.run_sync(_timed(fn, seconds))
+    except read_budget.ReadTooExpensive:
+        raise read_budget.ReadTooExpensive(read_budget.per_read()) from None
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == QUERY_CANCELED:
+            raise read_budget.ReadTooExpensive(read_budget.per_read()) from None
+        raise
+    finally:
+        read_budget.spent(read_budget.now() - started)
+
+
+# PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.
+QUERY_CANCELED = "57014"
+
+
+def _timed(fn: WriteFn[T], seconds: float) -> WriteFn[T]:
+    def run(connection: Connection) -> T:
+        # LOCAL: only this read's transaction (the connection goes back to the pool after).
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+        return fn(connection)
+
+    return run
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -23,15 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import queue
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import SingletonThreadPool
+
+from server.storage.read_budget import PROGRESS_STEPS, ReadTooExpensive
 
 T = TypeVar("T")
 ReadFn = Callable[[Connection], T]
@@ -53,8 +59,9 @@ class SQLiteReaders:
         self._threads: _Threads | None = None
         self._guard = threading.Lock()
 
-    async def run(self, fn: ReadFn[T]) -> T:
-        """`fn(connection)` in one snapshot, in one call into a reader thread; its result."""
+    async def run(self, fn: ReadFn[T], *, deadline: float = math.inf) -> T:
+        """`fn(connection)` in one snapshot, in one call into a reader thread; its result.
+        Interrupted at `deadline` (`time.monotonic()`): `ReadTooExpensive`."""
         with self._guard:
             if self._threads is None:
                 self._engine = self._new_engine()
@@ -62,7 +69,7 @@ class SQLiteReaders:
             threads = self._threads
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
-        threads.submit((loop, answer, fn))
+        threads.submit((loop, answer, fn, deadline))
         return await answer
 
     def _new_engine(self) -> Engine:
@@ -76,6 +83,7 @@ class SQLiteReaders:
         )
         event.listen(engine, "connect", self._on_connect)
         event.listen(engine, "connect", _query_only)
+        event.listen(engine, "connect", _watch_deadline)
         event.listen(engine, "begin", _begin)
         return engine
 
@@ -90,7 +98,7 @@ class SQLiteReaders:
             engine.dispose()
 
 
-Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", ReadFn[Any]]
+Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", ReadFn[Any], float]
 
 
 class _Threads:
@@ -152,11 +160,11 @@ class _Threads:
 
 def _answer(engine: Engine, job: Job) -> Callable[[], None]:
     """Run `job`'s read; what hands its result (or error) to the waiting loop."""
-    loop, answer, fn = job
+    loop, answer, fn, deadline = job
     result: Any = None
     error: BaseException | None = None
     try:
-        result = _run(engine, fn)
+        result = _run(engine, fn, deadline)
     except BaseException as exc:  # handed to the caller, whatever it is
         error = exc
 
@@ -178,11 +186,32 @@ def _settle(answer: asyncio.Future[Any], result: Any, error: BaseException | Non
         answer.set_result(result)
 
 
-def _run(engine: Engine, fn: ReadFn[T]) -> T:
-    with engine.connect() as connection, connection.begin() as transaction:
-        result = fn(connection)
-        transaction.rollback()  # nothing to keep; ends the snapshot
-        return result
+# The deadline of the read the current reader thread runs (storage/read_budget.py).
+_current = threading.local()
+
+
+def _run(engine: Engine, fn: ReadFn[T], deadline: float) -> T:
+    _current.deadline = deadline
+    try:
+        with engine.connect() as connection, connection.begin() as transaction:
+            result = fn(connection)
+            transaction.rollback()  # nothing to keep; ends the snapshot
+            return result
+    except OperationalError as error:
+        if isinstance(error.orig, sqlite3.OperationalError) and time.monotonic() > deadline:
+            raise ReadTooExpensive() from None  # stopped by `_past_deadline`
+        raise
+    finally:
+        _current.deadline = math.inf
+
+
+def _past_deadline() -> bool:
+    # A true answer makes SQLite stop the statement ("interrupted").
+    return time.monotonic() > getattr(_current, "deadline", math.inf)
+
+
+def _watch_deadline(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.set_progress_handler(_past_deadline, PROGRESS_STEPS)
 
 
 def _query_only(dbapi_connection: Any, _record: Any) -> None:
