@@ -14,7 +14,8 @@ Access rules (contract §7, Directus' app-access permissions adapted to monday):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -98,8 +99,15 @@ def _where(session: Session, query: Query | None) -> ColumnElement[bool]:
 
 async def _read(engine: AsyncEngine, fn: Callable[[Connection], T]) -> T:
     """A ledger read, bounded in time (storage/read_budget.py): past it, 400."""
-    try:
+    with _bounded():
         return await read_once(engine, fn)
+
+
+@contextlib.contextmanager
+def _bounded() -> Iterator[None]:
+    """`ReadTooExpensive` (a read stopped at its deadline) as the 400 a caller sees."""
+    try:
+        yield
     except ReadTooExpensive as stopped:
         raise ApiError(
             400,
@@ -333,6 +341,12 @@ class Ledger:
         self, session: Session, query: Query, data: Any
     ) -> list[dict[str, Any]]:
         """`PATCH /notifications {"query", "data"}`: only ever the caller's visible rows."""
+        with _bounded():
+            return await self._update_by_query(session, query, data)
+
+    async def _update_by_query(
+        self, session: Session, query: Query, data: Any
+    ) -> list[dict[str, Any]]:
         changes = validate_changes(data)
         if _split(changes):
             # The matching rows first (an unchanged status), then one all-or-nothing change.
@@ -363,7 +377,8 @@ class Ledger:
     async def delete_by_query(self, session: Session, query: Query) -> list[int]:
         """Delete the visible rows matching `query`; 403 (and nothing deleted) when one of
         them is only the caller's to read, not to delete."""
-        deleted = await self.store.delete_matching(visible(session), deletable(session), query)
+        with _bounded():
+            deleted = await self.store.delete_matching(visible(session), deletable(session), query)
         if deleted is None:
             raise forbidden()
         return sorted(deleted)

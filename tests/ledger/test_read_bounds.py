@@ -22,7 +22,7 @@ from server.appkeys import ENGINE
 from server.notifications.filters import MAX_FILTER_RULES, MAX_TEXT_VALUE_CHARS
 from server.storage.tables import notifications
 from tests.conftest import Mint, make_settings, start_app
-from tests.ledger.conftest import ADMIN, ALICE, Client, bearer, row
+from tests.ledger.conftest import ADMIN, ALICE, Client, bearer, insert_rows, row
 
 
 def wide_or(rules: int) -> dict[str, Any]:
@@ -142,3 +142,65 @@ async def test_graphql_reads_past_their_time_are_stopped(bounded: Client, mint: 
     body = await response.json()
     assert body.get("errors"), body
     assert {error["extensions"]["code"] for error in body["errors"]} == {"QUERY_TOO_EXPENSIVE"}
+
+
+async def test_a_write_by_query_with_an_expensive_filter_is_stopped_before_it_writes(
+    bounded: Client, mint: Mint
+) -> None:
+    """The filter of a `{query}` write runs in a bounded read, not inside the write
+    transaction (where it held the one write lock every send waits for)."""
+    headers = bearer(mint(user=ADMIN, admin=True))
+    expensive = {"query": {"filter": wide_or(MAX_FILTER_RULES)}}
+    patched = await bounded.patch(
+        "/notifications", json={**expensive, "data": {"status": "archived"}}, headers=headers
+    )
+    assert patched.status == 400
+    assert code(await patched.json()) == "QUERY_TOO_EXPENSIVE"
+    deleted = await bounded.delete("/notifications", json=expensive, headers=headers)
+    assert deleted.status == 400
+    assert code(await deleted.json()) == "QUERY_TOO_EXPENSIVE"
+    counted = await bounded.get(
+        "/notifications?aggregate[count]=*&groupBy[]=status", headers=headers
+    )
+    assert (await counted.json())["data"] == [{"status": "inbox", "count": ROWS}]
+
+
+async def test_archive_all_reaches_every_row_in_chunks(client: Client, mint: Mint) -> None:
+    rows = [row(message=f"m{i}", recipient=ALICE) for i in range(ROWS // 2)]
+    async with client.app[ENGINE].begin() as conn:
+        await conn.execute(insert(notifications), rows)
+    headers = bearer(mint(user=ALICE))
+    archived = await client.patch(
+        "/notifications",
+        json={"query": {"filter": {"status": {"_eq": "inbox"}}}, "data": {"status": "archived"}},
+        headers=headers,
+    )
+    assert archived.status == 200
+    data = (await archived.json())["data"]
+    assert len(data) == ROWS // 2 and {item["status"] for item in data} == {"archived"}
+    assert [item["id"] for item in data] == sorted(item["id"] for item in data)
+    deleted = await client.delete(
+        "/notifications",
+        json={"query": {"filter": {"recipient": {"_eq": ALICE}}, "limit": -1}},
+        headers=bearer(mint(user=ADMIN, admin=True)),
+    )
+    assert deleted.status in (200, 204)
+    left = await client.get("/notifications?aggregate[count]=*", headers=headers)
+    assert (await left.json())["data"] == [{"count": 0}]
+
+
+async def test_a_batch_naming_one_row_many_times_changes_it_once(
+    client: Client, mint: Mint
+) -> None:
+    first, second = await insert_rows(
+        client, row(message="a", recipient=ALICE), row(message="b", recipient=ALICE)
+    )
+    batch = [{"id": second, "status": "archived"}, {"id": first, "status": "archived"}]
+    batch += [{"id": first}] * 9_998  # "no change" keeps the archive
+    response = await client.patch("/notifications", json=batch, headers=bearer(mint(user=ALICE)))
+    assert response.status == 200, await response.text()
+    data = (await response.json())["data"]
+    assert [(item["id"], item["status"]) for item in data] == [
+        (first, "archived"),
+        (second, "archived"),
+    ]

@@ -33,7 +33,7 @@ from server.notifications.model import (
 )
 from server.notifications.ports import SendRateTake
 from server.notifications.query import Query, order_by
-from server.storage.db import read, write
+from server.storage.db import read, read_once, write
 from server.storage.notifications.attempt_errors import attempt_error_entry, with_attempt_error
 from server.storage.notifications.insert import audit_values, insert_rows
 from server.storage.notifications.visibility import visibility_condition as visibility_condition
@@ -42,17 +42,26 @@ from server.storage.tables import notifications, sender_audit
 t = notifications.c
 
 
-def _matching_ids(visibility: Visibility, query: Query) -> Select[Any]:
-    """The ids a `{query}` write reaches: visible rows matching filter and search, in the
-    query's order and window (all of them unless the caller set a limit)."""
+def _matching_ids(visibility: Visibility, query: Query, *also: Any) -> Select[Any]:
+    """The ids a `{query}` write reaches (with `also`): visible rows matching filter and
+    search, in the query's order and window (all of them unless the caller set a limit)."""
     limit, offset = query.write_window()
     where = and_(visibility_condition(visibility), *query.conditions())
-    stmt = select(t.id).where(where).order_by(*order_by(query))
+    stmt = select(t.id, *also).where(where).order_by(*order_by(query))
     if limit is not None:
         stmt = stmt.limit(limit)
     if offset:
         stmt = stmt.offset(offset)
     return stmt
+
+
+# A `{query}` write changes its rows this many at a time, one short transaction each, so
+# "archive all" over a large ledger never holds SQLite's one write lock for long.
+WRITE_CHUNK = 2000
+
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    return [list(ids[start : start + WRITE_CHUNK]) for start in range(0, len(ids), WRITE_CHUNK)]
 
 
 class _NotAll(Exception):
@@ -231,11 +240,20 @@ class SqlNotificationRows:
     ) -> list[Notification] | None:
         """Apply each `(id, status)` (None: no change) in one transaction; the changed rows,
         or None, with nothing changed, when a key is missing or outside `visibility`."""
+        # Each key as its changes leave it ("no change" keeps an earlier one), then one
+        # UPDATE per status: a batch of 10,000 items (the same key 10,000 times, say) was
+        # 10,000 statements holding the write lock for seconds.
+        final: dict[int, LedgerStatus | None] = {}
+        for key, status in changes:
+            final[key] = status if status is not None else final.get(key)
+        by_status: dict[LedgerStatus | None, list[int]] = {}
+        for key, status in final.items():
+            by_status.setdefault(status, []).append(key)
         changed: list[Notification] = []
         try:
             async with self.engine.begin() as connection:
-                for key, status in changes:
-                    changed.extend(await self._set_status(connection, visibility, [key], status))
+                for status, keys in by_status.items():
+                    changed.extend(await self._set_status(connection, visibility, keys, status))
         except _NotAll:
             return None
         self._updated(changed)
@@ -256,18 +274,27 @@ class SqlNotificationRows:
     async def set_status_matching(
         self, visibility: Visibility, query: Query, status: LedgerStatus | None
     ) -> list[Notification]:
-        """The visible rows matching `query` get `status`; the changed rows."""
-        ids = _matching_ids(visibility, query).scalar_subquery()
-        stmt = (
-            update(notifications)
-            .where(t.id.in_(ids), visibility_condition(visibility))
-            .values(_status_values(status))
-            .returning(*notifications.c)
-        )
-        async with self.engine.begin() as connection:
-            rows = (await connection.execute(stmt)).mappings().all()
-        changed = [Notification.from_row(r) for r in rows]
-        self._updated(changed)
+        """The visible rows matching `query` get `status`; the changed rows.
+
+        The filter runs in a read (bounded in time: `ReadTooExpensive`), not inside the
+        write: an expensive filter must not hold the write lock every send waits for (it held
+        it for seconds). The rows it found are then changed by id, a chunk a transaction; one
+        deleted meanwhile is left out."""
+        stmt = _matching_ids(visibility, query)
+        ids = await read_once(self.engine, lambda conn: [int(i) for i in conn.scalars(stmt)])
+        changed: list[Notification] = []
+        for chunk in _chunks(ids):
+            update_chunk = (
+                update(notifications)
+                .where(t.id.in_(chunk), visibility_condition(visibility))
+                .values(_status_values(status))
+                .returning(*notifications.c)
+            )
+            async with self.engine.begin() as connection:
+                rows = (await connection.execute(update_chunk)).mappings().all()
+            done = [Notification.from_row(r) for r in rows]
+            self._updated(done)
+            changed.extend(done)
         return changed
 
     async def delete(self, deletable: Visibility, keys: Sequence[int]) -> list[int] | None:
@@ -297,21 +324,23 @@ class SqlNotificationRows:
         self, visible: Visibility, deletable: Visibility, query: Query
     ) -> list[int] | None:
         """Delete the `visible` rows matching `query`: their ids, or None (nothing deleted)
-        when one of them is outside `deletable`."""
-        ids = _matching_ids(visible, query).scalar_subquery()
-        stmt = (
-            delete(notifications)
-            .where(t.id.in_(ids), visibility_condition(visible))
-            .returning(
-                t.id, visibility_condition(deletable).label("deletable"), t.recipient, t.sender
-            )
-        )
-        try:
-            async with self.engine.begin() as connection:
-                rows = (await connection.execute(stmt)).all()
-                if not all(bool(ok) for _id, ok, _r, _s in rows):
-                    raise _NotAll
-        except _NotAll:
+        when one of them is outside `deletable`. The filter runs in a bounded read, the
+        deletes by id a chunk a transaction (see `set_status_matching`)."""
+        stmt = _matching_ids(visible, query, visibility_condition(deletable).label("deletable"))
+        found = await read_once(self.engine, lambda conn: conn.execute(stmt).all())
+        if not all(bool(ok) for _id, ok in found):
             return None
-        self._deleted(visible.account_id, [(int(i), str(r), str(s)) for i, _ok, r, s in rows])
-        return [int(row_id) for row_id, _ok, _r, _s in rows]
+        deleted: list[int] = []
+        for chunk in _chunks([int(row_id) for row_id, _ok in found]):
+            delete_chunk = (
+                delete(notifications)
+                .where(t.id.in_(chunk), visibility_condition(deletable))
+                .returning(t.id, t.recipient, t.sender)
+            )
+            async with self.engine.begin() as connection:
+                gone = [
+                    (int(k), str(r), str(s)) for k, r, s in await connection.execute(delete_chunk)
+                ]
+            self._deleted(visible.account_id, gone)
+            deleted.extend(row_id for row_id, _r, _s in gone)
+        return deleted
