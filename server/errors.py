@@ -27,6 +27,7 @@ ErrorCode = Literal[
     "PAYLOAD_TOO_LARGE",
     "IDEMPOTENCY_KEY_REUSED",
     "IDEMPOTENCY_IN_FLIGHT",
+    "IDEMPOTENCY_KEY_ABANDONED",
     "REQUESTS_EXCEEDED",
     "GRAPHQL_VALIDATION",
     # contract §4-§5: installation, credentials, the sender decision
