@@ -137,6 +137,10 @@ async def _run(
     try:
         [row] = await request.app[SERVICES].send.send(send_request, [notification])
     except ApiError as refused:
+        if refused.status == 429:
+            # The send limit (contract §11): raised, so the run's key is given back (a retry
+            # after waiting sends) and the refusal keeps its Retry-After (`_refused`).
+            raise
         if refused.code == "APP_NOT_INSTALLED":
             return action_error(
                 refused.status,
@@ -206,7 +210,10 @@ async def notify(request: web.Request) -> web.Response:
     metadata = body.get("runtimeMetadata") if isinstance(body, dict) else None
     run_id = metadata.get("actionUuid") if isinstance(metadata, dict) else None
     if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
-        return await _run(request, call, notification)
+        try:
+            return await _run(request, call, notification)
+        except ApiError as error:
+            return _refused(error)
 
     # actionUuid identifies one execution: a retry by monday replays, it never resends.
     async def run() -> tuple[int, Any]:
@@ -215,7 +222,8 @@ async def notify(request: web.Request) -> web.Response:
     async def recover(rows: Sequence[Notification]) -> tuple[int, Any]:
         return _status_and_body(_outcome(rows[0]))
 
-    # `_run` answers refusals itself: an ApiError here is the key's (reused, in flight).
+    # `_run` answers refusals itself but the send limit's 429: an ApiError here is that or
+    # the key's (reused, in flight, abandoned), each rendered by `_refused`.
     return await idempotent(
         request,
         account_id=call.account_id,
@@ -224,11 +232,14 @@ async def notify(request: web.Request) -> web.Response:
         body=body,
         work=run,
         recover=recover,
-        refuse=lambda error: action_error(
-            error.status, error.code, error.message, headers=error.headers
-        ),
+        refuse=_refused,
         validate=False,  # the run id was checked above
     )
+
+
+def _refused(error: ApiError) -> web.Response:
+    """A refusal in the action-error format, with its headers (`Retry-After`)."""
+    return action_error(error.status, error.code, error.message, headers=error.headers)
 
 
 def _status_and_body(response: web.Response) -> tuple[int, Any]:
