@@ -34,7 +34,7 @@ from server.installations.lifecycle import LifecycleService
 from server.installations.oauth_flow import OAuthFlow
 from server.installations.ports import AccountChanges
 from server.monday.client import MONDAY
-from server.notifications.idempotency import Idempotency
+from server.notifications.idempotency import Idempotency, request_bound
 from server.notifications.ledger import Ledger
 from server.notifications.ports import OutboxStore
 from server.notifications.send import SendService
@@ -158,7 +158,11 @@ def build(app: web.Application) -> Services:
     return Services(
         send=send,
         ledger=Ledger(engine, rows, schedule),
-        idempotency=Idempotency(SqlIdempotencyKeys(engine)),
+        idempotency=Idempotency(
+            SqlIdempotencyKeys(engine),
+            rows,
+            abandoned_after=request_bound(settings.monday_timeout_seconds, send.inline_max_wait),
+        ),
         outbox=outbox,
         worker=worker,
         installations=installations,

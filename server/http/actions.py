@@ -17,6 +17,7 @@ the same run (same `actionUuid`) replays the first answer instead of sending aga
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +32,7 @@ from server.http.auth import require_integration
 from server.http.idempotent import idempotent
 from server.http.openapi import Operation
 from server.notifications.inputs import NotificationInput
-from server.notifications.model import DeliveryStatus
+from server.notifications.model import DeliveryStatus, Notification
 from server.notifications.schedule_rules import AUTOMATION_HORIZON
 from server.notifications.send import AUTOMATION, SendRequest
 from server.tokens import IntegrationCall, TokenError
@@ -51,6 +52,7 @@ def action_error(
     runtime: str | None = None,
     severity: int = MEDIUM,
     disable: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     """monday's documented action-error body, with our error envelope alongside."""
     body: dict[str, Any] = {
@@ -62,7 +64,7 @@ def action_error(
     if severity == HIGH:
         body["disableErrorDescription"] = disable or description
     body["errors"] = [{"message": description, "extensions": {"code": code}}]
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 def _inputs(body: Any) -> dict[str, Any] | None:
@@ -135,6 +137,10 @@ async def _run(
     try:
         [row] = await request.app[SERVICES].send.send(send_request, [notification])
     except ApiError as refused:
+        if refused.status == 429:
+            # The send limit (contract §11): raised, so the run's key is given back (a retry
+            # after waiting sends) and the refusal keeps its Retry-After (`_refused`).
+            raise
         if refused.code == "APP_NOT_INSTALLED":
             return action_error(
                 refused.status,
@@ -145,6 +151,11 @@ async def _run(
                 "this recipe.",
             )
         return action_error(refused.status, refused.code, refused.message)
+    return _outcome(row)
+
+
+def _outcome(row: Notification) -> web.Response:
+    """The answer for the run's ledger row, as it is."""
     status = row.delivery_status
     if status == DeliveryStatus.FAILED:
         last = row.last_error or {}
@@ -199,14 +210,20 @@ async def notify(request: web.Request) -> web.Response:
     metadata = body.get("runtimeMetadata") if isinstance(body, dict) else None
     run_id = metadata.get("actionUuid") if isinstance(metadata, dict) else None
     if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
-        return await _run(request, call, notification)
+        try:
+            return await _run(request, call, notification)
+        except ApiError as error:
+            return _refused(error)
 
     # actionUuid identifies one execution: a retry by monday replays, it never resends.
     async def run() -> tuple[int, Any]:
-        response = await _run(request, call, notification)
-        return response.status, json.loads(response.text or "{}")
+        return _status_and_body(await _run(request, call, notification))
 
-    # `_run` answers refusals itself: an ApiError here is the key's (reused, in flight).
+    async def recover(rows: Sequence[Notification]) -> tuple[int, Any]:
+        return _status_and_body(_outcome(rows[0]))
+
+    # `_run` answers refusals itself but the send limit's 429: an ApiError here is that or
+    # the key's (reused, in flight, abandoned), each rendered by `_refused`.
     return await idempotent(
         request,
         account_id=call.account_id,
@@ -214,9 +231,19 @@ async def notify(request: web.Request) -> web.Response:
         key=f"monday-action:{run_id}",
         body=body,
         work=run,
-        refuse=lambda error: action_error(error.status, error.code, error.message),
+        recover=recover,
+        refuse=_refused,
         validate=False,  # the run id was checked above
     )
+
+
+def _refused(error: ApiError) -> web.Response:
+    """A refusal in the action-error format, with its headers (`Retry-After`)."""
+    return action_error(error.status, error.code, error.message, headers=error.headers)
+
+
+def _status_and_body(response: web.Response) -> tuple[int, Any]:
+    return response.status, json.loads(response.text or "{}")
 
 
 OPENAPI_PATHS = (

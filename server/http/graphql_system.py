@@ -29,7 +29,13 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.language import ListValueNode, VariableNode
+from graphql.language import (
+    DocumentNode,
+    ListValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+)
 
 from server.appkeys import SERVICES
 from server.errors import ApiError, error_body, invalid_payload
@@ -230,6 +236,14 @@ def _format_error(error: GraphQLError) -> dict[str, Any]:
     return out
 
 
+def _mutates(document: DocumentNode) -> bool:
+    """Whether the document defines a mutation (whichever operation is chosen to run)."""
+    return any(
+        isinstance(node, OperationDefinitionNode) and node.operation == OperationType.MUTATION
+        for node in document.definitions
+    )
+
+
 def _refuse(errors: list[GraphQLError]) -> web.Response:
     return web.json_response({"errors": [_format_error(e) for e in errors]}, status=400)
 
@@ -253,6 +267,15 @@ async def graphql_system(request: web.Request) -> web.Response:
         document = parse(source, max_tokens=MAX_TOKENS)
     except GraphQLError as error:
         return _refuse([error])
+    if "Idempotency-Key" in request.headers and _mutates(document):
+        # Not supported here (docs/ledger-api.md): a retried mutation would run again, so a
+        # caller relying on the key must hear so rather than have it ignored.
+        raise invalid_payload(
+            "Idempotency-Key is not supported on /graphql/system: a retried mutation would "
+            "run again. Send with POST /notifications or POST /v2 (which replay a retry "
+            "with the same key), or send this request without the header",
+            field="Idempotency-Key",
+        )
     try:
         cost = check(document, LIMITS, lambda field: row_cost(field, variables or {}))
     except DocumentTooCostly as refused:

@@ -116,6 +116,13 @@ async def _send(
         if refused.status == 429:
             raise  # answered with its Retry-After header by `refused_answer` (key given back)
         return refused.status, _envelope([_from_api_error(refused)], account_id=session.account_id)
+    return _answer(session, fields, rows)
+
+
+def _answer(
+    session: Session, fields: Sequence[NotificationField], rows: Sequence[Notification]
+) -> tuple[int, dict[str, Any]]:
+    """The answer for the rows the send of `fields` wrote, as they are."""
     data, errors, relay = render(fields, rows)
     extra = {"relay": relay} if relay else None
     return 200, _envelope(
@@ -154,6 +161,9 @@ async def monday_v2(request: web.Request) -> web.Response:
             headers=error.headers or None,
         )
 
+    async def recover(rows: Sequence[Notification]) -> tuple[int, dict[str, Any]]:
+        return _answer(session, fields, rows)
+
     # `_send` answers refusals itself, except the send limit's 429: an ApiError here is that
     # or the key's (invalid, reused, in flight), answered in monday's shape.
     try:
@@ -164,6 +174,7 @@ async def monday_v2(request: web.Request) -> web.Response:
             key=request.headers.get("Idempotency-Key"),
             body=body,
             work=lambda: _send(request, session, fields),
+            recover=recover,
             refuse=refused_answer,
         )
     except ApiError as error:

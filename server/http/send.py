@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -79,6 +80,11 @@ async def _send(
     return [api_object(row) for row in rows]
 
 
+def _answer(rows: Sequence[Notification], many: bool) -> tuple[int, Any]:
+    data = [api_object(row) for row in rows]
+    return 200, {"data": data if many else data[0]}
+
+
 async def create_notifications(request: web.Request) -> web.Response:
     session = require_session(request)
     body = await read_json(request)
@@ -86,8 +92,10 @@ async def create_notifications(request: web.Request) -> web.Response:
     send_request = send_request_for(request, session, "rest")
 
     async def send() -> tuple[int, Any]:
-        data = await _send(request, send_request, items)
-        return 200, {"data": data if many else data[0]}
+        return _answer(await request.app[SERVICES].send.send(send_request, items), many)
+
+    async def recover(rows: Sequence[Notification]) -> tuple[int, Any]:
+        return _answer(rows, many)
 
     return await idempotent(
         request,
@@ -96,6 +104,7 @@ async def create_notifications(request: web.Request) -> web.Response:
         key=send_request.idempotency_key,
         body=body,
         work=send,
+        recover=recover,
     )
 
 

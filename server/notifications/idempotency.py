@@ -8,6 +8,13 @@ written) and then waits; it never sends again. A request that ends before writin
 refusal, invalid input) stores its answer under the key afterwards. The statements are in
 `storage/notifications/idempotency.py`; the rules (window, waiting, which answers are kept)
 are here.
+
+A reservation still without an answer once its request can no longer be running (older
+than `request_bound`: the process that made it was killed) is abandoned. Its rows were
+committed with it, and the delivery worker finishes them; the next request with the key and
+body sends nothing: it answers from those rows as they are now, built as the first answer
+would have been (the surface's `Recover`), and keeps that as the key's answer
+(docs/scaling-out.md, "Idempotency-Key on our send routes").
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,20 +31,47 @@ from typing import Any
 
 from server.clock import utcnow
 from server.errors import ApiError
-from server.notifications.model import KeyReservation, KeyTaken
-from server.notifications.ports import IdempotencyStore
+from server.notifications.model import IdempotencyRecord, KeyReservation, KeyTaken, Notification
+from server.notifications.ports import IdempotencyStore, RowsById
 
 REPLAY_WINDOW = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 WAIT_FOR_FIRST_SECONDS = 30.0
-# Sent with a replayed answer.
+# Beyond the calls a request makes (its monday call, the wait for monday's limits) and the
+# in-flight wait allowed for its database work: writer queues, clock skew between instances.
+REQUEST_BOUND_MARGIN_SECONDS = 15.0
+# Sent with a replayed answer (also one rebuilt from an abandoned reservation's rows).
 REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+
+# Builds the answer a surface gives for the rows its send returned (the same code as the
+# first request's): `(status, json body)`.
+Recover = Callable[[Sequence[Notification]], Awaitable[tuple[int, Any]]]
+
+
+def request_bound(monday_timeout_seconds: float, inline_max_wait: float) -> timedelta:
+    """The longest a send can run after reserving its key: waiting for monday's limits, one
+    monday call (batches go out concurrently), and the in-flight wait as the allowance for
+    its database work, plus a margin. A reservation older than this without an answer was
+    left by a request that is no longer running."""
+    return timedelta(
+        seconds=WAIT_FOR_FIRST_SECONDS
+        + inline_max_wait
+        + monday_timeout_seconds
+        + REQUEST_BOUND_MARGIN_SECONDS
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Replay:
     status: int
     body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """A reservation whose request can no longer be running and never answered."""
+
+    row_ids: tuple[int, ...] | None
 
 
 def body_digest(body: Any) -> str:
@@ -79,6 +114,12 @@ class Idempotency:
     """The idempotency rules over an `IdempotencyStore`."""
 
     store: IdempotencyStore
+    # The ledger rows an abandoned reservation's request inserted are read here.
+    rows: RowsById
+    # A reservation older than this with no answer is abandoned (`request_bound`).
+    abandoned_after: timedelta = field(default_factory=lambda: request_bound(15.0, 2.0))
+    # How long a duplicate waits for the first request's answer before its 409.
+    wait_for_first: float = WAIT_FOR_FIRST_SECONDS
     # Keys whose first request runs in this process: a duplicate here waits for it rather
     # than running its work too (which would spend the user's send budget and the sender
     # decision for nothing before losing the key at the insert). Across processes the
@@ -89,17 +130,18 @@ class Idempotency:
 
     async def begin(
         self, account_id: str, user_id: str, key: str, digest: str, deadline: float | None = None
-    ) -> Replay | None:
+    ) -> Replay | Abandoned | None:
         """None when `key` is free (the send reserves it with its rows); else the first answer
-        to replay if the key was already used with this body.
+        to replay if the key was already used with this body, or `Abandoned` when its
+        first request can no longer answer.
 
-        A duplicate that arrives while the first request is still running waits (reading
-        only) for its answer, up to WAIT_FOR_FIRST_SECONDS, then gets 409
-        IDEMPOTENCY_IN_FLIGHT.
+        A duplicate that arrives while the first request may still be running waits
+        (reading only) for its answer, up to `wait_for_first` seconds, then gets 409
+        IDEMPOTENCY_IN_FLIGHT with `Retry-After`.
         """
         loop = asyncio.get_running_loop()
         if deadline is None:
-            deadline = loop.time() + WAIT_FOR_FIRST_SECONDS
+            deadline = loop.time() + self.wait_for_first
         while True:
             record = await self.store.read(account_id, user_id, key)
             if record is None:
@@ -116,9 +158,45 @@ class Idempotency:
                 )
             if record.response_status is not None:
                 return Replay(status=int(record.response_status), body=record.response_body)
+            if record.created_at <= utcnow() - self.abandoned_after:
+                return Abandoned(record.row_ids)
             if loop.time() > deadline:
-                raise _in_flight()
+                raise self._in_flight(record)
             await asyncio.sleep(0.05)
+
+    def _in_flight(self, record: IdempotencyRecord | None) -> ApiError:
+        """409 IDEMPOTENCY_IN_FLIGHT; `Retry-After` is when the first request will have
+        answered or be known abandoned (then a retry gets its answer either way)."""
+        wait = self.abandoned_after.total_seconds()
+        if record is not None:
+            wait = (record.created_at + self.abandoned_after - utcnow()).total_seconds()
+        return ApiError(
+            409,
+            "IDEMPOTENCY_IN_FLIGHT",
+            "A request with this Idempotency-Key is still being processed: try again shortly.",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+    async def _recover(
+        self, account_id: str, user_id: str, key: str, abandoned: Abandoned, recover: Recover
+    ) -> tuple[int, Any] | None:
+        """The abandoned request's answer, rebuilt from its rows as they are now and kept as
+        the key's answer; None if another request kept one first (replay that instead).
+        Nothing is sent: the rows are the delivery worker's to finish."""
+        ids = abandoned.row_ids or ()
+        rows = await self.rows.get_many(ids) if ids else []
+        if not ids or len(rows) != len(ids):
+            raise ApiError(
+                422,
+                "IDEMPOTENCY_KEY_ABANDONED",
+                "The request that first used this Idempotency-Key stopped before answering, "
+                "and the notifications it wrote are no longer in the ledger to answer from. "
+                "Nothing was sent again: check the ledger, and use a new key to send again.",
+            )
+        status, body = await recover(rows)
+        if await self.store.keep_answer(account_id, user_id, key, status, body):
+            return status, body
+        return None
 
     async def complete(
         self,
@@ -138,7 +216,9 @@ class Idempotency:
         """
         if status >= 500 or status == 429:
             if reserved:
-                await self.store.forget(account_id, user_id, key)
+                # Only while it has no answer: one rebuilt meanwhile from this request's
+                # rows (it ran past `abandoned_after`) names rows that exist.
+                await self.store.forget(account_id, user_id, key, pending_only=True)
             return
         if reserved and await self.store.keep_answer(account_id, user_id, key, status, body):
             return
@@ -151,27 +231,34 @@ class Idempotency:
         key: str,
         digest: str,
         work: Callable[[], Awaitable[tuple[int, Any]]],
+        recover: Recover,
     ) -> tuple[int, Any, bool]:
         """Run `work` (which answers `(status, body)`) at most once per key and body.
 
         Returns `(status, body, replayed)`. `begin`'s refusals propagate; an `ApiError`
         from `work` is kept as the answer and re-raised; any other failure gives the key
-        back.
+        back. An abandoned reservation is answered by `recover` over its rows.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT_FOR_FIRST_SECONDS
+        deadline = loop.time() + self.wait_for_first
         slot = (account_id, user_id, key)
         while True:
-            replay = await self.begin(account_id, user_id, key, digest, deadline)
-            if replay is not None:
-                return replay.status, replay.body, True
+            found = await self.begin(account_id, user_id, key, digest, deadline)
+            if isinstance(found, Replay):
+                return found.status, found.body, True
+            if isinstance(found, Abandoned):
+                answer = await self._recover(account_id, user_id, key, found, recover)
+                if answer is None:
+                    continue  # another request kept the answer first: replay it
+                return answer[0], answer[1], True
             running = self._running.get(slot)
             if running is not None:
                 # Wait for it, then look again (its answer, or the key given back).
                 try:
                     await asyncio.wait_for(asyncio.shield(running), deadline - loop.time())
                 except TimeoutError:
-                    raise _in_flight() from None
+                    record = await self.store.read(account_id, user_id, key)
+                    raise self._in_flight(record) from None
                 continue
             done: asyncio.Future[None] = loop.create_future()
             self._running[slot] = done
@@ -221,11 +308,3 @@ class Idempotency:
             raise
         await complete(status, answer)
         return status, answer, False
-
-
-def _in_flight() -> ApiError:
-    return ApiError(
-        409,
-        "IDEMPOTENCY_IN_FLIGHT",
-        "A request with this Idempotency-Key is still being processed: try again shortly.",
-    )

@@ -247,6 +247,9 @@ class IdempotencyRecord:
     created_at: datetime
     response_status: int | None
     response_body: Any
+    # The ledger rows the reserving request inserted, in item order (None: no rows, or a
+    # reservation from before migration 0015).
+    row_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,12 +189,20 @@ class OutboxStore(Protocol):
     async def queue_depth(self) -> tuple[dict[str, int], float]: ...
 
 
+class RowsById(Protocol):
+    async def get_many(self, ids: Sequence[int]) -> list[Notification]:
+        """Rows by id, in the order of `ids` (missing ones left out)."""
+        ...
+
+
 class IdempotencyStore(Protocol):
     async def reserve(self, account_id: str, user_id: str, key: str, digest: str) -> bool: ...
 
     async def read(self, account_id: str, user_id: str, key: str) -> IdempotencyRecord | None: ...
 
-    async def forget(self, account_id: str, user_id: str, key: str) -> None: ...
+    async def forget(
+        self, account_id: str, user_id: str, key: str, *, pending_only: bool = False
+    ) -> None: ...
 
     async def keep_answer(
         self, account_id: str, user_id: str, key: str, status: int, body: Any

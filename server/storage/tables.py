@@ -250,6 +250,10 @@ idempotency_keys = Table(
     Column("response_status", Integer),
     Column("response_body", JSON),
     Column("created_at", UtcDateTime(), nullable=False),
+    # The ledger rows the reserving request inserted with the key (same INSERT), in item
+    # order: what an abandoned reservation's answer is rebuilt from (migration 0015). NULL
+    # for an answer kept without rows (a refusal) and for reservations older than 0015.
+    Column("row_ids", NullableJSON),
 )
 
 sender_audit = Table(

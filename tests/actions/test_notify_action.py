@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from server.appkeys import ENGINE
+from server.clock import frozen, utcnow
 from server.monday.client import CREATE_NOTIFICATION
 from server.storage.tables import notifications
 from server.token_mint import mint_integration
-from tests.conftest import ACCOUNT, SIGNING_SECRET
+from tests.conftest import ACCOUNT, SIGNING_SECRET, FakeMondayServer
+from tests.delivery.helpers import server_on
 from tests.notifications.helpers import INSTALLER, MEMBER, connect, install, row_count
 
 PATH = "/monday/actions/notify"
@@ -268,3 +272,29 @@ async def test_no_answer_from_monday_says_the_server_sends_it_again(
     assert "not retried" not in body["notificationErrorDescription"]
     [row] = await rows(monday_client)
     assert row["delivery_status"] == "unknown" and row["delivery_request_key"] is not None
+
+
+async def test_over_the_send_limit_is_429_with_retry_after(
+    tmp_path: Path, database_url: str, fake_monday: FakeMondayServer
+) -> None:
+    """Contract §11: beyond the user's backlog the run is refused with 429 REQUESTS_EXCEEDED
+    and Retry-After, in the action-error format; the run's key is not kept, so monday's retry
+    after waiting sends it."""
+    settings = {"database_url": database_url, "send_rate_per_minute": 1, "send_backlog_per_user": 0}
+    async with server_on(tmp_path, fake_monday, **settings) as client:
+        fake_monday.fake.add_token(SHORT_LIVED, MEMBER, ACCOUNT, "short_lived")
+        headers = {"Authorization": token()}
+        first = await client.post(PATH, json=run_body(action_uuid="run-1"), headers=headers)
+        assert first.status == 200, await first.text()
+        # With a run id (under its key) and without one.
+        for body in (run_body(action_uuid="run-2"), {"payload": run_body()["payload"]}):
+            refused = await client.post(PATH, json=body, headers=headers)
+            assert refused.status == 429
+            assert int(refused.headers["Retry-After"]) >= 1
+            answer = await refused.json()
+            assert answer["severityCode"] == 4000
+            assert answer["errors"][0]["extensions"]["code"] == "REQUESTS_EXCEEDED"
+        with frozen(utcnow() + timedelta(seconds=61)):
+            again = await client.post(PATH, json=run_body(action_uuid="run-2"), headers=headers)
+        assert again.status == 200 and "Idempotent-Replayed" not in again.headers
+    assert len(fake_monday.fake.bell(MEMBER)) == 2

@@ -32,3 +32,26 @@ async def test_empty_and_oversized_batches_are_refused_and_write_nothing(
         assert [e["extensions"]["code"] for e in body["errors"]] == ["INVALID_PAYLOAD"]
     assert await row_count(monday_client) == 0
     assert fake_monday.fake.requests_to("/v2") == []
+
+
+async def test_a_mutation_with_an_idempotency_key_is_refused_and_sends_nothing(
+    monday_client: Any, fake_monday: Any, mint: Any
+) -> None:
+    """The key is not supported on /graphql/system (docs/ledger-api.md): ignoring it made a
+    retry send twice, so a mutation carrying it is refused whole, before anything runs."""
+    await install(monday_client)
+    await connect(monday_client, fake_monday.fake, user=MEMBER, kind="oauth")
+    headers = {"Authorization": mint(user=MEMBER), "Idempotency-Key": "gql-1"}
+    request = {"query": CREATE_MANY, "variables": {"d": [ONE]}}
+    for _ in range(2):  # a retry
+        response = await monday_client.post("/graphql/system", json=request, headers=headers)
+        assert response.status == 400
+        [error] = (await response.json())["errors"]
+        assert error["extensions"]["code"] == "INVALID_PAYLOAD"
+        assert error["extensions"]["field"] == "Idempotency-Key"
+        assert "not supported on /graphql/system" in error["message"]
+    assert await row_count(monday_client) == 0
+    assert fake_monday.fake.requests_to("/v2") == []
+    # A query carries it harmlessly (reads run again anyway).
+    query = {"query": "{ notifications { id } }"}
+    assert (await monday_client.post("/graphql/system", json=query, headers=headers)).status == 200

@@ -248,9 +248,15 @@ async def test_a_key_is_reserved_once_until_forgotten(stores: Stores) -> None:
         200,
         {"data": [1, "ü"]},
     )
+    # A failed request gives back only a key with no answer: one kept meanwhile (rebuilt
+    # from its rows after it ran past the bound) stays.
+    await stores.keys.forget(ACCOUNT, SENDER, "k", pending_only=True)
+    assert await stores.keys.read(ACCOUNT, SENDER, "k") is not None
     await stores.keys.forget(ACCOUNT, SENDER, "k")
     assert await stores.keys.read(ACCOUNT, SENDER, "k") is None
     assert await stores.keys.reserve(ACCOUNT, SENDER, "k", "d3") is True
+    await stores.keys.forget(ACCOUNT, SENDER, "k", pending_only=True)
+    assert await stores.keys.read(ACCOUNT, SENDER, "k") is None
 
 
 # ------------------------------------------------------------------ the transition table
@@ -320,6 +326,8 @@ async def test_the_insert_reserves_the_key_and_stamps_the_inline_request(stores:
     assert await stores.rows.get_many([sent.id, relayed.id]) == [sent, relayed]
     record = await stores.keys.read(ACCOUNT, SENDER, "k1")
     assert record is not None and (record.body_digest, record.created_at) == ("d1", T0)
+    # The key names its rows, in item order: an abandoned request's answer is built from them.
+    assert record.row_ids == (sent.id, relayed.id)
 
     # The key is taken: a second insert with it writes nothing at all.
     with pytest.raises(KeyTaken):

@@ -60,11 +60,18 @@ class SqlIdempotencyKeys:
             created_at=row["created_at"],
             response_status=row["response_status"],
             response_body=row["response_body"],
+            row_ids=None if row["row_ids"] is None else tuple(int(i) for i in row["row_ids"]),
         )
 
-    async def forget(self, account_id: str, user_id: str, key: str) -> None:
-        """Give the key back (expired, or its request failed in a way a retry may repeat)."""
-        statement = delete(idempotency_keys).where(_where(account_id, user_id, key))
+    async def forget(
+        self, account_id: str, user_id: str, key: str, *, pending_only: bool = False
+    ) -> None:
+        """Give the key back (expired, or its request failed in a way a retry may repeat);
+        `pending_only`: only if no answer is kept on it."""
+        where = _where(account_id, user_id, key)
+        if pending_only:
+            where = and_(where, c.response_status.is_(None))
+        statement = delete(idempotency_keys).where(where)
         await write(self.engine, lambda connection: connection.execute(statement))
 
     async def keep_answer(

@@ -194,9 +194,14 @@ def insert_rows(
             raise RevisionMoved(account_id)
     if take is not None and take_send_rate(connection, take).paced:
         plan = None  # rows paced past the rate wait for the worker: none is stamped
+    # Within a writer group the inserts are planned and written together before its COMMIT
+    # (coalesce.py); an insert run alone plans and writes its own rows here.
+    ids = reserve_ids(connection, len(rows), group)
     if reserve is not None:
-        # First, so a taken key fails before any row is written; the caller's transaction
-        # (or the writer's group, which then runs each job alone) is rolled back.
+        # Before any row is written, so a taken key fails first; the caller's transaction
+        # (or the writer's group, which then runs each job alone) is rolled back. The key
+        # names its rows: an abandoned reservation's answer is rebuilt from them
+        # (notifications/idempotency.py).
         try:
             connection.execute(
                 _INSERT_KEY,
@@ -206,13 +211,11 @@ def insert_rows(
                     "key": reserve.key,
                     "body_digest": reserve.body_digest,
                     "created_at": now,
+                    "row_ids": ids,
                 },
             )
         except IntegrityError as error:
             raise KeyTaken(reserve.key) from error
-    # Within a writer group the inserts are planned and written together before its COMMIT
-    # (coalesce.py); an insert run alone plans and writes its own rows here.
-    ids = reserve_ids(connection, len(rows), group)
     values: list[dict[str, Any]] = []
     for row_id, row in zip(ids, rows, strict=True):
         status = row.initial_status
