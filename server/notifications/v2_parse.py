@@ -47,7 +47,10 @@ MAX_FIELDS = 100
 MAX_DEPTH = 4
 # Each field may alias itself and its two subfields; more is not a real request.
 MAX_ALIASES = 3 * MAX_FIELDS
-LIMITS = Limits(max_depth=MAX_DEPTH, max_aliases=MAX_ALIASES, max_rows=MAX_FIELDS)
+# 100 notifications, each aliased with its answer's fields, are 200-300 selections.
+LIMITS = Limits(
+    max_depth=MAX_DEPTH, max_aliases=MAX_ALIASES, max_rows=MAX_FIELDS, max_selections=400
+)
 MAX_TOKENS = 20_000
 MAX_VALIDATION_ERRORS = 20
 
@@ -282,6 +285,8 @@ def _check_limits(document: DocumentNode) -> None:
                 "fields (aliases) are allowed in one request; split it."
             )
             data = {"max_fields": MAX_FIELDS}
+        elif refused.limit in ("repeats", "selections"):
+            message, data = refused.message, {f"max_{refused.limit}": refused.maximum}
         else:
             message, data = refused.message, {"max_aliases": MAX_ALIASES}
         raise V2Refused([MondayError(message, VALIDATION_FAILED, error_data=data)]) from None
