@@ -104,8 +104,10 @@ def _existing_dev_secrets(args: argparse.Namespace) -> None:
         )
 
 
-def _require_database(url: str) -> None:
-    """Refuse to go on, in one line, when the database cannot be reached."""
+def _require_database(url: str, *, need_head: str | None = None) -> None:
+    """Refuse to go on, in one line, when the database cannot be reached or is at a migration
+    revision this command cannot work with (`need_head`: why it needs the newest one)."""
+    from server.storage.preflight import current_revision, revision_problem
     from server.storage.reachable import database_problem
 
     problem = asyncio.run(database_problem(url))
@@ -113,6 +115,9 @@ def _require_database(url: str) -> None:
         _refuse(
             f"DATABASE_URL cannot be reached ({problem}): start the database or fix DATABASE_URL."
         )
+    stale = revision_problem(asyncio.run(current_revision(url)), need_head=need_head)
+    if stale is not None:
+        _refuse(stale)
 
 
 def _require_free_port(host: str, port: int) -> None:
@@ -158,7 +163,12 @@ def _serve(args: argparse.Namespace) -> int:
         else ("text" if settings.is_dev else "json")
     )
     _require_free_port(settings.host, settings.port)
-    _require_database(settings.database_url)
+    # Without MIGRATE_ON_START an old schema would be served: listening, "ready", every request
+    # a 500. With it, the migration on start brings the schema to the head.
+    not_migrating = (
+        None if settings.migrate_on_start else "with MIGRATE_ON_START=false serve does not"
+    )
+    _require_database(settings.database_url, need_head=not_migrating)
     configure_logging(fmt)
     from server.app import create_app
     from server.http import protocol
