@@ -104,20 +104,14 @@ def _existing_dev_secrets(args: argparse.Namespace) -> None:
         )
 
 
-def _require_database(url: str, *, need_head: str | None = None) -> None:
-    """Refuse to go on, in one line, when the database cannot be reached or is at a migration
-    revision this command cannot work with (`need_head`: why it needs the newest one)."""
-    from server.storage.preflight import current_revision, revision_problem
-    from server.storage.reachable import database_problem
+def _require_database(url: str, *, need_head: str | None = None, create: bool = True) -> None:
+    """Refuse to go on, in one line, when this command cannot work with the database
+    (server/storage/preflight.py says what is checked)."""
+    from server.storage.preflight import database_refusal
 
-    problem = asyncio.run(database_problem(url))
+    problem = asyncio.run(database_refusal(url, need_head=need_head, create=create))
     if problem is not None:
-        _refuse(
-            f"DATABASE_URL cannot be reached ({problem}): start the database or fix DATABASE_URL."
-        )
-    stale = revision_problem(asyncio.run(current_revision(url)), need_head=need_head)
-    if stale is not None:
-        _refuse(stale)
+        _refuse(problem)
 
 
 def _require_free_port(host: str, port: int) -> None:
@@ -168,7 +162,9 @@ def _serve(args: argparse.Namespace) -> int:
     not_migrating = (
         None if settings.migrate_on_start else "with MIGRATE_ON_START=false serve does not"
     )
-    _require_database(settings.database_url, need_head=not_migrating)
+    _require_database(
+        settings.database_url, need_head=not_migrating, create=settings.migrate_on_start
+    )
     configure_logging(fmt)
     from server.app import create_app
     from server.http import protocol
@@ -274,7 +270,7 @@ def _keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(Fernet.generate_key().decode())
         return 0
-    from server.storage.rotate import rotate_keys
+    from server.storage.rotate import Undecryptable, rotate_keys
 
     # Rotation needs the keys and the database, not the OAuth client's id or secret.
     _existing_dev_secrets(args)
@@ -283,8 +279,16 @@ def _keys(args: argparse.Namespace) -> int:
     else:
         settings = _plain_settings(args)
         _refuse_if(p for p in settings.problems() if p.startswith("ENCRYPTION_KEYS"))
-    _require_database(settings.database_url)
-    count = asyncio.run(rotate_keys(settings))
+    # Rotation reads this release's tables; a file that is not there is not made empty.
+    _require_database(settings.database_url, need_head="keys rotate does not migrate", create=False)
+    try:
+        count = asyncio.run(rotate_keys(settings))
+    except Undecryptable as error:
+        _refuse(
+            f"ENCRYPTION_KEYS cannot decrypt {error.failed} of the {error.total} stored "
+            "secret(s), so nothing was re-encrypted: put the key they were written with back "
+            "into ENCRYPTION_KEYS (after the new one) and run `monday-notify keys rotate` again."
+        )
     print(f"re-encrypted {count} stored credential(s) with the first key")
     return 0
 

@@ -116,3 +116,11 @@ async def test_a_revision_from_a_newer_release_is_one_line(
         line = assert_one_line(result, f"revision {UNKNOWN}")
         assert "newer release" in line, args
         assert "listening" not in result.stdout
+
+
+def test_serve_without_migrating_never_makes_a_sqlite_file(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'typo.db'}"
+    result = run_cli(tmp_path, "serve", "--port", "0", **production(url, MIGRATE_ON_START="false"))
+    line = assert_one_line(result, "does not exist")
+    assert str(tmp_path / "typo.db") in line and "monday-notify db upgrade" in line
+    assert not (tmp_path / "typo.db").exists()

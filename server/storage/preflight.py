@@ -8,14 +8,52 @@ deploy) is at a revision these migrations do not know, which Alembic reports as 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.storage.migrate import alembic_config, head_revision
+from server.storage.reachable import database_problem
 
 UPGRADE = "run `monday-notify db upgrade`"
+
+
+def sqlite_problem(url: str, *, create: bool) -> str | None:
+    """Why the SQLite file of `url` cannot be used, in one line; None for PostgreSQL, memory.
+
+    A command that will not migrate (`create` false) must not leave an empty file behind:
+    connecting to a missing SQLite file creates it."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None  # a SQLite URI: its own options say whether it may create the file
+    path = Path(database).absolute()
+    if not create and not path.exists():
+        return (
+            f"DATABASE_URL names a SQLite file that does not exist ({path}): {UPGRADE} to "
+            "create it, or fix DATABASE_URL."
+        )
+    return None
+
+
+async def database_refusal(url: str, *, need_head: str | None, create: bool) -> str | None:
+    """The first reason, in one line, this command cannot work with the database at `url`:
+    a SQLite file that is not there when `create` is false (the command will not migrate it),
+    no answer to `SELECT 1`, a revision it cannot work with (`revision_problem`)."""
+    missing = sqlite_problem(url, create=create)
+    if missing is not None:
+        return missing
+    problem = await database_problem(url)
+    if problem is not None:
+        return (
+            f"DATABASE_URL cannot be reached ({problem}): start the database or fix DATABASE_URL."
+        )
+    return revision_problem(await current_revision(url), need_head=need_head)
 
 
 def known_revisions() -> set[str]:
