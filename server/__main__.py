@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import os
-import socket
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any, NoReturn
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
+from server.http.listen_check import listen_problem, port_problem
 from server.ids import InvalidMondayId, monday_id
 from server.logs import configure_logging
 from server.settings import (
@@ -115,29 +114,9 @@ def _require_database(url: str, *, need_head: str | None = None, create: bool = 
 
 
 def _require_free_port(host: str, port: int) -> None:
-    """Bind (and release) HOST:PORT as aiohttp will, so a busy port is one line before any
-    start-up work is logged; run_app's own bind error stays the backstop for a race."""
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as error:
-        _refuse(f"HOST={host!r} cannot be resolved ({error.strerror}): fix HOST or --host.")
-    for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as error:
-                _refuse(_listen_problem(host, port, error))
-
-
-def _listen_problem(host: str, port: int, error: OSError) -> str:
-    where = f"{host}:{port}"
-    if error.errno == errno.EADDRINUSE:
-        return (
-            f"PORT {where} is already in use: stop what listens there, or choose another "
-            "port (PORT=8081, or --port 8081)."
-        )
-    return f"HOST/PORT: cannot listen on {where} ({error.strerror}): choose another."
+    problem = port_problem(host, port)
+    if problem is not None:
+        _refuse(problem)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -190,7 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
             event_loop=settings.event_loop,
         )
     except OSError as error:
-        _refuse(_listen_problem(settings.host, settings.port, error))
+        _refuse(listen_problem(settings.host, settings.port, error))
     return 0
 
 
