@@ -113,6 +113,19 @@ def _require_database(url: str, *, need_head: str | None = None, create: bool = 
         _refuse(problem)
 
 
+def _require_readable_credentials(settings: Settings) -> None:
+    """Refuse to serve, in one line, with keys that cannot open the stored credentials: every
+    send would be a 500 on a server that says it is ready."""
+    from server.storage.preflight import credential_refusal
+
+    dev_secrets = (_var_dir() / DEV_SECRETS_FILE).absolute() if settings.is_dev else None
+    problem = asyncio.run(
+        credential_refusal(settings.database_url, settings.fernet_keys, dev_secrets=dev_secrets)
+    )
+    if problem is not None:
+        _refuse(problem)
+
+
 def _require_free_port(host: str, port: int) -> None:
     problem = port_problem(host, port)
     if problem is not None:
@@ -144,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
     _require_database(
         settings.database_url, need_head=not_migrating, create=settings.migrate_on_start
     )
+    _require_readable_credentials(settings)
     configure_logging(fmt)
     from server.app import create_app
     from server.http import protocol

@@ -10,11 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from server.installations.crypto import CredentialCipher
+from server.settings import load_settings
+from server.storage.db import create_engine
+from server.storage.installations import SqlCredentials
 from server.storage.migrate import head_revision, upgrade
+from server.storage.preflight import CREDENTIAL_SAMPLE
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, ENCRYPTION_KEY
 from tests.test_cli_errors import assert_one_line
 from tests.test_cli_settings import clean_env, run_cli
@@ -49,10 +55,27 @@ async def set_revision(url: str, revision: str) -> None:
         await engine.dispose()
 
 
-def serve_until_listening(cwd: Path, env: dict[str, str]) -> str:
+async def store_credentials(url: str, key: str, users: range) -> None:
+    """OAuth credentials of `users` in account 1001, encrypted with `key` (as a server would)."""
+    engine = create_engine(url)
+    try:
+        store = SqlCredentials(engine, CredentialCipher([key]))
+        for user in users:
+            await store.put(
+                account_id="1001",
+                user_id=str(user),
+                kind="oauth",
+                secret=f"access-{user}",
+                refresh_secret=f"refresh-{user}",
+            )
+    finally:
+        await engine.dispose()
+
+
+def serve_until_listening(cwd: Path, env: dict[str, str], *flags: str) -> str:
     """Start `serve`, wait for its first line, stop it; what it printed first."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", "0"],
+        [sys.executable, "-m", "server", "serve", "--port", "0", *flags],
         cwd=cwd,
         env=clean_env(cwd, **env),
         stdout=subprocess.PIPE,
@@ -124,3 +147,50 @@ def test_serve_without_migrating_never_makes_a_sqlite_file(tmp_path: Path) -> No
     line = assert_one_line(result, "does not exist")
     assert str(tmp_path / "typo.db") in line and "monday-notify db upgrade" in line
     assert not (tmp_path / "typo.db").exists()
+
+
+async def test_serve_refuses_keys_that_cannot_open_the_stored_credentials(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The old key was dropped before `keys rotate` (or an instance kept the old key alone):
+    the server would be "ready" and every send a 500. It refuses, counting what it tried."""
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    await store_credentials(database_url, old, range(11, 13))
+    await store_credentials(database_url, new, range(13, 14))
+    for migrate in ("true", "false"):
+        env = production(database_url, ENCRYPTION_KEYS=new, MIGRATE_ON_START=migrate)
+        result = run_cli(tmp_path, "serve", "--port", "0", **env)
+        line = assert_one_line(result, "ENCRYPTION_KEYS cannot decrypt 2 of the 3 stored")
+        assert "back into ENCRYPTION_KEYS" in line and "How credentials are protected" in line
+        assert old not in line and new not in line
+        assert "listening" not in result.stdout
+    first = serve_until_listening(
+        tmp_path, production(database_url, ENCRYPTION_KEYS=f"{new},{old}")
+    )
+    assert "listening on" in first, first
+
+
+async def test_serve_tries_a_bounded_sample_of_credentials(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Start-up stays quick with many credentials; the oldest and the newest are tried."""
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    await store_credentials(database_url, old, range(100, 100 + CREDENTIAL_SAMPLE + 10))
+    await store_credentials(database_url, new, range(1000, 1001))
+    result = run_cli(
+        tmp_path, "serve", "--port", "0", **production(database_url, ENCRYPTION_KEYS=old)
+    )
+    assert_one_line(result, f"cannot decrypt 1 of the {CREDENTIAL_SAMPLE} stored credential(s)")
+
+
+async def test_serve_dev_names_the_dev_secrets_whose_key_cannot_open_the_credentials(
+    tmp_path: Path,
+) -> None:
+    """Development takes no ENCRYPTION_KEYS: its key is the one in var/dev-secrets.json."""
+    load_settings(dev=True, var_dir=tmp_path / "var")  # what an earlier `serve --dev` left
+    url = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'monday-notify.db'}"
+    await upgrade(url)
+    await store_credentials(url, Fernet.generate_key().decode(), range(11, 12))
+    result = run_cli(tmp_path, "serve", "--dev", "--port", "0")
+    line = assert_one_line(result, str(tmp_path / "var" / "dev-secrets.json"))
+    assert "cannot decrypt 1 of the 1" in line

@@ -4,6 +4,9 @@ before `db upgrade` and `keys rotate` touch anything (contract §14: one line, n
 `serve` with MIGRATE_ON_START=false on a database that is not migrated would otherwise listen,
 answer /readyz, and fail every request; a database a newer release migrated (a rolled-back
 deploy) is at a revision these migrations do not know, which Alembic reports as a traceback.
+`serve` started with ENCRYPTION_KEYS that cannot open the stored credentials (the old key
+dropped before `keys rotate`, or an instance restarted with the old key alone) would answer
+ready and fail every send: it tries a bounded sample first.
 """
 
 from __future__ import annotations
@@ -12,13 +15,19 @@ from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from server.installations.crypto import CipherError, CredentialCipher
 from server.storage.migrate import alembic_config, head_revision
 from server.storage.reachable import database_problem
+from server.storage.tables import credentials
 
 UPGRADE = "run `monday-notify db upgrade`"
+# Credentials tried at start-up: half the oldest, half the newest (by id), so an old key that
+# was dropped and a new key that is missing are both seen, and start-up stays quick with many.
+CREDENTIAL_SAMPLE = 50
 
 
 def sqlite_problem(url: str, *, create: bool) -> str | None:
@@ -95,3 +104,51 @@ def revision_problem(found: str | None, *, need_head: str | None) -> str | None:
         f"DATABASE_URL's database {state}, and this release needs revision {head}: {UPGRADE}"
         f" first ({need_head})."
     )
+
+
+async def credential_refusal(url: str, keys: list[str], *, dev_secrets: Path | None) -> str | None:
+    """Why `keys` cannot serve the stored credentials, in one line; None if a sample of up to
+    CREDENTIAL_SAMPLE of them all decrypt (or none is stored). `dev_secrets`: the development
+    secrets file the key came from (development mode takes no ENCRYPTION_KEYS)."""
+    failed, checked = await undecryptable_credentials(url, keys)
+    if not failed:
+        return None
+    counted = f"cannot decrypt {failed} of the {checked} stored credential(s) tried"
+    if dev_secrets is not None:
+        return (
+            f"the development encryption key in {dev_secrets} {counted}: restore the "
+            "dev-secrets.json they were written with, or remove the development database."
+        )
+    return (
+        f"ENCRYPTION_KEYS {counted}: put the key they were written with back into "
+        "ENCRYPTION_KEYS (after the new one) and keep it until `monday-notify keys rotate` has "
+        'run; see the README, "How credentials are protected".'
+    )
+
+
+async def undecryptable_credentials(url: str, keys: list[str]) -> tuple[int, int]:
+    """Of a sample of stored credentials, how many no key decrypts, and how many were tried."""
+    cipher = CredentialCipher(keys)
+    columns = (credentials.c.id, credentials.c.secret_encrypted, credentials.c.refresh_encrypted)
+    half = CREDENTIAL_SAMPLE // 2
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            # Before `serve` migrates an empty database there is no table, and nothing to open.
+            if not await connection.run_sync(lambda c: inspect(c).has_table("credentials")):
+                return 0, 0
+            oldest = await connection.execute(select(*columns).order_by(columns[0]).limit(half))
+            sample = {row.id: row for row in oldest}
+            newest = select(*columns).order_by(columns[0].desc()).limit(half)
+            sample.update({row.id: row for row in await connection.execute(newest)})
+    finally:
+        await engine.dispose()
+    failed = 0
+    for row in sample.values():
+        try:
+            cipher.decrypt(row.secret_encrypted)
+            if row.refresh_encrypted:
+                cipher.decrypt(row.refresh_encrypted)
+        except CipherError:
+            failed += 1
+    return failed, len(sample)

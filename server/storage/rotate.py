@@ -1,7 +1,8 @@
 """`monday-notify keys rotate`: re-encrypt every stored secret with the first key.
 
-Put the new key first in ENCRYPTION_KEYS (keeping the old ones after it), run this, then
-remove the old keys: everything stored decrypts with the new key alone afterwards.
+Put the new key first in ENCRYPTION_KEYS (keeping the old ones after it) on every instance and
+restart them, run this, then remove the old keys: everything stored decrypts with the new key
+alone afterwards (README, "How credentials are protected").
 """
 
 from __future__ import annotations
