@@ -61,14 +61,16 @@ def _monday_id(value: str) -> str:
         ) from None
 
 
-def _var_dir() -> Path:
-    """Development state (secrets, SQLite file): VAR_DIR, else ./var of the current directory."""
-    return Path(os.environ.get(VAR_DIR_ENV) or VAR_DIR)
+def _var_dir(settings: Settings) -> Path:
+    """Development state (secrets, SQLite file): VAR_DIR (the environment, else `.env` of the
+    current directory, like every setting), else ./var of the current directory."""
+    return Path(settings.var_dir or VAR_DIR)
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    var_dir = _var_dir(_plain_settings(args))
     try:
-        return load_settings(dev=getattr(args, "dev", False), var_dir=_var_dir(), **overrides)
+        return load_settings(dev=getattr(args, "dev", False), var_dir=var_dir, **overrides)
     except SettingsError as error:
         _refuse(*error.problems)
     except ValidationError as error:
@@ -95,7 +97,7 @@ def _existing_dev_secrets(args: argparse.Namespace) -> None:
     refusal = dev_refusal(plain)  # production settings first: that is the mistake to fix
     if refusal is not None:
         _refuse(refusal)
-    found = _var_dir() / DEV_SECRETS_FILE
+    found = _var_dir(plain) / DEV_SECRETS_FILE
     if not found.is_file():
         _refuse(
             f"no development secrets at {found.absolute()}: run this where `monday-notify serve"
@@ -118,7 +120,7 @@ def _require_readable_credentials(settings: Settings) -> None:
     send would be a 500 on a server that says it is ready."""
     from server.storage.preflight import credential_refusal
 
-    dev_secrets = (_var_dir() / DEV_SECRETS_FILE).absolute() if settings.is_dev else None
+    dev_secrets = (_var_dir(settings) / DEV_SECRETS_FILE).absolute() if settings.is_dev else None
     problem = asyncio.run(
         credential_refusal(settings.database_url, settings.fernet_keys, dev_secrets=dev_secrets)
     )
@@ -169,7 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"monday-notify listening on http://{settings.host}:{settings.port}", flush=True)
         if settings.is_dev:
             print(f"local monday: {settings.base_url}/dev", flush=True)
-            state = _var_dir().absolute()
+            state = _var_dir(settings).absolute()
             print(f"dev secrets in {state} (elsewhere: {VAR_DIR_ENV}={state})", flush=True)
 
     try:
@@ -248,8 +250,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _plain_settings(args)
     url = settings.database_url
     if settings.is_dev and "database_url" not in settings.model_fields_set:
-        _var_dir().mkdir(parents=True, exist_ok=True)
-        url = f"sqlite+aiosqlite:///{_var_dir() / 'monday-notify.db'}"
+        _var_dir(settings).mkdir(parents=True, exist_ok=True)
+        url = f"sqlite+aiosqlite:///{_var_dir(settings) / 'monday-notify.db'}"
     _require_database(url)
     applied = upgrade_sync(url)
     for migration in applied:

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # The server process' event loop (server/http/event_loop.py).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     migrate_on_start: bool = True
+    # Where the CLI keeps development state (VAR_DIR_ENV; "" is ./var). A setting like the
+    # others, so `.env` can hold it: `.env` is read from the current directory, never from here.
+    var_dir: str = ""
     # Delivery (contract §6 retries; hardened by the delivery-at-scale work).
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
     delivery_max_attempts: int = Field(default=8, ge=1)

@@ -106,6 +106,26 @@ def test_dev_database_follows_var_dir(tmp_path: Path) -> None:
     assert not (tmp_path / "var").exists()
 
 
+def test_var_dir_in_a_dotenv_file_is_read_like_every_setting(tmp_path: Path) -> None:
+    """README: "a `.env` file is read too". `.env` is read from the current directory (it
+    cannot come from VAR_DIR, which it may set); the environment wins over it."""
+    server_var, other_var = tmp_path / "server" / "var", tmp_path / "other" / "var"
+    (tmp_path / ".env").write_text(f"VAR_DIR={server_var}\n")
+    result = run_cli(tmp_path, "db", "upgrade", "--dev")
+    assert result.returncode == 0, result.stderr
+    assert (server_var / "monday-notify.db").is_file()
+    assert not (tmp_path / "var").exists()
+
+    server_secret = load_settings(dev=True, var_dir=server_var).client_secrets[0]
+    minted = run_cli(tmp_path, "mint-token", "--dev")
+    assert minted.returncode == 0, minted.stderr
+    jwt.decode(minted.stdout.strip(), server_secret, algorithms=["HS256"])
+
+    result = run_cli(tmp_path, "db", "upgrade", "--dev", VAR_DIR=str(other_var))
+    assert result.returncode == 0, result.stderr
+    assert (other_var / "monday-notify.db").is_file()
+
+
 def test_db_upgrade_needs_only_the_database_url(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
     result = run_cli(tmp_path, "db", "upgrade", APP_ENV="production", DATABASE_URL=url)
