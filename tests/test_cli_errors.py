@@ -126,6 +126,23 @@ def test_var_dir_in_a_dotenv_file_is_read_like_every_setting(tmp_path: Path) -> 
     assert (other_var / "monday-notify.db").is_file()
 
 
+def test_a_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    """The documented default DATABASE_URL is relative (var/monday-notify.db): wherever ./var
+    does not exist, the line names that folder rather than "cannot be reached"."""
+    production = {
+        "MONDAY_CLIENT_ID": "1",
+        "MONDAY_CLIENT_SECRET": "secret",
+        "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    }
+    result = run_cli(tmp_path, "serve", "--port", "0", **production)
+    line = assert_one_line(result, f"{tmp_path / 'var'}, a folder that does not exist")
+    assert "cannot be reached" not in line
+    url = f"sqlite+aiosqlite:///{tmp_path / 'nowhere' / 'prod.db'}"
+    result = run_cli(tmp_path, "db", "upgrade", DATABASE_URL=url)
+    assert_one_line(result, f"{tmp_path / 'nowhere'}, a folder that does not exist")
+    assert not (tmp_path / "var").exists() and not (tmp_path / "nowhere").exists()
+
+
 def test_db_upgrade_needs_only_the_database_url(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
     result = run_cli(tmp_path, "db", "upgrade", APP_ENV="production", DATABASE_URL=url)

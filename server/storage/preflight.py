@@ -42,6 +42,13 @@ def sqlite_problem(url: str, *, create: bool) -> str | None:
     if database.startswith("file:"):
         return None  # a SQLite URI: its own options say whether it may create the file
     path = Path(database).absolute()
+    if not path.parent.is_dir():
+        # SQLite says only "unable to open database file"; the default (var/…, relative to
+        # the current directory) meets this wherever ./var was never made.
+        return (
+            f"DATABASE_URL names a SQLite file in {path.parent}, a folder that does not exist: "
+            "create it, run from the directory it is relative to, or fix DATABASE_URL."
+        )
     if not create and not path.exists():
         return (
             f"DATABASE_URL names a SQLite file that does not exist ({path}): {UPGRADE} to "
