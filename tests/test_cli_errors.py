@@ -36,6 +36,9 @@ def unreachable_pg() -> str:
     return f"postgresql+asyncpg://someone:hunter2@127.0.0.1:{free_port()}/nothing"
 
 
+PORTLESS_HOSTS = "postgresql+asyncpg://someone:hunter2@/nothing?host=127.0.0.1,127.0.0.2"
+
+
 # (case id, CLI args, environment, what the one line must name)
 CASES: list[tuple[str, list[str], Callable[[], dict[str, str]], str]] = [
     ("leeway", ["serve", "--dev"], lambda: {"JWT_LEEWAY_SECONDS": "999"}, "JWT_LEEWAY_SECONDS"),
@@ -46,6 +49,8 @@ CASES: list[tuple[str, list[str], Callable[[], dict[str, str]], str]] = [
     ("pg-down", ["serve", "--dev"], lambda: {"DATABASE_URL": unreachable_pg()}, "DATABASE_URL"),
     ("upgrade-db", ["db", "upgrade"], lambda: {"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
     ("upgrade-pg", ["db", "upgrade"], lambda: {"DATABASE_URL": unreachable_pg()}, "DATABASE_URL"),
+    # asyncpg's several hosts need a port each: SQLAlchemy refuses when it makes the engine.
+    ("upgrade-hosts", ["db", "upgrade"], lambda: {"DATABASE_URL": PORTLESS_HOSTS}, "DATABASE_URL"),
     ("account", ["mint-token", "--dev", "--account", "abc"], dict, "--account"),
     ("user", ["mint-token", "--dev", "--user", "x1"], dict, "--user"),
     ("roles", ["mint-token", "--dev", "--admin", "--view-only", "--guest"], dict, "--"),

@@ -17,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.installations.crypto import CipherError, CredentialCipher
@@ -64,6 +65,12 @@ async def database_refusal(url: str, *, need_head: str | None, create: bool) -> 
     missing = sqlite_problem(url, create=create)
     if missing is not None:
         return missing
+    try:
+        # The driver's own checks of the URL (asyncpg's several hosts need a port each) run
+        # when an engine is made, before any connection: a SQLAlchemy error, not a driver one.
+        await create_async_engine(url).dispose()
+    except ArgumentError as error:
+        return f"DATABASE_URL is invalid ({str(error)[:200]}): fix it."
     problem = await database_problem(url)
     if problem is not None:
         return (
