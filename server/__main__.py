@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import os
-import socket
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any, NoReturn
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
+from server.http.listen_check import listen_problem, port_problem
 from server.ids import InvalidMondayId, monday_id
 from server.logs import configure_logging
 from server.settings import (
@@ -62,14 +61,16 @@ def _monday_id(value: str) -> str:
         ) from None
 
 
-def _var_dir() -> Path:
-    """Development state (secrets, SQLite file): VAR_DIR, else ./var of the current directory."""
-    return Path(os.environ.get(VAR_DIR_ENV) or VAR_DIR)
+def _var_dir(settings: Settings) -> Path:
+    """Development state (secrets, SQLite file): VAR_DIR (the environment, else `.env` of the
+    current directory, like every setting), else ./var of the current directory."""
+    return Path(settings.var_dir or VAR_DIR)
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    var_dir = _var_dir(_plain_settings(args))
     try:
-        return load_settings(dev=getattr(args, "dev", False), var_dir=_var_dir(), **overrides)
+        return load_settings(dev=getattr(args, "dev", False), var_dir=var_dir, **overrides)
     except SettingsError as error:
         _refuse(*error.problems)
     except ValidationError as error:
@@ -96,7 +97,7 @@ def _existing_dev_secrets(args: argparse.Namespace) -> None:
     refusal = dev_refusal(plain)  # production settings first: that is the mistake to fix
     if refusal is not None:
         _refuse(refusal)
-    found = _var_dir() / DEV_SECRETS_FILE
+    found = _var_dir(plain) / DEV_SECRETS_FILE
     if not found.is_file():
         _refuse(
             f"no development secrets at {found.absolute()}: run this where `monday-notify serve"
@@ -104,41 +105,33 @@ def _existing_dev_secrets(args: argparse.Namespace) -> None:
         )
 
 
-def _require_database(url: str) -> None:
-    """Refuse to go on, in one line, when the database cannot be reached."""
-    from server.storage.reachable import database_problem
+def _require_database(url: str, *, need_head: str | None = None, create: bool = True) -> None:
+    """Refuse to go on, in one line, when this command cannot work with the database
+    (server/storage/preflight.py says what is checked)."""
+    from server.storage.preflight import database_refusal
 
-    problem = asyncio.run(database_problem(url))
+    problem = asyncio.run(database_refusal(url, need_head=need_head, create=create))
     if problem is not None:
-        _refuse(
-            f"DATABASE_URL cannot be reached ({problem}): start the database or fix DATABASE_URL."
-        )
+        _refuse(problem)
+
+
+def _require_readable_credentials(settings: Settings) -> None:
+    """Refuse to serve, in one line, with keys that cannot open the stored credentials: every
+    send would be a 500 on a server that says it is ready."""
+    from server.storage.preflight import credential_refusal
+
+    dev_secrets = (_var_dir(settings) / DEV_SECRETS_FILE).absolute() if settings.is_dev else None
+    problem = asyncio.run(
+        credential_refusal(settings.database_url, settings.fernet_keys, dev_secrets=dev_secrets)
+    )
+    if problem is not None:
+        _refuse(problem)
 
 
 def _require_free_port(host: str, port: int) -> None:
-    """Bind (and release) HOST:PORT as aiohttp will, so a busy port is one line before any
-    start-up work is logged; run_app's own bind error stays the backstop for a race."""
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as error:
-        _refuse(f"HOST={host!r} cannot be resolved ({error.strerror}): fix HOST or --host.")
-    for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as error:
-                _refuse(_listen_problem(host, port, error))
-
-
-def _listen_problem(host: str, port: int, error: OSError) -> str:
-    where = f"{host}:{port}"
-    if error.errno == errno.EADDRINUSE:
-        return (
-            f"PORT {where} is already in use: stop what listens there, or choose another "
-            "port (PORT=8081, or --port 8081)."
-        )
-    return f"HOST/PORT: cannot listen on {where} ({error.strerror}): choose another."
+    problem = port_problem(host, port)
+    if problem is not None:
+        _refuse(problem)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -158,7 +151,15 @@ def _serve(args: argparse.Namespace) -> int:
         else ("text" if settings.is_dev else "json")
     )
     _require_free_port(settings.host, settings.port)
-    _require_database(settings.database_url)
+    # Without MIGRATE_ON_START an old schema would be served: listening, "ready", every request
+    # a 500. With it, the migration on start brings the schema to the head.
+    not_migrating = (
+        None if settings.migrate_on_start else "with MIGRATE_ON_START=false serve does not"
+    )
+    _require_database(
+        settings.database_url, need_head=not_migrating, create=settings.migrate_on_start
+    )
+    _require_readable_credentials(settings)
     configure_logging(fmt)
     from server.app import create_app
     from server.http import protocol
@@ -170,7 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"monday-notify listening on http://{settings.host}:{settings.port}", flush=True)
         if settings.is_dev:
             print(f"local monday: {settings.base_url}/dev", flush=True)
-            state = _var_dir().absolute()
+            state = _var_dir(settings).absolute()
             print(f"dev secrets in {state} (elsewhere: {VAR_DIR_ENV}={state})", flush=True)
 
     try:
@@ -184,7 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
             event_loop=settings.event_loop,
         )
     except OSError as error:
-        _refuse(_listen_problem(settings.host, settings.port, error))
+        _refuse(listen_problem(settings.host, settings.port, error))
     return 0
 
 
@@ -249,8 +250,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _plain_settings(args)
     url = settings.database_url
     if settings.is_dev and "database_url" not in settings.model_fields_set:
-        _var_dir().mkdir(parents=True, exist_ok=True)
-        url = f"sqlite+aiosqlite:///{_var_dir() / 'monday-notify.db'}"
+        _var_dir(settings).mkdir(parents=True, exist_ok=True)
+        url = f"sqlite+aiosqlite:///{_var_dir(settings) / 'monday-notify.db'}"
     _require_database(url)
     applied = upgrade_sync(url)
     for migration in applied:
@@ -264,7 +265,7 @@ def _keys(args: argparse.Namespace) -> int:
     if args.action == "generate":
         print(Fernet.generate_key().decode())
         return 0
-    from server.storage.rotate import rotate_keys
+    from server.storage.rotate import Undecryptable, rotate_keys
 
     # Rotation needs the keys and the database, not the OAuth client's id or secret.
     _existing_dev_secrets(args)
@@ -273,8 +274,16 @@ def _keys(args: argparse.Namespace) -> int:
     else:
         settings = _plain_settings(args)
         _refuse_if(p for p in settings.problems() if p.startswith("ENCRYPTION_KEYS"))
-    _require_database(settings.database_url)
-    count = asyncio.run(rotate_keys(settings))
+    # Rotation reads this release's tables; a file that is not there is not made empty.
+    _require_database(settings.database_url, need_head="keys rotate does not migrate", create=False)
+    try:
+        count = asyncio.run(rotate_keys(settings))
+    except Undecryptable as error:
+        _refuse(
+            f"ENCRYPTION_KEYS cannot decrypt {error.failed} of the {error.total} stored "
+            "secret(s), so nothing was re-encrypted: put the key they were written with back "
+            "into ENCRYPTION_KEYS (after the new one) and run `monday-notify keys rotate` again."
+        )
     print(f"re-encrypted {count} stored credential(s) with the first key")
     return 0
 

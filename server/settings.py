@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +75,9 @@ class Settings(BaseSettings):
     # The server process' event loop (server/http/event_loop.py).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     migrate_on_start: bool = True
+    # Where the CLI keeps development state (VAR_DIR_ENV; "" is ./var). A setting like the
+    # others, so `.env` can hold it: `.env` is read from the current directory, never from here.
+    var_dir: str = ""
     # Delivery (contract §6 retries; hardened by the delivery-at-scale work).
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
     delivery_max_attempts: int = Field(default=8, ge=1)
@@ -192,17 +197,39 @@ PRODUCTION_ONLY = (
 )
 
 
-def _remote_database(url: str) -> bool:
-    """A PostgreSQL server not on this machine (a local one is a developer's own)."""
+def _remote_database(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """What points the PostgreSQL connection at a server not on this machine, as a setting
+    name for a refusal; None for one on this machine (a developer's own) and for SQLite.
+
+    The hosts are asyncpg's, in its order: SQLAlchemy passes a `host` query parameter on over
+    the URL's host (`host=h1,h2` or `host=h1:p1&host=h2:p2`, or a socket directory); with
+    neither, asyncpg reads PGHOST (comma-separated too); with none, a local socket."""
     try:
         parsed = make_url(url)
     except ArgumentError:
-        return False
+        return None
     if not parsed.get_backend_name().startswith("postgres"):
-        return False
-    host = (parsed.host or "").strip("[]")
+        return None
+    query = parsed.query.get("host")
+    if query:
+        given = [query] if isinstance(query, str) else list(query)
+        hosts, where = [h for part in given for h in part.split(",")], "DATABASE_URL"
+    elif parsed.host:
+        hosts, where = [parsed.host], "DATABASE_URL"
+    else:
+        hosts, where = environ.get("PGHOST", "").split(","), "PGHOST"
+    return where if any(_remote_host(host) for host in hosts) else None
+
+
+def _remote_host(token: str) -> bool:
+    """One asyncpg host (`name`, `name:port`, `[v6]:port`, bare v6, a socket path) is remote."""
+    host = token.strip()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.split(":")[0]  # `name:port`; more colons are a bare IPv6 address
     if not host or host == "localhost" or host.startswith("/"):
-        return False  # no host or a socket directory: this machine
+        return False  # nothing given or a socket directory: this machine
     try:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -220,8 +247,9 @@ def dev_refusal(settings: Settings) -> str | None:
             value = value.get_secret_value()
         if value and str(value).strip():
             found.append(env_name)
-    if _remote_database(settings.database_url):
-        found.append("DATABASE_URL (a PostgreSQL server on another host)")
+    remote = _remote_database(settings.database_url)
+    if remote is not None:
+        found.append(f"{remote} (a PostgreSQL server on another host)")
     if not found:
         return None
     return (

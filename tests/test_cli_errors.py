@@ -36,6 +36,9 @@ def unreachable_pg() -> str:
     return f"postgresql+asyncpg://someone:hunter2@127.0.0.1:{free_port()}/nothing"
 
 
+PORTLESS_HOSTS = "postgresql+asyncpg://someone:hunter2@/nothing?host=127.0.0.1,127.0.0.2"
+
+
 # (case id, CLI args, environment, what the one line must name)
 CASES: list[tuple[str, list[str], Callable[[], dict[str, str]], str]] = [
     ("leeway", ["serve", "--dev"], lambda: {"JWT_LEEWAY_SECONDS": "999"}, "JWT_LEEWAY_SECONDS"),
@@ -46,6 +49,8 @@ CASES: list[tuple[str, list[str], Callable[[], dict[str, str]], str]] = [
     ("pg-down", ["serve", "--dev"], lambda: {"DATABASE_URL": unreachable_pg()}, "DATABASE_URL"),
     ("upgrade-db", ["db", "upgrade"], lambda: {"DATABASE_URL": "nonsense"}, "DATABASE_URL"),
     ("upgrade-pg", ["db", "upgrade"], lambda: {"DATABASE_URL": unreachable_pg()}, "DATABASE_URL"),
+    # asyncpg's several hosts need a port each: SQLAlchemy refuses when it makes the engine.
+    ("upgrade-hosts", ["db", "upgrade"], lambda: {"DATABASE_URL": PORTLESS_HOSTS}, "DATABASE_URL"),
     ("account", ["mint-token", "--dev", "--account", "abc"], dict, "--account"),
     ("user", ["mint-token", "--dev", "--user", "x1"], dict, "--user"),
     ("roles", ["mint-token", "--dev", "--admin", "--view-only", "--guest"], dict, "--"),
@@ -104,6 +109,43 @@ def test_dev_database_follows_var_dir(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (var / "monday-notify.db").is_file()
     assert not (tmp_path / "var").exists()
+
+
+def test_var_dir_in_a_dotenv_file_is_read_like_every_setting(tmp_path: Path) -> None:
+    """README: "a `.env` file is read too". `.env` is read from the current directory (it
+    cannot come from VAR_DIR, which it may set); the environment wins over it."""
+    server_var, other_var = tmp_path / "server" / "var", tmp_path / "other" / "var"
+    (tmp_path / ".env").write_text(f"VAR_DIR={server_var}\n")
+    result = run_cli(tmp_path, "db", "upgrade", "--dev")
+    assert result.returncode == 0, result.stderr
+    assert (server_var / "monday-notify.db").is_file()
+    assert not (tmp_path / "var").exists()
+
+    server_secret = load_settings(dev=True, var_dir=server_var).client_secrets[0]
+    minted = run_cli(tmp_path, "mint-token", "--dev")
+    assert minted.returncode == 0, minted.stderr
+    jwt.decode(minted.stdout.strip(), server_secret, algorithms=["HS256"])
+
+    result = run_cli(tmp_path, "db", "upgrade", "--dev", VAR_DIR=str(other_var))
+    assert result.returncode == 0, result.stderr
+    assert (other_var / "monday-notify.db").is_file()
+
+
+def test_a_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    """The documented default DATABASE_URL is relative (var/monday-notify.db): wherever ./var
+    does not exist, the line names that folder rather than "cannot be reached"."""
+    production = {
+        "MONDAY_CLIENT_ID": "1",
+        "MONDAY_CLIENT_SECRET": "secret",
+        "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    }
+    result = run_cli(tmp_path, "serve", "--port", "0", **production)
+    line = assert_one_line(result, f"{tmp_path / 'var'}, a folder that does not exist")
+    assert "cannot be reached" not in line
+    url = f"sqlite+aiosqlite:///{tmp_path / 'nowhere' / 'prod.db'}"
+    result = run_cli(tmp_path, "db", "upgrade", DATABASE_URL=url)
+    assert_one_line(result, f"{tmp_path / 'nowhere'}, a folder that does not exist")
+    assert not (tmp_path / "var").exists() and not (tmp_path / "nowhere").exists()
 
 
 def test_db_upgrade_needs_only_the_database_url(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Is the database there? Asked once before `serve` says it is listening (contract §14).
 
-A refused connection, a wrong password or a SQLite path in a missing folder becomes one line
-for the CLI instead of a traceback from the first migration. The password is never in it.
+A refused connection or a wrong password becomes one line for the CLI instead of a traceback
+from the first migration. The password is never in it. (A SQLite path in a missing folder is
+caught before this, naming the folder: server/storage/preflight.py.)
 """
 
 from __future__ import annotations

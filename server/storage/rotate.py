@@ -1,24 +1,48 @@
 """`monday-notify keys rotate`: re-encrypt every stored secret with the first key.
 
-Put the new key first in ENCRYPTION_KEYS (keeping the old ones after it), run this, then
-remove the old keys: everything stored decrypts with the new key alone afterwards.
+Put the new key first in ENCRYPTION_KEYS (keeping the old ones after it) on every instance and
+restart them, run this, then remove the old keys: everything stored decrypts with the new key
+alone afterwards (README, "How credentials are protected").
 """
 
 from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from server.installations.crypto import CredentialCipher
+from server.installations.crypto import CipherError, CredentialCipher
 from server.settings import Settings
 from server.storage.db import create_engine
 from server.storage.tables import credentials, oauth_states
 
 
+class Undecryptable(Exception):
+    """Some stored secrets decrypt with none of the keys: nothing was re-encrypted."""
+
+    def __init__(self, failed: int, total: int) -> None:
+        super().__init__(f"{failed} of {total} stored secrets cannot be decrypted")
+        self.failed = failed
+        self.total = total
+
+
 async def rotate_keys(settings: Settings) -> int:
-    """Re-encrypt every credential (access and refresh secrets); return how many rows."""
+    """Re-encrypt every credential (access and refresh secrets); return how many rows.
+
+    All or nothing: when any stored secret decrypts with none of the keys (the key it was
+    written with was dropped), `Undecryptable` says how many, and the transaction is rolled
+    back, so the operator can put that key back and run it again."""
     cipher = CredentialCipher(settings.fernet_keys)
     engine = create_engine(settings.database_url)
-    count = 0
+    count = failed = total = 0
+
+    def rotated(token: str) -> str | None:
+        nonlocal failed, total
+        total += 1
+        try:
+            return cipher.rotate(token)
+        except CipherError:
+            failed += 1
+            return None
+
     try:
         async with engine.begin() as conn:
             rows = (
@@ -31,14 +55,14 @@ async def rotate_keys(settings: Settings) -> int:
                 )
             ).all()
             for row in rows:
-                refresh = row.refresh_encrypted
+                secret = rotated(row.secret_encrypted)
+                refresh = rotated(row.refresh_encrypted) if row.refresh_encrypted else None
+                if failed:
+                    continue  # everything is rolled back: only the count matters now
                 await conn.execute(
                     update(credentials)
                     .where(credentials.c.id == row.id)
-                    .values(
-                        secret_encrypted=cipher.rotate(row.secret_encrypted),
-                        refresh_encrypted=cipher.rotate(refresh) if refresh else None,
-                    )
+                    .values(secret_encrypted=secret, refresh_encrypted=refresh)
                 )
                 count += 1
             # PKCE verifiers of flows still in progress (10 minutes at most): without this,
@@ -51,11 +75,16 @@ async def rotate_keys(settings: Settings) -> int:
                 )
             ).all()
             for state in pending:
+                verifier = rotated(state.code_verifier_encrypted)
+                if failed:
+                    continue
                 await conn.execute(
                     update(oauth_states)
                     .where(oauth_states.c.state_digest == state.state_digest)
-                    .values(code_verifier_encrypted=cipher.rotate(state.code_verifier_encrypted))
+                    .values(code_verifier_encrypted=verifier)
                 )
+            if failed:
+                raise Undecryptable(failed, total)  # leaves engine.begin(): rolled back
     finally:
         await engine.dispose()
     return count

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from server.installations.crypto import CipherError, CredentialCipher
 from server.settings import Settings
@@ -113,3 +114,81 @@ async def test_keys_rotate_re_encrypts_everything_so_the_old_key_can_go(
     assert await _read(only_new, "12") == ("access-token-two", None)
     with pytest.raises(CipherError):
         await _read(with_old, "11")  # the old key alone no longer opens anything
+
+
+async def _ciphertexts(url: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT secret_encrypted, refresh_encrypted FROM credentials ORDER BY id")
+            )
+            return [tuple(row) for row in result]
+    finally:
+        await engine.dispose()
+
+
+def _production(url: str, keys: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "APP_ENV": "production",
+        "DATABASE_URL": url,
+        "ENCRYPTION_KEYS": keys,
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _one_line(result: Any, names: str) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and names in lines[0], result.stderr
+    return str(lines[0])
+
+
+async def test_keys_rotate_without_the_old_key_is_one_line_and_changes_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The operator dropped the old key before rotating: every credential it wrote is named
+    in a count, nothing is half re-encrypted, and putting the key back makes it work."""
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    with_old = make_settings(
+        tmp_path, database_url=database_url, encryption_keys=SecretStr(old_key)
+    )
+    await _store(with_old, user="11", secret="access-token-one", refresh="refresh-token-one")
+    with_new = make_settings(
+        tmp_path, database_url=database_url, encryption_keys=SecretStr(new_key)
+    )
+    await _store(with_new, user="12", secret="access-token-two", refresh=None)
+    before = await _ciphertexts(database_url)
+
+    result = run_cli(["keys", "rotate"], env=_production(database_url, new_key), cwd=tmp_path)
+    line = _one_line(result, "ENCRYPTION_KEYS cannot decrypt 2 of the 3 stored secret(s)")
+    assert "back into ENCRYPTION_KEYS" in line
+    assert old_key not in line and new_key not in line
+    assert await _ciphertexts(database_url) == before
+
+    both = _production(database_url, f"{new_key},{old_key}")
+    result = run_cli(["keys", "rotate"], env=both, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert await _read(with_new, "11") == ("access-token-one", "refresh-token-one")
+
+
+async def test_keys_rotate_on_a_database_never_migrated_is_one_line(
+    tmp_path: Path, empty_database_url: str
+) -> None:
+    key = Fernet.generate_key().decode()
+    if empty_database_url.startswith("sqlite"):
+        (tmp_path / "store.db").touch()  # an empty file, as an interrupted set-up leaves one
+    result = run_cli(["keys", "rotate"], env=_production(empty_database_url, key), cwd=tmp_path)
+    _one_line(result, "monday-notify db upgrade")
+
+
+def test_keys_rotate_never_makes_a_sqlite_file(tmp_path: Path) -> None:
+    """A mistyped path is refused; no empty database is left where it points."""
+    key = Fernet.generate_key().decode()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'typo.db'}"
+    result = run_cli(["keys", "rotate"], env=_production(url, key), cwd=tmp_path)
+    line = _one_line(result, "does not exist")
+    assert str(tmp_path / "typo.db") in line
+    assert not (tmp_path / "typo.db").exists()

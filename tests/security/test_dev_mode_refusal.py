@@ -125,13 +125,23 @@ def test_dev_mode_in_a_dotenv_file_is_refused(
         ("postgresql+asyncpg://app:pw@127.0.0.1/notify", False),
         ("postgresql+asyncpg://app:pw@[::1]/notify", False),
         ("sqlite+aiosqlite:///elsewhere.db", False),
+        # asyncpg connects to the `host` query parameter (SQLAlchemy passes it on over the
+        # URL's host): one host, a comma-separated list, repeated, with ports, or a socket.
+        ("postgresql+asyncpg://app:pw@/notify?host=db.internal", True),
+        ("postgresql+asyncpg://app:pw@localhost/notify?host=db.internal", True),
+        ("postgresql+asyncpg://app:pw@/notify?host=localhost,db.internal", True),
+        ("postgresql+asyncpg://app:pw@/notify?host=127.0.0.1:5432&host=db.internal:5432", True),
+        ("postgresql+asyncpg://app:pw@/notify?host=db.internal:5432", True),
+        ("postgresql+asyncpg://app:pw@/notify?host=/var/run/postgresql", False),
+        ("postgresql+asyncpg://app:pw@/notify?host=localhost:5432,127.0.0.1:5433", False),
+        ("postgresql+asyncpg://app:pw@/notify?host=[::1]:5432", False),
     ],
 )
 def test_dev_mode_and_a_remote_postgresql(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, refused: bool
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    for key in CLEARED:
+    for key in (*CLEARED, "PGHOST"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DATABASE_URL", url)
     if refused:
@@ -139,6 +149,34 @@ def test_dev_mode_and_a_remote_postgresql(
             load_settings(dev=True, var_dir=tmp_path / "var")
         [line] = error.value.problems
         assert "DATABASE_URL" in line and "pw" not in line
+    else:
+        assert load_settings(dev=True, var_dir=tmp_path / "var").is_dev
+
+
+@pytest.mark.parametrize(
+    ("pghost", "url_host", "refused"),
+    [
+        ("db.internal", "", True),
+        ("localhost,db.internal", "", True),
+        ("/var/run/postgresql", "", False),
+        ("127.0.0.1", "", False),
+        ("db.internal", "localhost", False),  # a host in the URL: asyncpg never reads PGHOST
+    ],
+)
+def test_dev_mode_and_pghost_when_the_url_has_no_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pghost: str, url_host: str, refused: bool
+) -> None:
+    """asyncpg connects to PGHOST when the URL names no host."""
+    monkeypatch.chdir(tmp_path)
+    for key in CLEARED:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PGHOST", pghost)
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+asyncpg://app:pw@{url_host}/notify")
+    if refused:
+        with pytest.raises(SettingsError) as error:
+            load_settings(dev=True, var_dir=tmp_path / "var")
+        [line] = error.value.problems
+        assert "PGHOST" in line and "db.internal" not in line
     else:
         assert load_settings(dev=True, var_dir=tmp_path / "var").is_dev
 
