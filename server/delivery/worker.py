@@ -112,6 +112,8 @@ class DeliveryWorker:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds())
+        # Shutdown progress for the operator: nothing is claimed by this process after this.
+        log.info("delivery worker stopped")
 
     def _idle_seconds(self) -> float:
         """Until the next poll, or sooner when a row this process scheduled falls due."""
