@@ -180,6 +180,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await services.worker.stop()
 
 
+async def _stop_claiming(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits (up to 60 s) for the requests in flight; the
+    # cleanup above, which waits for the worker's batch, only after that wait.
+    app[SERVICES].worker.stop_claiming()
+
+
 def setup(app: web.Application) -> None:
     """Must come after the database, HTTP client and monday client contexts."""
     app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_stop_claiming)

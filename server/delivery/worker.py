@@ -49,10 +49,16 @@ class DeliveryWorker:
         """Look for due rows now rather than at the next poll."""
         self._wake.set()
 
-    async def stop(self) -> None:
-        """Graceful: let the batch in flight finish, then return."""
+    def stop_claiming(self) -> None:
+        """Claim nothing more; the batch in flight goes on (await `stop` for it). Called as
+        shutdown begins: aiohttp then waits for requests in flight, and rows that fall due
+        meanwhile belong to the instances that stay up."""
         self._stop.set()
         self._wake.set()
+
+    async def stop(self) -> None:
+        """Graceful: let the batch in flight finish, then return."""
+        self.stop_claiming()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -101,6 +107,8 @@ class DeliveryWorker:
     async def _run(self) -> None:
         while not self._stop.is_set():
             await self.purge_if_due()
+            if self._stop.is_set():
+                break  # the purge can take a while: shutdown may have begun meanwhile
             try:
                 handled = await self.run_once()
             except Exception:
@@ -112,6 +120,8 @@ class DeliveryWorker:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds())
+        # Shutdown progress for the operator: nothing is claimed by this process after this.
+        log.info("delivery worker stopped")
 
     def _idle_seconds(self) -> float:
         """Until the next poll, or sooner when a row this process scheduled falls due."""

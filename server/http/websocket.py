@@ -9,8 +9,9 @@ connection. The change bus (built by the composition root) starts and stops with
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from server.appkeys import SERVICES, SETTINGS
 from server.errors import ApiError
@@ -55,7 +56,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         limits=limits,
         leeway=request.app[SETTINGS].jwt_leeway_seconds,
     )
-    await connection.run()
+    # 1001 (going away) at shutdown: Directus' SDK, like any client, reconnects, and the load
+    # balancer sends it to an instance that stays up.
+    go_away = partial(connection.close, None, WSCloseCode.GOING_AWAY, "server shutting down")
+    realtime.hub.opened(go_away)
+    try:
+        await connection.run()
+    finally:
+        realtime.hub.ended(go_away)
     return ws
 
 
@@ -66,7 +74,14 @@ async def _bus(app: web.Application) -> AsyncIterator[None]:
     await bus.stop()
 
 
+async def _going_away(app: web.Application) -> None:
+    # on_shutdown, before aiohttp waits for handlers to end: a socket's handler ends only
+    # when the socket closes, so an open one held the exit for aiohttp's whole 60 s timeout.
+    app[REALTIME].hub.go_away()
+
+
 def setup(app: web.Application) -> None:
     """After `services.setup` (the bus is built by the composition root)."""
     app.cleanup_ctx.append(_bus)
+    app.on_shutdown.append(_going_away)
     app.router.add_get("/websocket", websocket)

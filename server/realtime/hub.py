@@ -1,7 +1,9 @@
-"""Who is listening on this instance: connections by account, and connections per user."""
+"""Who is listening on this instance: connections by account, and connections per user;
+and every open socket, authenticated or not, so shutdown can close them all."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from server.notifications.changes import RowChange
@@ -17,6 +19,25 @@ class Hub:
     def __init__(self) -> None:
         self._by_account: dict[str, set[Listener]] = {}
         self._per_user: dict[tuple[str, str], int] = {}
+        # The "go away" (close it with 1001) of each open socket; set by the route.
+        self._open: set[Callable[[], None]] = set()
+        self._going_away = False
+
+    def opened(self, go_away: Callable[[], None]) -> None:
+        """A socket was upgraded; `go_away` closes it. Called during shutdown (an upgrade
+        accepted just before the listener closed), it closes the socket at once."""
+        self._open.add(go_away)
+        if self._going_away:
+            go_away()
+
+    def ended(self, go_away: Callable[[], None]) -> None:
+        self._open.discard(go_away)
+
+    def go_away(self) -> None:
+        """Shutdown: close every open socket (aiohttp waits for their handlers to end)."""
+        self._going_away = True
+        for close in list(self._open):
+            close()
 
     def deliver(self, change: RowChange) -> None:
         if change.account_id is None:
