@@ -328,3 +328,23 @@ async def test_a_head_request_does_not_spend_the_state(
     assert head.status == 405
     assert query(monday_settings, "SELECT used_at FROM oauth_states") == [(None,)]
     assert (await callback(monday_client, params))[0] == 200
+
+
+async def test_one_user_keeps_at_most_five_sign_ins_under_way(
+    monday_client: Any, monday_settings: Settings, fake_monday: Any, mint: Any
+) -> None:
+    """A caller starting sign-ins in a loop must not grow the table: the oldest pending one
+    ends when a sixth starts; the five newest still work, other users' are untouched."""
+    await post_event(monday_client, event("install"))
+    other = await start(monday_client, mint(user=INSTALLER, admin=True))
+    urls = [await start(monday_client, mint(user=MEMBER)) for _ in range(30)]
+    pending = query(
+        monday_settings, "SELECT user_id FROM oauth_states WHERE used_at IS NULL ORDER BY user_id"
+    )
+    assert pending == [(INSTALLER,)] + [(MEMBER,)] * 5
+    status, _page = await callback(monday_client, await consent(urls[0], as_user=MEMBER))
+    assert status == 400  # ended by the newer ones
+    status, _page = await callback(monday_client, await consent(urls[-5], as_user=MEMBER))
+    assert status == 200
+    status, _page = await callback(monday_client, await consent(other, as_user=INSTALLER))
+    assert status == 200

@@ -310,3 +310,28 @@ async def test_a_write_in_this_process_drops_the_entry_at_once(stores: Stores) -
     assert await cache.credential(ACCOUNT, "11", "api_key") is not None
     assert await stores.credentials.delete(ACCOUNT, "11", "api_key")
     assert await cache.credential(ACCOUNT, "11", "api_key") is None
+
+
+async def test_a_user_keeps_at_most_five_pending_oauth_states(stores: Stores) -> None:
+    now = datetime(2026, 7, 1, tzinfo=UTC)
+    for index in range(8):
+        await stores.states.create(
+            state_digest=f"member-{index}",
+            account_id=ACCOUNT,
+            user_id="12",
+            code_verifier=None,
+            now=now + timedelta(seconds=index),
+            expires_at=now + timedelta(minutes=10),
+        )
+    await stores.states.create(
+        state_digest="admin-0",
+        account_id=ACCOUNT,
+        user_id="11",
+        code_verifier=None,
+        now=now,
+        expires_at=now + timedelta(minutes=10),
+    )
+    later = now + timedelta(seconds=30)
+    assert await stores.states.consume("member-2", now=later) is None  # ended by newer ones
+    for kept in ("member-3", "member-7", "admin-0"):
+        assert await stores.states.consume(kept, now=later) is not None, kept

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import Delete, and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.installations.crypto import CipherError, CredentialCipher
 from server.installations.model import OAuthState
 from server.storage.tables import oauth_states
+
+# Sign-ins one user may have under way at once (several tabs); starting another ends the
+# oldest. Without a bound, one caller could fill the table with states (each lives 10 min).
+MAX_PENDING_PER_USER = 5
 
 
 class SqlOAuthStates:
@@ -38,6 +42,7 @@ class SqlOAuthStates:
         async with self.engine.begin() as conn:
             # Expired states are useless; sweeping them here keeps the table small.
             await conn.execute(delete(oauth_states).where(oauth_states.c.expires_at < now))
+            await conn.execute(_older_pending(account_id, user_id))
             await conn.execute(
                 oauth_states.insert().values(
                     state_digest=state_digest,
@@ -93,3 +98,16 @@ class SqlOAuthStates:
             code_verifier=verifier,
             verifier_unreadable=unreadable,
         )
+
+
+def _older_pending(account_id: str, user_id: str) -> Delete:
+    """The user's pending states but the newest `MAX_PENDING_PER_USER - 1`."""
+    t = oauth_states.c
+    mine = and_(t.account_id == account_id, t.user_id == user_id, t.used_at.is_(None))
+    newest = (
+        select(t.state_digest)
+        .where(mine)
+        .order_by(t.created_at.desc())
+        .limit(MAX_PENDING_PER_USER - 1)
+    )
+    return delete(oauth_states).where(mine, t.state_digest.not_in(newest.scalar_subquery()))
