@@ -277,13 +277,22 @@ def verify_session(
         account_id=account_id,
         user_id=user_id,
         is_admin=dat.get("is_admin") is True,
-        is_view_only=dat.get("is_view_only") is True,
-        is_guest=dat.get("is_guest") is True,
+        is_view_only=_restricted(dat, "is_view_only", ("view_only", "viewer")),
+        is_guest=_restricted(dat, "is_guest", ("guest",)),
         client_id=dat.get("client_id") if isinstance(dat.get("client_id"), str) else None,
         app_id=None if raw_app is None else str(raw_app),
         expires_at=int(claims["exp"]),
         secret_index=index,
     )
+
+
+def _restricted(dat: dict[str, Any], flag: str, kinds: tuple[str, ...]) -> bool:
+    """A restriction fails closed: set unless its flag is absent, null or JSON false, or when
+    `user_kind` names it (monday documents booleans; a `1` or `"true"`, or a kind without the
+    flag, must not hand a view-only user or a guest a member's rights). A privilege
+    (`is_admin`) is the reverse: only JSON true grants it."""
+    value = dat.get(flag)
+    return (value is not None and value is not False) or dat.get("user_kind") in kinds
 
 
 def verify_lifecycle(

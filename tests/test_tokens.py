@@ -372,3 +372,28 @@ def test_only_an_accepted_token_counts_as_a_secret_match() -> None:
     after = matches()
     assert after.get(("session", 0), 0) == before.get(("session", 0), 0) + 1
     assert after.get(("lifecycle", 0), 0) == before.get(("lifecycle", 0), 0) + 1
+
+
+@pytest.mark.parametrize(
+    ("dat", "view_only", "guest"),
+    [
+        ({}, False, False),
+        ({"is_view_only": False, "is_guest": None}, False, False),
+        ({"is_view_only": True}, True, False),
+        ({"is_view_only": 1}, True, False),
+        ({"is_view_only": "true"}, True, False),
+        ({"is_guest": "1"}, False, True),
+        ({"user_kind": "view_only"}, True, False),
+        ({"user_kind": "guest", "is_guest": False}, False, True),
+    ],
+)
+def test_restrictions_fail_closed(dat: dict[str, Any], view_only: bool, guest: bool) -> None:
+    """A view-only or guest flag that is not exactly false (or a `user_kind` naming it)
+    restricts: an unexpected shape must not hand the user a member's rights."""
+    session = verify(sign(session_claims(is_admin=False, **dat)))
+    assert (session.is_view_only, session.is_guest) == (view_only, guest)
+
+
+@pytest.mark.parametrize("flag", [1, "true", "yes"])
+def test_admin_is_only_json_true(flag: Any) -> None:
+    assert verify(sign(session_claims(is_admin=flag))).is_admin is False
