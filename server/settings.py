@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
     monday_client_id: str = ""
     monday_client_secret: SecretStr | None = None
     monday_signing_secret: SecretStr | None = None
-    monday_app_id: int | None = None
+    monday_app_id: int | None = Field(default=None, ge=1)
     monday_api_url: str = "https://api.monday.com/v2"
     monday_api_version: str = "2026-07"
     monday_oauth_authorize_url: str = "https://auth.monday.com/oauth2/authorize"
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
     frame_ancestors: str = "https://*.monday.com https://*.monday.app"
-    monday_timeout_seconds: float = Field(default=15.0, gt=0)
+    monday_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     max_token_bytes: int = Field(default=8192, ge=256)
     log_format: Literal["json", "text", "auto"] = "auto"
     # The server process' event loop (server/http/event_loop.py).
@@ -79,7 +80,7 @@ class Settings(BaseSettings):
     # others, so `.env` can hold it: `.env` is read from the current directory, never from here.
     var_dir: str = ""
     # Delivery (contract §6 retries; hardened by the delivery-at-scale work).
-    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    delivery_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     delivery_max_attempts: int = Field(default=8, ge=1)
     delivery_batch_size: int = Field(default=25, ge=1, le=100)
     delivery_lease_seconds: int = Field(default=60, ge=5)
@@ -89,8 +90,8 @@ class Settings(BaseSettings):
     send_backlog_per_user: int = Field(default=10_000, ge=0)
     # Slow clients (contract §10): a request head must arrive within this many seconds of the
     # connection (or of its first byte), and its body within this many of the head.
-    request_head_timeout_seconds: float = Field(default=10.0, gt=0)
-    request_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    request_head_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    request_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Retention of an uninstalled account's data (monday's marketplace rule: 10 days).
     uninstall_retention_days: int = Field(default=10, ge=0)
     # A ledger read is stopped past this (storage/read_budget.py); a request's reads share 2x.
@@ -111,6 +112,35 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be sqlite+aiosqlite:///path/to/file.db or "
                 "postgresql+asyncpg://user:password@host:port/database"
+            )
+        return value
+
+    @field_validator(
+        "public_base_url",
+        "monday_api_url",
+        "monday_oauth_authorize_url",
+        "monday_oauth_token_url",
+    )
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        # A typo here started a server that advertised (manifest, OAuth redirect) or called a
+        # URL that cannot work; a send then ended `unknown` though nothing left the process.
+        if value == "":
+            return value  # PUBLIC_BASE_URL: derived from HOST and PORT
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _sources(cls, value: str) -> str:
+        # Written into the Content-Security-Policy header as is: a `;` would start another
+        # directive (`x; script-src *` weakened every page's policy).
+        if not value.strip() or any(ch in value for ch in ';,\r\n"') or not value.isprintable():
+            raise ValueError(
+                "must be CSP sources separated by spaces (e.g. https://*.monday.com), "
+                "without ; or ,"
             )
         return value
 

@@ -217,3 +217,52 @@ def test_jwt_leeway_is_bounded(
     else:
         with pytest.raises(ValidationError):
             load_settings(dev=True, var_dir=tmp_path / "var")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PUBLIC_BASE_URL", "garbage"),
+        ("PUBLIC_BASE_URL", "ftp://example.com"),
+        ("MONDAY_API_URL", "garbage"),
+        ("MONDAY_OAUTH_TOKEN_URL", "https://"),
+        ("FRAME_ANCESTORS", "https://*.monday.com; script-src * 'unsafe-inline'"),
+        ("FRAME_ANCESTORS", "https://a.example, https://b.example"),
+        ("FRAME_ANCESTORS", " "),
+        ("MONDAY_APP_ID", "0"),
+        ("MONDAY_APP_ID", "-5"),
+        ("MONDAY_TIMEOUT_SECONDS", "inf"),
+        ("DELIVERY_POLL_SECONDS", "inf"),
+        ("REQUEST_BODY_TIMEOUT_SECONDS", "1e9"),
+    ],
+)
+def test_settings_that_would_start_wrong_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """Each of these used to start a server that could not work as configured (a CSP with an
+    injected directive, a manifest with a garbage URL, a timeout that never fires)."""
+    from pydantic import ValidationError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as refused:
+        load_settings(dev=True, var_dir=tmp_path / "var")
+    assert name.lower() in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PUBLIC_BASE_URL", "https://notify.example.com/"),
+        ("FRAME_ANCESTORS", "'self' https://*.monday.com"),
+        ("MONDAY_APP_ID", "10000"),
+        ("MONDAY_TIMEOUT_SECONDS", "2.5"),
+    ],
+)
+def test_good_values_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    settings = load_settings(dev=True, var_dir=tmp_path / "var")
+    assert str(getattr(settings, name.lower())) == value
