@@ -250,7 +250,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _plain_settings(args)
     url = settings.database_url
     if settings.is_dev and "database_url" not in settings.model_fields_set:
-        _var_dir(settings).mkdir(parents=True, exist_ok=True)
+        _var_dir(settings).mkdir(mode=0o700, parents=True, exist_ok=True)  # see settings.py
         url = f"sqlite+aiosqlite:///{_var_dir(settings) / 'monday-notify.db'}"
     _require_database(url)
     applied = upgrade_sync(url)

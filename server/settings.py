@@ -198,8 +198,10 @@ class Settings(BaseSettings):
 
 
 def _load_dev_secrets(var_dir: Path) -> dict[str, str]:
-    """Generate development secrets once and keep them, so minted tokens survive restarts."""
-    var_dir.mkdir(parents=True, exist_ok=True)
+    """Generate development secrets once and keep them, so minted tokens survive restarts.
+    The folder is the owner's only (0700): it also holds the SQLite file, with installers'
+    e-mails and every notification's text, which SQLite creates readable by all (0644)."""
+    var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = var_dir / DEV_SECRETS_FILE
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text())

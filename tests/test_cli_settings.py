@@ -266,3 +266,12 @@ def test_good_values_are_kept(
     monkeypatch.setenv(name, value)
     settings = load_settings(dev=True, var_dir=tmp_path / "var")
     assert str(getattr(settings, name.lower())) == value
+
+
+def test_development_state_is_in_a_folder_only_its_owner_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """var/ holds the dev secrets and the SQLite file (installers' e-mails, every message)."""
+    monkeypatch.chdir(tmp_path)
+    load_settings(dev=True, var_dir=tmp_path / "var")
+    assert (tmp_path / "var").stat().st_mode & 0o777 == 0o700
