@@ -1,5 +1,6 @@
 """The log line of each monday call: one quiet line when everything was sent, a warning
-with the statuses and error codes otherwise (read by deliver.py after every call)."""
+with the statuses and error codes otherwise (read by deliver.py after every call); and the
+calls' latency histogram, observed by first attempts (deliver.py) and resends (resend.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
+from server.metrics import latency_histogram
 from server.monday.outcome import SendOutcome
 
 log = logging.getLogger(__name__)
+monday_latency = latency_histogram(
+    "monday_request_seconds", "Time per call to monday's API, by outcome.", ("outcome",)
+)
 
 
 def call_outcome(outcomes: Sequence[SendOutcome]) -> str:

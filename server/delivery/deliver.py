@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from server.clock import utcnow
 from server.delivery.batches import Batch, chunks, stamped_batches
-from server.delivery.call_log import call_outcome, log_batch
+from server.delivery.call_log import call_outcome, log_batch, monday_latency
 from server.delivery.digest import units
 from server.delivery.governor import Deferral, Governor, backoff_seconds, next_midnight_utc
 from server.delivery.pretaken import PretakenBudgets
@@ -38,7 +38,6 @@ from server.delivery.resend import (
 from server.delivery.shared import SharedRequests
 from server.delivery.short_lived import ShortLivedTokens
 from server.logs import account_id_var
-from server.metrics import latency_histogram
 from server.monday.client import MondayClient
 from server.monday.outcome import SendOutcome
 from server.notifications.model import (
@@ -70,9 +69,6 @@ ReconnectMarker = Callable[[str, str, str], Awaitable[None]]
 delivery_counts: Counter[tuple[str, str, str]] = Counter()  # (sent_as, transport, status)
 monday_errors: Counter[str] = Counter()
 retries_scheduled: Counter[str] = Counter()
-monday_latency = latency_histogram(
-    "monday_request_seconds", "Time per call to monday's API, by outcome.", ("outcome",)
-)
 # A lease on rows being sent must outlast the HTTP call, or another worker would call the
 # row stale (`unknown`) while its answer is still on the way.
 LEASE_MARGIN_SECONDS = 5.0

@@ -16,12 +16,14 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from server.clock import utcnow
+from server.delivery.call_log import call_outcome, monday_latency
 from server.delivery.digest import unit_text, units
 from server.delivery.governor import Deferral, backoff_seconds
 from server.logs import account_id_var
@@ -149,9 +151,12 @@ async def _resend(deliverer: Deliverer, key: str, claimed: list[Notification]) -
         )
         if not sending:
             return
+        started = time.perf_counter()
         outcomes = await deliverer.monday.send_notifications(
             token, requests_for(batch), idempotency_key=key
         )
+        # Counted like the first attempts' calls (deliver.py), or the histogram hides resends.
+        monday_latency.labels(call_outcome(outcomes)).observe(time.perf_counter() - started)
     finally:
         rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
         deliverer.governor.report(permit, outcomes, rate_limit)

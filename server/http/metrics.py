@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from server.appkeys import SERVICES
-from server.delivery import deliver, governor
+from server.delivery import call_log, deliver, governor
 from server.metrics import CONTENT_TYPE, PREFIX, CounterFamily
 from server.notifications import schedule_events, send
 from server.tokens import auth_failures, secret_matches
@@ -93,7 +93,7 @@ def build_registry(queue: Collector) -> CollectorRegistry:
             ("family", "secret_index"),
             secret_matches,
         ),
-        deliver.monday_latency,
+        call_log.monday_latency,
         CounterFamily(
             "monday_errors_total",
             "Notifications monday did not accept, by monday's error code.",

@@ -177,3 +177,27 @@ async def test_each_app_has_its_own_registry_and_none_uses_the_global_one(
                 found = await scrape(client)
                 assert ("monday_notify_queue_oldest_due_seconds", ()) in found
     assert not [m for m in REGISTRY.collect() if m.name.startswith("monday_notify")]
+
+
+async def test_a_resend_is_counted_as_a_monday_call(
+    tmp_path: Path, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """The worker's retry of an `unknown` row is a monday call like the first attempt: the
+    latency histogram counts it (it counted only first attempts)."""
+    fake = fake_monday.fake
+    async with server_on(tmp_path, fake_monday, monday_timeout_seconds=0.5) as client:
+        before = await scrape(client)
+        fake.fail_next("execute-then-500")
+        first = await post(client, mint, "asked twice")
+        assert first["delivery_status"] == "unknown"
+        await wait_for(client, first["id"], "sent")
+        after = await scrape(client)
+    name = "monday_notify_monday_request_seconds_count"
+    calls = len(fake.requests_to("/v2"))
+    assert calls >= 2
+    counted = sum(
+        value(after, name, outcome=outcome) - value(before, name, outcome=outcome)
+        for outcome in ("sent", "unknown")
+    )
+    assert counted == calls
+    assert value(after, name, outcome="sent") - value(before, name, outcome="sent") == 1
