@@ -202,5 +202,10 @@ def _what_to_connect(
         who = "the installing user" if installation.installer_user_id else "an admin"
         steps.append(f"have {who} add a personal API key in Settings → API key")
     if not steps:
-        return "Nothing can send this notification: guests may only send as the app."
+        # A guest under the `installer` policy: nothing a guest connects would help.
+        return (
+            f"Nothing can send this notification: the account's sender policy "
+            f"({installation.sender_policy}) allows only the installing user, and guests may "
+            "only send as the app: an admin can allow the app in Settings."
+        )
     return "No credential can send this notification: " + ", or ".join(steps) + "."

@@ -272,6 +272,16 @@ def test_no_credential_for_app_only_does_not_suggest_api_key() -> None:
     assert "API key" not in refused.value.message
 
 
+def test_a_guest_under_the_installer_policy_hears_that_the_policy_decides() -> None:
+    """Nothing a guest connects would help: the message names the policy and who can change
+    it (it said only "guests may only send as the app")."""
+    with pytest.raises(SenderRefused) as refused:
+        decide_sender(GUEST, facts("installer"), creds(api_key=True), SenderRequest())
+    assert (refused.value.status, refused.value.code) == (409, "NO_CREDENTIAL")
+    assert "policy (installer)" in refused.value.message
+    assert "an admin can allow the app" in refused.value.message
+
+
 def test_refusal_statuses() -> None:
     statuses = {}
     for code, args in {
