@@ -30,7 +30,7 @@ from server.logs import account_id_var
 from server.monday.client import NotificationRequest, notification_payload
 from server.monday.outcome import SendOutcome
 from server.notifications.model import DeliveryStatus, Notification, delivery_error
-from server.sender import CredentialRefusal
+from server.sender import SHORT_LIVED, CredentialRefusal
 
 if TYPE_CHECKING:
     from server.delivery.deliver import Deliverer
@@ -160,6 +160,10 @@ async def _resend(deliverer: Deliverer, key: str, claimed: list[Notification]) -
     finally:
         rate_limit = next((o.rate_limit for o in outcomes if o.rate_limit is not None), None)
         deliverer.governor.report(permit, outcomes, rate_limit)
+    if any(outcome.unauthorized for outcome in outcomes) and owner != SHORT_LIVED:
+        # monday rejected the credential now: whatever became of the first attempt, it is
+        # not used again until it is reconnected (README "How credentials are protected").
+        await deliverer.mark_reconnect(first.account_id, sent_as, owner)
     by_id = outcomes_by_row(batch, outcomes)
     mine = [row for row in claimed if row.id in sending]
     finishes = [deliverer._finish(row, by_id[row.id], window_end, resend=True) for row in mine]

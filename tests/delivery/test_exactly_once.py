@@ -5,6 +5,7 @@ having run them once; past the window a row stays `unknown`."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,3 +144,34 @@ async def test_a_reused_row_id_is_a_new_request(
     sent = keys(fake_monday)
     assert len(sent) == 2 and sent[0] != sent[1]
     assert [n.text for n in fake_monday.fake.bell(MEMBER)] == ["same words", "same words"]
+
+
+async def test_a_credential_monday_rejects_on_a_retry_is_not_used_again(
+    tmp_path: Path, database_url: str, fake_monday: FakeMondayServer, mint: Any
+) -> None:
+    """A 401 to a retry says nothing of the first attempt (the row stays `unknown`), but it
+    does say monday rejects the credential now: it needs reconnecting, like after a 401 to a
+    first attempt, and no further retry uses it."""
+    fake = fake_monday.fake
+    async with server_on(tmp_path, fake_monday, database_url=database_url) as client:
+        fake.fail_next("server_error")
+        fake.fail_next("unauthorized")
+        sent = await post(client, mint, "rejected later")
+        assert sent["delivery_status"] == "unknown"
+
+        async def flagged() -> bool:
+            view = await client.get("/installation", headers={"Authorization": mint(user=MEMBER)})
+            credentials = (await view.json())["data"]["credentials"]
+            return any(c["needs_reconnect"] for c in credentials)
+
+        async def settled() -> dict[str, Any]:
+            while True:
+                current = await row(client, sent["id"])
+                if current["attempts"] >= 2 and current["lease_owner"] is None:
+                    return current
+                await asyncio.sleep(0.05)
+
+        final = await asyncio.wait_for(settled(), timeout=30)
+        assert await flagged()
+    assert final["delivery_status"] == "unknown"
+    assert len(fake.requests_to("/v2")) == 2  # the first attempt and the rejected retry
