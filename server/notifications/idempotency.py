@@ -209,16 +209,18 @@ class Idempotency:
         digest: str,
         reserved: bool,
     ) -> None:
-        """Keep the answer for replays; a server error gives the key back so a retry can
-        send. So does a 429: a request refused for its rate was not processed, and the
-        same key must work once the caller has waited. `reserved`: the request's rows may
-        have reserved the key (else it ended before writing any and the key row is new).
+        """Keep the answer for replays. A server error or a 429 keeps none, so a retry can
+        send (a request refused for its rate was not processed; the same key must work once
+        the caller has waited). `reserved`: the request's rows may have reserved the key
+        (else it ended before writing any and the key row is new).
+
+        A reservation is never given back: it exists only if the request's rows were
+        committed with it (the insert's transaction), and those rows are delivered by the
+        worker. Giving it back let a retry after a late 5xx insert and send them a second
+        time; now the retry waits for the answer (409 with `Retry-After`) and, once the
+        reservation counts as abandoned, gets the answer rebuilt from those rows.
         """
         if status >= 500 or status == 429:
-            if reserved:
-                # Only while it has no answer: one rebuilt meanwhile from this request's
-                # rows (it ran past `abandoned_after`) names rows that exist.
-                await self.store.forget(account_id, user_id, key, pending_only=True)
             return
         if reserved and await self.store.keep_answer(account_id, user_id, key, status, body):
             return

@@ -200,9 +200,7 @@ class IdempotencyStore(Protocol):
 
     async def read(self, account_id: str, user_id: str, key: str) -> IdempotencyRecord | None: ...
 
-    async def forget(
-        self, account_id: str, user_id: str, key: str, *, pending_only: bool = False
-    ) -> None: ...
+    async def forget(self, account_id: str, user_id: str, key: str) -> None: ...
 
     async def keep_answer(
         self, account_id: str, user_id: str, key: str, status: int, body: Any

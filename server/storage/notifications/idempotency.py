@@ -63,15 +63,9 @@ class SqlIdempotencyKeys:
             row_ids=None if row["row_ids"] is None else tuple(int(i) for i in row["row_ids"]),
         )
 
-    async def forget(
-        self, account_id: str, user_id: str, key: str, *, pending_only: bool = False
-    ) -> None:
-        """Give the key back (expired, or its request failed in a way a retry may repeat);
-        `pending_only`: only if no answer is kept on it."""
-        where = _where(account_id, user_id, key)
-        if pending_only:
-            where = and_(where, c.response_status.is_(None))
-        statement = delete(idempotency_keys).where(where)
+    async def forget(self, account_id: str, user_id: str, key: str) -> None:
+        """Give the key back (its 24 hours are over)."""
+        statement = delete(idempotency_keys).where(_where(account_id, user_id, key))
         await write(self.engine, lambda connection: connection.execute(statement))
 
     async def keep_answer(
