@@ -93,3 +93,6 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
     logging._srcfile = None
     # aiohttp's access log prints the raw request line, query string included (?sessionToken=).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Python warnings (PyJWT's about a short HMAC secret, say) become log records: JSON lines
+    # in production, redacted like the rest, instead of plain text on stderr.
+    logging.captureWarnings(True)

@@ -98,3 +98,31 @@ def test_redaction_hides_credentials(line: str) -> None:
 def test_json_log_lines_are_redacted() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "token=%s", ("abc123secret",), None)
     assert "abc123secret" not in RedactingJsonFormatter().format(record)
+
+
+def test_python_warnings_are_json_log_lines_too() -> None:
+    """PyJWT warns about a client secret under 32 bytes on every verification; in production
+    that warning printed plain text (and the source line) between the JSON log lines."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import jwt, warnings\n"
+        "from server.logs import configure_logging\n"
+        "configure_logging('json')\n"
+        "jwt.encode({'a': 1}, 'short-secret', algorithm='HS256')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "PyJWT gave no warning to check"
+    records = [json.loads(line) for line in lines]  # every line is one JSON record
+    assert any(
+        "HMAC key" in record["msg"] and record["logger"] == "py.warnings" for record in records
+    )
