@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from server.logs import account_id_var
 from server.storage import read_budget
 from server.storage.pooled_writer import PooledWriter
 from server.storage.readers import SQLiteReaders
@@ -203,22 +204,25 @@ async def read_once(engine: AsyncEngine, fn: WriteFn[T]) -> T:
     `ReadTooExpensive`.
     """
     seconds = read_budget.read_seconds()
-    started = read_budget.now()
     try:
         if isinstance(engine, SQLiteEngine) and engine.readers is not None:
-            return await engine.readers.run(fn, deadline=started + seconds)
-        async with engine.connect() as connection:
-            if connection.dialect.name != "postgresql":
-                return await connection.run_sync(fn)
-            return await connection.run_sync(_timed(fn, seconds))
+            # The pool counts the read's own time against the request (not its wait).
+            lane = account_id_var.get() or ""  # set by the request's authentication
+            return await engine.readers.run(fn, seconds=seconds, lane=lane)
+        started = read_budget.now()
+        try:
+            async with engine.connect() as connection:
+                if connection.dialect.name != "postgresql":
+                    return await connection.run_sync(fn)
+                return await connection.run_sync(_timed(fn, seconds))
+        finally:
+            read_budget.spent(read_budget.now() - started)
     except read_budget.ReadTooExpensive:
         raise read_budget.ReadTooExpensive(read_budget.per_read()) from None
     except DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) == QUERY_CANCELED:
             raise read_budget.ReadTooExpensive(read_budget.per_read()) from None
         raise
-    finally:
-        read_budget.spent(read_budget.now() - started)
 
 
 # PostgreSQL's SQLSTATE for a statement cancelled by `statement_timeout`.

@@ -204,3 +204,25 @@ async def test_a_batch_naming_one_row_many_times_changes_it_once(
         (first, "archived"),
         (second, "archived"),
     ]
+
+
+async def test_a_read_past_its_time_at_the_drivers_cursor_is_400_too(
+    tmp_path: Path, database_url: str, mint: Mint
+) -> None:
+    """A query read twice runs at the driver's cursor from then on (storage/compiled_reads.py),
+    where an interrupted statement raised the driver's own error: a 500. Here the same URL is
+    read twice while cheap, then again once the ledger has grown past its time."""
+    settings = make_settings(tmp_path, database_url=database_url, ledger_read_seconds=0.05)
+    rules = "&".join(f"filter[_or][{i}][message][_icontains]=zz{i}q" for i in range(100))
+    url = f"/notifications?limit=5&meta=filter_count&{rules}"
+    async for client in start_app(create_app(settings)):
+        headers = bearer(mint(user=ADMIN, admin=True))
+        for _ in range(2):
+            cheap = await client.get(url, headers=headers)
+            assert cheap.status == 200, await cheap.text()
+        rows = [row(message=f"message number {i} " * 8, recipient=ALICE) for i in range(ROWS)]
+        async with client.app[ENGINE].begin() as conn:
+            await conn.execute(insert(notifications), rows)
+        grown = await client.get(url, headers=headers)
+        assert grown.status == 400, await grown.text()
+        assert code(await grown.json()) == "QUERY_TOO_EXPENSIVE"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, text
@@ -105,3 +106,62 @@ async def test_a_read_whose_caller_gave_up_leaves_the_pool_working(
     finally:
         release.set()
         await engine.dispose()
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Any) -> AsyncIterator[Any]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'lanes.db'}")
+    async with engine.begin() as conn:  # the file exists before the readers open it
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    yield engine
+    await engine.dispose()
+
+
+COUNT_TO_100_000 = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) "
+    "SELECT count(*) FROM c"
+)
+
+
+async def test_one_account_cannot_take_every_reader(sqlite_engine: Any) -> None:
+    """An account's reads hold at most one of the two threads: another account's read runs
+    while three of the first one's are still held (before, two of them held both threads
+    and everyone else's ledger waited behind them)."""
+    readers = sqlite_engine.readers
+    release = threading.Event()
+
+    def held(_conn: Connection) -> str:
+        release.wait(60)
+        return "held"
+
+    hog = [asyncio.create_task(readers.run(held, lane="1001")) for _ in range(3)]
+    try:
+        other = await asyncio.wait_for(
+            readers.run(lambda conn: conn.exec_driver_sql("SELECT 7").scalar(), lane="2002"),
+            timeout=30,
+        )
+        assert other == 7
+        assert not any(task.done() for task in hog)
+    finally:
+        release.set()
+    assert await asyncio.gather(*hog) == ["held"] * 3
+
+
+async def test_a_read_has_its_time_from_when_it_starts_not_from_its_wait(
+    sqlite_engine: Any,
+) -> None:
+    """A read queued behind its own account's held read waits longer than its bound, then
+    runs in full: the wait for a thread is not what the bound is for."""
+    readers = sqlite_engine.readers
+    release = threading.Event()
+    held = asyncio.create_task(readers.run(lambda _conn: release.wait(60), lane="1001"))
+    queued = asyncio.create_task(
+        readers.run(
+            lambda conn: conn.exec_driver_sql(COUNT_TO_100_000).scalar(), seconds=2, lane="1001"
+        )
+    )
+    await asyncio.sleep(2.5)  # the queued read waits past its 2 s (this is the scenario)
+    assert not queued.done()
+    release.set()
+    assert await held is True
+    assert await queued == 100_000
