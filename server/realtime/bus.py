@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.notifications.changes import RowChange
@@ -105,10 +107,25 @@ def decode(payload: str) -> tuple[str, RowChange] | None:
 
 
 def asyncpg_dsn(database_url: str) -> str | None:
-    """The plain `postgresql://` DSN asyncpg takes; None for SQLite."""
+    """The database URL the LISTEN connection is made from (`asyncpg_connect_args`); None
+    for SQLite."""
     if not database_url.startswith("postgresql+asyncpg://"):
         return None
-    return "postgresql://" + database_url.removeprefix("postgresql+asyncpg://")
+    return database_url
+
+
+def asyncpg_connect_args(database_url: str, accepted: Iterable[str]) -> dict[str, Any]:
+    """`asyncpg.connect`'s arguments for `database_url`, read the way SQLAlchemy reads it for
+    the engine's own connections: a `?host=` query parameter wins over the URL's host, and
+    SQLAlchemy's own options (`prepared_statement_cache_size`) are not sent to the server.
+    (Handing asyncpg the URL itself sent such an option to PostgreSQL as a setting, which
+    refused it, and connected to the URL's host where the engine used `?host=`.)"""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    dialect: Any = PGDialect_asyncpg  # untyped in SQLAlchemy's stubs
+    _args, kwargs = dialect().create_connect_args(make_url(database_url))
+    names = set(accepted)
+    return {name: value for name, value in kwargs.items() if name in names}
 
 
 class ChangeBus:
@@ -231,7 +248,8 @@ class ChangeBus:
         import asyncpg  # type: ignore[import-untyped]  # only on PostgreSQL
 
         assert self.dsn is not None
-        conn = await asyncpg.connect(self.dsn)
+        accepted = inspect.signature(asyncpg.connect).parameters
+        conn = await asyncpg.connect(**asyncpg_connect_args(self.dsn, accepted))
         await conn.add_listener(CHANNEL, self._on_notify)
         conn.add_termination_listener(self._on_lost)
         self._listener = conn

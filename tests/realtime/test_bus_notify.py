@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.notifications.changes import RowChange
@@ -106,3 +107,27 @@ async def test_a_large_delete_reaches_the_other_instance_whole(
     assert tuple(i for c in deletes for i in c.ids) == ids
     assert tuple(o for c in deletes for o in c.owners) == gone.owners
     assert [c for c in two.received if c.event == "update"] == [change(5000)]
+
+
+async def test_the_listen_connection_reads_the_url_as_the_engine_does(pg_url: str) -> None:
+    """SQLAlchemy's own option (`prepared_statement_cache_size`, common behind pgbouncer) is
+    not sent to PostgreSQL, which refused it as a setting and stopped `serve` with a
+    traceback; a `?host=` wins over the URL's host, as it does for the engine (the LISTEN
+    connection went to the URL's host)."""
+    async with fresh_pg_database(pg_url) as url:
+        await upgrade(url)
+        parts = make_url(url)
+        odd = parts.set(host="10.255.255.1").update_query_dict(
+            {"host": parts.host or "", "prepared_statement_cache_size": "0"}
+        )
+        listening = Instance(odd.render_as_string(hide_password=False))
+        other = Instance(url)
+        await listening.bus.start()
+        await other.bus.start()
+        try:
+            await until(lambda: listening.bus._listener is not None, "never listened")
+            other.bus.publish(change(9))
+            await until(lambda: [c.ids for c in listening.received] == [(9,)], "not received")
+        finally:
+            await listening.close()
+            await other.close()
