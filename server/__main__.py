@@ -184,8 +184,11 @@ def _serve(args: argparse.Namespace) -> int:
             on_listening=listening,
             event_loop=settings.event_loop,
         )
-    except OSError as error:
+    except protocol.CannotListen as error:
         _refuse(listen_problem(settings.host, settings.port, error))
+    except OSError as error:
+        # Start-up reached something after the checks above (the database went away, say).
+        _refuse(f"could not start: {error.strerror or error} ({type(error).__name__}).")
     return 0
 
 

@@ -208,6 +208,11 @@ class GuardedRunner(web.AppRunner):
         )
 
 
+class CannotListen(OSError):
+    """Binding HOST:PORT failed (in use, not an address of this machine). Any other OSError
+    of start-up (the database's LISTEN connection refused, say) is not a port problem."""
+
+
 async def _serve(
     app: web.Application,
     host: str,
@@ -225,7 +230,10 @@ async def _serve(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as error:
+            raise CannotListen(*error.args) from error
         settle_heap()  # once the app has started: see server/http/heap.py
         on_listening()
         await asyncio.Event().wait()  # until SIGINT/SIGTERM (GracefulExit) or cancellation
