@@ -51,6 +51,10 @@ class Limits:
     # pairwise comparison runs over the fields fragments bring into one set (1,500 spreads of
     # one fragment cost 0.15 s).
     max_selections: int = 300
+    # Fields of an operation or fragment with its fragments expanded (the introspection query
+    # has 229): validation merges what spreads bring in, so a chain of fragments each
+    # spreading the ones before it cost 0.16 s under the limits above (4,826 fields).
+    max_fields: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,8 @@ class Cost:
     visits: int
     # The most fields one selection set has under one response name (as written).
     repeats: int = 0
+    # Fields of the largest operation or fragment, fragments expanded.
+    fields: int = 0
 
 
 class DocumentTooCostly(Exception):
@@ -70,7 +76,7 @@ class DocumentTooCostly(Exception):
 
     def __init__(self, limit: str, value: int, maximum: int, message: str) -> None:
         super().__init__(message)
-        self.limit = limit  # "depth", "aliases", "selections", "repeats" or "rows"
+        self.limit = limit  # "depth", "aliases", "selections", "fields", "repeats" or "rows"
         self.value = value
         self.maximum = maximum
         self.message = message
@@ -83,6 +89,7 @@ class _Summary:
     depth: int
     aliases: int
     rows: int
+    fields: int = 0  # fields, fragments expanded
 
 
 _EMPTY = _Summary(0, 0, 0)
@@ -138,7 +145,7 @@ class _Walker:
         """Recursive over field nesting only, which the GraphQL parser already bounds."""
         if selection_set is None:
             return _EMPTY
-        depth = aliases = rows = 0
+        depth = aliases = rows = fields = 0
         names: Counter[str] = Counter()
         for selection in selection_set.selections:
             self.visits += 1
@@ -150,6 +157,7 @@ class _Walker:
                 depth = max(depth, 1 + sub.depth)
                 aliases += sub.aliases + (1 if selection.alias else 0)
                 rows += self.row_cost(selection)
+                fields += 1 + sub.fields
                 continue
             if isinstance(selection, InlineFragmentNode):
                 sub = self._selection_set(selection.selection_set)
@@ -159,7 +167,8 @@ class _Walker:
             else:
                 continue
             depth, aliases, rows = max(depth, sub.depth), aliases + sub.aliases, rows + sub.rows
-        return _Summary(depth, aliases, rows)
+            fields += sub.fields
+        return _Summary(depth, aliases, rows, fields)
 
     def operation(self, operation: OperationDefinitionNode) -> _Summary:
         return self._selection_set(operation.selection_set)
@@ -169,13 +178,16 @@ def measure(document: DocumentNode, row_cost: RowCost) -> Cost:
     """The cost of the document's costliest operation, in work linear in its size."""
     walker = _Walker(document, row_cost)
     depth = aliases = rows = 0
+    # Validation compares the fields of every operation and every fragment, expanded.
+    fields = max((summary.fields for summary in walker.memo.values()), default=0)
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
             summary = walker.operation(definition)
             depth = max(depth, summary.depth)
             aliases = max(aliases, summary.aliases)
             rows = max(rows, summary.rows)
-    return Cost(depth, aliases, rows, walker.visits, walker.repeats)
+            fields = max(fields, summary.fields)
+    return Cost(depth, aliases, rows, walker.visits, walker.repeats, fields)
 
 
 def check(document: DocumentNode, limits: Limits, row_cost: RowCost) -> Cost:
@@ -212,6 +224,14 @@ def check(document: DocumentNode, limits: Limits, row_cost: RowCost) -> Cost:
             limits.max_selections,
             f"The document has {cost.visits} selections (fields, fragments and spreads); at "
             f"most {limits.max_selections} are allowed.",
+        )
+    if cost.fields > limits.max_fields:
+        raise DocumentTooCostly(
+            "fields",
+            cost.fields,
+            limits.max_fields,
+            f"The document asks for {cost.fields} fields once its fragments are expanded; at "
+            f"most {limits.max_fields} are allowed.",
         )
     if cost.rows > limits.max_rows:
         raise DocumentTooCostly(

@@ -49,7 +49,11 @@ MAX_DEPTH = 4
 MAX_ALIASES = 3 * MAX_FIELDS
 # 100 notifications, each aliased with its answer's fields, are 200-300 selections.
 LIMITS = Limits(
-    max_depth=MAX_DEPTH, max_aliases=MAX_ALIASES, max_rows=MAX_FIELDS, max_selections=400
+    max_depth=MAX_DEPTH,
+    max_aliases=MAX_ALIASES,
+    max_rows=MAX_FIELDS,
+    max_selections=400,
+    max_fields=600,
 )
 MAX_TOKENS = 20_000
 MAX_VALIDATION_ERRORS = 20
@@ -285,7 +289,7 @@ def _check_limits(document: DocumentNode) -> None:
                 "fields (aliases) are allowed in one request; split it."
             )
             data = {"max_fields": MAX_FIELDS}
-        elif refused.limit in ("repeats", "selections"):
+        elif refused.limit in ("repeats", "selections", "fields"):
             message, data = refused.message, {f"max_{refused.limit}": refused.maximum}
         else:
             message, data = refused.message, {"max_aliases": MAX_ALIASES}

@@ -92,9 +92,15 @@ def doubling_fragments(levels: int, on: str, selection: str) -> str:
 
 async def test_exponential_fragments_are_handled_on_graphql_system(client: Any, mint: Mint) -> None:
     await insert_rows(client, row(recipient=INSTALLER))
-    # Without aliases the expansion merges into one field: it runs, and answers once.
+    # Without aliases the expansion merges into one field, which graphql-core validates
+    # cheaply; it is refused all the same, by its expanded field count (2**20), before any
+    # validation: the count is what bounds the cheaper-looking chains (see below).
     plain = "{ notifications { ...F0 } } " + doubling_fragments(20, "directus_notifications", "id")
     status, body = await graphql(client, mint, plain)
+    assert status == 400 and body["errors"][0]["extensions"]["limit"] == "fields", body
+    # Small enough once expanded, it runs and answers once.
+    small = "{ notifications { ...F0 } } " + doubling_fragments(8, "directus_notifications", "id")
+    status, body = await graphql(client, mint, small)
     assert status == 200 and len(body["data"]["notifications"]) == 1, body
     # With an alias in each copy, the expanded alias count (2**20) is refused.
     aliased = "{ notifications { ...F0 } } " + doubling_fragments(
@@ -170,3 +176,26 @@ async def test_repeated_fields_are_refused_on_v2(
     assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
     assert body["errors"][0]["extensions"]["error_data"] == {"max_repeats": 20}
     assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
+
+
+def fragment_chain(levels: int, per_level: int) -> str:
+    """Fragments on Query, each spreading every one before it: few selections as written,
+    thousands once expanded (4,826 fields for 7 levels of 19 cost 0.16 s to validate)."""
+    fragments = []
+    for level in range(levels):
+        spreads = " ".join(f"...Q{before}" for before in range(level))
+        fields = " ".join(["notifications(limit: 0) { message }"] * per_level)
+        fragments.append(f"fragment Q{level} on Query {{ {spreads} {fields} }}")
+    return f"{{ ...Q{levels - 1} }} " + " ".join(fragments)
+
+
+async def test_fields_brought_in_by_fragments_are_counted_expanded(client: Any, mint: Mint) -> None:
+    status, body = await graphql(client, mint, fragment_chain(7, 19))
+    assert status == 400, body
+    [error] = body["errors"]
+    assert (error["extensions"]["limit"], error["extensions"]["maximum"]) == ("fields", 500)
+    # The introspection query (229 fields expanded) is well inside.
+    from graphql import get_introspection_query
+
+    status, body = await graphql(client, mint, get_introspection_query(descriptions=True))
+    assert status == 200 and "errors" not in body, body
