@@ -128,8 +128,18 @@ class Settings(BaseSettings):
         if value == "":
             return value  # PUBLIC_BASE_URL: derived from HOST and PORT
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():
-            raise ValueError("must be an absolute http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
+        except ValueError:
+            raise ValueError("must be an absolute http:// or https:// URL (bad port)") from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or any(ch.isspace() for ch in value)
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError("must be an absolute http:// or https:// URL, without ?query or #")
         return value
 
     @field_validator("frame_ancestors")

@@ -224,6 +224,10 @@ def test_jwt_leeway_is_bounded(
     [
         ("PUBLIC_BASE_URL", "garbage"),
         ("PUBLIC_BASE_URL", "ftp://example.com"),
+        ("PUBLIC_BASE_URL", "https://example.com:99999"),
+        ("PUBLIC_BASE_URL", "https://example.com:abc"),
+        ("PUBLIC_BASE_URL", "https://exa mple.com"),
+        ("PUBLIC_BASE_URL", "https://example.com/?q=1#f"),
         ("MONDAY_API_URL", "garbage"),
         ("MONDAY_OAUTH_TOKEN_URL", "https://"),
         ("FRAME_ANCESTORS", "https://*.monday.com; script-src * 'unsafe-inline'"),
