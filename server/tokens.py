@@ -292,7 +292,12 @@ def _restricted(dat: dict[str, Any], flag: str, kinds: tuple[str, ...]) -> bool:
     flag, must not hand a view-only user or a guest a member's rights). A privilege
     (`is_admin`) is the reverse: only JSON true grants it."""
     value = dat.get(flag)
-    return (value is not None and value is not False) or dat.get("user_kind") in kinds
+    kind = dat.get("user_kind")
+    # Spelled as monday might (`Guest`, `view-only`, `viewOnly`): compared loosely.
+    spelled = kind.lower().replace("-", "_") if isinstance(kind, str) else None
+    loose = {k.replace("_", "") for k in kinds}
+    named = spelled is not None and (spelled in kinds or spelled.replace("_", "") in loose)
+    return (value is not None and value is not False) or named
 
 
 def verify_lifecycle(

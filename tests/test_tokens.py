@@ -385,6 +385,10 @@ def test_only_an_accepted_token_counts_as_a_secret_match() -> None:
         ({"is_guest": "1"}, False, True),
         ({"user_kind": "view_only"}, True, False),
         ({"user_kind": "guest", "is_guest": False}, False, True),
+        ({"user_kind": "Guest"}, False, True),
+        ({"user_kind": "view-only"}, True, False),
+        ({"user_kind": "viewOnly"}, True, False),
+        ({"user_kind": "member"}, False, False),
     ],
 )
 def test_restrictions_fail_closed(dat: dict[str, Any], view_only: bool, guest: bool) -> None:

@@ -94,8 +94,9 @@ def _visible(
 
 
 def require_policy_admin(session: Session) -> None:
-    """403 unless the caller may change the sender policy (an admin, not view-only)."""
-    if not session.is_admin or session.is_view_only:
+    """403 unless the caller may change the sender policy (an admin, neither view-only nor a
+    guest: a token claiming both admin and a restriction gets the restriction)."""
+    if not session.is_admin or session.is_view_only or session.is_guest:
         raise forbidden(
             "Only an account admin can change the account's notification settings "
             "(who notifications are sent as, quiet hours, the digest window)."

@@ -238,8 +238,9 @@ class Idempotency:
         """Run `work` (which answers `(status, body)`) at most once per key and body.
 
         Returns `(status, body, replayed)`. `begin`'s refusals propagate; an `ApiError`
-        from `work` is kept as the answer and re-raised; any other failure gives the key
-        back. An abandoned reservation is answered by `recover` over its rows.
+        from `work` is kept as the answer and re-raised; after any other failure the key is
+        free only if the request wrote nothing (`complete`). An abandoned reservation is
+        answered by `recover` over its rows.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_for_first

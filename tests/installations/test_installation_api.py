@@ -157,7 +157,12 @@ async def test_patch_before_any_install_keeps_the_account_uninstalled(
 
 @pytest.mark.parametrize(
     "claims",
-    [{"admin": False}, {"admin": True, "view_only": True}, {"admin": False, "guest": True}],
+    [
+        {"admin": False},
+        {"admin": True, "view_only": True},
+        {"admin": False, "guest": True},
+        {"admin": True, "guest": True},
+    ],
 )
 async def test_only_admins_may_patch(
     client: Any, settings: Settings, mint: Any, claims: dict[str, bool]
