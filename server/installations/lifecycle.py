@@ -224,6 +224,11 @@ def change_for(body: dict[str, Any], event: LifecycleEvent, now: datetime) -> Li
     elif event.type == "uninstall":
         installation = {"installed": False, "uninstalled_at": now}
         drop = "everything"  # every credential and pending OAuth state of the account
+        # An uninstall that arrives before its account's install (which then is stale) still
+        # says who installed the app: monday names that admin in both.
+        if_new.update(
+            {key: value for key, value in installer.items() if key.startswith("installer_")}
+        )
     else:
         # A subscription event for an account whose install we never saw: it has the
         # app, and monday names the account's first admin as the user.

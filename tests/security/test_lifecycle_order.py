@@ -173,3 +173,14 @@ async def test_an_uninstall_older_than_the_last_install_stays_stale_among_other_
     late = await post(app, event("uninstall", timestamp=T2))
     assert late["applied"] is False
     assert (await installation(app))["installed"] is True
+
+
+async def test_an_uninstall_that_arrives_first_still_names_the_installer(app: Any) -> None:
+    """monday's order: install, subscription event, uninstall; the uninstall arrives first.
+    The state is monday's order's: uninstalled, installed by 11 (the stale install cannot
+    say so any more)."""
+    await post(app, event("uninstall", timestamp=T3))
+    await post(app, event("install", timestamp=T1))
+    await post(app, event("app_subscription_changed", timestamp=T2))
+    row = await installation(app)
+    assert (row["installed"], row["installer_user_id"]) == (False, INSTALLER)
