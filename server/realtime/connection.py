@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from server.errors import ApiError
+from server.logs import account_id_var
 from server.notifications.changes import RowChange
 from server.notifications.ledger import Ledger
 from server.realtime.hub import Hub
@@ -194,6 +195,7 @@ class RealtimeConnection:
             session = self.session
             if session is None:
                 continue
+            account_id_var.set(session.account_id)  # the reads' lane (storage/readers.py)
             try:
                 if kind == "init":
                     await self._init(session, job)
