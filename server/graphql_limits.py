@@ -190,58 +190,33 @@ def measure(document: DocumentNode, row_cost: RowCost) -> Cost:
     return Cost(depth, aliases, rows, walker.visits, walker.repeats, fields)
 
 
+# Each limit in the order it is checked: its name, the cost it bounds, its maximum, and what
+# the caller is told ({value} and {maximum} filled in).
+_CHECKS: tuple[tuple[str, str, str, str], ...] = (
+    ("depth", "depth", "max_depth", "The document is nested {value} levels deep; at most "
+     "{maximum} levels of fields are allowed."),
+    ("aliases", "aliases", "max_aliases", "The document uses {value} aliases (fragments "
+     "expanded); at most {maximum} are allowed."),
+    ("repeats", "repeats", "max_repeats", "One selection asks for the same field {value} "
+     "times; at most {maximum} are allowed. Ask for each field once."),
+    ("selections", "visits", "max_selections", "The document has {value} selections (fields, "
+     "fragments and spreads); at most {maximum} are allowed."),
+    ("fields", "fields", "max_fields", "The document asks for {value} fields once its "
+     "fragments are expanded; at most {maximum} are allowed."),
+    ("rows", "rows", "max_rows", "The document may return {value} rows in total; at most "
+     "{maximum} are allowed in one request. Ask for fewer rows (a smaller limit, fewer "
+     "aliases) and page through the rest."),
+)  # fmt: skip
+
+
 def check(document: DocumentNode, limits: Limits, row_cost: RowCost) -> Cost:
     """`measure`, then `DocumentTooCostly` for the first limit the document exceeds."""
     cost = measure(document, row_cost)
-    if cost.depth > limits.max_depth:
-        raise DocumentTooCostly(
-            "depth",
-            cost.depth,
-            limits.max_depth,
-            f"The document is nested {cost.depth} levels deep; at most {limits.max_depth} "
-            "levels of fields are allowed.",
-        )
-    if cost.aliases > limits.max_aliases:
-        raise DocumentTooCostly(
-            "aliases",
-            cost.aliases,
-            limits.max_aliases,
-            f"The document uses {cost.aliases} aliases (fragments expanded); at most "
-            f"{limits.max_aliases} are allowed.",
-        )
-    if cost.repeats > limits.max_repeats:
-        raise DocumentTooCostly(
-            "repeats",
-            cost.repeats,
-            limits.max_repeats,
-            f"One selection asks for the same field {cost.repeats} times; at most "
-            f"{limits.max_repeats} are allowed. Ask for each field once.",
-        )
-    if cost.visits > limits.max_selections:
-        raise DocumentTooCostly(
-            "selections",
-            cost.visits,
-            limits.max_selections,
-            f"The document has {cost.visits} selections (fields, fragments and spreads); at "
-            f"most {limits.max_selections} are allowed.",
-        )
-    if cost.fields > limits.max_fields:
-        raise DocumentTooCostly(
-            "fields",
-            cost.fields,
-            limits.max_fields,
-            f"The document asks for {cost.fields} fields once its fragments are expanded; at "
-            f"most {limits.max_fields} are allowed.",
-        )
-    if cost.rows > limits.max_rows:
-        raise DocumentTooCostly(
-            "rows",
-            cost.rows,
-            limits.max_rows,
-            f"The document may return {cost.rows} rows in total; at most {limits.max_rows} "
-            "are allowed in one request. Ask for fewer rows (a smaller limit, fewer aliases) "
-            "and page through the rest.",
-        )
+    for name, measured, bound, message in _CHECKS:
+        value, maximum = getattr(cost, measured), getattr(limits, bound)
+        if value > maximum:
+            text = message.format(value=value, maximum=maximum)
+            raise DocumentTooCostly(name, value, maximum, text)
     return cost
 
 
