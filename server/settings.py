@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
     frame_ancestors: str = "https://*.monday.com https://*.monday.app"
-    monday_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    monday_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
     max_token_bytes: int = Field(default=8192, ge=256)
     log_format: Literal["json", "text", "auto"] = "auto"
     # The server process' event loop (server/http/event_loop.py).

@@ -211,10 +211,10 @@ async def test_the_first_admin_claims_an_unknown_account_once(stores: Stores) ->
     assert claimed.installed and claimed.installer_user_id == "31"
     assert claimed.sender_policy == "installer"
 
-    # Once monday's lifecycle spoke, nobody claims.
+    # Once monday's lifecycle spoke, nobody claims (the uninstall named its installer, 11).
     await apply(stores, event("uninstall", account="4004"))
     refused = await claim("4004", "41")
-    assert refused.installer_user_id is None and not refused.installed
+    assert refused.installer_user_id == "11" and not refused.installed
 
 
 async def test_refreshed_tokens_replace_only_the_refresh_token_they_came_from(
