@@ -110,19 +110,28 @@ async def test_exponential_fragments_are_handled_on_graphql_system(client: Any, 
     assert status == 400 and body["errors"][0]["extensions"]["limit"] == "aliases", body
 
 
+async def v2_selecting(
+    client: Any, fake_monday: Any, mint: Mint, selection: str, fragments: str = ""
+) -> Any:
+    """POST /v2 one create_notification answering `selection` (with `fragments` after the
+    operation), as an installed account's installer with an OAuth token; monday's body."""
+    await install(client)
+    await connect(client, fake_monday.fake, user=INSTALLER, kind="oauth")
+    query = (
+        'mutation { create_notification(user_id: 11, target_id: 1, text: "x", '
+        f"target_type: Project) {{ {selection} }} }} {fragments}"
+    )
+    response = await client.post(
+        "/v2", json={"query": query}, headers={"Authorization": mint(user=INSTALLER)}
+    )
+    return await response.json()
+
+
 async def test_exponential_fragments_are_refused_on_v2(
     monday_client: Any, fake_monday: Any, mint: Mint
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="oauth")
-    query = (
-        'mutation { create_notification(user_id: 11, target_id: 1, text: "x", '
-        "target_type: Project) { ...F0 } } "
-    ) + doubling_fragments(16, "Notification", "x: id")
-    response = await monday_client.post(
-        "/v2", json={"query": query}, headers={"Authorization": mint(user=INSTALLER)}
-    )
-    body = await response.json()
+    fragments = doubling_fragments(16, "Notification", "x: id")
+    body = await v2_selecting(monday_client, fake_monday, mint, "...F0", fragments)
     assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
     assert "aliases" in body["errors"][0]["message"]
     assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
@@ -163,16 +172,7 @@ async def test_a_field_asked_for_up_to_twenty_times_runs(client: Any, mint: Mint
 async def test_repeated_fields_are_refused_on_v2(
     monday_client: Any, fake_monday: Any, mint: Mint
 ) -> None:
-    await install(monday_client)
-    await connect(monday_client, fake_monday.fake, user=INSTALLER, kind="oauth")
-    query = (
-        'mutation { create_notification(user_id: 11, target_id: 1, text: "x", '
-        "target_type: Project) { " + "id " * 500 + "} }"
-    )
-    response = await monday_client.post(
-        "/v2", json={"query": query}, headers={"Authorization": mint(user=INSTALLER)}
-    )
-    body = await response.json()
+    body = await v2_selecting(monday_client, fake_monday, mint, "id " * 500)
     assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", body
     assert body["errors"][0]["extensions"]["error_data"] == {"max_repeats": 20}
     assert fake_monday.fake.requests_to("/v2") == [] and await row_count(monday_client) == 0
